@@ -1,0 +1,110 @@
+"""Pass pipelines: named graph-to-graph passes run in order, each timed, and
+optionally verified and kept for printing after it runs.
+
+`build_training` turns a traced loss graph into every graph a training
+Program needs; each intermediate graph is kept under its stage name so
+`Program.dump(stage)` can show it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+
+from ..ir import Graph, verify
+from .autodiff import autodiff
+from .optimizers import Optimizer, lower_optimizer
+from .simplify import SIMPLIFY_PASSES, simplify
+
+PassFn = Callable[[Graph], Graph]
+
+
+@dataclass
+class PassLog:
+    """What running passes recorded: total seconds per pass name, and the
+    graphs after each run of the passes named in `print_after`."""
+
+    print_after: Container[str] = ()
+    check: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    printed: list[tuple[str, Graph]] = field(default_factory=list)
+
+    def record(self, name: str, graph: Graph, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        if self.check:
+            verify(graph)
+        if name in self.print_after:
+            self.printed.append((name, graph))
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A named graph-to-graph function. `stage` names the dump of its result.
+    `run` may take the log, to report passes it runs inside itself."""
+
+    name: str
+    run: Callable[[Graph, PassLog], Graph]
+    stage: str | None = None
+
+
+def run_passes(graph: Graph, passes: list[Pass], log: PassLog, stages: dict[str, Graph] | None = None) -> Graph:
+    """Run `passes` in order, recording each in `log`."""
+    for p in passes:
+        start = time.perf_counter()
+        graph = p.run(graph, log)
+        log.record(p.name, graph, time.perf_counter() - start)
+        if stages is not None and p.stage:
+            stages[p.stage] = graph
+    return graph
+
+
+def simplify_pass(name: str) -> Pass:
+    """The simplify pass, writing its result under the graph name `name`."""
+
+    def run(graph: Graph, log: PassLog) -> Graph:
+        return simplify(graph, observe=log.record).clone(name)[0]
+
+    return Pass("simplify", run, stage="simplified")
+
+
+def training_passes(optimizer: Optimizer) -> list[Pass]:
+    """The passes from a traced loss graph to the simplified training graph."""
+    return [
+        Pass("autodiff", lambda g, log: autodiff(g), stage="autodiff"),
+        Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
+        simplify_pass("train"),
+    ]
+
+
+PASS_NAMES = ("autodiff", "lower-optimizer", "simplify", *SIMPLIFY_PASSES)
+"""Every pass name `--print-after` accepts."""
+
+
+@dataclass
+class TrainingGraphs:
+    """Every graph of a training Program, by stage name, plus the runnable ones."""
+
+    stages: dict[str, Graph]
+    train: Graph
+    gradients: Graph
+    evaluate: Graph
+
+
+def build_training(loss_graph: Graph, optimizer: Optimizer, log: PassLog | None = None) -> TrainingGraphs:
+    """From a graph with outputs `loss` and `out`, build the training step
+    (`train`), the gradient computation (`gradients`, no update) and the
+    evaluation (`evaluate`: loss and predictions, no gradient)."""
+    log = log if log is not None else PassLog()
+    stages = {"graph": loss_graph}
+    train = run_passes(loss_graph, training_passes(optimizer), log, stages)
+    gradients = run_passes(stages["autodiff"], [simplify_pass("gradients")], log)
+    evaluate = run_passes(loss_graph, [simplify_pass("evaluate")], log)
+    return TrainingGraphs(stages, train, gradients, evaluate)
+
+
+def build_inference(graph: Graph, log: PassLog | None = None) -> dict[str, Graph]:
+    """The stages of an inference-only program: the traced graph and its simplified form."""
+    log = log if log is not None else PassLog()
+    stages = {"graph": graph}
+    run_passes(graph, [simplify_pass("predict")], log, stages)
+    return stages

@@ -1,0 +1,104 @@
+"""`ember.compile` and `ember.load`: the two ways to get a Program."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .compiler import Optimizer
+from .ir import ConfigError, EmberError, parse
+from .nn.losses import CrossEntropyLoss, Loss
+from .nn.module import Module
+from .program import Program, optimizer_from_meta, parse_dtype
+from .runtime.checkpoint import load_checkpoint
+from .trace import infer_input_shape, trace_loss, trace_model
+
+
+def compile(
+    model: Module,
+    loss: Loss | None = None,
+    optimizer: Optimizer | None = None,
+    *,
+    batch_size: int = 32,
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str = "reference",
+    input_shape: Sequence[int] | None = None,
+    check: bool = False,
+) -> Program:
+    """Compile `model` into a Program.
+
+    With `loss` and `optimizer`, the program trains (`train_step`, `fit`,
+    `gradients`, `evaluate`) as well as predicts; without them it only
+    predicts. Parameters are initialized from `seed`. `batch_size` is the
+    default minibatch size of `fit` (any batch size runs). `input_shape` is
+    the shape of one example; by default the first Linear layer's
+    `in_features`. `check=True` verifies the IR after every pass."""
+    if (loss is None) != (optimizer is None):
+        raise ConfigError("pass both loss= and optimizer= to train, or neither for an inference-only program")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizer must be an ember.optim optimizer such as optim.Adam(), got {optimizer!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    if not isinstance(model, Module):
+        raise ConfigError(f"expected an ember.nn.Module to compile, got {type(model).__name__}")
+    dt = parse_dtype(dtype)
+    shape = infer_input_shape(model, input_shape)
+    rng = np.random.default_rng(seed)
+    params = {name: p.initial_value(rng) for name, p in model.named_parameters()}
+    predict_graph = trace_model(model, shape, dt)
+    loss_graph = trace_loss(model, loss, shape, dt) if loss is not None else None
+    loss_info = _loss_info(loss, loss_graph) if loss is not None else None
+    return Program(
+        predict_graph=predict_graph,
+        params=params,
+        dtype=dt,
+        batch_size=batch_size,
+        seed=int(seed),
+        backend=backend,
+        loss_graph=loss_graph,
+        optimizer=optimizer,
+        loss_info=loss_info,
+        check=check,
+    )
+
+
+def _loss_info(loss: Loss, loss_graph) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": type(loss).__name__,
+        "reduction": loss.reduction,
+        "classification": loss.classification,
+    }
+    if isinstance(loss, CrossEntropyLoss):
+        info["num_classes"] = int(loss_graph.outputs["out"].type.shape[1])
+    return info
+
+
+def load(path: str | os.PathLike, backend: str | None = None) -> Program:
+    """Read a Program written by `Program.save`: its IR is parsed and compiled
+    again, and its parameters, optimizer state and settings restored."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.meta
+    try:
+        predict_graph = parse(ckpt.texts["predict"])
+        loss_graph = parse(ckpt.texts["model"]) if "model" in ckpt.texts else None
+        return Program(
+            predict_graph=predict_graph,
+            params=ckpt.params,
+            dtype=parse_dtype(meta["dtype"]),
+            batch_size=int(meta["batch_size"]),
+            seed=int(meta["seed"]),
+            backend=backend or meta["backend"],
+            loss_graph=loss_graph,
+            optimizer=optimizer_from_meta(meta.get("optimizer")),
+            loss_info=meta.get("loss"),
+            state=ckpt.state,
+            lr=meta.get("lr"),
+        )
+    except KeyError as e:
+        raise EmberError(f"checkpoint {path} lacks {e.args[0]!r}") from None

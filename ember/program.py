@@ -1,0 +1,300 @@
+"""`Program`: a compiled model, its graphs at every stage, its parameters
+and optimizer state, and the methods to train and run it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .compiler import OPTIMIZERS, Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler.optimizers import LEARNING_RATE
+from .ir import ConfigError, DType, EmberError, Graph, print_graph
+from .runtime.arena import Arena
+from .runtime.checkpoint import Checkpoint, save_checkpoint
+from .runtime.reference import ReferenceExecutable
+from .runtime.training import FitOptions, fit_loop
+from .runtime.validation import check_array, check_labels, check_rows
+from .trace import INPUT, LOSS, PREDICTION, TARGET
+
+STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
+"""Every stage `Program.dump` knows, in pipeline order."""
+
+NATIVE_STAGES = STAGES[4:]
+BACKENDS = ("reference",)
+EVAL_CHUNK_ROWS = 8192
+
+
+class Program:
+    """A model compiled for training (with a loss and optimizer) or for
+    inference only. Build one with `ember.compile` or `ember.load`."""
+
+    def __init__(
+        self,
+        *,
+        predict_graph: Graph,
+        params: Mapping[str, np.ndarray],
+        dtype: DType,
+        batch_size: int,
+        seed: int,
+        backend: str,
+        loss_graph: Graph | None = None,
+        optimizer: Optimizer | None = None,
+        loss_info: Mapping[str, Any] | None = None,
+        state: Mapping[str, np.ndarray] | None = None,
+        lr: float | None = None,
+        check: bool = False,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.seed = seed
+        self.backend = backend
+        self.optimizer = optimizer
+        self.loss_info = dict(loss_info or {})
+        self.log = PassLog(check=check)
+        self._rng = np.random.default_rng(seed)
+        self._sources = {"predict": predict_graph}
+        inference = build_inference(predict_graph, self.log)
+        self._graphs = {"predict": inference["simplified"]}
+        self._stages = inference
+        if loss_graph is not None:
+            if optimizer is None:
+                raise ConfigError("a program with a loss needs an optimizer")
+            training = build_training(loss_graph, optimizer, self.log)
+            self._sources["model"] = loss_graph
+            self._stages = training.stages
+            self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
+        self._params = Arena({p.name: p.type.shape for p in predict_graph.params}, dtype.numpy)
+        for name, value in params.items():
+            np.copyto(self._params[name], value, casting="same_kind")
+        train = self._graphs.get("train")
+        state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
+        self._state = Arena(state_shapes, dtype.numpy)
+        for name, value in (state or {}).items():
+            np.copyto(self._state[name], value, casting="same_kind")
+        self._lr = 0.0
+        self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
+        self._exec = ReferenceExecutable(self._graphs, self._params, self._state)
+
+    # -- what the program is -------------------------------------------
+    @property
+    def is_training(self) -> bool:
+        return "train" in self._graphs
+
+    @property
+    def input_type(self):
+        return self._graphs["predict"].argument(INPUT).type
+
+    @property
+    def target_type(self):
+        self._require_training("target_type")
+        return self._graphs["evaluate"].argument(TARGET).type
+
+    @property
+    def parameters(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter, by name (`0.weight`, `0.bias`, ...)."""
+        return self._params.copies()
+
+    @property
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """A copy of the optimizer state: `step` and each param's buffers."""
+        return self._state.copies()
+
+    @property
+    def lr(self) -> float:
+        """The learning rate used by the next training step (a runtime input:
+        changing it does not recompile)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not isinstance(value, int | float | np.floating | np.integer) or not np.isfinite(value) or value < 0:
+            raise ConfigError(f"learning rate must be a finite number >= 0, got {value!r}")
+        self._lr = float(value)
+
+    @property
+    def pass_seconds(self) -> dict[str, float]:
+        """Compile time spent in each pass, in seconds."""
+        return dict(self.log.seconds)
+
+    def __repr__(self) -> str:
+        count = sum(v.size for v in self._params.views.values())
+        what = f"train with {self.optimizer!r}" if self.is_training else "inference"
+        return f"<ember.Program {what}: {len(self._params.views)} params ({count:,} values), {self.backend} backend>"
+
+    # -- running -------------------------------------------------------
+    def train_step(self, x: Any, y: Any) -> float:
+        """One training step on one minibatch (forward, backward, update);
+        returns the loss before the update."""
+        self._require_training("train_step")
+        x, y = self._check_batch(x, y)
+        return self._train_batch(x, y)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The model's output for `x` (any number of rows)."""
+        x = check_array(INPUT, x, self.input_type)
+        return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
+
+    def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
+        """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
+        self._require_training("gradients")
+        x, y = self._check_batch(x, y)
+        outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
+        return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
+
+    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+        """Loss (and accuracy, for classification losses) over a whole data set."""
+        self._require_training("evaluate")
+        x, y = self._check_batch(x, y)
+        return self._evaluate(x, y)
+
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        *,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        progress: bool = True,
+    ) -> dict[str, list[float]]:
+        """Train for `epochs` passes over (x, y) in shuffled minibatches of
+        `batch_size` rows (default: the compiled batch size). Returns the
+        history: `loss` and `seconds` per epoch, plus `val_loss` and
+        `val_accuracy` (classification) when `validation_data` is given."""
+        self._require_training("fit")
+        options = FitOptions(epochs, batch_size or self.batch_size, shuffle, drop_last, progress)
+        x, y = self._check_batch(x, y)
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ConfigError("validation_data must be a pair (x, y)")
+            validation = self._check_batch(*validation_data, names=("validation x", "validation y"))
+        return fit_loop(self._train_batch, self._evaluate, x, y, validation, options, self._rng)
+
+    # -- parameters, checkpoints, dumps ---------------------------------
+    def set_parameters(self, values: Mapping[str, Any], strict: bool = True) -> None:
+        """Load parameter values by name. All are checked before any is
+        written; with `strict`, every parameter must be given."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"set_parameters needs a dict of name -> array, got {type(values).__name__}")
+        names = self._params.names()
+        unknown = [k for k in values if k not in self._params]
+        if unknown:
+            raise ConfigError(f"unknown parameter {unknown[0]!r}; this program has {', '.join(names)}")
+        missing = [k for k in names if k not in values]
+        if strict and missing:
+            raise ConfigError(f"missing parameter {missing[0]!r} (pass strict=False to load a subset)")
+        checked = {}
+        for name, value in values.items():
+            expected = self._graphs["predict"].argument(name).type
+            array = check_array(f"parameter {name}", value, expected)
+            checked[name] = array
+        for name, array in checked.items():
+            np.copyto(self._params[name], array)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the program (IR, parameters, optimizer state, settings) to
+        one `.npz` file, atomically. `ember.load(path)` reads it back."""
+        meta = {
+            "dtype": self.dtype.name,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "backend": self.backend,
+            "lr": self.lr,
+            "loss": self.loss_info,
+            "optimizer": (
+                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
+                if self.optimizer
+                else None
+            ),
+        }
+        texts = {name: print_graph(g) for name, g in self._sources.items()}
+        save_checkpoint(path, Checkpoint(meta, texts, self._params.copies(), self._state.copies()))
+
+    @property
+    def stages(self) -> list[str]:
+        """The stages this program can dump now."""
+        return [s for s in STAGES if s in self._stages]
+
+    def dump(self, stage: str = "graph") -> str:
+        """The text of one compiler stage (see `ember.STAGES`)."""
+        if stage in self._stages:
+            return print_graph(self._stages[stage])
+        if stage in NATIVE_STAGES:
+            raise ConfigError(
+                f"stage {stage!r} is produced by the native backend, which this ember does not have yet; "
+                f"available stages: {', '.join(self.stages)}"
+            )
+        if stage in STAGES:
+            raise ConfigError(f"this is an inference-only program (no loss or optimizer), so it has no {stage!r} stage")
+        raise ConfigError(f"unknown stage {stage!r}; stages are: {', '.join(STAGES)}")
+
+    # -- internals -----------------------------------------------------
+    def _require_training(self, what: str) -> None:
+        if not self.is_training:
+            raise ConfigError(f"{what} needs a program compiled with loss= and optimizer=")
+
+    def _check_batch(self, x: Any, y: Any, names: tuple[str, str] = (INPUT, TARGET)) -> tuple[np.ndarray, np.ndarray]:
+        x = check_array(names[0], x, self.input_type)
+        rows = check_rows(names[0], x)
+        y = check_array(names[1], y, self.target_type, rows=rows)
+        if self.loss_info.get("num_classes"):
+            check_labels(names[1], y, self.loss_info["num_classes"])
+        return x, y
+
+    def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
+        lr = np.asarray(self.lr, self.dtype.numpy)
+        return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
+
+    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        total_loss, correct = 0.0, 0.0
+        rows = x.shape[0]
+        for start in range(0, rows, EVAL_CHUNK_ROWS):
+            xs, ys = x[start : start + EVAL_CHUNK_ROWS], y[start : start + EVAL_CHUNK_ROWS]
+            out = self._exec.run("evaluate", {INPUT: xs, TARGET: ys})
+            weight = len(xs) if self.loss_info.get("reduction", "mean") == "mean" else 1
+            total_loss += float(out[LOSS]) * weight
+            correct += _correct(self.loss_info.get("name"), out[PREDICTION], ys)
+        metrics = {"loss": total_loss / rows if self.loss_info.get("reduction", "mean") == "mean" else total_loss}
+        if self.loss_info.get("classification"):
+            metrics["accuracy"] = correct / (rows * (y[0].size if y.ndim > 1 else 1))
+        return metrics
+
+
+def _correct(loss_name: str | None, out: np.ndarray, y: np.ndarray) -> float:
+    """How many predictions match their targets."""
+    if loss_name == "CrossEntropyLoss":
+        return float(np.sum(np.argmax(out, axis=1) == y))
+    if loss_name == "BCEWithLogitsLoss":
+        return float(np.sum((out > 0) == (y > 0.5)))
+    return 0.0
+
+
+def parse_dtype(dtype: Any) -> DType:
+    try:
+        parsed = DType.parse(dtype)
+    except (KeyError, TypeError):
+        parsed = None
+    if parsed is None or not parsed.is_float:
+        raise ConfigError(f'dtype must be "float32" or "float64", got {dtype!r}')
+    return parsed
+
+
+def optimizer_from_meta(meta: Mapping[str, Any] | None) -> Optimizer | None:
+    if meta is None:
+        return None
+    try:
+        cls = OPTIMIZERS[meta["name"]]
+        hyper = dict(meta["hyperparameters"])
+        if "betas" in hyper:
+            hyper["betas"] = tuple(hyper["betas"])
+        return cls(**hyper)
+    except (KeyError, TypeError) as e:
+        raise EmberError(f"checkpoint names an unknown optimizer configuration {meta!r}: {e}") from None

@@ -1,0 +1,213 @@
+"""Symbolic tensors: what `forward` receives while ember traces a model.
+
+Arithmetic on a `Tensor` appends a node to the graph being traced instead of
+computing numbers, so a model's `forward` written with ordinary operators
+(`x @ w.T + b`) and ember's functional ops becomes graph IR."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .ir import Builder, DType, EmberError, Graph, Value
+
+if TYPE_CHECKING:
+    from .nn.module import Parameter
+
+_EMBER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class Trace:
+    """The graph being built and the Value that stands for each Parameter."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.builder = Builder(graph)
+        self.params: dict[int, Value] = {}
+
+    def bind(self, param: Parameter, value: Value) -> None:
+        self.params[id(param)] = value
+
+    def value_of(self, param: Parameter) -> Value:
+        try:
+            return self.params[id(param)]
+        except KeyError:
+            raise EmberError(
+                "forward() used a Parameter that is not an attribute of the model "
+                "(assign it to a Module attribute so it gets a name)"
+            ) from None
+
+
+_ACTIVE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("ember_trace", default=None)
+
+
+@contextmanager
+def tracing(graph: Graph) -> Iterator[Trace]:
+    """Make `graph` the target of tensor operations inside the block."""
+    trace = Trace(graph)
+    token = _ACTIVE.set(trace)
+    try:
+        yield trace
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_trace() -> Trace:
+    trace = _ACTIVE.get()
+    if trace is None:
+        raise EmberError("tensor operations run only while ember traces a model (inside ember.compile)")
+    return trace
+
+
+def user_location() -> str:
+    """`file:line in function` of the innermost caller outside ember itself."""
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(_EMBER_DIR):
+            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return "ember"
+
+
+def emit(op: str, *operands: Any, **attrs: Any) -> Tensor:
+    """Append `op` to the traced graph; errors name the user's line of code."""
+    trace = active_trace()
+    values = [as_value(x) for x in operands]
+    try:
+        return Tensor(trace.builder.emit(op, *values, **attrs))
+    except EmberError as e:
+        raise type(e)(f"{e} (at {user_location()})") from None
+
+
+def as_value(x: Any) -> Value | float | int | bool:
+    if isinstance(x, TensorOps):
+        return x._value()
+    if isinstance(x, bool | int | float):
+        return x
+    raise EmberError(
+        f"cannot use a {type(x).__name__} in a traced model; use Tensors, Parameters or Python numbers "
+        f"(at {user_location()})"
+    )
+
+
+class TensorOps:
+    """Operators shared by `Tensor` and `nn.Parameter`."""
+
+    def _value(self) -> Value:
+        raise EmberError(f"{type(self).__name__} is not a tensor")
+
+    @property
+    def shape(self) -> tuple:
+        return self._value().type.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self._value().type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._value().type.rank
+
+    @property
+    def T(self) -> Tensor:
+        from . import functional as F
+
+        return F.transpose(self)
+
+    def __add__(self, other) -> Tensor:
+        return emit("add", self, other)
+
+    def __radd__(self, other) -> Tensor:
+        return emit("add", other, self)
+
+    def __sub__(self, other) -> Tensor:
+        return emit("sub", self, other)
+
+    def __rsub__(self, other) -> Tensor:
+        return emit("sub", other, self)
+
+    def __mul__(self, other) -> Tensor:
+        return emit("mul", self, other)
+
+    def __rmul__(self, other) -> Tensor:
+        return emit("mul", other, self)
+
+    def __truediv__(self, other) -> Tensor:
+        return emit("div", self, other)
+
+    def __rtruediv__(self, other) -> Tensor:
+        return emit("div", other, self)
+
+    def __pow__(self, other) -> Tensor:
+        return emit("pow", self, other)
+
+    def __rpow__(self, other) -> Tensor:
+        return emit("pow", other, self)
+
+    def __matmul__(self, other) -> Tensor:
+        return emit("matmul", self, other)
+
+    def __rmatmul__(self, other) -> Tensor:
+        return emit("matmul", other, self)
+
+    def __neg__(self) -> Tensor:
+        return emit("neg", self)
+
+    def __abs__(self) -> Tensor:
+        return emit("abs", self)
+
+    def __lt__(self, other) -> Tensor:
+        return emit("lt", self, other)
+
+    def __le__(self, other) -> Tensor:
+        return emit("le", self, other)
+
+    def __gt__(self, other) -> Tensor:
+        return emit("gt", self, other)
+
+    def __ge__(self, other) -> Tensor:
+        return emit("ge", self, other)
+
+    def sum(self, axis=None, keepdims=False):
+        from . import functional as F
+
+        return F.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from . import functional as F
+
+        return F.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        from . import functional as F
+
+        return F.max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        from . import functional as F
+
+        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape)
+
+
+class Tensor(TensorOps):
+    """A symbolic tensor in a model being traced. `shape` may contain `B`."""
+
+    __slots__ = ("value",)
+    __hash__ = object.__hash__  # comparisons build graph nodes, so keep identity hashing
+
+    def __init__(self, value: Value) -> None:
+        self.value = value
+
+    def _value(self) -> Value:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.value.type})"
+
+    def __bool__(self) -> bool:
+        raise EmberError(
+            f"a traced Tensor has no truth value: Python control flow cannot depend on tensor values "
+            f"(use ember.where) (at {user_location()})"
+        )

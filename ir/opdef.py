@@ -1,0 +1,148 @@
+"""How an op is declared: `OpDef` holds everything about one op.
+
+Each op is one `OpDef` entry in one of the `ir/ops/*.py` tables: its name,
+arity, attributes, type rule, NumPy reference semantics, gradient (VJP)
+rule and the input domains that tests and fuzzers draw from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .dtypes import DType
+from .errors import IRError
+from .types import Dim, TensorType
+
+if TYPE_CHECKING:
+    from .builder import Builder
+    from .graph import Node, Value
+
+REQUIRED = object()
+"""Default of an attribute that must be given."""
+
+ATTR_KINDS = ("int", "float", "bool", "scalar", "ints", "shape", "dtype")
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """An attribute of an op: its name, kind (one of `ATTR_KINDS`) and default."""
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+
+    def normalize(self, op: str, value: Any) -> Any:
+        """Check `value` and convert it to the canonical Python form."""
+        bad = IRError(f"op '{op}': attribute {self.name} must be {_KIND_DOC[self.kind]}, got {value!r}")
+        if self.kind == "dtype":
+            try:
+                return DType.parse(value)
+            except (KeyError, TypeError):
+                raise bad from None
+        if self.kind == "bool":
+            if isinstance(value, bool | np.bool_):
+                return bool(value)
+            raise bad
+        if self.kind == "int":
+            if _is_int(value):
+                return int(value)
+            raise bad
+        if self.kind == "float":
+            if _is_int(value) or isinstance(value, float | np.floating):
+                return float(value)
+            raise bad
+        if self.kind == "scalar":
+            if isinstance(value, bool | np.bool_):
+                return bool(value)
+            if _is_int(value):
+                return int(value)
+            if isinstance(value, float | np.floating):
+                return float(value)
+            raise bad
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise bad
+        if self.kind == "ints" and all(_is_int(v) for v in value):
+            return tuple(int(v) for v in value)
+        if self.kind == "shape" and all(_is_dim(v) for v in value):
+            return tuple(v if isinstance(v, str) else int(v) for v in value)
+        raise bad
+
+
+_KIND_DOC = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "scalar": "a number or boolean",
+    "ints": "a list of integers",
+    "shape": "a list of dimensions (integers >= 0 or symbols such as B)",
+    "dtype": "an element type (f32, f64, i32, i64, bool)",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _is_dim(v: Any) -> bool:
+    return (_is_int(v) and v >= 0) or (isinstance(v, str) and v.isidentifier())
+
+
+InferRule = Callable[[Sequence[TensorType], Mapping[str, Any]], TensorType]
+"""(input types, attributes) -> result type; raises ShapeError/DTypeError."""
+
+VJPRule = Callable[["Builder", "Node", "Value", Sequence[bool]], Sequence["Value | None"]]
+"""(builder, node, cotangent of the result, which inputs need a gradient)
+-> one cotangent per input (None where not needed). A cotangent may have the
+result's broadcast shape: autodiff sums it down to the input's shape."""
+
+
+@dataclass(frozen=True, eq=False)
+class OpDef:
+    """One op, declared once.
+
+    `evaluate(*arrays, **attrs)` is the NumPy reference semantics; symbols in
+    `shape` attributes are already replaced by their sizes when it is called.
+    `vjp` is None for ops that have no gradient (comparisons, constants...).
+    `domains` names, per input, the values the op is meant for
+    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`)."""
+
+    name: str
+    arity: int
+    infer: InferRule
+    evaluate: Callable[..., np.ndarray]
+    vjp: VJPRule | None
+    kind: str
+    attrs: tuple[Attr, ...] = ()
+    domains: tuple[str, ...] = ()
+    doc: str = ""
+    commutative: bool = False
+    attr_index: dict[str, Attr] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attr_index", {a.name: a for a in self.attrs})
+
+    def normalize_attrs(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill defaults, convert values, and reject unknown or missing attributes."""
+        unknown = set(attrs) - set(self.attr_index)
+        if unknown:
+            raise IRError(f"op '{self.name}' has no attribute {sorted(unknown)[0]}")
+        out = {}
+        for a in self.attrs:
+            if a.name in attrs:
+                out[a.name] = a.normalize(self.name, attrs[a.name])
+            elif a.default is REQUIRED:
+                raise IRError(f"op '{self.name}' needs attribute {a.name}")
+            else:
+                out[a.name] = a.default
+        return out
+
+    def __repr__(self) -> str:
+        return f"<OpDef {self.name}>"
+
+
+def dims_with_symbols(shape: Sequence[Dim]) -> bool:
+    return any(isinstance(d, str) for d in shape)

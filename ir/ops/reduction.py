@@ -1,0 +1,131 @@
+"""Reductions over axes (sum, mean, max) and the row-wise softmax family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..opdef import Attr, OpDef
+from ..types import TensorType, normalize_axes
+from .rules import float_unary, require_float, require_numeric
+
+REDUCE_ATTRS = (Attr("axes", "ints"), Attr("keepdims", "bool", False))
+
+
+def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple:
+    axes = normalize_axes(axes, len(shape))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_infer(op: str, float_only: bool):
+    def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
+        (x,) = types
+        (require_float if float_only else require_numeric)(op, x)
+        return x.with_shape(reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]))
+
+    return infer
+
+
+def _expand(b, g, node):
+    """The cotangent of a reduction, broadcast back to the input's shape."""
+    x = node.inputs[0]
+    if not node.attrs["keepdims"]:
+        g = b.reshape(g, shape=reduced_shape(x.type.shape, node.attrs["axes"], True))
+    return b.broadcast_to(g, shape=x.type.shape)
+
+
+def _mean_vjp(b, node, g, wanted):
+    x = node.inputs[0]
+    count = b.size(x, axes=normalize_axes(node.attrs["axes"], x.type.rank), dtype=x.type.dtype)
+    return [b.div(_expand(b, g, node), count)]
+
+
+def _max_vjp(b, node, g, wanted):
+    # As PyTorch's amax: ties share the gradient equally.
+    x = node.inputs[0]
+    axes = node.attrs["axes"]
+    peak = (
+        node.output if node.attrs["keepdims"] else b.reshape(node.output, shape=reduced_shape(x.type.shape, axes, True))
+    )
+    mask = b.eq(x, peak)
+    count = b.sum(b.cast(mask, dtype=x.type.dtype), axes=axes, keepdims=True)
+    g_keep = g if node.attrs["keepdims"] else b.reshape(g, shape=peak.type.shape)
+    return [b.select(mask, b.div(g_keep, count), 0.0)]
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_infer(op: str):
+    rule = float_unary(op)
+
+    def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
+        normalize_axes([attrs["axis"]], types[0].rank)
+        return rule(types, attrs)
+
+    return infer
+
+
+def _softmax_vjp(b, node, g, wanted):
+    y = node.output
+    dot = b.sum(b.mul(g, y), axes=[node.attrs["axis"]], keepdims=True)
+    return [b.mul(y, b.sub(g, dot))]
+
+
+def _log_softmax_vjp(b, node, g, wanted):
+    total = b.sum(g, axes=[node.attrs["axis"]], keepdims=True)
+    return [b.sub(g, b.mul(b.exp(node.output), total))]
+
+
+def reduction(name, evaluate, vjp, doc, float_only=False) -> OpDef:
+    return OpDef(
+        name,
+        1,
+        _reduce_infer(name, float_only),
+        lambda x, axes, keepdims: np.asarray(evaluate(x, axis=axes, keepdims=keepdims)),
+        vjp,
+        "reduction",
+        attrs=REDUCE_ATTRS,
+        domains=("real",),
+        doc=doc,
+    )
+
+
+OPS = [
+    reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes"),
+    reduction("mean", np.mean, _mean_vjp, "mean over axes", float_only=True),
+    reduction("max", np.max, _max_vjp, "max over axes"),
+    OpDef(
+        "softmax",
+        1,
+        _softmax_infer("softmax"),
+        _softmax,
+        _softmax_vjp,
+        "softmax",
+        attrs=(Attr("axis", "int", -1),),
+        domains=("real",),
+        doc="exp(x) / sum(exp(x)) along axis, computed stably",
+    ),
+    OpDef(
+        "log_softmax",
+        1,
+        _softmax_infer("log_softmax"),
+        _log_softmax,
+        _log_softmax_vjp,
+        "softmax",
+        attrs=(Attr("axis", "int", -1),),
+        domains=("real",),
+        doc="x - log(sum(exp(x))) along axis, computed stably",
+    ),
+]

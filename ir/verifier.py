@@ -1,0 +1,86 @@
+"""Check that a graph is well formed.
+
+Generic checks first (values defined once and before use, outputs and
+updates refer to the graph's values), then each node against its op's own
+attribute and type rules. A failure raises `IRError` showing the printed IR
+around the failing line."""
+
+from __future__ import annotations
+
+from .errors import EmberError, IRError
+from .graph import Graph, Node, check_name
+from .ops import OPS
+from .printer import graph_lines
+
+CONTEXT_LINES = 5
+
+
+def verify(graph: Graph) -> Graph:
+    """Return `graph` unchanged if it is well formed; raise `IRError` otherwise."""
+    defined = set()
+    names = set()
+    for arg in graph.arguments:
+        if arg.name in names:
+            _fail(graph, f"argument %{arg.name} is declared twice", arg_index=len(names))
+        names.add(arg.name)
+        defined.add(arg)
+    for index, node in enumerate(graph.nodes):
+        problem = _check_node(node, defined)
+        if problem:
+            _fail(graph, problem, node_index=index)
+        defined.add(node.output)
+    for name, value in graph.outputs.items():
+        try:
+            check_name(name)
+        except IRError as e:
+            _fail(graph, f"output {name!r}: {e}")
+        if value not in defined:
+            _fail(graph, f"output {name} refers to a value that is not in the graph")
+    targets = {a.name: a for a in [*graph.params, *graph.state]}
+    for name, value in graph.updates.items():
+        if name not in targets:
+            _fail(graph, f"update of %{name}: the graph has no param or state with that name")
+        if value not in defined:
+            _fail(graph, f"update of %{name} refers to a value that is not in the graph")
+        if value.type != targets[name].type:
+            _fail(graph, f"update of %{name}: the argument is {targets[name].type} but the new value is {value.type}")
+    return graph
+
+
+def _check_node(node: Node, defined: set) -> str | None:
+    op = node.op
+    if OPS.get(op.name) is not op:
+        return f"op '{op.name}' is not in the op table"
+    if node.output.node is not node or node.output in defined:
+        return "the result of this node is defined more than once"
+    if len(node.inputs) != op.arity:
+        return f"op '{op.name}' takes {op.arity} inputs, got {len(node.inputs)}"
+    for i, value in enumerate(node.inputs):
+        if value not in defined:
+            return f"input {i} of '{op.name}' is not defined before this node"
+    try:
+        if op.normalize_attrs(node.attrs) != dict(node.attrs):
+            return f"attributes of '{op.name}' are not in canonical form: {dict(node.attrs)}"
+        expected = op.infer([v.type for v in node.inputs], node.attrs)
+    except EmberError as e:
+        return str(e)
+    if expected != node.output.type:
+        return f"'{op.name}' gives {expected} but the node says {node.output.type}"
+    return None
+
+
+def _fail(graph: Graph, message: str, node_index: int | None = None, arg_index: int | None = None) -> None:
+    lines = graph_lines(graph)
+    if node_index is not None:
+        at = 1 + len(graph.arguments) + node_index
+    elif arg_index is not None:
+        at = 1 + arg_index
+    else:
+        at = None
+    if at is None:
+        shown = ["   " + line for line in lines[-2 * CONTEXT_LINES :]]
+    else:
+        lo, hi = max(0, at - CONTEXT_LINES), min(len(lines), at + CONTEXT_LINES + 1)
+        shown = [(">> " if i == at else "   ") + lines[i] for i in range(lo, hi)]
+        message = f"line {at + 1}: {message}"
+    raise IRError(f"invalid graph {graph.name}: {message}\n" + "\n".join(shown))

@@ -1,0 +1,76 @@
+"""Checking user arrays before any backend sees them.
+
+Every array a Program receives passes through `check_array`: it is
+converted (when the conversion is safe) to the program's dtype, made
+C-contiguous and aligned, and checked against the expected shape. Anything
+else raises an ember error naming the argument, the expected type and what
+was given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ir import BATCH, DType, DTypeError, InputError, ShapeError, TensorType
+
+_ACCEPTED_KINDS = {
+    "float": "fiu",  # floats, and integers converted to the program's float type
+    "int": "iu",
+    "bool": "b",
+}
+
+
+def _kind(dtype: DType) -> str:
+    return "float" if dtype.is_float else "int" if dtype.is_int else "bool"
+
+
+def check_array(name: str, value: Any, expected: TensorType, rows: int | None = None) -> np.ndarray:
+    """`value` as a C-contiguous, aligned array of `expected`'s dtype and shape,
+    with the batch dimension `B` of size `rows` (any size when None)."""
+    try:
+        array = np.asarray(value)
+    except Exception as e:  # arbitrary objects: ragged lists, broken __array__...
+        raise DTypeError(f"{name} must be an array of numbers, got {type(value).__name__}: {e}") from None
+    kind = _kind(expected.dtype)
+    if array.dtype.kind not in _ACCEPTED_KINDS[kind]:
+        hint = " (class labels must be integers)" if kind == "int" and array.dtype.kind == "f" else ""
+        raise DTypeError(f"{name} must hold {kind} values ({expected.dtype.numpy}), got dtype {array.dtype}{hint}")
+    shape = _expected_shape(name, array, expected, rows)
+    if len(shape) == 2 and shape[1] == 1 and array.shape == shape[:1]:
+        array = array.reshape(shape)  # a column (one output per row) given as a vector
+    if array.shape != shape:
+        want = [rows if d == BATCH and rows is not None else ("N" if d == BATCH else d) for d in expected.shape]
+        raise ShapeError(f"{name} must have shape {want}, got {list(array.shape)}")
+    if kind == "float" and array.dtype.kind == "f" and array.dtype.itemsize > expected.dtype.itemsize:
+        with np.errstate(over="ignore"):
+            converted = array.astype(expected.dtype.numpy)
+    else:
+        converted = array.astype(expected.dtype.numpy, copy=False)
+    return np.require(converted, requirements=["C", "A"])
+
+
+def _expected_shape(name: str, array: np.ndarray, expected: TensorType, rows: int | None) -> tuple[int, ...]:
+    if rows is None:
+        if array.ndim == 0:
+            raise ShapeError(f"{name} must have shape {expected}, got a scalar")
+        rows = array.shape[0] if expected.shape and expected.shape[0] == BATCH else None
+    return tuple(rows if d == BATCH else d for d in expected.shape)  # type: ignore[misc]
+
+
+def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
+    """Class labels must lie in [0, num_classes)."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"{name}[{i}] = {labels.flat[i]} is not a class index in [0, {num_classes}) "
+            f"({bad.size} labels out of range)"
+        )
+
+
+def check_rows(name: str, array: np.ndarray, minimum: int = 1) -> int:
+    """The number of rows of a batch; at least `minimum`."""
+    if array.shape[0] < minimum:
+        raise InputError(f"{name} has {array.shape[0]} rows; at least {minimum} needed")
+    return array.shape[0]
