@@ -10,6 +10,7 @@ every update as IR, so the whole step is one program."""
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -51,6 +52,11 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _nonnegative(value: object) -> bool:
+    """A real number >= 0 (False, not a TypeError, for strings and None)."""
+    return isinstance(value, numbers.Real) and value >= 0
+
+
 @dataclass(frozen=True)
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum (torch.optim.SGD)."""
@@ -62,9 +68,9 @@ class SGD(Optimizer):
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.lr >= 0, f"SGD: invalid learning rate {self.lr} (must be >= 0)")
-        _check(self.momentum >= 0, f"SGD: invalid momentum {self.momentum} (must be >= 0)")
-        _check(self.weight_decay >= 0, f"SGD: invalid weight_decay {self.weight_decay} (must be >= 0)")
+        _check(_nonnegative(self.lr), f"SGD: invalid learning rate {self.lr} (must be >= 0)")
+        _check(_nonnegative(self.momentum), f"SGD: invalid momentum {self.momentum} (must be >= 0)")
+        _check(_nonnegative(self.weight_decay), f"SGD: invalid weight_decay {self.weight_decay} (must be >= 0)")
         _check(
             not self.nesterov or (self.momentum > 0 and self.dampening == 0),
             "SGD: nesterov momentum needs momentum > 0 and dampening = 0",
@@ -98,12 +104,12 @@ class Adam(Optimizer):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        _check(self.lr >= 0, f"{name}: invalid learning rate {self.lr} (must be >= 0)")
-        _check(self.eps >= 0, f"{name}: invalid eps {self.eps} (must be >= 0)")
+        _check(_nonnegative(self.lr), f"{name}: invalid learning rate {self.lr} (must be >= 0)")
+        _check(_nonnegative(self.eps), f"{name}: invalid eps {self.eps} (must be >= 0)")
         _check(len(self.betas) == 2, f"{name}: betas must be a pair, got {self.betas!r}")
         for i, beta in enumerate(self.betas):
             _check(0 <= beta < 1, f"{name}: invalid beta at index {i}: {beta} (must be in [0, 1))")
-        _check(self.weight_decay >= 0, f"{name}: invalid weight_decay {self.weight_decay} (must be >= 0)")
+        _check(_nonnegative(self.weight_decay), f"{name}: invalid weight_decay {self.weight_decay} (must be >= 0)")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def state_slots(self) -> tuple[str, ...]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .compiler import Optimizer
-from .ir import ConfigError, EmberError, parse
+from .compiler import PASS_NAMES, Optimizer
+from .ir import CheckpointError, ConfigError, parse
 from .nn.losses import CrossEntropyLoss, Loss
 from .nn.module import Module
 from .program import Program, optimizer_from_meta, parse_dtype
@@ -28,6 +28,7 @@ def compile(
     backend: str = "reference",
     input_shape: Sequence[int] | None = None,
     check: bool = False,
+    print_after: Sequence[str] = (),
 ) -> Program:
     """Compile `model` into a Program.
 
@@ -36,7 +37,9 @@ def compile(
     predicts. Parameters are initialized from `seed`. `batch_size` is the
     default minibatch size of `fit` (any batch size runs). `input_shape` is
     the shape of one example; by default the first Linear layer's
-    `in_features`. `check=True` verifies the IR after every pass."""
+    `in_features`. `check=True` verifies the IR after every pass.
+    `print_after` names passes (see `ember.compiler.PASS_NAMES`) whose
+    result graphs are kept in `Program.log.printed`."""
     if (loss is None) != (optimizer is None):
         raise ConfigError("pass both loss= and optimizer= to train, or neither for an inference-only program")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -47,6 +50,9 @@ def compile(
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if not isinstance(model, Module):
         raise ConfigError(f"expected an ember.nn.Module to compile, got {type(model).__name__}")
+    unknown = [name for name in print_after if name not in PASS_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASS_NAMES)}")
     dt = parse_dtype(dtype)
     shape = infer_input_shape(model, input_shape)
     rng = np.random.default_rng(seed)
@@ -65,6 +71,7 @@ def compile(
         optimizer=optimizer,
         loss_info=loss_info,
         check=check,
+        print_after=print_after,
     )
 
 
@@ -101,4 +108,4 @@ def load(path: str | os.PathLike, backend: str | None = None) -> Program:
             lr=meta.get("lr"),
         )
     except KeyError as e:
-        raise EmberError(f"checkpoint {path} lacks {e.args[0]!r}") from None
+        raise CheckpointError(f"checkpoint {path} lacks {e.args[0]!r}") from None

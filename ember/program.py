@@ -4,7 +4,7 @@ and optimizer state, and the methods to train and run it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ class Program:
         state: Mapping[str, np.ndarray] | None = None,
         lr: float | None = None,
         check: bool = False,
+        print_after: Sequence[str] = (),
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -55,7 +56,7 @@ class Program:
         self.backend = backend
         self.optimizer = optimizer
         self.loss_info = dict(loss_info or {})
-        self.log = PassLog(check=check)
+        self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
         self._sources = {"predict": predict_graph}
         inference = build_inference(predict_graph, self.log)
@@ -169,7 +170,8 @@ class Program:
         history: `loss` and `seconds` per epoch, plus `val_loss` and
         `val_accuracy` (classification) when `validation_data` is given."""
         self._require_training("fit")
-        options = FitOptions(epochs, batch_size or self.batch_size, shuffle, drop_last, progress)
+        batch_size = self.batch_size if batch_size is None else batch_size
+        options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
         x, y = self._check_batch(x, y)
         validation = None
         if validation_data is not None:

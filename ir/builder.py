@@ -37,7 +37,9 @@ class Builder:
         attrs = opdef.normalize_attrs(attrs)
         try:
             type = opdef.infer([v.type for v in inputs], attrs)
-        except EmberError:
+        except EmberError as e:
+            if f"'{opdef.name}'" not in str(e):  # shared rules (broadcasting, axes) do not know the op
+                e.args = (f"op '{opdef.name}': {e}",)
             raise
         except (ValueError, TypeError, IndexError) as e:
             raise IRError(f"op '{opdef.name}': {e}") from e

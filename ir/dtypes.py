@@ -45,6 +45,8 @@ class DType(enum.Enum):
             if name in DType.__members__:
                 return DType[name]
             raise KeyError(name)
+        if name is None:  # np.dtype(None) would be float64
+            raise KeyError(name)
         return _BY_NUMPY[np.dtype(name)]
 
     def __str__(self) -> str:

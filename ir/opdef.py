@@ -108,7 +108,13 @@ class OpDef:
     `shape` attributes are already replaced by their sizes when it is called.
     `vjp` is None for ops that have no gradient (comparisons, constants...).
     `domains` names, per input, the values the op is meant for
-    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`)."""
+    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`).
+
+    `emit(m, *operands, **attrs)` is the native code rule of an elementwise
+    op: it computes the result from operand values with the methods of
+    `compiler.codegen.vecmath.Math` (add, exp, select, compare, ...), at
+    whatever vector width the kernel runs. For a reduction, `emit(m, acc, x)`
+    combines two partial results and `identity` starts the accumulation."""
 
     name: str
     arity: int
@@ -120,6 +126,8 @@ class OpDef:
     domains: tuple[str, ...] = ()
     doc: str = ""
     commutative: bool = False
+    emit: Callable[..., Any] | None = None
+    identity: float | None = None
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -24,8 +24,8 @@ _TOKEN = re.compile(
     (?P<space>\s+)
   | (?P<comment>\#.*)
   | (?P<ref>%[A-Za-z0-9_.]+)
-  | (?P<number>[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf\b|nan\b))
-  | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<number>(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+](?:inf|nan))(?![A-Za-z0-9_.]))
+  | (?P<word>[A-Za-z0-9_][A-Za-z0-9_.]*)
   | (?P<punct>[{}\[\],:=])
     """,
     re.VERBOSE,
@@ -105,7 +105,8 @@ def parse_file(path: str | Path) -> Graph:
     try:
         return parse(text)
     except ParseError as e:
-        raise ParseError(f"{path}:{e}", e.line, e.column) from None
+        e.args = (f"{path}:{e}",)
+        raise
 
 
 class _GraphParser:

@@ -32,7 +32,11 @@ def format_attr(value: Any) -> str:
 
 
 def format_attrs(node: Node) -> str:
-    shown = [f"{a.name}={format_attr(node.attrs[a.name])}" for a in node.op.attrs if node.attrs[a.name] != a.default]
+    shown = [
+        f"{a.name}={format_attr(node.attrs[a.name])}"
+        for a in node.op.attrs
+        if a.name in node.attrs and node.attrs[a.name] != a.default
+    ]
     return " {" + ", ".join(shown) + "}" if shown else ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .errors import EmberError, IRError
 from .graph import Graph, Node, check_name
 from .ops import OPS
-from .printer import graph_lines
+from .printer import format_attr, graph_lines
 
 CONTEXT_LINES = 5
 
@@ -29,21 +29,25 @@ def verify(graph: Graph) -> Graph:
         if problem:
             _fail(graph, problem, node_index=index)
         defined.add(node.output)
-    for name, value in graph.outputs.items():
+    for index, (name, value) in enumerate(graph.outputs.items()):
         try:
             check_name(name)
         except IRError as e:
-            _fail(graph, f"output {name!r}: {e}")
+            _fail(graph, f"output {name!r}: {e}", tail_index=index)
         if value not in defined:
-            _fail(graph, f"output {name} refers to a value that is not in the graph")
+            _fail(graph, f"output {name} refers to a value that is not in the graph", tail_index=index)
     targets = {a.name: a for a in [*graph.params, *graph.state]}
-    for name, value in graph.updates.items():
+    for index, (name, value) in enumerate(graph.updates.items(), start=len(graph.outputs)):
         if name not in targets:
-            _fail(graph, f"update of %{name}: the graph has no param or state with that name")
+            _fail(graph, f"update of %{name}: the graph has no param or state with that name", tail_index=index)
         if value not in defined:
-            _fail(graph, f"update of %{name} refers to a value that is not in the graph")
+            _fail(graph, f"update of %{name} refers to a value that is not in the graph", tail_index=index)
         if value.type != targets[name].type:
-            _fail(graph, f"update of %{name}: the argument is {targets[name].type} but the new value is {value.type}")
+            _fail(
+                graph,
+                f"update of %{name}: the argument is {targets[name].type} but the new value is {value.type}",
+                tail_index=index,
+            )
     return graph
 
 
@@ -59,7 +63,10 @@ def _check_node(node: Node, defined: set) -> str | None:
         if value not in defined:
             return f"input {i} of '{op.name}' is not defined before this node"
     try:
-        if op.normalize_attrs(node.attrs) != dict(node.attrs):
+        canonical = op.normalize_attrs(node.attrs)
+        # `==` misses values of another type (1 for 1.0 or True, NumPy scalars), so compare printed forms too.
+        printed = {k: format_attr(v) for k, v in node.attrs.items()}
+        if canonical != dict(node.attrs) or printed != {k: format_attr(v) for k, v in canonical.items()}:
             return f"attributes of '{op.name}' are not in canonical form: {dict(node.attrs)}"
         expected = op.infer([v.type for v in node.inputs], node.attrs)
     except EmberError as e:
@@ -69,18 +76,23 @@ def _check_node(node: Node, defined: set) -> str | None:
     return None
 
 
-def _fail(graph: Graph, message: str, node_index: int | None = None, arg_index: int | None = None) -> None:
+def _fail(
+    graph: Graph,
+    message: str,
+    node_index: int | None = None,
+    arg_index: int | None = None,
+    tail_index: int = 0,
+) -> None:
+    """Raise IRError; the failing line is an argument, a node, or (`tail_index`)
+    an output or update line, counted from the first output line."""
     lines = graph_lines(graph)
     if node_index is not None:
         at = 1 + len(graph.arguments) + node_index
     elif arg_index is not None:
         at = 1 + arg_index
     else:
-        at = None
-    if at is None:
-        shown = ["   " + line for line in lines[-2 * CONTEXT_LINES :]]
-    else:
-        lo, hi = max(0, at - CONTEXT_LINES), min(len(lines), at + CONTEXT_LINES + 1)
-        shown = [(">> " if i == at else "   ") + lines[i] for i in range(lo, hi)]
-        message = f"line {at + 1}: {message}"
+        at = 1 + len(graph.arguments) + len(graph.nodes) + tail_index
+    lo, hi = max(0, at - CONTEXT_LINES), min(len(lines), at + CONTEXT_LINES + 1)
+    shown = [(">> " if i == at else "   ") + lines[i] for i in range(lo, hi)]
+    message = f"line {at + 1}: {message}"
     raise IRError(f"invalid graph {graph.name}: {message}\n" + "\n".join(shown))

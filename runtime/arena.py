@@ -53,6 +53,7 @@ def aligned_empty(size: int, dtype: np.dtype, alignment: int = ALIGNMENT) -> np.
     """An uninitialized 1-D array of `size` elements whose data starts on an
     `alignment`-byte boundary."""
     dtype = np.dtype(dtype)
-    raw = np.empty(size * dtype.itemsize + alignment, dtype=np.uint8)
+    nbytes = max(size, 1) * dtype.itemsize  # NumPy does not offset an empty slice's data pointer
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
     start = -raw.ctypes.data % alignment
-    return raw[start : start + size * dtype.itemsize].view(dtype)
+    return raw[start : start + nbytes].view(dtype)[:size]

@@ -59,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint`."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.lib.npyio.NpzFile(path, allow_pickle=False) as data:  # only .npz archives, never pickle
             entries = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}: file not found") from None
@@ -69,6 +69,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         meta = json.loads(str(entries.pop("meta")))
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path} is not an ember checkpoint (no valid 'meta' entry)") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not an ember checkpoint (no valid 'meta' entry)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ember checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:

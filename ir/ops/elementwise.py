@@ -83,12 +83,14 @@ def _logical_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> Ten
     return TensorType(DType.bool, broadcast_shapes(*(t.shape for t in types)))
 
 
-def unary(name: str, evaluate, vjp, doc: str, domain: str = "real", numeric: bool = False, attrs=()) -> OpDef:
+def unary(name: str, evaluate, vjp, emit, doc: str, domain: str = "real", numeric: bool = False, attrs=()) -> OpDef:
     infer = numeric_unary(name) if numeric else float_unary(name)
-    return OpDef(name, 1, infer, evaluate, vjp, "elementwise", attrs=attrs, domains=(domain,), doc=doc)
+    return OpDef(name, 1, infer, evaluate, vjp, "elementwise", attrs=attrs, domains=(domain,), doc=doc, emit=emit)
 
 
-def binary(name: str, evaluate, vjp, doc: str, domains=("real", "real"), float_only=False, commutative=False) -> OpDef:
+def binary(
+    name: str, evaluate, vjp, emit, doc: str, domains=("real", "real"), float_only=False, commutative=False
+) -> OpDef:
     return OpDef(
         name,
         2,
@@ -99,40 +101,88 @@ def binary(name: str, evaluate, vjp, doc: str, domains=("real", "real"), float_o
         domains=domains,
         doc=doc,
         commutative=commutative,
+        emit=emit,
     )
 
 
 def compare(name: str, evaluate, doc: str) -> OpDef:
-    return OpDef(name, 2, comparison(name), evaluate, None, "elementwise", domains=("real", "real"), doc=doc)
+    return OpDef(
+        name,
+        2,
+        comparison(name),
+        evaluate,
+        None,
+        "elementwise",
+        domains=("real", "real"),
+        doc=doc,
+        emit=lambda m, x, y: m.compare(name, x, y),
+    )
 
 
 OPS = [
     # unary math
-    unary("neg", np.negative, lambda b, n, g, w: [b.neg(g)], "-x", numeric=True),
-    unary("abs", np.abs, lambda b, n, g, w: [b.mul(g, b.sign(n.inputs[0]))], "|x|", numeric=True),
-    unary("sign", np.sign, None, "-1, 0 or 1 (no gradient)", numeric=True),
-    unary("exp", np.exp, lambda b, n, g, w: [b.mul(g, n.output)], "e**x"),
-    unary("log", np.log, lambda b, n, g, w: [b.div(g, n.inputs[0])], "natural log", domain="positive"),
-    unary("sqrt", np.sqrt, lambda b, n, g, w: [b.div(g, b.mul(n.output, 2.0))], "square root", domain="positive"),
-    unary("rsqrt", lambda x: 1 / np.sqrt(x), _rsqrt_vjp, "1 / sqrt(x)", domain="positive"),
-    unary("tanh", np.tanh, lambda b, n, g, w: [b.mul(g, b.sub(1.0, b.mul(n.output, n.output)))], "tanh"),
+    unary("neg", np.negative, lambda b, n, g, w: [b.neg(g)], lambda m, x: m.neg(x), "-x", numeric=True),
+    unary(
+        "abs",
+        np.abs,
+        lambda b, n, g, w: [b.mul(g, b.sign(n.inputs[0]))],
+        lambda m, x: m.abs(x),
+        "|x|",
+        numeric=True,
+    ),
+    unary("sign", np.sign, None, lambda m, x: m.sign(x), "-1, 0 or 1 (no gradient)", numeric=True),
+    unary("exp", np.exp, lambda b, n, g, w: [b.mul(g, n.output)], lambda m, x: m.exp(x), "e**x"),
+    unary(
+        "log",
+        np.log,
+        lambda b, n, g, w: [b.div(g, n.inputs[0])],
+        lambda m, x: m.log(x),
+        "natural log",
+        domain="positive",
+    ),
+    unary(
+        "sqrt",
+        np.sqrt,
+        lambda b, n, g, w: [b.div(g, b.mul(n.output, 2.0))],
+        lambda m, x: m.sqrt(x),
+        "square root",
+        domain="positive",
+    ),
+    unary(
+        "rsqrt",
+        lambda x: 1 / np.sqrt(x),
+        _rsqrt_vjp,
+        lambda m, x: m.div(1.0, m.sqrt(x)),
+        "1 / sqrt(x)",
+        domain="positive",
+    ),
+    unary(
+        "tanh",
+        np.tanh,
+        lambda b, n, g, w: [b.mul(g, b.sub(1.0, b.mul(n.output, n.output)))],
+        lambda m, x: m.tanh(x),
+        "tanh",
+    ),
     # activations
     unary(
         "sigmoid",
         _sigmoid,
         lambda b, n, g, w: [b.mul(g, b.mul(n.output, b.sub(1.0, n.output)))],
+        lambda m, x: m.div(1.0, m.add(1.0, m.exp(m.neg(x)))),
         "1 / (1 + e**-x)",
     ),
     unary(
         "relu",
         lambda x: np.maximum(x, 0),
         lambda b, n, g, w: [b.select(b.gt(n.output, 0.0), g, 0.0)],
+        lambda m, x: m.maximum(x, 0.0),
         "max(x, 0); gradient 0 at x == 0 as in PyTorch",
     ),
     unary(
         "leaky_relu",
         lambda x, alpha: np.where(x > 0, x, x * alpha),
         lambda b, n, g, w: [b.select(b.gt(n.inputs[0], 0.0), g, b.mul(g, n.attrs["alpha"]))],
+        lambda m, x, alpha: m.select(m.compare("gt", x, 0.0), x, m.mul(x, alpha)),
         "x if x > 0 else alpha * x",
         attrs=(Attr("alpha", "float", 0.01),),
     ),
@@ -140,15 +190,17 @@ OPS = [
         "gelu",
         _gelu,
         _gelu_vjp,
+        lambda m, x: m.mul(m.mul(x, 0.5), m.add(1.0, m.tanh(m.mul(m.fma(m.mul(x, x), GELU_C * x, x), GELU_K)))),
         'GELU, tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))), as torch.nn.GELU(approximate="tanh")',
     ),
     # binary arithmetic with NumPy broadcasting
-    binary("add", np.add, lambda b, n, g, w: [g, g], "x + y", commutative=True),
-    binary("sub", np.subtract, lambda b, n, g, w: [g, b.neg(g)], "x - y"),
+    binary("add", np.add, lambda b, n, g, w: [g, g], lambda m, x, y: m.add(x, y), "x + y", commutative=True),
+    binary("sub", np.subtract, lambda b, n, g, w: [g, b.neg(g)], lambda m, x, y: m.sub(x, y), "x - y"),
     binary(
         "mul",
         np.multiply,
         lambda b, n, g, w: [w[0] and b.mul(g, n.inputs[1]), w[1] and b.mul(g, n.inputs[0])],
+        lambda m, x, y: m.mul(x, y),
         "x * y",
         commutative=True,
     ),
@@ -156,13 +208,36 @@ OPS = [
         "div",
         np.divide,
         lambda b, n, g, w: [w[0] and b.div(g, n.inputs[1]), w[1] and b.neg(b.div(b.mul(g, n.output), n.inputs[1]))],
+        lambda m, x, y: m.div(x, y),
         "x / y",
         domains=("real", "nonzero"),
         float_only=True,
     ),
-    binary("maximum", np.maximum, _extremum_vjp("gt"), "elementwise max", commutative=True),
-    binary("minimum", np.minimum, _extremum_vjp("lt"), "elementwise min", commutative=True),
-    binary("pow", np.power, _pow_vjp, "x ** y", domains=("positive", "real"), float_only=True),
+    binary(
+        "maximum",
+        np.maximum,
+        _extremum_vjp("gt"),
+        lambda m, x, y: m.maximum(x, y),
+        "elementwise max",
+        commutative=True,
+    ),
+    binary(
+        "minimum",
+        np.minimum,
+        _extremum_vjp("lt"),
+        lambda m, x, y: m.minimum(x, y),
+        "elementwise min",
+        commutative=True,
+    ),
+    binary(
+        "pow",
+        np.power,
+        _pow_vjp,
+        lambda m, x, y: m.pow(x, y),
+        "x ** y",
+        domains=("positive", "real"),
+        float_only=True,
+    ),
     # comparisons (bool results, no gradient)
     compare("eq", np.equal, "x == y"),
     compare("ne", np.not_equal, "x != y"),
@@ -171,7 +246,15 @@ OPS = [
     compare("gt", np.greater, "x > y"),
     compare("ge", np.greater_equal, "x >= y"),
     OpDef(
-        "logical_and", 2, _logical_infer, np.logical_and, None, "elementwise", domains=("bool", "bool"), doc="x and y"
+        "logical_and",
+        2,
+        _logical_infer,
+        np.logical_and,
+        None,
+        "elementwise",
+        domains=("bool", "bool"),
+        doc="x and y",
+        emit=lambda m, x, y: m.logical_and(x, y),
     ),
     OpDef(
         "select",
@@ -182,5 +265,6 @@ OPS = [
         "elementwise",
         domains=("bool", "real", "real"),
         doc="where(cond, x, y)",
+        emit=lambda m, c, x, y: m.select(c, x, y),
     ),
 ]

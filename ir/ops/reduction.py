@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ def _log_softmax_vjp(b, node, g, wanted):
     return [b.sub(g, b.mul(b.exp(node.output), total))]
 
 
-def reduction(name, evaluate, vjp, doc, float_only=False) -> OpDef:
+def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False) -> OpDef:
     return OpDef(
         name,
         1,
@@ -99,13 +100,15 @@ def reduction(name, evaluate, vjp, doc, float_only=False) -> OpDef:
         attrs=REDUCE_ATTRS,
         domains=("real",),
         doc=doc,
+        emit=combine,
+        identity=identity,
     )
 
 
 OPS = [
-    reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes"),
-    reduction("mean", np.mean, _mean_vjp, "mean over axes", float_only=True),
-    reduction("max", np.max, _max_vjp, "max over axes"),
+    reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes", lambda m, a, x: m.add(a, x), 0.0),
+    reduction("mean", np.mean, _mean_vjp, "mean over axes", None, None, float_only=True),
+    reduction("max", np.max, _max_vjp, "max over axes", lambda m, a, x: m.maximum(a, x), -math.inf),
     OpDef(
         "softmax",
         1,

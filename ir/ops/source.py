@@ -46,6 +46,7 @@ OPS = [
         "source",
         attrs=(Attr("value", "scalar"), Attr("dtype", "dtype")),
         doc="a scalar constant (broadcasting makes it any shape)",
+        emit=lambda m, value, dtype: m.const(value, dtype),
     ),
     OpDef(
         "size",
@@ -68,6 +69,7 @@ OPS = [
         attrs=(Attr("num_classes", "int"), Attr("dtype", "dtype")),
         domains=("label",),
         doc="1 at each label's class index, else 0 (out-of-range labels give all zeros)",
+        emit=lambda m, y, num_classes, dtype: m.cast(m.compare("eq", y, m.index(-1, y.dtype)), dtype),
     ),
     OpDef(
         "cast",
@@ -79,5 +81,6 @@ OPS = [
         attrs=(Attr("dtype", "dtype"),),
         domains=("any",),
         doc="convert elements to dtype (float to int truncates toward zero)",
+        emit=lambda m, x, dtype: m.cast(x, dtype),
     ),
 ]

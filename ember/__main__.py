@@ -1,0 +1,6 @@
+"""`python -m ember`: the same as the `ember` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""The `ember` command: compile a model file and show its IR, or train it.
+
+    ember compile examples/models/mlp.py --emit train
+    ember train examples/models/mlp.py --epochs 5 --save mlp.npz
+
+`main(argv)` returns the exit status: 0 on success, 2 on any error (one
+`ember: error: ...` line on stderr, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .api import compile as compile_program
+from .compiler import PASS_NAMES
+from .ir import EmberError, print_graph
+from .nn.module import Module
+from .program import STAGES, Program
+
+STAGE_HELP = {
+    "graph": "the traced model: forward pass (and loss)",
+    "autodiff": "the model plus its backward pass (gradients)",
+    "train": "one training step: gradients plus the optimizer update",
+    "simplified": "after constant folding, algebraic rules, CSE and DCE",
+    "fused": "elementwise chains fused into kernels (native backend)",
+    "kernels": "kernels and the buffer plan (native backend)",
+    "llvm": "LLVM IR before optimization (native backend)",
+    "llvm-opt": "LLVM IR optimized for this CPU (native backend)",
+    "asm": "assembly for this CPU (native backend)",
+}
+"""One line per stage for `ember compile --list-stages`."""
+
+SUFFIXES = {"llvm": ".ll", "llvm-opt": ".ll", "asm": ".s"}
+"""File suffix of each non-Graph-IR stage in `--dump-dir` (default `.ir`)."""
+
+MODEL_SETTINGS = ("loss", "optimizer", "batch_size", "input_shape", "dtype")
+"""Optional names a model file may define; each is passed to `ember.compile`."""
+
+MODEL_FILE_HELP = """\
+A model file is a Python file that defines
+  model                   an ember.nn.Module (required)
+  loss, optimizer         e.g. nn.CrossEntropyLoss(), optim.Adam(lr=1e-3);
+                          without them the program is inference-only
+  batch_size, input_shape, dtype   optional settings for ember.compile
+  data()                  for `ember train`: returns (x, y) or
+                          (x, y, x_val, y_val) as NumPy arrays
+
+Example (examples/models/mlp.py):
+  from ember import nn, optim
+  model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+  loss = nn.CrossEntropyLoss()
+  optimizer = optim.Adam(lr=1e-3)
+"""
+
+
+class ModelFileError(EmberError):
+    """A model file is missing or lacks what the command needs."""
+
+
+# -- the model file ----------------------------------------------------------
+def load_model_file(path: str) -> dict[str, Any]:
+    """Run the model file at `path` and return its globals; it must define `model`."""
+    if not Path(path).is_file():
+        raise ModelFileError(f"no such model file: {path}")
+    try:
+        namespace = runpy.run_path(path, run_name="__ember_model__")
+    except SyntaxError as e:
+        raise ModelFileError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    if "model" not in namespace:
+        raise ModelFileError(f"{path} does not define `model` (an ember.nn.Module)")
+    if not isinstance(namespace["model"], Module):
+        raise ModelFileError(f"{path}: `model` must be an ember.nn.Module, got {type(namespace['model']).__name__}")
+    return namespace
+
+
+def compile_model(namespace: Mapping[str, Any], overrides: Mapping[str, Any], **options: Any) -> Program:
+    """Compile a model file's `model` with its settings; `overrides` that are
+    not None (command-line options) win over the file's settings."""
+    settings = {name: namespace[name] for name in MODEL_SETTINGS if name in namespace}
+    settings.update({name: value for name, value in overrides.items() if value is not None})
+    return compile_program(namespace["model"], **settings, **options)
+
+
+def load_data(namespace: Mapping[str, Any], path: str) -> tuple[Any, Any, tuple[Any, Any] | None]:
+    """Call the model file's `data()`: (x, y, validation pair or None)."""
+    data = namespace.get("data")
+    if not callable(data):
+        raise ModelFileError(f"{path} does not define data() returning (x, y) or (x, y, x_val, y_val)")
+    arrays = data()
+    if not isinstance(arrays, tuple | list) or len(arrays) not in (2, 4):
+        got = f"{len(arrays)} values" if isinstance(arrays, tuple | list) else type(arrays).__name__
+        raise ModelFileError(f"{path}: data() must return (x, y) or (x, y, x_val, y_val), got {got}")
+    validation = (arrays[2], arrays[3]) if len(arrays) == 4 else None
+    return arrays[0], arrays[1], validation
+
+
+# -- ember compile -------------------------------------------------------------
+def run_compile(args: argparse.Namespace) -> None:
+    """`ember compile`: print a stage, the graphs after passes, or write every stage."""
+    if args.list_stages or args.list_passes:
+        print_listings(args.list_stages, args.list_passes)
+        return
+    if args.model is None:
+        raise ModelFileError("compile needs a MODEL.py (see `ember compile --help`)")
+    prog = compile_model(load_model_file(args.model), {"backend": args.backend}, print_after=args.print_after)
+    emit = args.emit or (None if args.dump_dir or args.print_after else "graph")
+    text = prog.dump(emit) if emit else ""
+    for name, graph in prog.log.printed:
+        print(f"# after {name}\n{print_graph(graph)}")
+    if args.dump_dir:
+        for path in write_stages(prog, Path(args.dump_dir)):
+            print(f"wrote {path}")
+    print(text, end="")
+    if args.time_passes:
+        print_timings(prog.pass_seconds)
+
+
+def print_listings(stages: bool, passes: bool) -> None:
+    if stages:
+        for stage in STAGES:
+            print(f"{stage:<12} {STAGE_HELP.get(stage, '')}".rstrip())
+    if passes:
+        print("\n".join(PASS_NAMES))
+
+
+def write_stages(prog: Program, directory: Path) -> list[Path]:
+    """Write each stage the program has to `directory` as `NN-stage.ir`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, stage in enumerate(prog.stages, 1):
+        path = directory / f"{number:02d}-{stage}{SUFFIXES.get(stage, '.ir')}"
+        path.write_text(prog.dump(stage))
+        paths.append(path)
+    return paths
+
+
+def print_timings(seconds: Mapping[str, float]) -> None:
+    print("# compile time per pass")
+    for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"#   {name:<16} {value * 1e3:8.2f} ms")
+
+
+# -- ember train ---------------------------------------------------------------
+def run_train(args: argparse.Namespace) -> None:
+    """`ember train`: compile the model file with its loss and optimizer, fit it on data()."""
+    namespace = load_model_file(args.model)
+    missing = [name for name in ("loss", "optimizer") if name not in namespace]
+    if missing:
+        raise ModelFileError(f"{args.model} does not define `{missing[0]}`; ember train needs a loss and an optimizer")
+    x, y, validation = load_data(namespace, args.model)
+    overrides = {"backend": args.backend, "seed": args.seed, "batch_size": args.batch_size}
+    prog = compile_model(namespace, overrides)
+    if args.lr is not None:
+        prog.lr = args.lr
+    print(prog)
+    history = prog.fit(x, y, epochs=args.epochs, validation_data=validation, progress=not args.no_progress)
+    print_history(history)
+    if args.save:
+        prog.save(args.save)
+        print(f"saved {args.save}")
+
+
+def print_history(history: Mapping[str, list[float]]) -> None:
+    """One line per epoch: every metric, then the epoch's time."""
+    epochs = len(history["loss"])
+    metrics = [name for name in history if name != "seconds"]
+    for i in range(epochs):
+        values = "  ".join(f"{name} {history[name][i]:.4f}" for name in metrics)
+        print(f"epoch {i + 1:>{len(str(epochs))}}/{epochs}  {values}  ({history['seconds'][i]:.2f} s)")
+
+
+# -- the parser ----------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ember",
+        description="ember compiles neural-network training.\nCompile a model file to see its IR, or train it.",
+        epilog="examples:\n  ember compile examples/models/mlp.py --emit train\n"
+        "  ember train examples/models/mlp.py --epochs 5\n\n"
+        "Run `ember compile --help` or `ember train --help` for details.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ember {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_compile_parser(commands)
+    add_train_parser(commands)
+    return parser
+
+
+def add_compile_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "compile",
+        help="compile a model file and print its IR",
+        description="Compile MODEL.py and print one compiler stage (default: graph),\n"
+        "the graph after chosen passes, or write every stage to files.",
+        epilog=MODEL_FILE_HELP + "\nexamples:\n"
+        "  ember compile examples/models/mlp.py                      # the traced graph\n"
+        "  ember compile examples/models/mlp.py --emit simplified\n"
+        "  ember compile examples/models/mlp.py --dump-dir out/      # out/01-graph.ir, ...\n"
+        "  ember compile examples/models/mlp.py --print-after autodiff --print-after dce\n"
+        "  ember compile --list-stages",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", metavar="MODEL.py", help="the model file")
+    p.add_argument("--emit", metavar="STAGE", help="print this stage (default: graph); see --list-stages")
+    p.add_argument("--dump-dir", metavar="DIR", help="write every stage the program has to DIR/NN-STAGE.ir")
+    p.add_argument(
+        "--print-after",
+        metavar="PASS",
+        action="append",
+        default=[],
+        help="print the graph after each run of PASS (repeatable); see --list-passes",
+    )
+    p.add_argument("--time-passes", action="store_true", help="print the compile time of each pass")
+    p.add_argument("--backend", help="the backend to compile for (default: ember's default)")
+    p.add_argument("--list-stages", action="store_true", help="list the stage names and exit")
+    p.add_argument("--list-passes", action="store_true", help="list the pass names and exit")
+    p.set_defaults(run=run_compile)
+
+
+def add_train_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "train",
+        aliases=["run"],
+        help="train a model file on its data()",
+        description="Compile MODEL.py with its loss and optimizer and train it on the arrays\n"
+        "its data() returns; print the loss (and validation metrics) per epoch.",
+        epilog=MODEL_FILE_HELP + "\nexamples:\n"
+        "  ember train examples/models/mlp.py\n"
+        "  ember train examples/models/mlp.py --epochs 20 --lr 3e-4 --save mlp.npz --no-progress",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL.py", help="the model file (must define data())")
+    p.add_argument("--epochs", type=int, metavar="N", default=10, help="passes over the data (default: 10)")
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="minibatch rows (default: the file's batch_size, else 32)"
+    )
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
+    p.add_argument("--backend", help="the backend to run on (default: ember's default)")
+    p.add_argument("--seed", type=int, metavar="N", help="seed for initial weights and shuffling (default: 0)")
+    p.add_argument("--save", metavar="PATH", help="save the trained program to PATH (.npz; ember.load reads it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `ember` command with `argv` (default: sys.argv[1:]); return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (EmberError, OSError) as e:
+        print(f"ember: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ember: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,51 @@
+"""Train a digit classifier with ember: scikit-learn's 8x8 digits, an MLP,
+cross-entropy and Adam. Reaches about 97% test accuracy in 20 epochs.
+
+    python examples/train_digits.py --epochs 20 --no-progress
+"""
+
+import argparse
+
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+import ember
+from ember import nn, optim
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", help="ember backend (default: ember's default)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+
+    # 1797 grayscale 8x8 images, pixel values 0..16 -> floats in [0, 1].
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0)
+
+    # The model is declared like a PyTorch one; ember.compile traces it, derives
+    # the backward pass, adds the Adam update and builds one training program.
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    backend = {"backend": args.backend} if args.backend else {}
+    program = ember.compile(
+        model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-3), batch_size=32, seed=args.seed, **backend
+    )
+    print(program)
+
+    history = program.fit(x_train, y_train, epochs=args.epochs, progress=not args.no_progress)
+    for epoch, (loss, seconds) in enumerate(zip(history["loss"], history["seconds"], strict=True), 1):
+        print(f"epoch {epoch:2d}  loss {loss:.4f}  {seconds * 1e3:.1f} ms")
+
+    metrics = program.evaluate(x_test, y_test)  # loss and accuracy over the whole test set
+    print(f"test loss {metrics['loss']:.4f}  test accuracy {metrics['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The scripts in examples/ run as a newcomer runs them, and do what they say."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ember.ir import parse, print_graph
+
+import ember
+from ember.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+pytest.importorskip("sklearn")
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    """Run `python examples/NAME args...`; return its stdout."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, check=False, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def number_after(label: str, text: str) -> float:
+    match = re.search(rf"{label}\s+(-?\d+\.\d+)", text)
+    assert match, f"no {label!r} in:\n{text}"
+    return float(match.group(1))
+
+
+def test_train_digits_reaches_95_percent(tmp_path):
+    out = run_example(
+        "train_digits.py", "--epochs", "20", "--seed", "0", "--backend", "reference", "--no-progress", cwd=tmp_path
+    )
+    epochs = re.findall(r"^epoch\s+(\d+)\s+loss (\S+)\s+\d+\.\d ms$", out, re.M)
+    assert [int(e) for e, _ in epochs] == list(range(1, 21))
+    assert float(epochs[-1][1]) < float(epochs[0][1]) / 5
+    assert number_after("test accuracy", out) >= 0.95
+
+
+def test_regression_diabetes_beats_the_mean(tmp_path):
+    out = run_example("regression_diabetes.py", "--epochs", "30", cwd=tmp_path)
+    mlp, baseline = out.splitlines()[-2:]
+    assert mlp.startswith("MLP")
+    assert baseline.startswith("constant mean")
+    assert number_after("RMSE", mlp) < 0.9 * number_after("RMSE", baseline)
+    assert number_after("R\\^2", mlp) > 0.2
+    assert abs(number_after("R\\^2", baseline)) < 0.05
+
+
+def test_inspect_ir_prints_every_stage_and_the_pass_times(tmp_path):
+    out = run_example("inspect_ir.py", cwd=tmp_path)
+    sections = re.split(r"^==== (.+?) =+$", out, flags=re.M)[1:]
+    titles, bodies = sections[0::2], sections[1::2]
+    graph_ir = ["graph", "autodiff", "train", "simplified"]
+    assert titles[:4] == graph_ir
+    assert titles[4:-1] == [s for s in ember.STAGES[4:] if s in titles]  # later stages, in order
+    assert titles[-1] == "compile time per pass"
+    for body in bodies[:4]:
+        text = body.strip("\n") + "\n"
+        assert print_graph(parse(text)) == text
+    for name in ("autodiff", "lower-optimizer", "simplify"):
+        assert re.search(rf"^{name}\s+\d+\.\d\d ms$", bodies[-1], re.M), name
+
+
+def test_the_cli_model_file_compiles(capsys):
+    assert main(["compile", str(EXAMPLES / "models" / "mlp.py"), "--emit", "train"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("graph train {\n")
+    assert "state %0.weight.exp_avg: f32[128,64]" in out
+
+
+def test_the_cli_model_file_trains(capsys, tmp_path):
+    saved = tmp_path / "mlp.npz"
+    argv = ["train", str(EXAMPLES / "models" / "mlp.py"), "--epochs", "5", "--no-progress", "--save", str(saved)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "epoch 5/5" in out
+    assert number_after("val_accuracy", out.splitlines()[-2]) > 0.9
+    assert ember.load(saved).parameters["0.weight"].shape == (128, 64)
