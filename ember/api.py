@@ -12,7 +12,7 @@ from .compiler import PASS_NAMES, Optimizer
 from .ir import CheckpointError, ConfigError, parse
 from .nn.losses import CrossEntropyLoss, Loss
 from .nn.module import Module
-from .program import Program, optimizer_from_meta, parse_dtype
+from .program import DEFAULT_BACKEND, Program, optimizer_from_meta, parse_dtype
 from .runtime.checkpoint import load_checkpoint
 from .trace import infer_input_shape, trace_loss, trace_model
 
@@ -25,7 +25,7 @@ def compile(
     batch_size: int = 32,
     dtype: str = "float32",
     seed: int = 0,
-    backend: str = "reference",
+    backend: str = DEFAULT_BACKEND,
     input_shape: Sequence[int] | None = None,
     check: bool = False,
     print_after: Sequence[str] = (),

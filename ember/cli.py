@@ -27,15 +27,15 @@ STAGE_HELP = {
     "autodiff": "the model plus its backward pass (gradients)",
     "train": "one training step: gradients plus the optimizer update",
     "simplified": "after constant folding, algebraic rules, CSE and DCE",
-    "fused": "elementwise chains fused into kernels (native backend)",
-    "kernels": "kernels and the buffer plan (native backend)",
+    "fused": "the training step partitioned into kernels (native backend)",
+    "kernels": "kernels as loop nests, in order, and the buffer plan (native backend)",
     "llvm": "LLVM IR before optimization (native backend)",
     "llvm-opt": "LLVM IR optimized for this CPU (native backend)",
     "asm": "assembly for this CPU (native backend)",
 }
 """One line per stage for `ember compile --list-stages`."""
 
-SUFFIXES = {"llvm": ".ll", "llvm-opt": ".ll", "asm": ".s"}
+SUFFIXES = {"fused": ".txt", "kernels": ".txt", "llvm": ".ll", "llvm-opt": ".ll", "asm": ".s"}
 """File suffix of each non-Graph-IR stage in `--dump-dir` (default `.ir`)."""
 
 MODEL_SETTINGS = ("loss", "optimizer", "batch_size", "input_shape", "dtype")

@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 
 from .compiler import OPTIMIZERS, Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler.codegen.target import host_target
+from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
 from .ir import ConfigError, DType, EmberError, Graph, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, save_checkpoint
+from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_labels, check_rows
@@ -23,7 +26,8 @@ STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm"
 """Every stage `Program.dump` knows, in pipeline order."""
 
 NATIVE_STAGES = STAGES[4:]
-BACKENDS = ("reference",)
+BACKENDS = ("native", "reference")
+DEFAULT_BACKEND = "native"
 EVAL_CHUNK_ROWS = 8192
 
 
@@ -79,7 +83,14 @@ class Program:
             np.copyto(self._state[name], value, casting="same_kind")
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
-        self._exec = ReferenceExecutable(self._graphs, self._params, self._state)
+        self._native: NativeBuild | None = None
+        if backend == "native":
+            self._native = build_native(
+                self._graphs, self._params.byte_offsets, self._state.byte_offsets, host_target(), self.log
+            )
+            self._exec = NativeExecutable(self._native, self._params, self._state)
+        else:
+            self._exec = ReferenceExecutable(self._graphs, self._params, self._state)
 
     # -- what the program is -------------------------------------------
     @property
@@ -222,17 +233,22 @@ class Program:
 
     @property
     def stages(self) -> list[str]:
-        """The stages this program can dump now."""
-        return [s for s in STAGES if s in self._stages]
+        """The stages this program can dump."""
+        native = NATIVE_STAGES if self._native is not None else ()
+        return [s for s in STAGES if s in self._stages or s in native]
 
     def dump(self, stage: str = "graph") -> str:
-        """The text of one compiler stage (see `ember.STAGES`)."""
+        """The text of one compiler stage (see `ember.STAGES`). The native
+        stages (`fused` onwards) show the training step of a training
+        program and `predict` of an inference-only one."""
         if stage in self._stages:
             return print_graph(self._stages[stage])
+        if stage in NATIVE_STAGES and self._native is not None:
+            return self._native.dump(stage)
         if stage in NATIVE_STAGES:
             raise ConfigError(
-                f"stage {stage!r} is produced by the native backend, which this ember does not have yet; "
-                f"available stages: {', '.join(self.stages)}"
+                f"stage {stage!r} is produced by the native backend; this program runs on the "
+                f"{self.backend} backend (available stages: {', '.join(self.stages)})"
             )
         if stage in STAGES:
             raise ConfigError(f"this is an inference-only program (no loss or optimizer), so it has no {stage!r} stage")

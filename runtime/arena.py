@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-ALIGNMENT = 64
+from ..compiler.memory import ALIGNMENT, arena_layout
 
 
 class Arena:
@@ -19,12 +19,10 @@ class Arena:
 
     def __init__(self, shapes: Mapping[str, Sequence[int]], dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
-        step = ALIGNMENT // self.dtype.itemsize
-        self.offsets: dict[str, int] = {}
-        size = 0
-        for name, shape in shapes.items():
-            self.offsets[name] = size
-            size += -(-int(np.prod(shape, dtype=np.int64)) // step) * step
+        # The same layout the compiler assumes when native code addresses a view.
+        self.byte_offsets, nbytes = arena_layout(shapes, self.dtype.itemsize)
+        self.offsets = {name: offset // self.dtype.itemsize for name, offset in self.byte_offsets.items()}
+        size = nbytes // self.dtype.itemsize
         self.size = size
         self.buffer = aligned_empty(size, self.dtype)
         self.buffer[:] = 0

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from ember.compiler import PASS_NAMES
-from ember.ir import parse, print_graph
 
 import ember
-from ember.cli import load_model_file, main
+from ember.cli import SUFFIXES, load_model_file, main
+from ember.compiler import PASS_NAMES
+from ember.ir import parse, print_graph
 
 CLASSIFIER = """
 import numpy as np
@@ -135,7 +135,12 @@ def test_unknown_stage_is_an_error(capsys, classifier):
 
 
 def test_native_stage_without_native_backend_is_an_error(capsys, classifier):
-    assert "native backend" in run_error(capsys, "compile", classifier, "--emit", "asm")
+    err = run_error(capsys, "compile", classifier, "--emit", "asm", "--backend", "reference")
+    assert "native backend" in err
+
+
+def test_native_stages_print(capsys, classifier):
+    assert run_ok(capsys, "compile", classifier, "--emit", "kernels").startswith("program train_step(B)")
 
 
 def test_dump_dir_writes_every_stage_to_numbered_files(capsys, classifier, tmp_path):
@@ -143,7 +148,7 @@ def test_dump_dir_writes_every_stage_to_numbered_files(capsys, classifier, tmp_p
     out = run_ok(capsys, "compile", classifier, "--dump-dir", str(out_dir))
     stages = compile_file(classifier).stages
     assert stages[:4] == ["graph", "autodiff", "train", "simplified"]
-    names = [f"{i:02d}-{stage}.ir" for i, stage in enumerate(stages, 1)]
+    names = [f"{i:02d}-{stage}{SUFFIXES.get(stage, '.ir')}" for i, stage in enumerate(stages, 1)]
     assert sorted(p.name for p in out_dir.iterdir()) == names
     assert out.splitlines() == [f"wrote {out_dir / name}" for name in names]
     for name, stage in zip(names, stages, strict=True):

@@ -302,7 +302,7 @@ def test_save_load_round_trip(classifier, blobs, tmp_path, assert_same):
         ember.ir.DType.float32,
         16,
         0,
-        "reference",
+        ember.program.DEFAULT_BACKEND,
     )
     np.testing.assert_array_equal(loaded.predict(blobs[0]), classifier.predict(blobs[0]))
 
@@ -342,7 +342,8 @@ def test_inference_only_program(mlp, blobs):
     infer = ember.compile(mlp)
     assert not infer.is_training
     assert infer.optimizer_state == {}
-    assert infer.stages == ["graph", "simplified"]
+    assert infer.stages == ["graph", "simplified", *ember.STAGES[len(GRAPH_STAGES) :]]
+    assert infer.dump("fused").startswith("fused predict: ")
     assert infer.predict(blobs[0]).shape == (60, CLASSES)
     for call in (infer.train_step, infer.gradients, infer.evaluate, infer.fit):
         with pytest.raises(ember.ConfigError, match=f"{call.__name__} needs a program compiled with loss="):
@@ -363,21 +364,29 @@ def test_float64_program(regression):
 
 
 # -- dumps and repr ----------------------------------------------------------
+GRAPH_STAGES = ("graph", "autodiff", "train", "simplified")
+
+
 def test_dump_every_available_stage(classifier):
-    assert {"graph", "autodiff", "train", "simplified"} <= set(classifier.stages)
+    assert list(classifier.stages) == list(ember.STAGES)
     assert classifier.dump() == classifier.dump("graph")
-    for stage in classifier.stages:
+    for stage in GRAPH_STAGES:
         text = classifier.dump(stage)
         assert text.startswith("graph ")
         assert ember.ir.print_graph(ember.ir.parse(text)) == text, stage
+    assert classifier.dump("fused").startswith("fused train_step: ")
+    assert classifier.dump("kernels").startswith("program train_step(B)")
+    assert "define void @train_step(ptr" in classifier.dump("llvm").replace('"', "")
+    assert "train_step" in classifier.dump("asm")
 
 
-def test_dump_of_a_stage_not_available_yet_says_why(classifier):
-    for stage in ember.STAGES:
-        if stage not in classifier.stages:
-            with pytest.raises(ember.ConfigError, match=f"stage '{stage}'.*native backend") as info:
-                classifier.dump(stage)
-            assert "available stages: graph, autodiff, train, simplified" in str(info.value)
+def test_native_stages_need_the_native_backend(mlp):
+    prog = ember.compile(mlp, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(), backend="reference")
+    assert prog.stages == list(GRAPH_STAGES)
+    for stage in ember.STAGES[len(GRAPH_STAGES) :]:
+        with pytest.raises(ember.ConfigError, match=f"stage '{stage}'.*native backend") as info:
+            prog.dump(stage)
+        assert "available stages: graph, autodiff, train, simplified" in str(info.value)
 
 
 def test_dump_stages_contain_their_work(classifier):
@@ -391,5 +400,5 @@ def test_repr(classifier, mlp):
     text = repr(classifier)
     assert text.startswith("<ember.Program train with Adam(lr=0.05")
     assert "4 params (67 values)" in text
-    assert "reference backend" in text
+    assert f"{ember.program.DEFAULT_BACKEND} backend" in text
     assert repr(ember.compile(mlp)).startswith("<ember.Program inference: 4 params")

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from ember.ir import parse, print_graph
 
 import ember
 from ember.cli import main
+from ember.ir import parse, print_graph
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

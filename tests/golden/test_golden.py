@@ -8,10 +8,10 @@ import difflib
 
 import numpy as np
 import pytest
-from ember.compiler import grad_name
 
 import ember
 from ember import ir
+from ember.compiler import grad_name
 
 from .regenerate import STAGES, golden_path, reference_program
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+
 from ember.ir import Builder, DType, Graph, TensorType, interpret
 
 NUM_CLASSES = 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.ir import OPS, Builder, DType, Graph, IRError, OpDef, ShapeError, TensorType, Value, get_op, interpret
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ember.compiler.autodiff import autodiff, grad_name
 from ember.ir import OPS, Builder, DType, Graph, TensorType, Value, interpret, verify
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.ir import Builder, DType, DTypeError, Graph, ShapeError, TensorType, interpret
 from ember.ir.interpreter import bind_symbols
 

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+
 from ember.ir import OPS, Builder, DType, DTypeError, Graph, ShapeError, TensorType, interpret
 
 from .conftest import NUM_CLASSES, draw, run_op

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ember.ir import (
     OPS,
     Builder,
@@ -20,8 +23,6 @@ from ember.ir import (
     print_graph,
     verify,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 f32 = DType.float32
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ember.ir import BATCH, DType, ShapeError, TensorType, broadcast_shapes
-from ember.ir.types import concrete_shape, normalize_axes, num_elements
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ember.ir import BATCH, DType, ShapeError, TensorType, broadcast_shapes
+from ember.ir.types import concrete_shape, normalize_axes, num_elements
 
 # -- DType -------------------------------------------------------------------
 

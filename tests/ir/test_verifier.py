@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ember.ir import Builder, DType, Graph, IRError, TensorType, Value, parse, print_graph, verify
-from ember.ir.verifier import CONTEXT_LINES
 
 import ember
+from ember.ir import Builder, DType, Graph, IRError, TensorType, Value, parse, print_graph, verify
+from ember.ir.verifier import CONTEXT_LINES
 
 f32 = DType.float32
 GOLDEN = sorted((Path(__file__).parents[1] / "golden").glob("mlp_*.ir"))

@@ -6,6 +6,7 @@ import re
 
 import networkx as nx
 import pytest
+
 from ember.ir import Builder, DType, Graph, TensorType, to_dot, to_networkx
 
 

@@ -4,9 +4,10 @@ import itertools
 
 import numpy as np
 import pytest
-from ember.runtime.arena import ALIGNMENT, Arena, aligned_empty
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ember.runtime.arena import ALIGNMENT, Arena, aligned_empty
 
 SHAPES = {"0.weight": (3, 5), "0.bias": (3,), "step": (), "empty": (0, 4), "cube": (2, 3, 7)}
 

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from ember.runtime.checkpoint import FORMAT, VERSION, Checkpoint, load_checkpoint, save_checkpoint
 
 import ember
 from ember import nn, optim
+from ember.runtime.checkpoint import FORMAT, VERSION, Checkpoint, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

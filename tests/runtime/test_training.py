@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from ember.runtime.training import FitOptions, fit_loop, minibatches
 from hypothesis import given
 from hypothesis import strategies as st
 
 import ember
+from ember.runtime.training import FitOptions, fit_loop, minibatches
 
 
 def options(batch_size: int = 4, *, epochs: int = 1, shuffle: bool = True, drop_last: bool = False) -> FitOptions:

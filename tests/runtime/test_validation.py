@@ -3,10 +3,10 @@ to, and what is refused with an error naming the argument."""
 
 import numpy as np
 import pytest
-from ember.ir import BATCH, DType, TensorType
-from ember.runtime.validation import check_array, check_labels, check_rows
 
 import ember
+from ember.ir import BATCH, DType, TensorType
+from ember.runtime.validation import check_array, check_labels, check_rows
 
 FEATURES = TensorType(DType.float32, (BATCH, 3))
 COLUMN = TensorType(DType.float32, (BATCH, 1))

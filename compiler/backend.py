@@ -1,0 +1,50 @@
+"""From LLVM IR text to optimized machine code for a target, without
+running anything: optimization for the host CPU, assembly and object code.
+The JIT (runtime/jit.py) and ahead-of-time export both start here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+from ..ir import EmberError
+from .codegen.target import Target, initialize_llvm
+
+
+@dataclass
+class OptimizedModule:
+    """An optimized LLVM module, its text, and the target machine it was
+    optimized for. The text is taken right after optimization: emitting
+    machine code runs more passes over the module in place."""
+
+    module: llvm.ModuleRef
+    machine: llvm.TargetMachine
+    llvm_ir: str
+
+    def assembly(self) -> str:
+        return self.machine.emit_assembly(self.module)
+
+    def object_code(self) -> bytes:
+        return self.machine.emit_object(self.module)
+
+
+def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = False) -> OptimizedModule:
+    """Parse, verify and optimize (O3 for `target`). ember's kernels are
+    vectorized by hand, so LLVM's loop and SLP vectorizers stay off unless
+    asked: they would only add compile time."""
+    initialize_llvm()
+    try:
+        module = llvm.parse_assembly(llvm_ir)
+        module.verify()
+    except RuntimeError as e:
+        raise EmberError(f"generated LLVM IR is invalid (a code generator bug): {e}") from None
+    module.triple = target.triple
+    machine = target.create_target_machine()
+    module.data_layout = str(machine.target_data)
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning.loop_vectorization = auto_vectorize  # set before the pass builder exists, or it is ignored
+    tuning.slp_vectorization = auto_vectorize
+    passes = llvm.create_pass_builder(machine, tuning)
+    passes.getModulePassManager().run(module, passes)
+    return OptimizedModule(module, machine, str(module))

@@ -1,0 +1,109 @@
+"""Small helpers over llvmlite's IR builder: types, constants, intrinsics and loops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import llvmlite.ir as ir
+
+from ...ir import DType
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+_SCALAR = {
+    DType.float32: ir.FloatType(),
+    DType.float64: ir.DoubleType(),
+    DType.int32: I32,
+    DType.int64: I64,
+    DType.bool: I1,
+}
+
+
+def scalar_type(dtype: DType) -> ir.Type:
+    """The register type of one element (bool is i1 in registers)."""
+    return _SCALAR[dtype]
+
+
+def memory_type(dtype: DType) -> ir.Type:
+    """The in-memory type of one element (bool is one byte, as in NumPy)."""
+    return I8 if dtype is DType.bool else _SCALAR[dtype]
+
+
+def vector_of(element: ir.Type, lanes: int) -> ir.Type:
+    return ir.VectorType(element, lanes) if lanes > 1 else element
+
+
+def constant(type: ir.Type, value) -> ir.Constant:
+    """A scalar constant, or the same value in every lane of a vector type."""
+    if isinstance(type, ir.VectorType):
+        return ir.Constant(type, [value] * type.count)
+    return ir.Constant(type, value)
+
+
+def i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+def intrinsic_suffix(type: ir.Type) -> str:
+    """LLVM's overload suffix: `f32`, `v8f32`, `i64`, `v4i64`..."""
+    if isinstance(type, ir.VectorType):
+        return f"v{type.count}{intrinsic_suffix(type.element)}"
+    if isinstance(type, ir.FloatType):
+        return "f32"
+    if isinstance(type, ir.DoubleType):
+        return "f64"
+    return f"i{type.width}"
+
+
+def declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    """A function (or intrinsic, declared by its full overloaded name) in `module`."""
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ret, args), name)
+
+
+def call_intrinsic(b: ir.IRBuilder, name: str, ret: ir.Type, args: list) -> ir.Value:
+    """Call `llvm.NAME.SUFFIX` overloaded on the type of the first argument."""
+    full = f"llvm.{name}.{intrinsic_suffix(args[0].type)}"
+    return b.call(declare(b.module, full, ret, [a.type for a in args]), args)
+
+
+def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    """`value` broadcast to every lane (returned as is when lanes == 1)."""
+    if lanes == 1 or isinstance(value.type, ir.VectorType):
+        return value
+    vtype = ir.VectorType(value.type, lanes)
+    one = b.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
+@contextmanager
+def for_range(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, name: str = "i") -> Iterator[ir.Value]:
+    """`for (i = start; i < stop; i += step)`; yields `i` (i64) inside the body."""
+    before = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    index = b.phi(I64, name=name)
+    index.add_incoming(start, before)
+    b.cbranch(b.icmp_signed("<", index, stop), body, done)
+    b.position_at_end(body)
+    yield index
+    index.add_incoming(b.add(index, i64(step), name=f"{name}.next"), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def lane_mask(b: ir.IRBuilder, remaining: ir.Value, lanes: int) -> ir.Value:
+    """`<lanes x i1>`: lane k is on when k < remaining."""
+    iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+    return b.icmp_signed("<", iota, splat(b, remaining, lanes))

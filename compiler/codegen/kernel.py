@@ -1,0 +1,250 @@
+"""Code generation shared by every kernel: its LLVM function, addressing of
+the tensors it reads and writes, and evaluation of its members at one point.
+
+A kernel function takes one argument, the program's argument block: an
+array of 8-byte slots holding the sizes of the shape symbols (such as B)
+followed by the base address of each memory region (inputs, params, state,
+outputs, workspace). A tensor's address is its region's base plus its
+offset in the buffer plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import llvmlite.ir as ir
+
+from ...ir import DType, Node, Value
+from ..fusion import Kernel, node_class
+from ..plan import KernelProgram, operand_view
+from ..symbolic import Poly, product
+from .irutil import I1, I8, I32, I64, PTR, VOID, constant, declare, i64, intrinsic_suffix, memory_type, splat, vector_of
+from .target import Target
+from .vecmath import Math, Val
+
+
+@dataclass
+class Access:
+    """A stored tensor read or written at `offset + sum(index[k] * strides[k])`
+    over the kernel's loop dimensions."""
+
+    base: Value
+    strides: list[Poly]
+    offset: Poly = field(default_factory=Poly)
+
+
+@dataclass
+class Point:
+    """Where the kernel body runs: one i64 index per loop dimension (for the
+    innermost, the index of the first lane) and the lanes that are on
+    (None when all are)."""
+
+    indices: list[ir.Value]
+    mask: ir.Value | None = None
+
+
+def kernel_dtype(kernel: Kernel) -> DType:
+    """The float type that sets a kernel's vector width."""
+    values = [v for n in kernel.nodes for v in (n.output, *n.inputs)] + list(kernel.copy or ())
+    return next((v.type.dtype for v in values if v.type.dtype.is_float), DType.float32)
+
+
+def _alignment(dtype: DType) -> int:
+    return dtype.itemsize
+
+
+class KernelEmitter:
+    """Builds the LLVM function of one kernel; loops.py and gemm.py drive it."""
+
+    def __init__(self, program: KernelProgram, kernel: Kernel, module: ir.Module, target: Target) -> None:
+        self.program = program
+        self.kernel = kernel
+        self.target = target
+        self.fn = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=f"{program.name}.{kernel.name}")
+        self.fn.linkage = "internal"
+        self.fn.args[0].add_attribute("noalias")
+        # Three builders, each appending to its own block (llvmlite builders
+        # insert by index, so two must never share a block): stack slots,
+        # values computed once, and the loops.
+        self.allocas = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.prologue = ir.IRBuilder(self.fn.append_basic_block("prologue"))
+        self._body = self.fn.append_basic_block("body")
+        self.b = ir.IRBuilder(self._body)
+        self.dtype = kernel_dtype(kernel)
+        self.lanes = target.lanes(self.dtype)
+        self._symbols: dict[str, ir.Value] = {}
+        self._regions: dict[str, ir.Value] = {}
+        self._scalars: dict[Node, Val] = {}
+        self._pointers: dict[Value, ir.Value] = {}
+
+    def finish(self) -> ir.Function:
+        self.allocas.branch(self.prologue.block)
+        self.prologue.branch(self._body)
+        self.b.ret_void()
+        return self.fn
+
+    def stack_slot(self, type: ir.Type) -> ir.Value:
+        """A stack slot in the entry block, which LLVM promotes to a register."""
+        return self.allocas.alloca(type)
+
+    # -- values computed once, at the top of the function -------------
+    def _in_prologue(self, make: Callable[[ir.IRBuilder], ir.Value]) -> ir.Value:
+        return make(self.prologue)
+
+    def _slot(self, b: ir.IRBuilder, index: int, type: ir.Type, name: str) -> ir.Value:
+        return b.load(b.gep(self.fn.args[0], [i64(index)], source_etype=I64), typ=type, name=name)
+
+    def symbol(self, name: str) -> ir.Value:
+        if name not in self._symbols:
+            index = self.program.symbols.index(name)
+            self._symbols[name] = self._in_prologue(lambda b: self._slot(b, index, I64, name))
+        return self._symbols[name]
+
+    def region(self, name: str) -> ir.Value:
+        if name not in self._regions:
+            index = len(self.program.symbols) + self.program.regions.index(name)
+            self._regions[name] = self._in_prologue(lambda b: self._slot(b, index, PTR, name.replace(":", ".")))
+        return self._regions[name]
+
+    def poly(self, p: Poly, b: ir.IRBuilder | None = None) -> ir.Value:
+        """An i64 holding `p` at the runtime sizes of its symbols."""
+        b = b or self.b
+        total: ir.Value | None = None
+        for monomial, coefficient in p.terms:
+            term: ir.Value = i64(coefficient)
+            for symbol in monomial:
+                term = b.mul(term, self.symbol(symbol))
+            total = term if total is None else b.add(total, term)
+        return total if total is not None else i64(0)
+
+    def pointer(self, value: Value) -> ir.Value:
+        """The address of the first element of stored tensor `value`."""
+        if value not in self._pointers:
+            buffer = self.program.buffers[value]
+            region = self.region(buffer.region)
+            self._pointers[value] = self._in_prologue(
+                lambda b: b.gep(region, [self.poly(buffer.offset, b)], source_etype=I8)
+            )
+        return self._pointers[value]
+
+    def inline_value(self, node: Node) -> Val:
+        """A scalar node of the program's inline set, computed in the prologue."""
+        if node not in self._scalars:
+            b = self.prologue
+            m = Math(b, 1)
+            if node.op.name == "size":
+                count = self.poly(product(node.inputs[0].type.shape[a] for a in node.attrs["axes"]), b)
+                value = m.cast(Val(count, DType.int64), node.output.type.dtype)
+            else:
+                operands = [self._scalar_operand(v, b) for v in node.inputs]
+                value = node.op.emit(m, *operands, **node.attrs)
+            self._scalars[node] = value
+        return self._scalars[node]
+
+    def _scalar_operand(self, value: Value, b: ir.IRBuilder) -> Val:
+        if value.node in self.program.inline:
+            return self.inline_value(value.node)
+        dtype = value.type.dtype
+        raw = b.load(self.pointer(value), typ=memory_type(dtype))
+        return Val(b.icmp_unsigned("!=", raw, ir.Constant(I8, 0)) if dtype is DType.bool else raw, dtype)
+
+    # -- memory ---------------------------------------------------------
+    def address(self, access: Access, point: Point) -> ir.Value:
+        """Address of the element `access` touches at `point` (the first lane)."""
+        index = self.poly(access.offset)
+        for i, stride in zip(point.indices, access.strides, strict=True):
+            if stride == Poly.of(1):
+                index = self.b.add(index, i)
+            elif stride != Poly():
+                index = self.b.add(index, self.b.mul(i, self.poly(stride)))
+        return self.b.gep(self.pointer(access.base), [index], source_etype=memory_type(access.base.type.dtype))
+
+    def load(self, access: Access, point: Point, lanes: int) -> Val:
+        """The elements `access` reads at `point`: a vector load where the
+        innermost stride is 1, one element splatted where it is 0, a gather otherwise."""
+        if access.base.node in self.program.inline:  # a broadcast scalar
+            return Math(self.b, lanes).widen(self.inline_value(access.base.node))
+        dtype = access.base.type.dtype
+        inner = access.strides[-1] if access.strides else Poly()
+        mtype = memory_type(dtype)
+        align = ir.Constant(I32, _alignment(dtype))
+        if lanes == 1 or inner == Poly():
+            raw = splat(self.b, self.b.load(self.address(access, point), typ=mtype), lanes)
+        else:
+            vtype = vector_of(mtype, lanes)
+            start = self.address(access, point)
+            if inner == Poly.of(1) and point.mask is None:
+                raw = self.b.load(start, typ=vtype, align=_alignment(dtype))
+            elif inner == Poly.of(1):
+                name = f"llvm.masked.load.{intrinsic_suffix(vtype)}.p0"
+                fn = declare(self.b.module, name, vtype, [PTR, I32, point.mask.type, vtype])
+                raw = self.b.call(fn, [start, align, point.mask, constant(vtype, 0)])
+            else:
+                steps = ir.Constant(vector_of(I64, lanes), list(range(lanes)))
+                offsets = self.b.mul(steps, splat(self.b, self.poly(inner), lanes))
+                pointers = self.b.gep(start, [offsets], source_etype=mtype)
+                pointers.type = ir.VectorType(PTR, lanes)  # llvmlite types a vector GEP as one pointer
+                mask = point.mask if point.mask is not None else constant(vector_of(I1, lanes), 1)
+                name = f"llvm.masked.gather.{intrinsic_suffix(vtype)}.v{lanes}p0"
+                fn = declare(self.b.module, name, vtype, [pointers.type, I32, mask.type, vtype])
+                raw = self.b.call(fn, [pointers, align, mask, constant(vtype, 0)])
+        if dtype is DType.bool:
+            return Val(self.b.icmp_unsigned("!=", raw, constant(raw.type, 0)), dtype)
+        return Val(raw, dtype)
+
+    def store(self, access: Access, point: Point, value: Val, lanes: int) -> None:
+        """Write `value` where `access` points (contiguous in the innermost dimension)."""
+        dtype = access.base.type.dtype
+        data = self.b.zext(value.ir, vector_of(I8, lanes)) if dtype is DType.bool else value.ir
+        address = self.address(access, point)
+        if point.mask is None or lanes == 1:
+            self.b.store(data, address, align=_alignment(dtype))
+            return
+        name = f"llvm.masked.store.{intrinsic_suffix(data.type)}.p0"
+        fn = declare(self.b.module, name, VOID, [data.type, PTR, I32, point.mask.type])
+        self.b.call(fn, [data, address, ir.Constant(I32, _alignment(dtype)), point.mask])
+
+    # -- members ----------------------------------------------------------
+    def operand_access(self, node: Node, index: int) -> Access:
+        """How member `node` reads its input `index` from memory, over the kernel domain."""
+        view = operand_view(node, index, self.kernel.domain, self.program.is_stored)
+        return Access(view.base, list(view.strides), view.offset)
+
+    def copy_access(self, node: Node) -> Access:
+        """How a stored layout member reads the tensor it is a view of."""
+        return self.operand_access(node, 0)
+
+    def evaluate(
+        self,
+        point: Point,
+        lanes: int,
+        access: Callable[[Node, int], Access],
+        given: dict[Value, Val] | None = None,
+        index: Callable[[int, DType], Val] | None = None,
+    ) -> dict[Value, Val]:
+        """The elementwise members' values at `point`. `access(node, i)` says
+        where to load an input from memory; `given` holds values computed
+        elsewhere (a matmul's tile); `index(axis, dtype)` is the current index
+        along a domain axis (for one_hot)."""
+        m = Math(self.b, lanes, index)
+        values: dict[Value, Val] = dict(given or {})
+        for node in self.kernel.nodes:
+            if node.output in values or node_class(node) in ("reduce", "matmul"):
+                continue
+            if node in self.program.inline:
+                values[node.output] = m.widen(self.inline_value(node))
+            elif node_class(node) == "layout":
+                values[node.output] = self.load(access(node, -1), point, lanes)
+            else:
+                operands = [
+                    self.operand(v, node, i, point, lanes, values, access, m) for i, v in enumerate(node.inputs)
+                ]
+                values[node.output] = node.op.emit(m, *operands, **node.attrs)
+        return values
+
+    def operand(self, value: Value, node: Node, i: int, point: Point, lanes: int, values, access, m: Math) -> Val:
+        if value in values:
+            return values[value]
+        if value.node in self.program.inline:
+            return m.widen(self.inline_value(value.node))
+        return self.load(access(node, i), point, lanes)

@@ -1,0 +1,227 @@
+"""Loop kernels: elementwise maps, reductions and copies.
+
+The domain becomes a loop nest whose innermost loop runs over SIMD
+vectors, then one masked vector for the remainder. Before that, size-1
+dimensions are dropped and adjacent dimensions merged wherever every
+access walks them as one contiguous range, so a [B, 64] update is a single
+loop over 64*B elements.
+
+A reduction starts by filling its output with the identity (0 for sum,
+-inf for max). Where it reduces the innermost dimension it accumulates in
+a vector register and folds the lanes together at the end of each row;
+where it keeps that dimension it updates a vector of outputs in place
+(a column sum adds each row to an output row held in L1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+import numpy as np
+
+from ...ir import DType, Node
+from ..fusion import node_class
+from ..symbolic import Poly, product, row_major_strides
+from .irutil import I32, I64, for_range, i64, lane_mask, vector_of
+from .kernel import Access, KernelEmitter, Point
+from .vecmath import Math, Val
+
+
+@dataclass
+class LoopNest:
+    """The merged loop dimensions and, per original domain axis, the loop
+    dimension it became (None for a dropped size-1 axis)."""
+
+    sizes: list[Poly]
+    axis_to_loop: list[int | None]
+
+
+def _reduced_axes(node: Node) -> set[int]:
+    rank = node.inputs[0].type.rank
+    return {a % rank for a in node.attrs["axes"]}
+
+
+def _output_access(node: Node, domain) -> Access:
+    """Where a reduction accumulates, over its input's domain (0 stride on reduced axes)."""
+    reduced = _reduced_axes(node)
+    kept = [d for i, d in enumerate(domain) if i not in reduced]
+    kept_strides = iter(row_major_strides(kept))
+    strides = [Poly() if i in reduced else next(kept_strides) for i in range(len(domain))]
+    return Access(node.output, strides)
+
+
+def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: set[int]) -> LoopNest:
+    """Drop size-1 axes; merge neighbours that every access walks
+    contiguously, that every reduction treats alike, and that are not
+    `pinned` (their index is used directly). Rewrites the accesses' strides."""
+    axes = [i for i, d in enumerate(domain) if d != 1]
+    groups: list[list[int]] = []
+    for axis in axes:
+        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, reductions, pinned):
+            groups[-1].append(axis)
+        else:
+            groups.append([axis])
+    axis_to_loop: list[int | None] = [None] * len(domain)
+    for position, group in enumerate(groups):
+        for axis in group:
+            axis_to_loop[axis] = position
+    for access in accesses:
+        access.strides = [access.strides[group[-1]] for group in groups]
+    return LoopNest([product(domain[a] for a in group) for group in groups], axis_to_loop)
+
+
+def _mergeable(outer: int, inner: int, domain, accesses: list[Access], reductions: list[Node], pinned) -> bool:
+    if outer in pinned or inner in pinned:
+        return False
+    if any((outer in _reduced_axes(r)) != (inner in _reduced_axes(r)) for r in reductions):
+        return False
+    size = Poly.of(domain[inner])
+    return all(a.strides[outer] == a.strides[inner] * size for a in accesses)
+
+
+def _identity(node: Node, m: Math) -> Val:
+    dtype = node.output.type.dtype
+    value = node.op.identity
+    if dtype.is_int and value == -np.inf:
+        value = int(np.iinfo(dtype.numpy).min)
+    return m.const(value, dtype)
+
+
+def _fold_lanes(b: ir.IRBuilder, vector: Val, lanes: int, combine: Callable[[Math, Val, Val], Val]) -> Val:
+    """Combine the lanes of `vector` pairwise, halving the width, down to one scalar."""
+    while lanes > 1:
+        half = lanes // 2
+        low, high = (_lanes(b, vector.ir, start, half) for start in (0, half))
+        vector = combine(Math(b, half), Val(low, vector.dtype), Val(high, vector.dtype))
+        lanes = half
+    return vector
+
+
+def _lanes(b: ir.IRBuilder, vector: ir.Value, start: int, count: int) -> ir.Value:
+    """Lanes [start, start + count) of `vector` (a scalar when count == 1)."""
+    if count == 1:
+        return b.extract_element(vector, i64(start))
+    picks = ir.Constant(ir.VectorType(I32, count), list(range(start, start + count)))
+    return b.shuffle_vector(vector, vector, picks)
+
+
+def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
+    """The function of an elementwise, reduction or copy kernel."""
+    kernel = e.kernel
+    domain = kernel.domain
+    reductions = kernel.reductions
+    identity_strides = row_major_strides(domain)
+    reads: dict[tuple[Node | None, int], Access] = {}
+    if kernel.copy:
+        source, target = kernel.copy
+        reads[(None, 0)] = Access(source, list(identity_strides))
+        stores = {target: Access(target, list(identity_strides))}
+    else:
+        for node in kernel.nodes:
+            if node in e.program.inline:
+                continue
+            if node_class(node) == "layout":
+                reads[(node, -1)] = e.copy_access(node)
+                continue
+            for i, v in enumerate(node.inputs):
+                if v.node not in kernel.nodes and v.node not in e.program.inline and node_class(node) != "matmul":
+                    reads[(node, i)] = e.operand_access(node, i)
+        stores = {v: Access(v, list(identity_strides)) for v in kernel.stores if node_class(v.node) != "reduce"}
+    outputs = {r: _output_access(r, domain) for r in reductions}
+    pinned = {len(domain) - 1} if any(n.op.name == "one_hot" for n in kernel.nodes) else set()
+    nest = merge_loops(domain, [*reads.values(), *stores.values(), *outputs.values()], reductions, pinned)
+    lanes = e.lanes if nest.sizes else 1
+
+    for r in outputs:
+        _fill(e, r, lanes)
+
+    inner_reduced = [r for r in reductions if nest.sizes and outputs[r].strides[-1] == Poly()]
+
+    def body(point: Point, width: int, accumulators: dict[Node, ir.Value]) -> None:
+        m = Math(e.b, width)
+        if kernel.copy:
+            e.store(stores[kernel.copy[1]], point, e.load(reads[(None, 0)], point, width), width)
+            return
+        values = e.evaluate(point, width, lambda node, i: reads[(node, i)], index=_index(e, nest, point, width))
+        for value, access in stores.items():
+            e.store(access, point, values[value], width)
+        for r in reductions:
+            x = e.operand(r.inputs[0], r, 0, point, width, values, lambda node, i: reads[(node, i)], m)
+            if point.mask is not None:
+                x = m.select(Val(point.mask, DType.bool), x, _identity(r, m))
+            if r in accumulators:
+                acc = Val(e.b.load(accumulators[r], typ=x.ir.type), x.dtype)
+                e.b.store(r.op.emit(m, acc, x).ir, accumulators[r])
+            else:
+                total = r.op.emit(m, e.load(outputs[r], point, width), x)
+                e.store(outputs[r], point, total, width)
+
+    if not nest.sizes:
+        body(Point([]), 1, {})
+        return e.finish()
+    _loop_nest(e, nest, lanes, body, inner_reduced, outputs)
+    return e.finish()
+
+
+def _fill(e: KernelEmitter, r: Node, lanes: int) -> None:
+    """Set every element of reduction `r`'s output to its identity."""
+    size = e.poly(product(r.output.type.shape))
+    access = Access(r.output, [Poly.of(1)])
+    m = Math(e.b, lanes)
+    start = e.b.and_(size, i64(-lanes))
+    with for_range(e.b, i64(0), start, lanes, name="fill") as i:
+        e.store(access, Point([i]), _identity(r, m), lanes)
+    with e.b.if_then(e.b.icmp_signed("<", start, size)):
+        e.store(access, Point([start], lane_mask(e.b, e.b.sub(size, start), lanes)), _identity(r, m), lanes)
+
+
+def _loop_nest(e: KernelEmitter, nest: LoopNest, lanes: int, body, inner_reduced: list[Node], outputs) -> None:
+    b = e.b
+
+    def level(depth: int, indices: list[ir.Value]) -> None:
+        if depth < len(nest.sizes) - 1:
+            with for_range(b, i64(0), e.poly(nest.sizes[depth]), 1, name=f"i{depth}") as i:
+                level(depth + 1, [*indices, i])
+            return
+        accumulators = {}
+        m = Math(b, lanes)
+        for r in inner_reduced:
+            slot = e.stack_slot(m.type(r.output.type.dtype))
+            b.store(_identity(r, m).ir, slot)
+            accumulators[r] = slot
+        count = e.poly(nest.sizes[-1])
+        start = b.and_(count, i64(-lanes))
+        with for_range(b, i64(0), start, lanes, name=f"i{depth}") as j:
+            body(Point([*indices, j]), lanes, accumulators)
+        with b.if_then(b.icmp_signed("<", start, count)):
+            body(Point([*indices, start], lane_mask(b, b.sub(count, start), lanes)), lanes, accumulators)
+        for r, slot in accumulators.items():
+            vector = Val(b.load(slot, typ=m.type(r.output.type.dtype)), r.output.type.dtype)
+            folded = _fold_lanes(b, vector, lanes, r.op.emit)
+            point = Point([*indices, i64(0)])
+            scalar_math = Math(b, 1)
+            total = r.op.emit(scalar_math, e.load(outputs[r], point, 1), folded)
+            e.store(outputs[r], point, total, 1)
+
+    level(0, [])
+
+
+def _index(e: KernelEmitter, nest: LoopNest, point: Point, lanes: int):
+    """The index along a domain axis at `point`, as a vector of `dtype`."""
+
+    def index(axis: int, dtype: DType) -> Val:
+        axis %= len(nest.axis_to_loop)
+        loop = nest.axis_to_loop[axis]
+        m = Math(e.b, lanes)
+        if loop is None:
+            return m.const(0, dtype)
+        value = point.indices[loop]
+        if loop == len(nest.sizes) - 1 and lanes > 1:
+            iota = ir.Constant(vector_of(I64, lanes), list(range(lanes)))
+            indices = Val(e.b.add(m.widen(Val(value, DType.int64)).ir, iota), DType.int64)
+        else:
+            indices = m.widen(Val(value, DType.int64))
+        return m.cast(indices, dtype)
+
+    return index

@@ -1,0 +1,211 @@
+"""Scheduling and memory planning: from a fused graph to a kernel program.
+
+The plan fixes the order of kernels and where every tensor lives:
+arguments in their own buffers (params and optimizer state in their
+arenas), outputs in buffers the caller provides, and every other stored
+value in one workspace whose slots are reused once their values are dead.
+Updates of params and state are written in place by the kernel that
+computes them, after every kernel that reads the old value; where that is
+impossible the new value goes to the workspace and a copy kernel at the
+end writes it back. One run of the program allocates nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..ir import Graph, Node, Value
+from ..ir.types import Shape
+from .fusion import FusedGraph, Kernel, node_class
+from .memory import aligned_bytes
+from .symbolic import Poly, product, row_major_strides
+from .views import View, layout_view, read_view
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """Where a tensor lives: `offset` bytes into `region`, `size` bytes long.
+    Regions: `in:NAME`, `out:NAME`, `params`, `state`, `workspace`, and
+    `scratch` (kernel-private temporaries such as packed matmul panels)."""
+
+    region: str
+    offset: Poly
+    size: Poly
+
+
+@dataclass
+class KernelProgram:
+    """Kernels in execution order plus the buffer of every stored tensor."""
+
+    name: str
+    graph: Graph
+    kernels: list[Kernel]
+    inline: set[Node]
+    buffers: dict[Value, Buffer]
+    symbols: tuple[str, ...]
+    regions: tuple[str, ...]
+    workspace_bytes: Poly
+
+    def is_stored(self, value: Value) -> bool:
+        return value in self.buffers
+
+
+def operand_view(node: Node, index: int, domain: Shape, is_stored) -> View:
+    """How member `node` of a kernel over `domain` reads input `index` from
+    memory. A layout member (a stored copy of a view) reads its whole view."""
+    if node_class(node) == "layout":
+        view = layout_view(node.output, lambda v: v is not node.output and is_stored(v))
+        assert view is not None, "fusion stores the input of a reshape that needs a copy"
+        return view
+    value = node.inputs[index]
+    if node.op.name == "one_hot":  # labels[i] for every class j of out[i, j]
+        view = read_view(value, value.type.shape, is_stored)
+        return View(view.base, tuple(domain), (*view.strides, Poly()), view.offset)
+    if node_class(node) == "matmul":
+        return read_view(value, value.type.shape, is_stored)
+    shape = node.inputs[0].type.shape if node_class(node) == "reduce" else node.output.type.shape
+    return read_view(value, shape, is_stored)
+
+
+def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bool]:
+    """The stored tensors `kernel` reads, each with True when every read is at
+    the index the kernel writes (so writing the new value in place is safe)."""
+    reads: dict[Value, bool] = {}
+    members = set(kernel.nodes)
+    identity = row_major_strides(kernel.domain)
+
+    def note(value: Value, at_identity: bool) -> None:
+        reads[value] = reads.get(value, True) and at_identity
+
+    def visit_inline(node: Node) -> None:
+        for v in node.inputs:
+            if v.node in inline:
+                visit_inline(v.node)
+            elif v.node is None and node.op.name != "size":
+                note(v, kernel.domain == ())
+
+    if kernel.copy:
+        note(kernel.copy[0], True)
+    for node in kernel.nodes:
+        if node in inline:
+            visit_inline(node)
+            continue
+        for i, v in enumerate(node.inputs):
+            if v.node in members:
+                continue
+            if v.node in inline:
+                visit_inline(v.node)
+                continue
+            view = operand_view(node, i, kernel.domain, is_stored)
+            same_index = (
+                node_class(node) != "matmul"
+                and view.strides == identity
+                and view.offset == Poly()
+                and product(view.base.type.shape) == product(kernel.domain)
+            )
+            note(view.base, same_index)
+    return reads
+
+
+def _topological(kernels: list[Kernel], deps: Mapping[Kernel, set[Kernel]]) -> list[Kernel] | None:
+    """Kernels ordered after their dependencies (ties: original order); None on a cycle."""
+    rank = {k: i for i, k in enumerate(kernels)}
+    waiting = {k: set(deps.get(k, ())) for k in kernels}
+    ready = sorted((k for k in kernels if not waiting[k]), key=rank.__getitem__)
+    order = []
+    while ready:
+        k = ready.pop(0)
+        order.append(k)
+        for other, needs in waiting.items():
+            if k in needs:
+                needs.discard(k)
+                if not needs:
+                    ready.append(other)
+        ready.sort(key=rank.__getitem__)
+    return order if len(order) == len(kernels) else None
+
+
+def _nbytes(value: Value) -> Poly:
+    return product(value.type.shape) * value.type.dtype.itemsize
+
+
+def plan(
+    fused: FusedGraph, name: str, param_offsets: Mapping[str, int], state_offsets: Mapping[str, int]
+) -> KernelProgram:
+    """Schedule `fused` and place every tensor. `param_offsets` and
+    `state_offsets` give each param's and state tensor's byte offset in its arena."""
+    graph = fused.graph
+    buffers: dict[Value, Buffer] = {}
+    for a in graph.inputs:
+        buffers[a] = Buffer(f"in:{a.name}", Poly(), _nbytes(a))
+    for a in graph.params:
+        buffers[a] = Buffer("params", Poly.of(param_offsets[a.name]), _nbytes(a))
+    for a in graph.state:
+        buffers[a] = Buffer("state", Poly.of(state_offsets[a.name]), _nbytes(a))
+    for out_name, v in graph.outputs.items():
+        buffers[v] = Buffer(f"out:{out_name}", Poly(), _nbytes(v))
+    stored = fused.stored | set(graph.arguments)
+    is_stored = stored.__contains__
+    reads = {k: kernel_reads(k, fused.inline, is_stored) for k in fused.kernels}
+    writer = {v: k for k in fused.kernels for v in k.stores}
+
+    deps = {k: set(d) for k, d in fused.depends.items()}
+    copies: list[Kernel] = []
+    for target_name, value in graph.updates.items():
+        target = graph.argument(target_name)
+        k_new = writer[value]
+        readers = [k for k in fused.kernels if target in reads[k] and k is not k_new]
+        trial = {k: set(d) for k, d in deps.items()}
+        trial[k_new].update(readers)
+        if reads[k_new].get(target, True) and _topological(fused.kernels, trial) is not None:
+            deps = trial
+            buffers[value] = buffers[target]
+        else:
+            copies.append(Kernel(f"copy_{target_name}", target.type.shape, [], copy=(value, target)))
+    order = _topological(fused.kernels, deps)
+    assert order is not None  # each accepted update kept the graph acyclic
+    for i, k in enumerate(order):
+        k.name = f"k{i}"
+    order += copies
+    for c in copies:
+        reads[c] = {c.copy[0]: True}  # type: ignore[index]
+
+    workspace = _place_workspace(order, reads, buffers)
+    symbols = tuple(sorted({d for a in graph.arguments for d in a.type.shape if isinstance(d, str)}))
+    regions = tuple(
+        [f"in:{a.name}" for a in graph.inputs]
+        + (["params"] if graph.params else [])
+        + (["state"] if graph.state else [])
+        + [f"out:{n}" for n in graph.outputs]
+        + ["workspace", "scratch"]
+    )
+    return KernelProgram(name, graph, order, fused.inline, buffers, symbols, regions, workspace)
+
+
+def _place_workspace(order: list[Kernel], reads: dict[Kernel, dict[Value, bool]], buffers: dict) -> Poly:
+    """Give every stored value without a buffer a workspace slot, reusing the
+    slots of values no later kernel reads. Returns the workspace size in bytes."""
+    last_read: dict[Value, int] = {}
+    for i, k in enumerate(order):
+        for v in reads[k]:
+            last_read[v] = i
+    free: list[tuple[Poly, Poly]] = []  # (offset, size) of released slots
+    live: dict[Value, tuple[Poly, Poly]] = {}
+    total = Poly()
+    for i, k in enumerate(order):
+        for v in [v for v, (_, _) in live.items() if last_read.get(v, -1) < i]:
+            free.append(live.pop(v))
+        for v in k.stores:
+            if v in buffers:
+                continue
+            need = aligned_bytes(_nbytes(v))
+            fits = [s for s in free if s[1].dominates(need)]
+            if fits:
+                slot = min(fits, key=lambda s: sum(c for _, c in s[1].terms))
+                free.remove(slot)
+            else:
+                slot = (total, need)
+                total = total + need
+            live[v] = slot
+            buffers[v] = Buffer("workspace", slot[0], _nbytes(v))
+    return total

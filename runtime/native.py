@@ -1,0 +1,125 @@
+"""The native backend: runs a Program's compiled kernel programs.
+
+Each entry function (train_step, predict, ...) takes one pointer: an
+argument block of int64 slots (sizes of the shape symbols, then the
+address of every memory region). The block, the workspace and the scratch
+memory are prepared once and reused; a call writes only what changes (the
+batch size and the addresses of this call's inputs and outputs) and makes
+one ctypes call with one pointer argument."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..compiler.native import NativeBuild
+from ..compiler.plan import KernelProgram
+from ..ir import DTypeError, ShapeError
+from .arena import Arena, aligned_empty
+from .jit import JitModule
+
+_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class _Memory:
+    """A 64-byte aligned byte buffer that grows on demand (never shrinks)."""
+
+    def __init__(self) -> None:
+        self.array = aligned_empty(0, np.uint8)
+
+    def ensure(self, size: int) -> bool:
+        """Make room for `size` bytes; True if the address changed."""
+        if size <= self.array.size:
+            return False
+        self.array = aligned_empty(size, np.uint8)
+        return True
+
+    @property
+    def address(self) -> int:
+        return self.array.ctypes.data
+
+
+class _Entry:
+    """One compiled entry function and its argument block."""
+
+    def __init__(self, program: KernelProgram, build: NativeBuild, graph: str) -> None:
+        compiled = build.compiled(graph)
+        self.jit = JitModule(compiled.optimized, build.target)  # keeps the machine code alive
+        self.program = program
+        self.function = _ENTRY(self.jit.address(program.name))
+        self.scratch_bytes = compiled.scratch_bytes
+        self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
+        self.block_address = self.block.ctypes.data
+        self.slot = {region: len(program.symbols) + i for i, region in enumerate(program.regions)}
+        self.inputs = [(a.name, a.type) for a in program.graph.inputs]
+        self.outputs = [(name, v.type) for name, v in program.graph.outputs.items()]
+
+
+class NativeExecutable:
+    """Runs native entry functions against the parameter and state arenas."""
+
+    name = "native"
+
+    def __init__(self, build: NativeBuild, params: Arena, state: Arena) -> None:
+        self.build = build
+        self.params = params
+        self.state = state
+        self._workspace = _Memory()
+        self._scratch = _Memory()
+        self._entries: dict[str, _Entry] = {}
+        self.entry(build.main)
+
+    def entry(self, graph: str) -> _Entry:
+        """The compiled entry of `graph`, compiling it on first use."""
+        if graph not in self._entries:
+            entry = _Entry(self.build.programs[graph], self.build, graph)
+            if "params" in entry.slot:
+                entry.block[entry.slot["params"]] = self.params.buffer.ctypes.data
+            if "state" in entry.slot:
+                entry.block[entry.slot["state"]] = self.state.buffer.ctypes.data
+            self._entries[graph] = entry
+        return self._entries[graph]
+
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run entry `graph` on validated `inputs`; params and state are updated
+        in place; returns freshly allocated outputs."""
+        entry = self.entry(graph)
+        program = entry.program
+        sizes = self._bind(entry, inputs)
+        block = entry.block
+        for i, symbol in enumerate(program.symbols):
+            block[i] = sizes[symbol]
+        for name, _ in entry.inputs:
+            block[entry.slot[f"in:{name}"]] = inputs[name].ctypes.data
+        outputs = {}
+        for name, type in entry.outputs:
+            out = np.empty(type.concrete_shape(sizes), dtype=type.dtype.numpy)
+            outputs[name] = out
+            block[entry.slot[f"out:{name}"]] = out.ctypes.data
+        self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
+        self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
+        block[entry.slot["workspace"]] = self._workspace.address
+        block[entry.slot["scratch"]] = self._scratch.address
+        entry.function(entry.block_address)
+        return outputs
+
+    @staticmethod
+    def _bind(entry: _Entry, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Symbol sizes from the inputs, after checking every input is exactly
+        what the code expects (the last guard before native code)."""
+        sizes: dict[str, int] = {}
+        for name, type in entry.inputs:
+            array = inputs[name]
+            if array.dtype != type.dtype.numpy:
+                raise DTypeError(f"native {entry.program.name}: input {name} is {array.dtype}, expected {type}")
+            if not (array.flags.c_contiguous and array.flags.aligned) or array.ndim != type.rank:
+                raise ShapeError(f"native {entry.program.name}: input {name} must be a C-contiguous {type}")
+            for dim, size in zip(type.shape, array.shape, strict=True):
+                expected = sizes.setdefault(dim, size) if isinstance(dim, str) else dim
+                if size != expected:
+                    raise ShapeError(
+                        f"native {entry.program.name}: input {name} has shape {array.shape}, expected {type}"
+                    )
+        return sizes
