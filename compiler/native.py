@@ -27,7 +27,15 @@ from .plan import KernelProgram, plan
 from .symbolic import Poly
 
 ENTRY_NAMES = {"train": "train_step", "predict": "predict", "gradients": "gradients", "evaluate": "evaluate"}
-"""The native function of each runnable graph."""
+"""The native function of each runnable graph of a Program (others keep their name)."""
+
+_OPTIMIZED: dict[tuple[str, str, str], OptimizedModule] = {}
+"""Optimized modules by (LLVM IR, CPU, features): identical programs compiled
+again in one process (tests, repeated `ember.compile`) skip LLVM."""
+
+
+def entry_name(graph: str) -> str:
+    return ENTRY_NAMES.get(graph, graph)
 
 
 @dataclass
@@ -58,15 +66,18 @@ class NativeBuild:
         """Generate and optimize the module of `graph` (once)."""
         if graph not in self._compiled:
             code = _timed(self.log, "codegen", emit_module, [self.programs[graph]], self.target)
-            optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
-            scratch = code.scratch_bytes[ENTRY_NAMES[graph]]
+            key = (code.llvm_ir, self.target.cpu, self.target.features)
+            if key not in _OPTIMIZED:
+                _OPTIMIZED[key] = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
+            optimized = _OPTIMIZED[key]
+            scratch = code.scratch_bytes[entry_name(graph)]
             self._compiled[graph] = CompiledGraph(code.llvm_ir, scratch, optimized)
         return self._compiled[graph]
 
     def dump(self, stage: str) -> str:
         """A native stage of the main graph (`train`, else `predict`)."""
         if stage == "fused":
-            return format_fused(self.fused[self.main], ENTRY_NAMES[self.main])
+            return format_fused(self.fused[self.main], entry_name(self.main))
         if stage == "kernels":
             return format_kernels(self.programs[self.main])
         compiled = self.compiled(self.main)
@@ -95,6 +106,6 @@ def build_native(
         if log.check:
             verify(lowered)
         fused[name] = _timed(log, "fuse", fuse, lowered)
-        programs[name] = _timed(log, "plan", plan, fused[name], ENTRY_NAMES[name], param_offsets, state_offsets)
-    main = "train" if "train" in graphs else "predict"
+        programs[name] = _timed(log, "plan", plan, fused[name], entry_name(name), param_offsets, state_offsets)
+    main = "train" if "train" in graphs else next(iter(graphs))
     return NativeBuild(target, fused, programs, log, main)

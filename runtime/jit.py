@@ -7,6 +7,17 @@ import llvmlite.binding as llvm
 from ..compiler.backend import OptimizedModule
 from ..compiler.codegen.target import Target
 
+_LOADED: dict[tuple[str, str, str], JitModule] = {}
+
+
+def load(optimized: OptimizedModule, target: Target) -> JitModule:
+    """The machine code of `optimized`, loaded once per process and then shared
+    (the code is immutable; each caller keeps its own argument blocks)."""
+    key = (optimized.llvm_ir, target.cpu, target.features)
+    if key not in _LOADED:
+        _LOADED[key] = JitModule(optimized, target)
+    return _LOADED[key]
+
 
 class JitModule:
     """Machine code of one optimized module, resident for the object's lifetime."""

@@ -14,11 +14,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..compiler.native import NativeBuild
+from ..compiler.codegen.target import Target, host_target
+from ..compiler.native import NativeBuild, build_native
+from ..compiler.pipeline import PassLog
 from ..compiler.plan import KernelProgram
-from ..ir import DTypeError, ShapeError
+from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError
+from ..ir.interpreter import bind_symbols
+from . import jit
 from .arena import Arena, aligned_empty
-from .jit import JitModule
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -46,7 +49,7 @@ class _Entry:
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str) -> None:
         compiled = build.compiled(graph)
-        self.jit = JitModule(compiled.optimized, build.target)  # keeps the machine code alive
+        self.jit = jit.load(compiled.optimized, build.target)  # keeps the machine code alive
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
         self.scratch_bytes = compiled.scratch_bytes
@@ -123,3 +126,40 @@ class NativeExecutable:
                         f"native {entry.program.name}: input {name} has shape {array.shape}, expected {type}"
                     )
         return sizes
+
+
+class GraphFunction:
+    """Any graph compiled to native code, called like `ir.interpret`: the
+    differential-testing twin of the reference interpreter."""
+
+    def __init__(self, graph: Graph, target: Target | None = None) -> None:
+        self.graph = graph
+        self.params = Arena({p.name: p.type.shape for p in graph.params}, _arena_dtype(graph.params, "params"))
+        self.state = Arena({s.name: s.type.shape for s in graph.state}, _arena_dtype(graph.state, "state"))
+        self.log = PassLog()
+        build = build_native(
+            {graph.name: graph}, self.params.byte_offsets, self.state.byte_offsets, target or host_target(), self.log
+        )
+        self.build = build
+        self._executable = NativeExecutable(build, self.params, self.state)
+
+    def __call__(self, arguments: Mapping[str, np.ndarray]) -> RunResult:
+        """Run on arrays named like the graph's arguments; params and state
+        are copied in, and their updated values returned (not written back)."""
+        bind_symbols(self.graph, arguments)
+        for arena in (self.params, self.state):
+            for name in arena.names():
+                np.copyto(arena[name], arguments[name])
+        inputs = {a.name: np.ascontiguousarray(arguments[a.name]) for a in self.graph.inputs}
+        outputs = self._executable.run(self.graph.name, inputs)
+        updates = {
+            name: (self.params[name] if name in self.params else self.state[name]).copy() for name in self.graph.updates
+        }
+        return RunResult(outputs=outputs, updates=updates)
+
+
+def _arena_dtype(values, role: str) -> np.dtype:
+    dtypes = {v.type.dtype.numpy for v in values}
+    if len(dtypes) > 1:
+        raise IRError(f"native code keeps all {role} in one arena of one dtype, got {sorted(map(str, dtypes))}")
+    return dtypes.pop() if dtypes else np.dtype(np.float32)
