@@ -5,6 +5,7 @@ The JIT (runtime/jit.py) and ahead-of-time export both start here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import llvmlite.binding as llvm
 
@@ -15,18 +16,20 @@ from .codegen.target import Target, initialize_llvm
 @dataclass
 class OptimizedModule:
     """An optimized LLVM module, its text, and the target machine it was
-    optimized for. The text is taken right after optimization: emitting
-    machine code runs more passes over the module in place."""
+    optimized for. The text is taken right after optimization, and machine
+    code is emitted from fresh parses of it: emitting code runs more passes
+    over a module in place."""
 
     module: llvm.ModuleRef
     machine: llvm.TargetMachine
     llvm_ir: str
 
+    @cached_property
     def assembly(self) -> str:
-        return self.machine.emit_assembly(self.module)
+        return self.machine.emit_assembly(llvm.parse_assembly(self.llvm_ir))
 
     def object_code(self) -> bytes:
-        return self.machine.emit_object(self.module)
+        return self.machine.emit_object(llvm.parse_assembly(self.llvm_ir))
 
 
 def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = False) -> OptimizedModule:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from ..ir import Graph, verify
 from .backend import OptimizedModule, optimize
@@ -46,9 +45,9 @@ class CompiledGraph:
     scratch_bytes: Poly
     optimized: OptimizedModule
 
-    @cached_property
+    @property
     def assembly(self) -> str:
-        return self.optimized.assembly()
+        return self.optimized.assembly
 
 
 @dataclass
