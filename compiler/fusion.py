@@ -216,7 +216,9 @@ def _copies_for_reshapes(graph: Graph, members: set[Node]) -> set[Node]:
     reshape of a transposed or broadcast tensor that is not contiguous)."""
     stored = set(members)
     for node in graph.nodes:
-        if node.op.name == "reshape" and layout_view(node.output, lambda v: v.node in stored) is None:
+        # The reshape itself may be stored (an output): its view must start below it.
+        is_base = lambda v, out=node.output: v is not out and v.node in stored
+        if node.op.name == "reshape" and layout_view(node.output, is_base) is None:
             stored.add(node.inputs[0].node)
     return stored - members
 

@@ -63,7 +63,7 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
             f"    {namer(target)}[{at}] = {namer(source)}[{at}]",
         ]
     lines = [header]
-    inline = _inline_used(program, kernel)
+    inline = [n for n in _inline_used(program, kernel) if n not in kernel.nodes]
     lines += [f"  let {namer(n.output)} = {_expression(program, n, namer, indices, kernel)}" for n in inline]
     for r in kernel.reductions:
         lines.append(f"  {namer(r.output)}[*] = {r.op.identity}")
@@ -73,7 +73,7 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
         lines.append(f"  for ({loop}) in [{_dims(kernel.domain)}]:")
     stored = set(kernel.stores)
     for node in kernel.nodes:
-        if node in program.inline:
+        if node in program.inline and node.output not in stored:
             continue
         text = _expression(program, node, namer, indices, kernel)
         name = namer(node.output)

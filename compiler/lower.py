@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..ir import Builder, Graph, Node, Value
 from .rewrite import rewrite
+from .simplify import cse
 
 
 def _lower_node(b: Builder, node: Node) -> Value | None:
@@ -50,4 +51,4 @@ def _own_results(graph: Graph) -> Graph:
 def lower_for_codegen(graph: Graph) -> Graph:
     """`graph` with mean, softmax and log_softmax expanded into primitives,
     and a node of its own for every output and update."""
-    return _own_results(rewrite(graph, _lower_node))
+    return _own_results(cse(rewrite(graph, _lower_node)))

@@ -1,5 +1,5 @@
 """Train a digit classifier with ember: scikit-learn's 8x8 digits, an MLP,
-cross-entropy and Adam. Reaches about 97% test accuracy in 20 epochs.
+cross-entropy and Adam. Reaches about 98% test accuracy in 20 epochs.
 
     python examples/train_digits.py --epochs 20 --no-progress
 """
@@ -25,10 +25,12 @@ def parse_args():
 def main():
     args = parse_args()
 
-    # 1797 grayscale 8x8 images, pixel values 0..16 -> floats in [0, 1].
+    # 1797 grayscale 8x8 images (64 pixel values 0..16), standardized with the
+    # training set's mean and spread.
     digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0)
+    x_train, x_test, y_train, y_test = train_test_split(digits.data, digits.target, test_size=0.25, random_state=0)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    x_train, x_test = ((x - mean) / std for x in (x_train, x_test))
 
     # The model is declared like a PyTorch one; ember.compile traces it, derives
     # the backward pass, adds the Adam update and builds one training program.

@@ -19,7 +19,7 @@ class DType(enum.Enum):
     @property
     def numpy(self) -> np.dtype:
         """The NumPy dtype with the same layout."""
-        return np.dtype(_NUMPY_NAMES[self])
+        return _NUMPY_DTYPES[self]
 
     @property
     def is_float(self) -> bool:
@@ -60,6 +60,7 @@ _NUMPY_NAMES = {
     DType.int64: "int64",
     DType.bool: "bool",
 }
+_NUMPY_DTYPES = {d: np.dtype(n) for d, n in _NUMPY_NAMES.items()}
 _BY_SHORT = {d.value: d for d in DType}
 _BY_NUMPY = {np.dtype(n): d for d, n in _NUMPY_NAMES.items()}
 

@@ -56,8 +56,11 @@ class _Entry:
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
         self.block_address = self.block.ctypes.data
         self.slot = {region: len(program.symbols) + i for i, region in enumerate(program.regions)}
-        self.inputs = [(a.name, a.type) for a in program.graph.inputs]
-        self.outputs = [(name, v.type) for name, v in program.graph.outputs.items()]
+        self.inputs = [(a.name, a.type, a.type.dtype.numpy, self.slot[f"in:{a.name}"]) for a in program.graph.inputs]
+        self.outputs = [
+            (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"]) for name, v in program.graph.outputs.items()
+        ]
+        self.sizes: dict[str, int] | None = None  # the symbol sizes of the previous call
 
 
 class NativeExecutable:
@@ -89,33 +92,40 @@ class NativeExecutable:
         """Run entry `graph` on validated `inputs`; params and state are updated
         in place; returns freshly allocated outputs."""
         entry = self.entry(graph)
-        program = entry.program
         sizes = self._bind(entry, inputs)
         block = entry.block
-        for i, symbol in enumerate(program.symbols):
-            block[i] = sizes[symbol]
-        for name, _ in entry.inputs:
-            block[entry.slot[f"in:{name}"]] = inputs[name].ctypes.data
+        if sizes != entry.sizes:
+            self._resize(entry, sizes)
+        for name, _, _, slot in entry.inputs:
+            block[slot] = inputs[name].ctypes.data
         outputs = {}
-        for name, type in entry.outputs:
-            out = np.empty(type.concrete_shape(sizes), dtype=type.dtype.numpy)
+        for name, type, dtype, slot in entry.outputs:
+            out = np.empty(type.concrete_shape(sizes), dtype=dtype)
             outputs[name] = out
-            block[entry.slot[f"out:{name}"]] = out.ctypes.data
-        self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
-        self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
-        block[entry.slot["workspace"]] = self._workspace.address
-        block[entry.slot["scratch"]] = self._scratch.address
+            block[slot] = out.ctypes.data
         entry.function(entry.block_address)
         return outputs
+
+    def _resize(self, entry: _Entry, sizes: dict[str, int]) -> None:
+        """New symbol sizes: store them and make the workspace and scratch big enough."""
+        program = entry.program
+        for i, symbol in enumerate(program.symbols):
+            entry.block[i] = sizes[symbol]
+        self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
+        self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
+        for other in self._entries.values():  # the buffers may have moved
+            other.block[other.slot["workspace"]] = self._workspace.address
+            other.block[other.slot["scratch"]] = self._scratch.address
+        entry.sizes = sizes
 
     @staticmethod
     def _bind(entry: _Entry, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Symbol sizes from the inputs, after checking every input is exactly
         what the code expects (the last guard before native code)."""
         sizes: dict[str, int] = {}
-        for name, type in entry.inputs:
+        for name, type, dtype, _ in entry.inputs:
             array = inputs[name]
-            if array.dtype != type.dtype.numpy:
+            if array.dtype != dtype:
                 raise DTypeError(f"native {entry.program.name}: input {name} is {array.dtype}, expected {type}")
             if not (array.flags.c_contiguous and array.flags.aligned) or array.ndim != type.rank:
                 raise ShapeError(f"native {entry.program.name}: input {name} must be a C-contiguous {type}")
@@ -150,7 +160,7 @@ class GraphFunction:
         for arena in (self.params, self.state):
             for name in arena.names():
                 np.copyto(arena[name], arguments[name])
-        inputs = {a.name: np.ascontiguousarray(arguments[a.name]) for a in self.graph.inputs}
+        inputs = {a.name: np.asarray(arguments[a.name], order="C") for a in self.graph.inputs}  # keeps 0-d arrays 0-d
         outputs = self._executable.run(self.graph.name, inputs)
         updates = {
             name: (self.params[name] if name in self.params else self.state[name]).copy() for name in self.graph.updates

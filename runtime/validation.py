@@ -28,6 +28,8 @@ def _kind(dtype: DType) -> str:
 def check_array(name: str, value: Any, expected: TensorType, rows: int | None = None) -> np.ndarray:
     """`value` as a C-contiguous, aligned array of `expected`'s dtype and shape,
     with the batch dimension `B` of size `rows` (any size when None)."""
+    if _already_valid(value, expected, rows):
+        return value
     try:
         array = np.asarray(value)
     except Exception as e:  # arbitrary objects: ragged lists, broken __array__...
@@ -50,6 +52,21 @@ def check_array(name: str, value: Any, expected: TensorType, rows: int | None = 
     return np.require(converted, requirements=["C", "A"])
 
 
+def _already_valid(value: Any, expected: TensorType, rows: int | None) -> bool:
+    """The common case, checked cheaply: exactly the right array already."""
+    if type(value) is not np.ndarray or value.dtype != expected.dtype.numpy or value.ndim != expected.rank:
+        return False
+    if not (value.flags.c_contiguous and value.flags.aligned):
+        return False
+    for dim, size in zip(expected.shape, value.shape, strict=True):
+        if dim == BATCH:
+            if rows is not None and size != rows:
+                return False
+        elif size != dim:
+            return False
+    return True
+
+
 def _expected_shape(name: str, array: np.ndarray, expected: TensorType, rows: int | None) -> tuple[int, ...]:
     if rows is None:
         if array.ndim == 0:
@@ -60,6 +77,8 @@ def _expected_shape(name: str, array: np.ndarray, expected: TensorType, rows: in
 
 def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
     """Class labels must lie in [0, num_classes)."""
+    if labels.size == 0 or (labels.min() >= 0 and labels.max() < num_classes):
+        return
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])

@@ -105,5 +105,7 @@ def for_range(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, n
 
 def lane_mask(b: ir.IRBuilder, remaining: ir.Value, lanes: int) -> ir.Value:
     """`<lanes x i1>`: lane k is on when k < remaining."""
+    if lanes == 1:  # a scalar loop (a domain of size-1 dims): one i1, not a <1 x i1> vector
+        return b.icmp_signed("<", i64(0), remaining)
     iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
     return b.icmp_signed("<", iota, splat(b, remaining, lanes))

@@ -62,6 +62,7 @@ class KernelEmitter:
         self.target = target
         self.fn = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=f"{program.name}.{kernel.name}")
         self.fn.linkage = "internal"
+        self.fn.attributes.add("noinline")  # one function per kernel, as in the kernels dump
         self.fn.args[0].add_attribute("noalias")
         # Three builders, each appending to its own block (llvmlite builders
         # insert by index, so two must never share a block): stack slots,

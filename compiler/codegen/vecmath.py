@@ -108,7 +108,8 @@ class Math:
         return self.select(self.compare("lt", x, 0), self.neg(x), x)
 
     def sign(self, x: Val) -> Val:
-        positive = self.select(self.compare("gt", x, 0), self.const(1, x.dtype), x)
+        zero_or_nan = self.select(self.compare("eq", x, 0), self.const(0, x.dtype), x)  # sign(-0.0) is 0.0
+        positive = self.select(self.compare("gt", x, 0), self.const(1, x.dtype), zero_or_nan)
         return self.select(self.compare("lt", x, 0), self.const(-1, x.dtype), positive)
 
     def maximum(self, x, y) -> Val:
@@ -255,6 +256,7 @@ class Math:
             )
             p = self.div(top, bottom)
         near = self.fma(self.mul(x, z), p, x)
+        near = Val(call_intrinsic(self.b, "copysign", x.ir.type, [near.ir, x.ir]), x.dtype)  # tanh(-0.0) = -0.0
         return self.select(self.compare("lt", a, 0.625), near, far)
 
     def pow(self, x, y) -> Val:
@@ -268,8 +270,14 @@ class Math:
         odd = self.logical_and(
             integral, self.compare("ne", Val(call_intrinsic(self.b, "rint", half.ir.type, [half.ir]), y.dtype), half)
         )
-        negative = self.compare("lt", x, 0.0)
-        signed = self.select(self.logical_and(negative, odd), self.neg(magnitude), magnitude)
-        result = self.select(self.logical_and(negative, Val(self.b.not_(integral.ir), DType.bool)), math.nan, signed)
+        # The sign bit, not x < 0: (-0.0)**3 is -0.0 and (-0.0)**-1 is -inf.
+        one = self.const(1.0, x.dtype).ir
+        sign_bit = self.compare("lt", Val(call_intrinsic(self.b, "copysign", x.ir.type, [one, x.ir]), x.dtype), 0.0)
+        signed = self.select(self.logical_and(sign_bit, odd), self.neg(magnitude), magnitude)
+        finite_negative = self.logical_and(self.compare("lt", x, 0.0), self.compare("gt", x, -math.inf))
+        no_real_power = self.logical_and(finite_negative, Val(self.b.not_(integral.ir), DType.bool))
+        result = self.select(no_real_power, math.nan, signed)  # (-inf)**0.5 is inf, (-2)**0.5 is NaN
         ones = Val(self.b.or_(self.compare("eq", y, 0.0).ir, self.compare("eq", x, 1.0).ir), DType.bool)
+        minus_one = self.logical_and(self.compare("eq", x, -1.0), self.compare("eq", self.abs(y), math.inf))
+        ones = Val(self.b.or_(ones.ir, minus_one.ir), DType.bool)  # (-1)**+-inf is 1
         return self.select(ones, 1.0, result)

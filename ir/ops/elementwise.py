@@ -190,7 +190,7 @@ OPS = [
         "gelu",
         _gelu,
         _gelu_vjp,
-        lambda m, x: m.mul(m.mul(x, 0.5), m.add(1.0, m.tanh(m.mul(m.fma(m.mul(x, x), GELU_C * x, x), GELU_K)))),
+        lambda m, x: m.mul(m.mul(x, 0.5), m.add(1.0, m.tanh(m.mul(m.fma(m.mul(x, x), m.mul(x, GELU_C), x), GELU_K)))),
         'GELU, tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))), as torch.nn.GELU(approximate="tanh")',
     ),
     # binary arithmetic with NumPy broadcasting
