@@ -32,10 +32,11 @@ class OptimizedModule:
         return self.machine.emit_object(llvm.parse_assembly(self.llvm_ir))
 
 
-def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = False) -> OptimizedModule:
+def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> OptimizedModule:
     """Parse, verify and optimize (O3 for `target`). ember's kernels are
-    vectorized by hand, so LLVM's loop and SLP vectorizers stay off unless
-    asked: they would only add compile time."""
+    vectorized by hand; LLVM's loop and SLP vectorizers stay on for whatever
+    scalar code remains (measured: they cost no compile time on hand-vectorized
+    kernels, which they leave unchanged)."""
     initialize_llvm()
     try:
         module = llvm.parse_assembly(llvm_ir)
