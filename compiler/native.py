@@ -43,6 +43,7 @@ class CompiledGraph:
 
     llvm_ir: str
     scratch_bytes: Poly
+    thread_bytes: int
     optimized: OptimizedModule
 
     @property
@@ -69,8 +70,9 @@ class NativeBuild:
             if key not in _OPTIMIZED:
                 _OPTIMIZED[key] = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
             optimized = _OPTIMIZED[key]
-            scratch = code.scratch_bytes[entry_name(graph)]
-            self._compiled[graph] = CompiledGraph(code.llvm_ir, scratch, optimized)
+            name = entry_name(graph)
+            compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
+            self._compiled[graph] = compiled
         return self._compiled[graph]
 
     def dump(self, stage: str) -> str:

@@ -25,8 +25,9 @@ from .views import View, layout_view, read_view
 @dataclass(frozen=True)
 class Buffer:
     """Where a tensor lives: `offset` bytes into `region`, `size` bytes long.
-    Regions: `in:NAME`, `out:NAME`, `params`, `state`, `workspace`, and
-    `scratch` (kernel-private temporaries such as packed matmul panels)."""
+    Regions: `in:NAME`, `out:NAME`, `params`, `state`, `workspace`,
+    `scratch` (temporaries shared by a kernel's threads) and `threads`
+    (one slice per thread, such as packed matmul panels)."""
 
     region: str
     offset: Poly
@@ -177,7 +178,7 @@ def plan(
         + (["params"] if graph.params else [])
         + (["state"] if graph.state else [])
         + [f"out:{n}" for n in graph.outputs]
-        + ["workspace", "scratch"]
+        + ["workspace", "scratch", "threads"]
     )
     return KernelProgram(name, graph, order, fused.inline, buffers, symbols, regions, workspace)
 

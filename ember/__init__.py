@@ -51,6 +51,7 @@ from .ir import (
     ShapeError,
 )
 from .program import STAGES, Program
+from .runtime.threads import get_num_threads, set_num_threads
 from .tensor import Tensor
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ __all__ = [
     "equal",
     "exp",
     "gelu",
+    "get_num_threads",
     "leaky_relu",
     "linear",
     "load",
@@ -91,6 +93,7 @@ __all__ = [
     "relu",
     "reshape",
     "rsqrt",
+    "set_num_threads",
     "sigmoid",
     "softmax",
     "sqrt",

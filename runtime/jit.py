@@ -22,7 +22,11 @@ def load(optimized: OptimizedModule, target: Target) -> JitModule:
 class JitModule:
     """Machine code of one optimized module, resident for the object's lifetime."""
 
-    def __init__(self, optimized: OptimizedModule, target: Target) -> None:
+    def __init__(self, optimized: OptimizedModule, target: Target, resolve_pool: bool = True) -> None:
+        if resolve_pool:  # kernels call ember_parallel_for: the pool defines it
+            from .threads import pool
+
+            pool()
         # MCJIT takes ownership of the module and of its own target machine.
         module = llvm.parse_assembly(optimized.llvm_ir)
         self._engine = llvm.create_mcjit_compiler(module, target.create_target_machine())

@@ -20,7 +20,7 @@ from ..compiler.pipeline import PassLog
 from ..compiler.plan import KernelProgram
 from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError
 from ..ir.interpreter import bind_symbols
-from . import jit
+from . import jit, threads
 from .arena import Arena, aligned_empty
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -53,6 +53,7 @@ class _Entry:
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
         self.scratch_bytes = compiled.scratch_bytes
+        self.thread_bytes = compiled.thread_bytes
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
         self.block_address = self.block.ctypes.data
         self.slot = {region: len(program.symbols) + i for i, region in enumerate(program.regions)}
@@ -74,6 +75,7 @@ class NativeExecutable:
         self.state = state
         self._workspace = _Memory()
         self._scratch = _Memory()
+        self._threads = _Memory()
         self._entries: dict[str, _Entry] = {}
         self.entry(build.main)
 
@@ -113,9 +115,11 @@ class NativeExecutable:
             entry.block[i] = sizes[symbol]
         self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
         self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
+        self._threads.ensure(entry.thread_bytes * threads.pool().capacity)
         for other in self._entries.values():  # the buffers may have moved
             other.block[other.slot["workspace"]] = self._workspace.address
             other.block[other.slot["scratch"]] = self._scratch.address
+            other.block[other.slot["threads"]] = self._threads.address
         entry.sizes = sizes
 
     @staticmethod

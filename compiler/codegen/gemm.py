@@ -1,33 +1,70 @@
 """Matmul kernels: C = op(A) @ op(B), finished by a fused epilogue.
 
-For each panel of NR columns, the panel of B is packed once into a
-contiguous buffer ([K][NR]), which absorbs any transpose of B; then every
-MR x NR tile of C is computed in MR * NR/W vector accumulators (broadcast an
-element of A, FMA with a row of the packed panel), and the epilogue (bias,
-activation, optimizer update...) runs on the tile while it is still in
-registers before anything is stored. Edge tiles use masked stores."""
+The structure is the classic one of high-performance BLAS (Goto, BLIS):
+
+    for each task (a block of up to MC rows x NC columns of C, on any thread):
+      for pc in K, step KC:
+        pack B[pc:pc+KC, columns] into panels of NR columns   ([KC][NR] each)
+        pack A[rows, pc:pc+KC] into panels of MR rows
+        for each NR-column panel, for each MR-row panel:
+          the microkernel accumulates the MR x NR tile in registers
+          (gemm_library.py); partial sums of earlier KC blocks come from C;
+          after the last block the kernel's epilogue (bias, activation,
+          derivative mask, optimizer update...) runs on the tile and stores
+
+Packing absorbs every transpose: a B stored transposed (the weight of
+`x @ W.T`) is packed by transposing W x W blocks in registers. Blocks of
+at most SMALL_M rows (the batch-size regime of MLPs) read A in place, and B
+too when its rows are contiguous; A stored transposed is always read in
+place (MR of its rows are adjacent). Edges (any M, N, K >= 1) are
+zero-padded in packed panels and masked when read or written, so the bulk
+stays on the fast path. Kernels with enough work split their tasks over the
+thread pool (threads.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import llvmlite.ir as ir
 
-from ...ir import DType
-from ..symbolic import Poly, row_major_strides
+from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
-from .irutil import PTR, call_intrinsic, constant, for_range, i64, lane_mask, vector_of
+from .gemm_library import Blocking, GemmLibrary, float_type
+from .irutil import I8, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
-from .vecmath import Math, Val
+from .threads import TASK_POINTER
+from .vecmath import Val
 
-MR = 6
-"""Rows of the register tile."""
+SMALL_M = 64
+"""Row blocks this small compute straight from A without packing it (and
+from B, when its rows are contiguous): measured, packing costs more than it
+saves below about 64 rows."""
 
-VECTORS_PER_ROW = 2
-"""Vector registers per row of the register tile (NR = VECTORS_PER_ROW * W)."""
+PARALLEL_FLOPS = 1 << 20
+"""Matmuls with fewer flops run on the calling thread alone (handing work to
+another thread costs a few microseconds)."""
 
 
-def panel_elements(k: Poly, lanes: int) -> Poly:
-    """Elements of the packed B panel of a matmul with inner dimension `k`."""
-    return k * (VECTORS_PER_ROW * lanes)
+def _inner(mm) -> int | str:
+    return mm.inputs[0].type.shape[0 if mm.attrs["transpose_a"] else 1]
+
+
+def partial_sums(kernel, plan: Blocking) -> str | None:
+    """Where C's partial sums live between KC blocks: in C itself when the
+    kernel stores it ("output"), else in the shared scratch ("scratch");
+    None when K always fits one block."""
+    mm = kernel.matmul
+    k = _inner(mm)
+    if isinstance(k, int) and k <= plan.kc:
+        return None
+    return "output" if mm.output in kernel.stores else "scratch"
+
+
+def shared_scratch(kernel, plan: Blocking) -> Poly:
+    """Bytes of scratch shared by a matmul kernel's threads."""
+    if partial_sums(kernel, plan) != "scratch":
+        return Poly()
+    return product(kernel.matmul.output.type.shape) * plan.itemsize
 
 
 def _matrix(view: View, transposed: bool) -> Access:
@@ -36,112 +73,219 @@ def _matrix(view: View, transposed: bool) -> Access:
     return Access(view.base, strides, view.offset)
 
 
-def emit_matmul_kernel(e: KernelEmitter, scratch_offset: Poly) -> ir.Function:
-    """The function of a kernel whose members are a matmul and its epilogue."""
-    b = e.b
-    mm = e.kernel.matmul
-    assert mm is not None
-    lanes = e.lanes
-    nr = VECTORS_PER_ROW * lanes
-    dtype = mm.output.type.dtype
-    a = _matrix(read_view(mm.inputs[0], mm.inputs[0].type.shape, e.program.is_stored), mm.attrs["transpose_a"])
-    bm = _matrix(read_view(mm.inputs[1], mm.inputs[1].type.shape, e.program.is_stored), mm.attrs["transpose_b"])
-    rows_dim, cols_dim = mm.output.type.shape
-    inner_dim = mm.inputs[0].type.shape[0 if mm.attrs["transpose_a"] else 1]
-    m_count, n_count, k_count = (e.poly(Poly.of(d)) for d in (rows_dim, cols_dim, inner_dim))
-    vtype = vector_of(_float_type(dtype), lanes)
-    panel = b.gep(e.region("scratch"), [e.poly(scratch_offset)], source_etype=ir.IntType(8))
-    element = _float_type(dtype)
-    m = Math(b, lanes)
+@dataclass
+class _Operand:
+    """A matmul operand in memory: its first element and element strides."""
 
-    with for_range(b, i64(0), n_count, nr, name="j0") as j0:
-        _pack_panel(e, bm, panel, j0, n_count, k_count, lanes)
-        with for_range(b, i64(0), m_count, MR, name="i0") as i0:
-            accumulators = [[_zeroed(e, vtype) for _ in range(VECTORS_PER_ROW)] for _ in range(MR)]
-            last_row = b.sub(m_count, i64(1))
-            rows = []
-            for r in range(MR):
-                row = b.add(i0, i64(r))
-                rows.append(b.select(b.icmp_signed("<", row, m_count), row, last_row))
-            with for_range(b, i64(0), k_count, 1, name="k") as k:
-                row_of_b = [
-                    b.load(
-                        b.gep(panel, [b.add(b.mul(k, i64(nr)), i64(c * lanes))], source_etype=element),
-                        typ=vtype,
-                        align=64 if c == 0 else dtype.itemsize,
-                    )
-                    for c in range(VECTORS_PER_ROW)
-                ]
-                for r in range(MR):
-                    a_value = b.load(e.address(a, Point([rows[r], k])), typ=element)
-                    a_vector = m.widen(Val(a_value, dtype)).ir
-                    for c in range(VECTORS_PER_ROW):
-                        slot = accumulators[r][c]
-                        total = call_intrinsic(b, "fmuladd", vtype, [a_vector, row_of_b[c], b.load(slot, typ=vtype)])
-                        b.store(total, slot)
-            _epilogue(e, mm, i0, j0, m_count, n_count, accumulators, vtype, lanes)
-    return e.finish()
+    start: ir.Value
+    rows: ir.Value  # stride between rows
+    cols: ir.Value  # stride between columns
 
 
-def _float_type(dtype: DType) -> ir.Type:
-    return ir.FloatType() if dtype is DType.float32 else ir.DoubleType()
+class MatmulEmitter:
+    """Emits a matmul kernel: the kernel function (which runs its tasks,
+    serially or on the pool), the task function and the epilogue function."""
 
+    def __init__(self, kernel_emitter: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> None:
+        self.kernel_emitter = kernel_emitter
+        self.plan = plan
+        self.thread_stride = thread_stride
+        self.library = library
+        self.mm = kernel_emitter.kernel.matmul
+        self.dtype = self.mm.output.type.dtype
+        self.element = float_type(self.dtype)
+        self.vtype = vector_of(self.element, plan.lanes)
+        program, kernel = kernel_emitter.program, kernel_emitter.kernel
+        module, target = kernel_emitter.fn.module, kernel_emitter.target
+        self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
+        self.epilogue_emitter = KernelEmitter(program, kernel, module, target, ".epilogue", (PTR, I64, I64, I64, I64))
 
-def _zeroed(e: KernelEmitter, vtype: ir.Type) -> ir.Value:
-    """An accumulator slot, set to zero where it is used."""
-    slot = e.stack_slot(vtype)
-    e.b.store(constant(vtype, 0.0), slot)
-    return slot
+    def emit(self) -> ir.Function:
+        e, plan = self.kernel_emitter, self.plan
+        b = e.b
+        m, n, k = self._dims(e)
+        tasks = b.mul(_split(b, m, plan.mc, plan.mr)[0], _split(b, n, plan.nc, plan.nr)[0])
+        task_fn = self._emit_task()
+        self._emit_epilogue()
+        parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
+        with b.if_else(parallel) as (then, otherwise):
+            with then:
+                run = declare(b.module, "ember_parallel_for", VOID, [TASK_POINTER, PTR, I64])
+                b.call(run, [task_fn, e.fn.args[0], tasks])
+            with otherwise, for_range(b, i64(0), tasks, 1, name="t") as t:
+                b.call(task_fn, [e.fn.args[0], t, i64(0)])
+        return e.finish()
 
+    def _dims(self, e: KernelEmitter) -> tuple[ir.Value, ir.Value, ir.Value]:
+        rows, cols = self.mm.output.type.shape
+        return tuple(e.poly(Poly.of(d)) for d in (rows, cols, _inner(self.mm)))  # type: ignore[return-value]
 
-def _pack_panel(e: KernelEmitter, bm: Access, panel, j0, n_count, k_count, lanes: int) -> None:
-    """Copy columns [j0, j0 + NR) of B, row by row, into the panel (zeros past N)."""
-    b = e.b
-    nr = VECTORS_PER_ROW * lanes
-    dtype = bm.base.type.dtype
-    element = _float_type(dtype)
-    with for_range(b, i64(0), k_count, 1, name="pk") as k:
-        for c in range(VECTORS_PER_ROW):
-            column = b.add(j0, i64(c * lanes))
-            mask = lane_mask(b, b.sub(n_count, column), lanes)
-            values = e.load(bm, Point([k, column], mask), lanes)
-            target = b.gep(panel, [b.add(b.mul(k, i64(nr)), i64(c * lanes))], source_etype=element)
-            b.store(values.ir, target, align=dtype.itemsize)
+    def _operand(self, e: KernelEmitter, index: int) -> tuple[Access, _Operand]:
+        mm = self.mm
+        view = read_view(mm.inputs[index], mm.inputs[index].type.shape, e.program.is_stored)
+        access = _matrix(view, mm.attrs["transpose_a" if index == 0 else "transpose_b"])
+        start = e.address(access, Point([i64(0), i64(0)]))
+        return access, _Operand(start, e.poly(access.strides[0]), e.poly(access.strides[1]))
 
-
-def _epilogue(e: KernelEmitter, mm, i0, j0, m_count, n_count, accumulators, vtype, lanes: int) -> None:
-    """Finish the tile: spill the accumulators to a tile buffer on the stack,
-    then, row by row and vector by vector, evaluate the epilogue members and
-    store what the kernel stores (masked past the last column). The epilogue
-    is emitted twice: for whole tiles, and for tiles at the matrix edges."""
-    b = e.b
-    kernel = e.kernel
-    nr = VECTORS_PER_ROW * lanes
-    tile = e.stack_slot(ir.ArrayType(vtype, MR * VECTORS_PER_ROW))
-    for r in range(MR):
-        for c in range(VECTORS_PER_ROW):
-            slot = b.gep(tile, [i64(r * VECTORS_PER_ROW + c)], source_etype=vtype)
-            slot.type = PTR  # an element address (llvmlite keeps the alloca's typed pointer)
-            b.store(b.load(accumulators[r][c], typ=vtype), slot)
-    stores = {v: Access(v, list(row_major_strides(kernel.domain))) for v in kernel.stores}
-    whole = b.and_(b.icmp_signed("<=", b.add(i0, i64(MR)), m_count), b.icmp_signed("<=", b.add(j0, i64(nr)), n_count))
-    rows = b.select(whole, i64(MR), _min(b, i64(MR), b.sub(m_count, i0)))
-    with b.if_else(whole) as (then, otherwise):
-        for masked in (False, True):
+    # -- one task: a block of rows x columns of C ------------------------------
+    def _emit_task(self) -> ir.Function:
+        e, plan, lib = self.task_emitter, self.plan, self.library
+        b = e.b
+        _, task, thread = e.fn.args
+        m, n, k = self._dims(e)
+        a_access, a = self._operand(e, 0)
+        b_access, bm = self._operand(e, 1)
+        tasks_n, columns = _split(b, n, plan.nc, plan.nr)
+        _, rows = _split(b, m, plan.mc, plan.mr)
+        i_begin = b.mul(b.sdiv(task, tasks_n), rows)
+        j_begin = b.mul(b.srem(task, tasks_n), columns)
+        i_end = _min(b, m, b.add(i_begin, rows))
+        j_end = _min(b, n, b.add(j_begin, columns))
+        area = b.gep(e.region("threads"), [b.mul(thread, i64(self.thread_stride))], source_etype=I8)
+        a_block = area
+        b_block = b.gep(area, [i64(plan.a_block_bytes)], source_etype=I8)
+        tile = b.gep(b_block, [i64(plan.b_block_bytes)], source_etype=I8)
+        small = b.icmp_signed("<=", b.sub(i_end, i_begin), i64(SMALL_M))
+        b_rows_contiguous = b_access.strides[1] == Poly.of(1)
+        a_rows_contiguous = a_access.strides[1] == Poly.of(1)
+        # B in place: small blocks, rows contiguous. A in place: small blocks,
+        # or A stored transposed (MR rows adjacent at every k).
+        direct_b = b.and_(small, ir.Constant(ir.IntType(1), int(b_rows_contiguous)))
+        direct_a = b.or_(small, ir.Constant(ir.IntType(1), int(a_access.strides[0] == Poly.of(1))))
+        partial = partial_sums(e.kernel, plan)
+        c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
+        with for_range(b, i64(0), k, plan.kc, name="pc") as pc:
+            depth = _min(b, i64(plan.kc), b.sub(k, pc))
+            first = b.icmp_signed("==", pc, i64(0))
+            last = b.icmp_signed(">=", b.add(pc, depth), k)
+            with b.if_then(b.not_(direct_b)):
+                self._pack_b(e, b_access, bm, b_block, pc, depth, j_begin, j_end)
+            with b.if_then(b.not_(direct_a)):
+                self._pack_a(e, a_rows_contiguous, a, a_block, pc, depth, i_begin, i_end)
             with (
-                then if not masked else otherwise,
-                for_range(b, i64(0), rows, 1, name="er") as r,
-                for_range(b, i64(0), i64(VECTORS_PER_ROW), 1, name="ec") as c,
+                for_range(b, j_begin, j_end, plan.nr, name="jr") as j0,
+                for_range(b, i_begin, i_end, plan.mr, name="ir") as i0,
             ):
-                column = b.add(j0, b.mul(c, i64(lanes)))
-                mask = lane_mask(b, b.sub(n_count, column), lanes) if masked else None
-                point = Point([b.add(i0, r), column], mask)
-                slot = b.gep(tile, [b.add(b.mul(r, i64(VECTORS_PER_ROW)), c)], source_etype=vtype)
-                value = Val(b.load(slot, typ=vtype), mm.output.type.dtype)
-                values = e.evaluate(point, lanes, e.operand_access, given={mm.output: value})
-                for target, access in stores.items():
-                    e.store(access, point, values[target], lanes)
+                rows_here = _min(b, i64(plan.mr), b.sub(i_end, i0))
+                cols_here = _min(b, i64(plan.nr), b.sub(j_end, j0))
+                c_tile = b.gep(c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
+                if partial is None:
+                    b.call(lib.tile_zero(plan), [tile])
+                else:
+                    with b.if_else(first) as (then, otherwise):
+                        with then:
+                            b.call(lib.tile_zero(plan), [tile])
+                        with otherwise:
+                            b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
+                a_args = self._a_source(b, a, a_block, a_rows_contiguous, direct_a, pc, i0, i_begin)
+                b_args = self._b_source(b, bm, b_block, direct_b, pc, j0, j_begin)
+                args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile]
+                with b.if_else(direct_b) as (then, otherwise):
+                    with then:
+                        b.call(lib.micro(plan, masked=True), args)
+                    with otherwise:
+                        b.call(lib.micro(plan, masked=False), args)
+                if partial is None:
+                    b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
+                else:
+                    with b.if_else(last) as (then, otherwise):
+                        with then:
+                            b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
+                        with otherwise:
+                            b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows_here, cols_here])
+        return e.finish()
+
+    def _a_source(self, b, a: _Operand, a_block, rows_contiguous: bool, direct, pc, i0, i_begin):
+        """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""
+        plan = self.plan
+        in_place = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(pc, a.cols))], source_etype=self.element)
+        panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
+        packed = b.gep(a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
+        packed_rows, packed_cols = (plan.kc_padded, 1) if rows_contiguous else (1, plan.mr)
+        return (
+            b.select(direct, in_place, packed),
+            b.select(direct, a.rows, i64(packed_rows)),
+            b.select(direct, a.cols, i64(packed_cols)),
+        )
+
+    def _b_source(self, b, bm: _Operand, b_block, direct, pc, j0, j_begin):
+        """(start, row stride) of the depth x NR panel of B at (pc, j0)."""
+        plan = self.plan
+        in_place = b.gep(bm.start, [b.add(b.mul(pc, bm.rows), j0)], source_etype=self.element)
+        panel = b.sdiv(b.sub(j0, j_begin), i64(plan.nr))
+        packed = b.gep(b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+        return b.select(direct, in_place, packed), b.select(direct, bm.rows, i64(plan.nr))
+
+    def _pack_b(self, e, access: Access, bm: _Operand, b_block, pc, depth, j_begin, j_end) -> None:
+        """Pack B[pc:pc+depth, j_begin:j_end] panel by panel."""
+        b, plan, lib = e.b, self.plan, self.library
+        with for_range(b, j_begin, j_end, plan.nr, name="pj") as j0:
+            panel = b.sdiv(b.sub(j0, j_begin), i64(plan.nr))
+            target = b.gep(b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+            source = b.gep(bm.start, [b.add(b.mul(pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
+            cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
+            if access.strides[1] == Poly.of(1):
+                b.call(lib.pack_b_rows(plan), [source, bm.rows, depth, cols, target])
+            elif access.strides[0] == Poly.of(1):
+                b.call(lib.pack_b_columns(plan), [source, bm.cols, depth, cols, target])
+            else:
+                b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, depth, cols, target])
+
+    def _pack_a(self, e, rows_contiguous: bool, a: _Operand, a_block, pc, depth, i_begin, i_end) -> None:
+        """Pack A[i_begin:i_end, pc:pc+depth] panel by panel."""
+        b, plan, lib = e.b, self.plan, self.library
+        with for_range(b, i_begin, i_end, plan.mr, name="pi") as i0:
+            panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
+            target = b.gep(a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
+            source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(pc, a.cols))], source_etype=self.element)
+            rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
+            if rows_contiguous:
+                b.call(lib.pack_a_rows(plan), [source, a.rows, rows, depth, target])
+            else:
+                b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, depth, target])
+
+    # -- the epilogue ----------------------------------------------------------
+    def _emit_epilogue(self) -> None:
+        """epilogue(args, tile, i0, j0, rows, cols): the kernel's elementwise
+        members on each row vector of the finished tile, and its stores;
+        masked only for tiles cut by the edge of C."""
+        e, plan = self.epilogue_emitter, self.plan
+        b = e.b
+        _, tile, i0, j0, rows, cols = e.fn.args
+        stores = {v: Access(v, list(row_major_strides(e.kernel.domain))) for v in e.kernel.stores}
+        whole = b.icmp_signed("==", cols, i64(plan.nr))
+        with b.if_else(whole) as (then, otherwise):
+            for masked in (False, True):
+                with (
+                    then if not masked else otherwise,
+                    for_range(b, i64(0), rows, 1, name="er") as r,
+                    for_range(b, i64(0), i64(plan.vectors), 1, name="ec") as c,
+                ):
+                    column = b.add(j0, b.mul(c, i64(plan.lanes)))
+                    mask = lane_mask(b, b.sub(b.add(j0, cols), column), plan.lanes) if masked else None
+                    point = Point([b.add(i0, r), column], mask)
+                    offset = b.mul(b.add(b.mul(r, i64(plan.vectors)), c), i64(plan.lanes))
+                    value = b.load(b.gep(tile, [offset], source_etype=self.element), typ=self.vtype, align=4)
+                    given = {self.mm.output: Val(value, self.dtype)}
+                    values = e.evaluate(point, plan.lanes, e.operand_access, given=given)
+                    for target, access in stores.items():
+                        e.store(access, point, values[target], plan.lanes)
+        e.finish()
+
+
+def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[ir.Value, ir.Value]:
+    """Cut `size` into the fewest blocks of at most `most`, as even as
+    multiples of `multiple` allow: (number of blocks, block size)."""
+    blocks = b.sdiv(b.add(size, i64(most - 1)), i64(most))
+    blocks = b.select(b.icmp_signed("<", blocks, i64(1)), i64(1), blocks)
+    share = b.sdiv(b.add(size, b.sub(blocks, i64(1))), blocks)
+    return blocks, b.mul(b.sdiv(b.add(share, i64(multiple - 1)), i64(multiple)), i64(multiple))
 
 
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def emit_matmul_kernel(e: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> ir.Function:
+    """The function of a kernel whose members are a matmul and its epilogue."""
+    return MatmulEmitter(e, plan, thread_stride, library).emit()

@@ -56,11 +56,24 @@ def _alignment(dtype: DType) -> int:
 class KernelEmitter:
     """Builds the LLVM function of one kernel; loops.py and gemm.py drive it."""
 
-    def __init__(self, program: KernelProgram, kernel: Kernel, module: ir.Module, target: Target) -> None:
+    def __init__(
+        self,
+        program: KernelProgram,
+        kernel: Kernel,
+        module: ir.Module,
+        target: Target,
+        part: str = "",
+        extra_args: tuple[ir.Type, ...] = (),
+    ) -> None:
+        """The function `{program}.{kernel}{part}(args, *extra_args)`: the
+        kernel itself, or with a `part` suffix a helper of it (a matmul's
+        task or epilogue) that addresses memory the same way."""
         self.program = program
         self.kernel = kernel
         self.target = target
-        self.fn = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=f"{program.name}.{kernel.name}")
+        self.fn = ir.Function(
+            module, ir.FunctionType(VOID, [PTR, *extra_args]), name=f"{program.name}.{kernel.name}{part}"
+        )
         self.fn.linkage = "internal"
         self.fn.attributes.add("noinline")  # one function per kernel, as in the kernels dump
         self.fn.args[0].add_attribute("noalias")

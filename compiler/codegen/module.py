@@ -13,7 +13,8 @@ import llvmlite.ir as ir
 
 from ..plan import KernelProgram
 from ..symbolic import Poly
-from .gemm import emit_matmul_kernel, panel_elements
+from .gemm import emit_matmul_kernel, shared_scratch
+from .gemm_library import GemmLibrary, blocking
 from .irutil import PTR, VOID
 from .kernel import KernelEmitter
 from .loops import emit_loop_kernel
@@ -22,10 +23,12 @@ from .target import Target
 
 @dataclass
 class ModuleCode:
-    """The LLVM IR text of a module and, per entry, its scratch size in bytes."""
+    """The LLVM IR text of a module and, per entry, the scratch it needs:
+    shared bytes (a polynomial in the shape symbols) and bytes per thread."""
 
     llvm_ir: str
     scratch_bytes: dict[str, Poly]
+    thread_bytes: dict[str, int]
 
 
 def _max(a: Poly, b: Poly) -> Poly:
@@ -36,17 +39,22 @@ def _max(a: Poly, b: Poly) -> Poly:
     return Poly._make(terms)
 
 
-def emit_program(program: KernelProgram, module: ir.Module, target: Target) -> Poly:
-    """Add `program`'s kernels and entry function to `module`; return its scratch size."""
+def emit_program(program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary) -> tuple[Poly, int]:
+    """Add `program`'s kernels and entry function to `module`; return the
+    shared scratch bytes and the scratch bytes per thread it needs."""
+    plans = {
+        k: blocking(target, k.matmul.output.type.dtype, _static(k.matmul.output.type.shape[1]))
+        for k in program.kernels
+        if k.matmul is not None
+    }
+    thread_bytes = max((p.thread_bytes for p in plans.values()), default=0)
     scratch = Poly()
     functions = []
     for kernel in program.kernels:
         emitter = KernelEmitter(program, kernel, module, target)
-        if kernel.matmul is not None:
-            k = kernel.matmul.inputs[0].type.shape[0 if kernel.matmul.attrs["transpose_a"] else 1]
-            size = panel_elements(Poly.of(k), emitter.lanes) * kernel.matmul.output.type.dtype.itemsize
-            scratch = _max(scratch, size)
-            functions.append(emit_matmul_kernel(emitter, Poly()))
+        if kernel in plans:
+            scratch = _max(scratch, shared_scratch(kernel, plans[kernel]))
+            functions.append(emit_matmul_kernel(emitter, plans[kernel], thread_bytes, library))
         else:
             functions.append(emit_loop_kernel(emitter))
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=program.name)
@@ -55,12 +63,17 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target) -> P
     for fn in functions:
         b.call(fn, [entry.args[0]])
     b.ret_void()
-    return scratch
+    return scratch, thread_bytes
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) else None
 
 
 def emit_module(programs: Iterable[KernelProgram], target: Target, name: str = "ember") -> ModuleCode:
     """The LLVM module holding every program's entry function."""
     module = ir.Module(name=name)
     module.triple = target.triple
-    scratch = {p.name: emit_program(p, module, target) for p in programs}
-    return ModuleCode(str(module), scratch)
+    library = GemmLibrary(module)
+    needs = {p.name: emit_program(p, module, target, library) for p in programs}
+    return ModuleCode(str(module), {name: n[0] for name, n in needs.items()}, {name: n[1] for name, n in needs.items()})

@@ -31,6 +31,7 @@ class Target:
     l1d_bytes: int
     l2_bytes: int
     l3_bytes: int
+    cores: int
 
     def lanes(self, dtype: DType) -> int:
         """Elements of `dtype` in one vector register."""
@@ -93,4 +94,13 @@ def host_target() -> Target:
         l1d_bytes=caches.get(1, 32 * 1024),
         l2_bytes=caches.get(2, 512 * 1024),
         l3_bytes=caches.get(3, 8 * 1024 * 1024),
+        cores=_cores(),
     )
+
+
+def _cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

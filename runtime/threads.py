@@ -1,0 +1,134 @@
+"""The process-wide thread pool that native kernels run their tasks on.
+
+One pool per process, started the first time native code is loaded: a
+worker thread per extra core, each spinning in compiled code on its own
+state (see compiler/codegen/threads.py). `ember.set_num_threads(n)` (or
+the EMBER_NUM_THREADS environment variable, read when the pool starts)
+sets how many threads a kernel may use, the calling thread included; the
+default is every core this process may run on."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import threading
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+import numpy as np
+
+from ..compiler.backend import optimize
+from ..compiler.codegen.target import host_target
+from ..compiler.codegen.threads import POOL_SLOTS, STOP, WORKERS, emit_pool_module
+from ..ir import ConfigError
+from .arena import aligned_empty
+from .jit import JitModule
+
+ENVIRONMENT_VARIABLE = "EMBER_NUM_THREADS"
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class ThreadPool:
+    """Workers in native code plus the `ember_parallel_for` they serve."""
+
+    def __init__(self, workers: int) -> None:
+        module = ir.Module(name="ember_pool")
+        emit_pool_module(module)
+        target = host_target()
+        self._code = JitModule(optimize(str(module), target), target, resolve_pool=False)
+        self.state = aligned_empty(POOL_SLOTS, np.int64)
+        self.state[:] = 0
+        init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.address("ember_pool_init"))
+        init(self.state.ctypes.data)
+        serve = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self._code.address("ember_worker"))
+        self._threads = [
+            threading.Thread(target=serve, args=(i,), name=f"ember-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+        llvm.add_symbol("ember_parallel_for", self._code.address("ember_parallel_for"))
+        self.workers = workers
+
+    @property
+    def capacity(self) -> int:
+        """The most threads a kernel can ever use: the workers and the caller."""
+        return self.workers + 1
+
+    @property
+    def threads(self) -> int:
+        """Threads a kernel may use now, the caller included."""
+        return int(self.state[WORKERS]) + 1
+
+    def set_threads(self, count: int) -> None:
+        self.state[WORKERS] = min(count, self.workers + 1) - 1
+
+    def stop(self) -> None:
+        """Let every worker return, and wait for them."""
+        self.state[STOP] = 1
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        self.state[WORKERS] = 0
+
+    def forget_workers(self) -> None:
+        """After fork: the child has none of the parent's threads."""
+        self._threads = []
+        self.workers = 0
+        self.state[WORKERS] = 0
+
+
+_POOL: ThreadPool | None = None
+_LOCK = threading.Lock()
+_REQUESTED: int | None = None
+
+
+def pool() -> ThreadPool:
+    """The process's pool, started on first use."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ThreadPool(available_cores() - 1)
+            _POOL.set_threads(_REQUESTED if _REQUESTED is not None else _threads_from_environment())
+            atexit.register(_POOL.stop)
+            os.register_at_fork(after_in_child=_POOL.forget_workers)
+        return _POOL
+
+
+def _threads_from_environment() -> int:
+    text = os.environ.get(ENVIRONMENT_VARIABLE, "")
+    if not text:
+        return available_cores()
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {text!r}") from None
+    if count < 1:
+        raise ConfigError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {text!r}")
+    return count
+
+
+def set_num_threads(count: int) -> None:
+    """Use up to `count` threads (the calling thread included) in native
+    kernels; more than the available cores means all of them."""
+    global _REQUESTED
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"set_num_threads needs a positive integer, got {count!r}")
+    _REQUESTED = count
+    if _POOL is not None:
+        _POOL.set_threads(count)
+
+
+def get_num_threads() -> int:
+    """The threads native kernels may use now, the calling thread included."""
+    if _POOL is not None:
+        return _POOL.threads
+    requested = _REQUESTED if _REQUESTED is not None else _threads_from_environment()
+    return min(requested, available_cores())
