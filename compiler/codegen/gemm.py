@@ -129,7 +129,7 @@ class MatmulEmitter:
 
     # -- one task: a block of rows x columns of C ------------------------------
     def _emit_task(self) -> ir.Function:
-        e, plan, lib = self.task_emitter, self.plan, self.library
+        e, plan = self.task_emitter, self.plan
         b = e.b
         _, task, thread = e.fn.args
         m, n, k = self._dims(e)
@@ -145,6 +145,22 @@ class MatmulEmitter:
         a_block = area
         b_block = b.gep(area, [i64(plan.a_block_bytes)], source_etype=I8)
         tile = b.gep(b_block, [i64(plan.b_block_bytes)], source_etype=I8)
+        gemv = self._gemv_kind(a_access, b_access)
+        if gemv is None:
+            self._blocked(e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end)
+        else:
+            one_row = b.icmp_signed("==", b.sub(i_end, i_begin), i64(1))
+            with b.if_else(one_row) as (then, otherwise):
+                with then:
+                    self._gemv(e, gemv, a, bm, tile, i_begin, j_begin, j_end, k)
+                with otherwise:
+                    self._blocked(e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end)
+        return e.finish()
+
+    def _blocked(self, e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end) -> None:
+        """The general path: KC blocks, packing where it pays, the microkernel."""
+        b, plan, lib = e.b, self.plan, self.library
+        _, n, k = self._dims(e)
         small = b.icmp_signed("<=", b.sub(i_end, i_begin), i64(SMALL_M))
         b_rows_contiguous = b_access.strides[1] == Poly.of(1)
         a_rows_contiguous = a_access.strides[1] == Poly.of(1)
@@ -193,7 +209,29 @@ class MatmulEmitter:
                             b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
                         with otherwise:
                             b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows_here, cols_here])
-        return e.finish()
+
+    def _gemv_kind(self, a_access: Access, b_access: Access) -> str | None:
+        """The matrix-vector routine for a one-row block, if the layouts allow one."""
+        if a_access.strides[1] == Poly.of(1) and b_access.strides[0] == Poly.of(1):
+            return "columns"  # x @ W.T: dot products along contiguous rows of x and W
+        if b_access.strides[1] == Poly.of(1):
+            return "rows"
+        return None
+
+    def _gemv(self, e, kind: str, a: _Operand, bm: _Operand, tile, i0, j_begin, j_end, k) -> None:
+        """One row of C, NR columns at a time, over the whole depth at once."""
+        b, plan, lib = e.b, self.plan, self.library
+        row = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
+        with for_range(b, j_begin, j_end, plan.nr, name="gj") as j0:
+            cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
+            b.call(lib.tile_zero(plan), [tile])
+            if kind == "columns":
+                start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
+                b.call(lib.gemv_columns(plan), [row, start, bm.cols, cols, k, tile])
+            else:
+                start = b.gep(bm.start, [j0], source_etype=self.element)
+                b.call(lib.gemv_rows(plan), [row, a.cols, start, bm.rows, cols, k, tile])
+            b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, i64(1), cols])
 
     def _a_source(self, b, a: _Operand, a_block, rows_contiguous: bool, direct, pc, i0, i_begin):
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""

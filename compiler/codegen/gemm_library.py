@@ -209,6 +209,77 @@ class GemmLibrary:
                 index = i64((r * plan.vectors + c) * plan.lanes)
                 b.store(b.load(slots[r][c], typ=vtype), b.gep(tile, [index], source_etype=element), align=4)
 
+    # -- one row of A: matrix-vector products ---------------------------------
+    def gemv_rows(self, plan: Blocking) -> ir.Function:
+        """gemv_rows(a, a_cols, b, b_rows, cols, depth, tile): tile[0][0:NR] =
+        A(0, :) @ B[:, 0:cols] with B's rows contiguous; four k at a time in
+        separate accumulators, so FMA latency is hidden."""
+        name = f"ember.gemm.gemv_rows.{plan.key}"
+        args = [PTR, I64, PTR, I64, I64, I64, PTR]
+        return self._function(name, args, lambda b, *a: self._gemv_rows(b, plan, *a))
+
+    def _gemv_rows(self, b, plan: Blocking, a, a_cols, bp, b_rows, cols, depth, tile) -> None:
+        element = float_type(plan.dtype)
+        vtype = vector_of(element, plan.lanes)
+        unroll = 4
+        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+        slots = [[b.alloca(vtype) for _ in range(plan.vectors)] for _ in range(unroll)]
+        for row in slots:
+            for slot in row:
+                b.store(constant(vtype, 0.0), slot)
+
+        def step(k, part: int) -> None:
+            x = splat(b, b.load(b.gep(a, [b.mul(k, a_cols)], source_etype=element), typ=element), plan.lanes)
+            row = b.gep(bp, [b.mul(k, b_rows)], source_etype=element)
+            for c in range(plan.vectors):
+                values = _masked_load(b, b.gep(row, [i64(c * plan.lanes)], source_etype=element), vtype, masks[c], 4)
+                slot = slots[part][c]
+                b.store(call_intrinsic(b, "fmuladd", vtype, [x, values, b.load(slot, typ=vtype)]), slot)
+
+        whole = b.and_(depth, i64(-unroll))
+        with for_range(b, i64(0), whole, unroll, name="k") as k0:
+            for u in range(unroll):
+                step(b.add(k0, i64(u)), u)
+        with for_range(b, whole, depth, 1, name="kt") as k:
+            step(k, 0)
+        for c in range(plan.vectors):
+            total = b.load(slots[0][c], typ=vtype)
+            for u in range(1, unroll):
+                total = b.fadd(total, b.load(slots[u][c], typ=vtype))
+            b.store(total, b.gep(tile, [i64(c * plan.lanes)], source_etype=element), align=4)
+
+    def gemv_columns(self, plan: Blocking) -> ir.Function:
+        """gemv_columns(a, b, b_cols, cols, depth, tile): tile[0][j] =
+        A(0, :) . B[:, j] for j < cols, with A's row and B's columns contiguous
+        (x @ W.T for one x): dot products along k, eight columns at a time."""
+        name = f"ember.gemm.gemv_columns.{plan.key}"
+        args = [PTR, PTR, I64, I64, I64, PTR]
+        return self._function(name, args, lambda b, *a: self._gemv_columns(b, plan, *a))
+
+    def _gemv_columns(self, b, plan: Blocking, a, bp, b_cols, cols, depth, tile) -> None:
+        element = float_type(plan.dtype)
+        vtype = vector_of(element, plan.lanes)
+        group = 8
+        for g in range(0, plan.nr, group):
+            slots = [b.alloca(vtype) for _ in range(group)]
+            for slot in slots:
+                b.store(constant(vtype, 0.0), slot)
+            inside = [b.icmp_signed("<", i64(g + q), cols) for q in range(group)]
+            starts = [
+                b.gep(bp, [b.mul(b.select(inside[q], i64(g + q), i64(0)), b_cols)], source_etype=element)
+                for q in range(group)
+            ]
+            with for_range(b, i64(0), depth, plan.lanes, name=f"k{g}") as k0:
+                mask = lane_mask(b, b.sub(depth, k0), plan.lanes)
+                x = _masked_load(b, b.gep(a, [k0], source_etype=element), vtype, mask, 4)
+                for q in range(group):
+                    column_mask = b.and_(mask, splat(b, inside[q], plan.lanes))
+                    w = _masked_load(b, b.gep(starts[q], [k0], source_etype=element), vtype, column_mask, 4)
+                    b.store(call_intrinsic(b, "fmuladd", vtype, [x, w, b.load(slots[q], typ=vtype)]), slots[q])
+            for q in range(group):
+                total = _sum_lanes(b, b.load(slots[q], typ=vtype), plan.lanes)
+                b.store(total, b.gep(tile, [i64(g + q)], source_etype=element))
+
     # -- packing B ---------------------------------------------------------
     def pack_b_rows(self, plan: Blocking) -> ir.Function:
         """pack_b_rows(src, src_rows, depth, cols, dst): a panel of B whose rows
@@ -340,6 +411,16 @@ class GemmLibrary:
                     b.store(_masked_load(b, address, vtype, mask, plan.itemsize), slot, align=4)
                 else:
                     _masked_store(b, b.load(slot, typ=vtype, align=4), address, mask, plan.itemsize)
+
+
+def _sum_lanes(b: ir.IRBuilder, vector: ir.Value, lanes: int) -> ir.Value:
+    """The sum of a vector's lanes, added pairwise (halving the width each step)."""
+    while lanes > 1:
+        half = lanes // 2
+        low = b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, half), list(range(half))))
+        high = b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, half), list(range(half, lanes))))
+        vector, lanes = b.fadd(low, high), half
+    return b.extract_element(vector, i64(0))
 
 
 def _masked_load(b: ir.IRBuilder, address, vtype: ir.VectorType, mask, align: int) -> ir.Value:
