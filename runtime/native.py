@@ -10,6 +10,9 @@ one ctypes call with one pointer argument."""
 from __future__ import annotations
 
 import ctypes
+import os
+import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -77,6 +80,8 @@ class NativeExecutable:
         self._scratch = _Memory()
         self._threads = _Memory()
         self._entries: dict[str, _Entry] = {}
+        self.lock = threading.RLock()  # one call at a time: calls share the argument blocks and buffers
+        _EXECUTABLES.add(self)
         self.entry(build.main)
 
     def entry(self, graph: str) -> _Entry:
@@ -93,6 +98,10 @@ class NativeExecutable:
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run entry `graph` on validated `inputs`; params and state are updated
         in place; returns freshly allocated outputs."""
+        with self.lock:
+            return self._run(graph, inputs)
+
+    def _run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         entry = self.entry(graph)
         sizes = self._bind(entry, inputs)
         block = entry.block
@@ -142,6 +151,19 @@ class NativeExecutable:
         return sizes
 
 
+_EXECUTABLES: weakref.WeakSet[NativeExecutable] = weakref.WeakSet()
+
+
+def _unlock_after_fork() -> None:
+    """A forked child has none of its parent's other threads: a lock one of
+    them held at the fork would never be released."""
+    for executable in list(_EXECUTABLES):
+        executable.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_unlock_after_fork)
+
+
 class GraphFunction:
     """Any graph compiled to native code, called like `ir.interpret`: the
     differential-testing twin of the reference interpreter."""
@@ -161,14 +183,16 @@ class GraphFunction:
         """Run on arrays named like the graph's arguments; params and state
         are copied in, and their updated values returned (not written back)."""
         bind_symbols(self.graph, arguments)
-        for arena in (self.params, self.state):
-            for name in arena.names():
-                np.copyto(arena[name], arguments[name])
         inputs = {a.name: np.asarray(arguments[a.name], order="C") for a in self.graph.inputs}  # keeps 0-d arrays 0-d
-        outputs = self._executable.run(self.graph.name, inputs)
-        updates = {
-            name: (self.params[name] if name in self.params else self.state[name]).copy() for name in self.graph.updates
-        }
+        with self._executable.lock:  # params and state are copied in and out around the run
+            for arena in (self.params, self.state):
+                for name in arena.names():
+                    np.copyto(arena[name], arguments[name])
+            outputs = self._executable.run(self.graph.name, inputs)
+            updates = {
+                name: (self.params[name] if name in self.params else self.state[name]).copy()
+                for name in self.graph.updates
+            }
         return RunResult(outputs=outputs, updates=updates)
 
 

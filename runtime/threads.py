@@ -95,8 +95,9 @@ def pool() -> ThreadPool:
     global _POOL
     with _LOCK:
         if _POOL is None:
+            count = _REQUESTED if _REQUESTED is not None else _threads_from_environment()  # may raise: no pool yet
             _POOL = ThreadPool(available_cores() - 1)
-            _POOL.set_threads(_REQUESTED if _REQUESTED is not None else _threads_from_environment())
+            _POOL.set_threads(count)
             atexit.register(_POOL.stop)
             os.register_at_fork(after_in_child=_POOL.forget_workers)
         return _POOL

@@ -112,8 +112,8 @@ def blocking(target: Target, dtype: DType, columns: int | None) -> Blocking:
     nr = vectors * lanes
     item = dtype.itemsize
     kc = max(128, min(1024, _round_down(target.l2_bytes // (16 * nr * item), 16)))
-    mc = max(mr, min(4096, _round_down(target.l2_bytes // (2 * kc * item), mr)))
-    nc = max(nr, min(4096, _round_down(target.l2_bytes // (2 * kc * item), nr)))
+    mc = _round_down(min(4096, target.l2_bytes // (2 * kc * item)), mr)  # whole tiles, also at the cap
+    nc = _round_down(min(4096, target.l2_bytes // (2 * kc * item)), nr)
     if columns is not None:
         share = -(-columns // max(target.cores, 1))
         nc = max(nr, min(nc, -(-share // nr) * nr))

@@ -1,0 +1,807 @@
+"""The native matmul (compiler/codegen/gemm.py, gemm_library.py): correct for
+every shape and layout, every code path really taken, fused epilogues equal
+to the reference interpreter, deterministic across thread counts, and the
+blocking derived from the target.
+
+Graphs with symbolic M, N, K are compiled once and run at many sizes. Which
+routines a kernel uses is read from the optimized LLVM IR of its task
+function (`ember.gemm.pack_b_columns...`): a call that survives
+optimization is a path the kernel can take, and the shapes run next to it
+are chosen so that it does."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import llvmlite.ir as ir
+import numpy as np
+import pytest
+
+import ember
+from ember.compiler.backend import optimize
+from ember.compiler.codegen.gemm import SMALL_M, partial_sums, shared_scratch
+from ember.compiler.codegen.gemm_library import NARROW_TILE, TILE, Blocking, GemmLibrary, blocking, transpose
+from ember.compiler.codegen.irutil import I64, PTR, VOID
+from ember.compiler.codegen.target import Target, host_target
+from ember.compiler.codegen.threads import SEQ
+from ember.compiler.fusion import Kernel
+from ember.compiler.optimizers import Adam, Scalars
+from ember.compiler.plan import KernelProgram
+from ember.ir import Builder, DType, Graph, TensorType, Value, interpret
+from ember.runtime import threads as pool_threads
+from ember.runtime.jit import JitModule
+from ember.runtime.native import GraphFunction
+
+F32, F64 = DType.float32, DType.float64
+DTYPES = (F32, F64)
+EPS = {F32: float(np.finfo(np.float32).eps), F64: float(np.finfo(np.float64).eps)}
+HOST = host_target()
+TRANSPOSES = list(itertools.product([False, True], repeat=2))
+CASES = [(ta, tb, dtype) for dtype in DTYPES for ta, tb in TRANSPOSES]
+CASE_IDS = [f"{'T' if ta else 'N'}{'T' if tb else 'N'}-{dtype}" for ta, tb, dtype in CASES]
+
+T = TypeVar("T")
+
+TRANSCENDENTAL_RTOL = {F32: 1e-6 + 4 * EPS[F32], F64: 1e-15 + 4 * EPS[F64]}
+"""exp/tanh-based activations: vecmath.py's documented bound plus NumPy's few ulp."""
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def tensor(dtype: DType, shape) -> TensorType:
+    return TensorType(dtype, tuple(shape))
+
+
+def make_graph(
+    name: str,
+    inputs: Mapping[str, TensorType],
+    build: Callable[[Builder, dict[str, Value]], object],
+    params: Mapping[str, TensorType] | None = None,
+    state: Mapping[str, TensorType] | None = None,
+) -> Graph:
+    """A graph with these arguments; `build` returns its outputs or (outputs, updates)."""
+    graph = Graph(name)
+    args = {}
+    for role, table in (("input", inputs), ("param", params or {}), ("state", state or {})):
+        for arg_name, type in table.items():
+            args[arg_name] = graph.add_argument(arg_name, type, role)
+    result = build(Builder(graph), args)
+    outputs, updates = result if isinstance(result, tuple) else (result, {})
+    graph.outputs.update(outputs)
+    graph.updates.update(updates)
+    return graph
+
+
+@functools.cache
+def native(graph: Graph) -> GraphFunction:
+    return GraphFunction(graph)
+
+
+def program(fn: GraphFunction) -> KernelProgram:
+    return fn.build.programs[fn.graph.name]
+
+
+def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
+    """The kernel that writes graph output (or update) `output`."""
+    plan = program(fn)
+    value = plan.graph.outputs.get(output) or plan.graph.updates[output]
+    (kernel,) = [k for k in plan.kernels if value in k.stores]
+    return kernel
+
+
+def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
+    """The blocking codegen chooses for a matmul kernel (on this host)."""
+    cols = kernel.matmul.output.type.shape[1]
+    return blocking(target, kernel.matmul.output.type.dtype, cols if isinstance(cols, int) else None)
+
+
+_ROUTINE = re.compile(r"call [^\n@]*@\"?ember\.gemm\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)")
+
+
+def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
+    """The gemm library routines the optimized task function of `kernel` still
+    calls: routine name -> keys (`f32.6x2x16.kc512`) it calls them with."""
+    text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
+    name = re.escape(f"{program(fn).name}.{kernel.name}.task")
+    match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
+    assert match is not None, f"no task function for {kernel}"
+    routines: dict[str, set[str]] = {}
+    for routine, dtype, mr, vectors, lanes, kc in _ROUTINE.findall(match.group(0)):
+        routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}.kc{kc}")
+    return routines
+
+
+def rtol(dtype: DType, k: int) -> float:
+    """Allowed |C - A@B| relative to |A_i| |B_j| (row and column norms): float64
+    tight; float32 about sqrt(K) roundings of the float32 unit."""
+    return 1e-12 if dtype is F64 else 1e-5 * math.sqrt(k)
+
+
+def check_product(
+    actual: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    dtype: DType,
+    label: str,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+) -> None:
+    """`actual` is op(A) @ op(B) (+ bias, then relu) for the logical operands
+    `a` [M, K] and `b` [K, N], within `rtol` of NumPy in float64."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    expected = a64 @ b64
+    allowed = rtol(dtype, a.shape[1]) * np.outer(np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=0))
+    if bias is not None:  # one more rounding, by the sum (relu is 1-Lipschitz)
+        expected = expected + bias.astype(np.float64)
+        allowed = allowed + 2 * EPS[dtype] * np.abs(expected)
+    if relu:
+        expected = np.maximum(expected, 0.0)
+    assert actual.dtype == dtype.numpy, f"{label}: dtype {actual.dtype}"
+    assert actual.shape == expected.shape, f"{label}: shape {actual.shape}, expected {expected.shape}"
+    error = np.abs(actual.astype(np.float64) - expected)
+    bad = ~(error <= allowed)  # NaN fails too
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise AssertionError(
+            f"{label}: {bad.sum()} of {bad.size} elements wrong, first at {(int(i), int(j))}: "
+            f"native {actual[i, j]!r}, NumPy {expected[i, j]!r} (allowed {allowed[i, j]:.3g})"
+        )
+
+
+def stored(logical: np.ndarray, transposed: bool) -> np.ndarray:
+    """A logical operand as the graph stores it (its transpose, contiguous, when the flag is set)."""
+    return np.ascontiguousarray(logical.T if transposed else logical)
+
+
+def dyadic(rng: np.random.Generator, shape, dtype: DType, top: int = 4, scale: float = 8.0) -> np.ndarray:
+    """Small multiples of 1/scale: sums of their products are exact in either
+    dtype, so a matmul of them has one right answer whatever the order."""
+    return (rng.integers(-top, top + 1, shape) / scale).astype(dtype.numpy)
+
+
+# -- 1. every small shape, random shapes, all four transposes ------------------------
+
+
+@functools.cache
+def symbolic_matmul(ta: bool, tb: bool, dtype: DType) -> Graph:
+    """c = op(a) @ op(b) with symbolic M, N, K: one compile serves every size."""
+    a_shape = ("K", "M") if ta else ("M", "K")
+    b_shape = ("N", "K") if tb else ("K", "N")
+    return make_graph(
+        f"matmul_{int(ta)}{int(tb)}_{dtype}",
+        {"a": tensor(dtype, a_shape), "b": tensor(dtype, b_shape)},
+        lambda bld, v: {"c": bld.matmul(v["a"], v["b"], transpose_a=ta, transpose_b=tb)},
+    )
+
+
+def run_symbolic(ta: bool, tb: bool, dtype: DType, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    fn = native(symbolic_matmul(ta, tb, dtype))
+    return fn({"a": stored(a, ta), "b": stored(b, tb)}).outputs["c"]
+
+
+def random_operands(rng: np.random.Generator, m: int, n: int, k: int, dtype: DType) -> tuple[np.ndarray, np.ndarray]:
+    a = rng.standard_normal((m, k)).astype(dtype.numpy)
+    b = rng.standard_normal((k, n)).astype(dtype.numpy)
+    return a, b
+
+
+@pytest.mark.parametrize(("ta", "tb", "dtype"), CASES, ids=CASE_IDS)
+def test_every_shape_up_to_17(ta: bool, tb: bool, dtype: DType) -> None:
+    """All 4913 (M, N, K) in 1..17: every edge of the 6-row tile, of the one-
+    and two-vector panels, and the one-row (matrix-vector) path."""
+    rng = np.random.default_rng(100 + CASES.index((ta, tb, dtype)))
+    for m, n, k in itertools.product(range(1, 18), repeat=3):
+        a, b = random_operands(rng, m, n, k, dtype)
+        check_product(run_symbolic(ta, tb, dtype, a, b), a, b, dtype, f"M={m} N={n} K={k}")
+
+
+EDGE_SHAPES = [
+    (300, 1, 300),
+    (1, 300, 1),
+    (1, 1, 300),
+    (300, 300, 1),
+    (300, 300, 300),
+    (1, 300, 300),
+    (300, 1, 1),
+    (SMALL_M, 33, 40),
+    (SMALL_M + 1, 33, 40),
+    (252, 256, 20),  # MC, NC of float32 on a 1 MiB L2 ...
+    (253, 257, 20),  # ... and one past: two row and two column tasks
+    (126, 128, 20),
+    (127, 129, 20),
+    (70, 40, 1100),  # K over KC: partial sums kept in C between blocks
+    (5, 33, 1030),
+    (1, 20, 1100),
+    (200, 17, 513),
+]
+
+
+@pytest.mark.parametrize(("ta", "tb", "dtype"), CASES, ids=CASE_IDS)
+def test_random_shapes_up_to_300(ta: bool, tb: bool, dtype: DType) -> None:
+    rng = np.random.default_rng(200 + CASES.index((ta, tb, dtype)))
+    shapes = [tuple(int(s) for s in rng.integers(1, 301, 3)) for _ in range(40)]
+    for m, n, k in shapes + EDGE_SHAPES:
+        a, b = random_operands(rng, m, n, k, dtype)
+        check_product(run_symbolic(ta, tb, dtype, a, b), a, b, dtype, f"M={m} N={n} K={k}")
+
+
+def test_operands_are_not_modified_and_output_is_fresh() -> None:
+    """Packing reads the operands only; each call returns a new array."""
+    rng = np.random.default_rng(1)
+    a, b = random_operands(rng, 300, 70, 600, F32)
+    a_copy, b_copy = a.copy(), b.copy()
+    fn = native(symbolic_matmul(False, False, F32))
+    first = fn({"a": a, "b": b}).outputs["c"]
+    second = fn({"a": a, "b": b}).outputs["c"]
+    np.testing.assert_array_equal(a, a_copy)
+    np.testing.assert_array_equal(b, b_copy)
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, second)
+    check_product(first, a, b, F32, "300x70x600")
+
+
+# -- 2. the code paths of static shapes ------------------------------------------------
+
+LANES = HOST.lanes(F32)
+NARROW_WIDTHS = (1, max(2, LANES - 6), LANES)
+"""Outputs at most one float32 vector wide (1, 10 and 16 with AVX-512)."""
+
+
+@functools.cache
+def narrow_graph() -> Graph:
+    one, mid, full = NARROW_WIDTHS
+    lanes64 = HOST.lanes(F64)
+
+    def build(b, v):
+        return {
+            "narrow_1": b.matmul(v["x"], v["w_1"]),
+            "narrow_mid": b.matmul(v["x"], v["w_mid"], transpose_b=True),
+            "narrow_full": b.relu(b.add(b.matmul(v["x"], v["w_full"]), v["b_full"])),
+            "wide": b.matmul(v["x"], v["w_wide"]),
+            "narrow_f64": b.matmul(v["x64"], v["w64"]),
+        }
+
+    inputs = {
+        "x": tensor(F32, ("M", 40)),
+        "w_1": tensor(F32, (40, one)),
+        "w_mid": tensor(F32, (mid, 40)),
+        "w_full": tensor(F32, (40, full)),
+        "b_full": tensor(F32, (full,)),
+        "w_wide": tensor(F32, (40, LANES + 1)),
+        "x64": tensor(F64, ("M", 40)),
+        "w64": tensor(F64, (40, lanes64)),
+    }
+    return make_graph("narrow", inputs, build)
+
+
+def test_outputs_one_vector_wide_use_the_narrow_tile() -> None:
+    fn = native(narrow_graph())
+    for name in ("narrow_1", "narrow_mid", "narrow_full", "narrow_f64", "wide"):
+        kernel = kernel_storing(fn, name)
+        plan = kernel_plan(kernel)
+        expected = TILE if name == "wide" else NARROW_TILE
+        assert (plan.mr, plan.vectors) == expected, name
+        assert task_routines(fn, kernel)["micro"] == {plan.key}, name
+
+    rng = np.random.default_rng(2)
+    mc = kernel_plan(kernel_storing(fn, "narrow_1")).mc
+    rows = (1, 5, 12, 13, SMALL_M, SMALL_M + 1, mc + 1, 300)
+    assert max(rows) > mc  # several row tasks
+    for m in rows:
+        args = random_arguments(fn, {"M": m}, rng)
+        out = fn(args).outputs
+        x, x64 = args["x"], args["x64"]
+        check_product(out["narrow_1"], x, args["w_1"], F32, f"N=1 M={m}")
+        check_product(out["narrow_mid"], x, args["w_mid"].T, F32, f"N={NARROW_WIDTHS[1]} M={m}")
+        full = out["narrow_full"]
+        check_product(full, x, args["w_full"], F32, f"relu N={LANES} M={m}", bias=args["b_full"], relu=True)
+        check_product(out["wide"], x, args["w_wide"], F32, f"N={LANES + 1} M={m}")
+        check_product(out["narrow_f64"], x64, args["w64"], F64, f"f64 M={m}")
+
+
+def _arguments(fn: GraphFunction) -> dict[str, Value]:
+    return {a.name: a for a in fn.graph.arguments}
+
+
+def random_arguments(fn: GraphFunction, sizes: Mapping[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Standard normal values for every argument of `fn`'s graph, in its dtype."""
+    return {
+        a.name: rng.standard_normal(a.type.concrete_shape(sizes)).astype(a.type.dtype.numpy) for a in fn.graph.arguments
+    }
+
+
+DEEP = {
+    # output: (K, N, dtype, where partial sums live)
+    "stored": (1100, 40, F32, "output"),
+    "stored_narrow": (1100, NARROW_WIDTHS[1], F32, "output"),
+    "relu": (1100, 40, F32, "scratch"),
+    "stored_2100": (2100, 24, F32, "output"),
+    "relu_narrow_2100": (2100, NARROW_WIDTHS[1], F32, "scratch"),
+    "stored_f64": (1100, 20, F64, "output"),
+    "relu_f64": (1100, 20, F64, "scratch"),
+}
+"""K over KC, with C stored (partial sums in C) or only an epilogue result
+stored (partial sums in the shared scratch)."""
+
+
+@functools.cache
+def deep_graph() -> Graph:
+    def build(b, v):
+        outputs = {}
+        for name, (k, _, dtype, _) in DEEP.items():
+            x = v[f"x{k}_{dtype}"]
+            if name.startswith("relu"):  # relu(x @ W.T + b): the shape of a linear layer
+                outputs[name] = b.relu(b.add(b.matmul(x, v[f"w_{name}"], transpose_b=True), v[f"b_{name}"]))
+            else:
+                outputs[name] = b.matmul(x, v[f"w_{name}"])
+        return outputs
+
+    inputs = {}
+    for name, (k, n, dtype, _) in DEEP.items():
+        inputs[f"x{k}_{dtype}"] = tensor(dtype, ("M", k))
+        if name.startswith("relu"):
+            inputs[f"w_{name}"] = tensor(dtype, (n, k))
+            inputs[f"b_{name}"] = tensor(dtype, (n,))
+        else:
+            inputs[f"w_{name}"] = tensor(dtype, (k, n))
+    return make_graph("deep", inputs, build)
+
+
+def run_deep(rng: np.random.Generator, m: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    fn = native(deep_graph())
+    args = random_arguments(fn, {"M": m}, rng)
+    return args, fn(args).outputs
+
+
+def check_deep(args: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray], label: str) -> None:
+    for name, (k, _, dtype, _) in DEEP.items():
+        x, w = args[f"x{k}_{dtype}"], args[f"w_{name}"]
+        if name.startswith("relu"):
+            check_product(out[name], x, w.T, dtype, f"{name} {label}", bias=args[f"b_{name}"], relu=True)
+        else:
+            check_product(out[name], x, w, dtype, f"{name} {label}")
+
+
+def test_depth_over_kc_keeps_partial_sums_in_c_or_in_scratch() -> None:
+    fn = native(deep_graph())
+    compiled = fn.build.compiled("deep")
+    for name, (k, n, dtype, where) in DEEP.items():
+        kernel = kernel_storing(fn, name)
+        plan = kernel_plan(kernel)
+        assert k > plan.kc, f"{name}: K={k} fits one block of {plan.kc}"
+        assert partial_sums(kernel, plan) == where, name
+        routines = task_routines(fn, kernel)
+        assert {"tile_load", "tile_store"} <= routines.keys(), f"{name} keeps no partial sums: {sorted(routines)}"
+        needed = shared_scratch(kernel, plan).evaluate({"M": 300})
+        assert needed == (300 * n * dtype.itemsize if where == "scratch" else 0), name
+        assert compiled.scratch_bytes.evaluate({"M": 300}) >= needed
+
+    rng = np.random.default_rng(3)
+    for m in (1, 3, SMALL_M, SMALL_M + 1, 260):
+        args, out = run_deep(rng, m)
+        check_deep(args, out, f"M={m}")
+
+
+@functools.cache
+def layouts_graph() -> Graph:
+    """Every operand layout a matmul reads (float32, K = 40, N = 36, M symbolic)."""
+
+    def build(b, v):
+        x, xt, w, wt = v["x"], v["xt"], v["w"], v["wt"]
+        return {
+            "nn": b.matmul(x, w),
+            "a_transposed": b.matmul(xt, w, transpose_a=True),
+            "a_transpose_op": b.matmul(b.transpose(xt, perm=[1, 0]), w),
+            "b_transposed": b.matmul(x, wt, transpose_b=True),
+            "both_transposed": b.matmul(xt, wt, transpose_a=True, transpose_b=True),
+            "b_transpose_of_reshape": b.matmul(x, b.transpose(b.reshape(v["flat"], shape=[36, 40]), perm=[1, 0])),
+            "b_broadcast_column": b.matmul(x, b.broadcast_to(v["column"], shape=[40, 36])),
+            "b_broadcast_row": b.matmul(x, b.broadcast_to(v["row"], shape=[40, 36])),
+            "b_broadcast_scalar": b.matmul(x, b.broadcast_to(v["scalar"], shape=[40, 36])),
+            "a_broadcast_row": b.matmul(b.broadcast_to(v["a_row"], shape=["M", 40]), w),
+            "a_broadcast_scalar": b.matmul(b.broadcast_to(v["scalar"], shape=["M", 40]), w),
+        }
+
+    inputs = {
+        "x": tensor(F32, ("M", 40)),
+        "xt": tensor(F32, (40, "M")),
+        "w": tensor(F32, (40, 36)),
+        "wt": tensor(F32, (36, 40)),
+        "flat": tensor(F32, (36 * 40,)),
+        "column": tensor(F32, (40, 1)),
+        "row": tensor(F32, (1, 36)),
+        "scalar": tensor(F32, (1, 1)),
+        "a_row": tensor(F32, (1, 40)),
+    }
+    return make_graph("layouts", inputs, build)
+
+
+LAYOUT_ROUTINES = {
+    # output: (routines its task must call, routines it must not)
+    "nn": ({"pack_a_rows", "pack_b_rows", "micro.masked"}, {"pack_a_elements", "pack_b_columns", "pack_b_elements"}),
+    "a_transposed": ({"pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
+    "a_transpose_op": ({"pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
+    "b_transposed": ({"pack_b_columns", "pack_a_rows"}, {"pack_b_rows", "pack_b_elements"}),
+    "both_transposed": ({"pack_b_columns", "micro"}, {"pack_a_rows", "pack_a_elements", "pack_b_elements"}),
+    "b_transpose_of_reshape": ({"pack_b_columns"}, {"pack_b_rows", "pack_b_elements"}),
+    "b_broadcast_column": ({"pack_b_columns"}, {"pack_b_rows", "pack_b_elements"}),
+    "b_broadcast_row": ({"pack_b_rows", "micro.masked"}, {"pack_b_columns", "pack_b_elements"}),
+    "b_broadcast_scalar": ({"pack_b_elements"}, {"pack_b_rows", "pack_b_columns", "micro.masked"}),
+    "a_broadcast_row": ({"pack_a_rows"}, {"pack_a_elements"}),
+    "a_broadcast_scalar": ({"pack_a_elements"}, {"pack_a_rows"}),
+}
+
+
+def layout_operands(args: Mapping[str, np.ndarray], m: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The logical (A, B) of each output of `layouts_graph`, in NumPy."""
+    x, xt, w, wt = args["x"], args["xt"], args["w"], args["wt"]
+    b_reshaped = args["flat"].reshape(36, 40).T
+    return {
+        "nn": (x, w),
+        "a_transposed": (xt.T, w),
+        "a_transpose_op": (xt.T, w),
+        "b_transposed": (x, wt.T),
+        "both_transposed": (xt.T, wt.T),
+        "b_transpose_of_reshape": (x, b_reshaped),
+        "b_broadcast_column": (x, np.broadcast_to(args["column"], (40, 36))),
+        "b_broadcast_row": (x, np.broadcast_to(args["row"], (40, 36))),
+        "b_broadcast_scalar": (x, np.broadcast_to(args["scalar"], (40, 36))),
+        "a_broadcast_row": (np.broadcast_to(args["a_row"], (m, 40)), w),
+        "a_broadcast_scalar": (np.broadcast_to(args["scalar"], (m, 40)), w),
+    }
+
+
+def test_each_operand_layout_takes_its_packing_path() -> None:
+    """A read in place when stored transposed, else packed by rows (or element
+    by element); B in place or packed by rows, by columns (a transposed
+    weight, transposing in registers) or element by element."""
+    fn = native(layouts_graph())
+    assert set(LAYOUT_ROUTINES) == set(fn.graph.outputs)
+    mc = 0
+    for name, (present, absent) in LAYOUT_ROUTINES.items():
+        kernel = kernel_storing(fn, name)
+        assert kernel.kind == "matmul", f"{name}: {kernel}"
+        mc = max(mc, kernel_plan(kernel).mc)
+        routines = task_routines(fn, kernel).keys()
+        assert present <= routines, f"{name}: calls {sorted(routines)}, missing {sorted(present - routines)}"
+        assert not absent & routines, f"{name}: calls {sorted(absent & routines)}"
+
+    rng = np.random.default_rng(4)
+    rows = (1, 2, 6, SMALL_M, SMALL_M + 1, mc + 7)  # in place up to SMALL_M rows, packed above
+    for m in rows:
+        args = random_arguments(fn, {"M": m}, rng)
+        out = fn(args).outputs
+        for name, (a, b) in layout_operands(args, m).items():
+            check_product(out[name], a, b, F32, f"{name} M={m}")
+
+
+# -- 3. fused epilogues against the reference interpreter --------------------------------
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "gelu")
+EPILOGUE_N = 37
+
+
+@functools.cache
+def epilogue_graph(dtype: DType) -> Graph:
+    """One matmul kernel per epilogue, M and K symbolic (K over KC takes the
+    partial sums through the shared scratch, as only the epilogue is stored)."""
+
+    def build(b, v):
+        def mm(weight: str) -> Value:
+            return b.matmul(v["x"], v[weight])
+
+        outputs = {"bias": b.add(mm("w_bias"), v["b_bias"])}
+        for act in ACTIVATIONS:
+            outputs[act] = b.emit(act, b.add(mm(f"w_{act}"), v[f"b_{act}"]))
+        outputs["mask"] = b.select(b.gt(v["h"], 0.0), b.matmul(v["dy"], v["w_mask"]), 0.0)
+        outputs["scaled"] = b.mul(mm("w_scaled"), v["s"])
+        outputs["accumulated"] = b.add(mm("w_accumulated"), v["c0"])
+        return outputs
+
+    mk, kn, mn = ("M", "K"), ("K", EPILOGUE_N), ("M", EPILOGUE_N)
+    inputs = {"x": tensor(dtype, mk), "dy": tensor(dtype, mk), "h": tensor(dtype, mn), "c0": tensor(dtype, mn)}
+    inputs["s"] = tensor(dtype, ())
+    for name in ("bias", *ACTIVATIONS, "mask", "scaled", "accumulated"):
+        inputs[f"w_{name}"] = tensor(dtype, kn)
+    for name in ("bias", *ACTIVATIONS):
+        inputs[f"b_{name}"] = tensor(dtype, (EPILOGUE_N,))
+    return make_graph(f"epilogues_{dtype}", inputs, build)
+
+
+EXACT_EPILOGUES = ("bias", "relu", "leaky_relu", "mask", "scaled", "accumulated")
+"""With dyadic operands the matmul is exact in both backends, and so are these
+epilogues (leaky_relu's one product rounds the same way in both)."""
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_fused_epilogues_match_the_interpreter(dtype: DType) -> None:
+    graph = epilogue_graph(dtype)
+    fn = native(graph)
+    plan = program(fn)
+    assert len(plan.kernels) == len(graph.outputs)  # each epilogue fused into its matmul
+    for name in graph.outputs:
+        kernel = kernel_storing(fn, name)
+        assert kernel.kind == "matmul", name
+        assert kernel.stores == [plan.graph.outputs[name]], f"{name}: the matmul result itself is stored"
+        assert partial_sums(kernel, kernel_plan(kernel)) == "scratch", name
+
+    rng = np.random.default_rng(5)
+    for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (70, 600), (130, 1100), (300, 40)):
+        sizes = {"M": m, "K": k}
+        args = {name: dyadic(rng, a.type.concrete_shape(sizes), dtype) for name, a in _arguments(fn).items()}
+        args["h"] = rng.standard_normal((m, EPILOGUE_N)).astype(dtype.numpy)  # no zeros: the mask is sure
+        args["s"] = np.array(0.75, dtype.numpy)
+        args["c0"] = dyadic(rng, (m, EPILOGUE_N), dtype, top=16, scale=16.0)
+        actual = fn(args).outputs
+        expected = interpret(graph, args).outputs
+        for name in EXACT_EPILOGUES:
+            np.testing.assert_array_equal(actual[name], expected[name], err_msg=f"{name} M={m} K={k}")
+        assert (actual["mask"][args["h"] <= 0] == 0).all()
+        for act in ("sigmoid", "tanh", "gelu"):
+            h = args["x"].astype(np.float64) @ args[f"w_{act}"] + args[f"b_{act}"]
+            allowed = TRANSCENDENTAL_RTOL[dtype] * (np.abs(expected[act]) + 0.5 * np.abs(h)) + 1e-300
+            error = np.abs(actual[act].astype(np.float64) - expected[act])
+            assert actual[act].dtype == dtype.numpy
+            assert (error <= allowed).all(), f"{act} M={m} K={k}: max error {error.max():.3g}"
+
+
+@functools.cache
+def adam_graph(dtype: DType) -> Graph:
+    """g = x.T @ dy (inner dimension: the batch B) finished by an Adam update
+    of p and its state, and accumulated into `acc`: five stores of one tile."""
+
+    def build(b, v):
+        g = b.matmul(v["x"], v["dy"], transpose_a=True)
+        step = b.add(v["step"], 1.0)
+        state = {"exp_avg": v["m"], "exp_avg_sq": v["v"]}
+        p, new = Adam().update(b, Scalars(v["lr"], step), v["p"], g, state)
+        updates = {"p": p, "m": new["exp_avg"], "v": new["exp_avg_sq"], "acc": b.add(v["acc"], g), "step": step}
+        return {}, updates
+
+    shape = (20, EPILOGUE_N)
+    inputs = {"x": tensor(dtype, ("B", 20)), "dy": tensor(dtype, ("B", EPILOGUE_N)), "lr": tensor(dtype, ())}
+    state = {"m": tensor(dtype, shape), "v": tensor(dtype, shape), "acc": tensor(dtype, shape)}
+    state["step"] = tensor(dtype, ())
+    return make_graph(f"adam_epilogue_{dtype}", inputs, build, params={"p": tensor(dtype, shape)}, state=state)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_adam_update_as_a_matmul_epilogue(dtype: DType) -> None:
+    graph = adam_graph(dtype)
+    fn = native(graph)
+    plan = program(fn)
+    lowered = plan.graph
+    (kernel,) = [k for k in plan.kernels if k.kind == "matmul"]
+    assert set(kernel.stores) == {lowered.updates[n] for n in ("p", "m", "v", "acc")}
+    assert not plan.is_stored(kernel.matmul.output)  # the gradient never reaches memory
+    for name in ("p", "m", "v", "acc"):
+        assert plan.buffers[lowered.updates[name]] == plan.buffers[lowered.argument(name)], f"{name} not in place"
+    assert partial_sums(kernel, kernel_plan(kernel)) == "scratch"
+
+    rng = np.random.default_rng(6)
+    tol = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-14)}[dtype]
+    for batch in (1, 3, 70, 600, 1100):  # 600 and 1100: the batch spans several KC blocks
+        args = {
+            "x": dyadic(rng, (batch, 20), dtype),
+            "dy": dyadic(rng, (batch, EPILOGUE_N), dtype),
+            "lr": np.array(1e-2, dtype.numpy),
+            "p": rng.standard_normal((20, EPILOGUE_N)).astype(dtype.numpy),
+            "m": rng.standard_normal((20, EPILOGUE_N)).astype(dtype.numpy),
+            "v": rng.uniform(0.5, 2.0, (20, EPILOGUE_N)).astype(dtype.numpy),
+            "acc": dyadic(rng, (20, EPILOGUE_N), dtype),
+            "step": np.array(4.0, dtype.numpy),
+        }
+        actual = fn(args).updates
+        expected = interpret(graph, args).updates
+        np.testing.assert_array_equal(actual["acc"], expected["acc"], err_msg=f"acc B={batch}")
+        np.testing.assert_array_equal(actual["step"], expected["step"])
+        for name in ("p", "m", "v"):
+            np.testing.assert_allclose(actual[name], expected[name], *tol, err_msg=f"{name} B={batch}")
+            assert actual[name].dtype == dtype.numpy
+
+
+# -- 4. threads -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    previous = ember.get_num_threads()
+    yield
+    ember.set_num_threads(previous)
+
+
+def _with_threads(count: int, run: Callable[[], T]) -> tuple[T, int]:
+    """`run()` with `count` threads, and the pool rounds it started."""
+    ember.set_num_threads(count)
+    state = pool_threads.pool().state
+    before = int(state[SEQ])
+    result = run()
+    return result, (int(state[SEQ]) - before) // 2
+
+
+@pytest.mark.parametrize(("ta", "tb", "dtype"), [(False, False, F32), (False, True, F32), (True, True, F64)])
+def test_thread_count_does_not_change_a_bit(restore_threads, ta: bool, tb: bool, dtype: DType) -> None:
+    """1000 x 1000 x 64: many tasks (16 in float32 on a 1 MiB L2); each
+    computes its block the same way whichever thread takes it, so results
+    are bitwise identical."""
+    rng = np.random.default_rng(7)
+    a, b = random_operands(rng, 1000, 1000, 64, dtype)
+    one, _ = _with_threads(1, lambda: run_symbolic(ta, tb, dtype, a, b))
+    two, rounds = _with_threads(2, lambda: run_symbolic(ta, tb, dtype, a, b))
+    assert one.tobytes() == two.tobytes()
+    if pool_threads.available_cores() >= 2:
+        assert rounds == 1, "the 2-thread run did not use the pool"
+    check_product(two, a, b, dtype, "1000x1000x64")
+
+
+def test_thread_count_does_not_change_partial_sums(restore_threads) -> None:
+    """K over KC with partial sums in C and in the shared scratch, many tasks."""
+    (_, one), _ = _with_threads(1, lambda: run_deep(np.random.default_rng(8), 600))
+    (args, two), _ = _with_threads(2, lambda: run_deep(np.random.default_rng(8), 600))
+    for name in DEEP:
+        assert one[name].tobytes() == two[name].tobytes(), name
+    check_deep(args, two, "M=600, 2 threads")
+
+
+# -- 5. the library's building blocks ------------------------------------------------------
+
+
+def _jit(module: ir.Module) -> JitModule:
+    module.triple = HOST.triple
+    return JitModule(optimize(str(module), HOST), HOST, resolve_pool=False)
+
+
+@functools.cache
+def transpose_function(width: int, dtype: DType) -> tuple[Callable, str, JitModule]:
+    """void transpose(ptr src, ptr dst): dst = src.T for a width x width block;
+    with its IR text and the machine code (kept alive with the function)."""
+    element = ir.FloatType() if dtype is F32 else ir.DoubleType()
+    vtype = ir.VectorType(element, width)
+    module = ir.Module(name=f"transpose{width}")
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR]), name="transpose_block")
+    src, dst = fn.args
+    b = ir.IRBuilder(fn.append_basic_block())
+    rows = [
+        b.load(b.gep(src, [ir.Constant(I64, r * width)], source_etype=element), typ=vtype, align=1)
+        for r in range(width)
+    ]
+    for r, row in enumerate(transpose(b, rows)):
+        b.store(row, b.gep(dst, [ir.Constant(I64, r * width)], source_etype=element), align=1)
+    b.ret_void()
+    code = _jit(module)
+    call = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(code.address("transpose_block"))
+    return (lambda s, d: call(s.ctypes.data, d.ctypes.data)), str(fn), code
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_transpose_of_a_register_block(width: int, dtype: DType) -> None:
+    run, text, _ = transpose_function(width, dtype)
+    src = np.arange(width * width, dtype=dtype.numpy).reshape(width, width) * 1.5 - 7
+    dst = np.full_like(src, np.nan)
+    run(src, dst)
+    np.testing.assert_array_equal(dst, src.T)
+    # log2(W) stages of W shuffles each, nothing else
+    assert text.count("shufflevector") == width * int(math.log2(width))
+
+
+def pack_b_columns_function(plan: Blocking):
+    """The library's pack_b_columns(src, src_cols, depth, cols, dst), callable."""
+    module = ir.Module(name=f"pack_{plan.key}")
+    routine = GemmLibrary(module).pack_b_columns(plan)
+    wrapper = ir.Function(module, routine.function_type, name="pack")
+    b = ir.IRBuilder(wrapper.append_basic_block())
+    b.call(routine, wrapper.args)
+    b.ret_void()
+    code = _jit(module)
+    args = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    return ctypes.CFUNCTYPE(None, *args)(code.address("pack")), code
+
+
+@pytest.mark.parametrize(("dtype", "columns"), [(F32, None), (F32, 1), (F64, None)], ids=["f32", "f32-narrow", "f64"])
+def test_pack_b_columns_transposes_a_weight_into_panels(dtype: DType, columns: int | None) -> None:
+    """B(k, j) = W[j, k] (W row-major, rows `stride` apart) packed into
+    dst[k][j]: zeros past `cols` and up to the next whole vector of k, and
+    nothing written beyond."""
+    plan = blocking(HOST, dtype, columns)
+    pack, _code = pack_b_columns_function(plan)
+    lanes, nr = plan.lanes, plan.nr
+    rng = np.random.default_rng(9)
+    depths = (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3, plan.kc)
+    for depth, cols in itertools.product(depths, (1, nr // 2 + 1, nr)):
+        stride = depth + 3
+        weight = rng.standard_normal((cols, stride)).astype(dtype.numpy)
+        dst = np.full((plan.kc_padded + 2, nr), np.nan, dtype.numpy)
+        pack(weight.ctypes.data, stride, depth, cols, dst.ctypes.data)
+        written = -(-depth // lanes) * lanes
+        expected = np.zeros((written, nr), dtype.numpy)
+        expected[:depth, :cols] = weight[:, :depth].T
+        label = f"depth={depth} cols={cols}"
+        np.testing.assert_array_equal(dst[:written], expected, err_msg=label)
+        assert np.isnan(dst[written:]).all(), f"{label}: wrote past the panel"
+
+
+# -- blocking on fake targets -------------------------------------------------------------
+
+KIB, MIB = 1024, 1024 * 1024
+
+
+def fake_target(vector_bits: int, l2_bytes: int, cores: int = 4) -> Target:
+    return Target("x86_64-unknown-linux-gnu", "generic", "", vector_bits, 32 * KIB, l2_bytes, 32 * MIB, cores)
+
+
+L2_SIZES = (64 * KIB, 256 * KIB, 512 * KIB, MIB, 2 * MIB, 32 * MIB, 128 * MIB)
+
+
+@pytest.mark.parametrize("vector_bits", [256, 512], ids=["avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DType) -> None:
+    lanes = vector_bits // (8 * dtype.itemsize)
+    previous: Blocking | None = None
+    for l2 in L2_SIZES:
+        for cores in (1, 4):
+            for columns in (None, 1, lanes - 1, lanes, lanes + 1, 100, 5000):
+                plan = blocking(fake_target(vector_bits, l2, cores), dtype, columns)
+                label = f"L2={l2} cores={cores} columns={columns}: {plan}"
+                assert plan.lanes == lanes, label
+                assert plan.dtype is dtype, label
+                narrow = columns is not None and columns <= lanes
+                assert (plan.mr, plan.vectors) == (NARROW_TILE if narrow else TILE), label
+                assert plan.kc % lanes == 0, label
+                assert plan.kc_padded == plan.kc, label
+                assert plan.mc % plan.mr == 0, label
+                assert plan.nc % plan.nr == 0, label
+                # the packed B micro-panel takes at most 1/16 of L2, A and B blocks half each
+                assert plan.kc * plan.nr * plan.itemsize <= l2 // 16 or plan.kc == 128, label
+                assert plan.mc * plan.kc * plan.itemsize <= l2 // 2 or plan.mc == plan.mr, label
+                assert plan.kc * plan.nc * plan.itemsize <= l2 // 2 or plan.nc == plan.nr, label
+                if columns is not None:  # every core gets a share of the columns
+                    share = -(-columns // cores)
+                    assert plan.nc <= max(plan.nr, -(-share // plan.nr) * plan.nr), label
+                blocks = (plan.mc + plan.nc) * plan.kc_padded + plan.mr * plan.nr
+                assert plan.thread_bytes >= blocks * plan.itemsize, label
+                assert plan.thread_bytes % 64 == 0, label
+        wide = blocking(fake_target(vector_bits, l2), dtype, None)
+        if previous is not None:  # a larger cache never gives smaller blocks
+            grew = wide.kc >= previous.kc and wide.mc >= previous.mc and wide.nc >= previous.nc
+            assert grew, f"L2={l2}: {wide} after {previous}"
+        previous = wide
+
+
+def test_blocking_of_the_documented_zen4_core() -> None:
+    """gemm_library.blocking's docstring: KC = 512, MC = 252, NC = 256 on a 1 MiB L2 (float32)."""
+    plan = blocking(fake_target(512, MIB), F32, None)
+    assert (plan.kc, plan.mc, plan.nc) == (512, 252, 256)
+    assert (plan.mr, plan.vectors, plan.lanes, plan.nr) == (6, 2, 16, 32)
+
+
+@functools.cache
+def huge_l2_matmul() -> GraphFunction:
+    """A matmul compiled for this CPU as if its L2 were 64 MiB: MC hits its cap."""
+    graph = make_graph(
+        "huge_l2",
+        {"a": tensor(F32, ("M", 8)), "b": tensor(F32, (8, 32))},
+        lambda bld, v: {"c": bld.matmul(v["a"], v["b"])},
+    )
+    return GraphFunction(graph, target=dataclasses.replace(HOST, l2_bytes=64 * MIB))
+
+
+def test_blocks_of_a_large_cache_are_whole_tiles_when_run() -> None:
+    """Regression: MC was capped at 4096 rows, not a multiple of MR = 6, so a
+    block of 4093..4096 rows packed 4098 rows of A, over the start of the
+    packed B panel (wrong results)."""
+    fn = huge_l2_matmul()
+    plan = kernel_plan(kernel_storing(fn, "c"), fn.build.target)
+    rng = np.random.default_rng(10)
+    for m in (plan.mc - 1, plan.mc, plan.mc + 1):
+        a, b = random_operands(rng, m, 32, 8, F32)
+        check_product(fn({"a": a, "b": b}).outputs["c"], a, b, F32, f"M={m} with {plan}")
+    assert plan.mc % plan.mr == 0
