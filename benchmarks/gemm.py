@@ -31,7 +31,7 @@ from ember.runtime.native import GraphFunction  # noqa: E402
 
 SQUARE = [64, 128, 256, 512, 1024, 2048]
 MLP_LAYERS = [(784, 512), (512, 256), (256, 10), (1024, 2048), (2048, 2048)]
-BATCHES = [32, 64, 256]
+BATCHES = [1, 32, 64, 256]
 
 
 def matmul_function(m: int, n: int, k: int, transpose_a: bool, transpose_b: bool) -> GraphFunction:
@@ -94,7 +94,7 @@ def measure(case: Case, threads: int, rounds: int, budget: float) -> tuple[float
 
 def cases(quick: bool) -> list[Case]:
     result = [Case(f"square {n}", n, n, n) for n in (SQUARE[:4] if quick else SQUARE)]
-    for batch in BATCHES[:2] if quick else BATCHES:
+    for batch in BATCHES[:3] if quick else BATCHES:
         for fan_in, fan_out in MLP_LAYERS[:3] if quick else MLP_LAYERS:
             shape = f"{batch}x{fan_in}->{fan_out}"
             result.append(Case(f"X@W.T   {shape}", batch, fan_out, fan_in, tb=True))

@@ -40,6 +40,11 @@ SMALL_M = 64
 from B, when its rows are contiguous): measured, packing costs more than it
 saves below about 64 rows."""
 
+DIRECT_B_DEPTH = 512
+"""Deeper than this, B is packed even for small row blocks: reading a long
+strided column panel of B again for every row tile costs more than packing
+it once."""
+
 PARALLEL_FLOPS = 1 << 20
 """Matmuls with fewer flops run on the calling thread alone (handing work to
 another thread costs a few microseconds)."""
@@ -152,7 +157,7 @@ class MatmulEmitter:
             one_row = b.icmp_signed("==", b.sub(i_end, i_begin), i64(1))
             with b.if_else(one_row) as (then, otherwise):
                 with then:
-                    self._gemv(e, gemv, a, bm, tile, i_begin, j_begin, j_end, k)
+                    self._gemv(e, gemv, a, bm, tile, b_block, i_begin, j_begin, j_end, k)
                 with otherwise:
                     self._blocked(e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end)
         return e.finish()
@@ -166,7 +171,8 @@ class MatmulEmitter:
         a_rows_contiguous = a_access.strides[1] == Poly.of(1)
         # B in place: small blocks, rows contiguous. A in place: small blocks,
         # or A stored transposed (MR rows adjacent at every k).
-        direct_b = b.and_(small, ir.Constant(ir.IntType(1), int(b_rows_contiguous)))
+        shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
+        direct_b = b.and_(b.and_(small, shallow), ir.Constant(ir.IntType(1), int(b_rows_contiguous)))
         direct_a = b.or_(small, ir.Constant(ir.IntType(1), int(a_access.strides[0] == Poly.of(1))))
         partial = partial_sums(e.kernel, plan)
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
@@ -186,16 +192,14 @@ class MatmulEmitter:
                 cols_here = _min(b, i64(plan.nr), b.sub(j_end, j0))
                 c_tile = b.gep(c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
                 if partial is None:
-                    b.call(lib.tile_zero(plan), [tile])
+                    accumulate = i64(0)
                 else:
-                    with b.if_else(first) as (then, otherwise):
-                        with then:
-                            b.call(lib.tile_zero(plan), [tile])
-                        with otherwise:
-                            b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
+                    with b.if_then(b.not_(first)):
+                        b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
+                    accumulate = b.zext(b.not_(first), I64)
                 a_args = self._a_source(b, a, a_block, a_rows_contiguous, direct_a, pc, i0, i_begin)
                 b_args = self._b_source(b, bm, b_block, direct_b, pc, j0, j_begin)
-                args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile]
+                args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile, accumulate]
                 with b.if_else(direct_b) as (then, otherwise):
                     with then:
                         b.call(lib.micro(plan, masked=True), args)
@@ -218,20 +222,24 @@ class MatmulEmitter:
             return "rows"
         return None
 
-    def _gemv(self, e, kind: str, a: _Operand, bm: _Operand, tile, i0, j_begin, j_end, k) -> None:
-        """One row of C, NR columns at a time, over the whole depth at once."""
+    def _gemv(self, e, kind: str, a: _Operand, bm: _Operand, tile, out_row, i0, j_begin, j_end, k) -> None:
+        """One row of C over the whole depth at once: dot products NR columns at
+        a time, or (B's rows contiguous) B streamed row by row into a row buffer;
+        then the epilogue, NR columns at a time."""
         b, plan, lib = e.b, self.plan, self.library
         row = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
+        if kind == "rows":
+            start = b.gep(bm.start, [j_begin], source_etype=self.element)
+            b.call(lib.gemv_rows(plan), [row, a.cols, start, bm.rows, b.sub(j_end, j_begin), k, out_row])
         with for_range(b, j_begin, j_end, plan.nr, name="gj") as j0:
             cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
-            b.call(lib.tile_zero(plan), [tile])
             if kind == "columns":
                 start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
                 b.call(lib.gemv_columns(plan), [row, start, bm.cols, cols, k, tile])
+                source = tile
             else:
-                start = b.gep(bm.start, [j0], source_etype=self.element)
-                b.call(lib.gemv_rows(plan), [row, a.cols, start, bm.rows, cols, k, tile])
-            b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, i64(1), cols])
+                source = b.gep(out_row, [b.sub(j0, j_begin)], source_etype=self.element)
+            b.call(self.epilogue_emitter.fn, [e.fn.args[0], source, i0, j0, i64(1), cols])
 
     def _a_source(self, b, a: _Operand, a_block, rows_contiguous: bool, direct, pc, i0, i_begin):
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""

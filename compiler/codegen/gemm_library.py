@@ -168,20 +168,25 @@ class GemmLibrary:
 
     # -- the microkernel -------------------------------------------------
     def micro(self, plan: Blocking, masked: bool) -> ir.Function:
-        """micro(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile); with
-        `masked`, columns past `cols` are not read."""
+        """micro(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile, accumulate);
+        with `masked`, columns past `cols` are not read; without `accumulate`
+        the tile's old contents are ignored (the sums start at zero)."""
         name = f"ember.gemm.micro{'.masked' if masked else ''}.{plan.key}"
-        args = [PTR, I64, I64, I64, PTR, I64, I64, I64, PTR]
+        args = [PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64]
         return self._function(name, args, lambda b, *a: self._micro(b, plan, masked, *a))
 
-    def _micro(self, b, plan: Blocking, masked: bool, a, a_rows, a_cols, rows, bp, b_rows, cols, depth, tile) -> None:
+    def _micro(
+        self, b, plan: Blocking, masked: bool, a, a_rows, a_cols, rows, bp, b_rows, cols, depth, tile, accumulate
+    ) -> None:
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
         slots = [[b.alloca(vtype) for _ in range(plan.vectors)] for _ in range(plan.mr)]
+        carry = b.icmp_signed("!=", accumulate, i64(0))
         for r in range(plan.mr):
             for c in range(plan.vectors):
                 index = i64((r * plan.vectors + c) * plan.lanes)
-                b.store(b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4), slots[r][c])
+                old = b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4)
+                b.store(b.select(carry, old, constant(vtype, 0.0)), slots[r][c])
         last_row = b.sub(rows, i64(1))
         row_starts = []
         for r in range(plan.mr):
@@ -211,42 +216,41 @@ class GemmLibrary:
 
     # -- one row of A: matrix-vector products ---------------------------------
     def gemv_rows(self, plan: Blocking) -> ir.Function:
-        """gemv_rows(a, a_cols, b, b_rows, cols, depth, tile): tile[0][0:NR] =
-        A(0, :) @ B[:, 0:cols] with B's rows contiguous; four k at a time in
-        separate accumulators, so FMA latency is hidden."""
+        """gemv_rows(a, a_cols, b, b_rows, cols, depth, out): out[0:cols] =
+        A(0, :) @ B[:, 0:cols] for B with contiguous rows, reading B once in
+        memory order (four rows at a time into the output row, kept in L1).
+        `out` holds `cols` rounded up to whole vectors."""
         name = f"ember.gemm.gemv_rows.{plan.key}"
         args = [PTR, I64, PTR, I64, I64, I64, PTR]
         return self._function(name, args, lambda b, *a: self._gemv_rows(b, plan, *a))
 
-    def _gemv_rows(self, b, plan: Blocking, a, a_cols, bp, b_rows, cols, depth, tile) -> None:
+    def _gemv_rows(self, b, plan: Blocking, a, a_cols, bp, b_rows, cols, depth, out) -> None:
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
-        unroll = 4
-        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
-        slots = [[b.alloca(vtype) for _ in range(plan.vectors)] for _ in range(unroll)]
-        for row in slots:
-            for slot in row:
-                b.store(constant(vtype, 0.0), slot)
+        lanes = plan.lanes
+        with for_range(b, i64(0), cols, lanes, name="z") as j:
+            b.store(constant(vtype, 0.0), b.gep(out, [j], source_etype=element), align=4)
 
-        def step(k, part: int) -> None:
-            x = splat(b, b.load(b.gep(a, [b.mul(k, a_cols)], source_etype=element), typ=element), plan.lanes)
-            row = b.gep(bp, [b.mul(k, b_rows)], source_etype=element)
-            for c in range(plan.vectors):
-                values = _masked_load(b, b.gep(row, [i64(c * plan.lanes)], source_etype=element), vtype, masks[c], 4)
-                slot = slots[part][c]
-                b.store(call_intrinsic(b, "fmuladd", vtype, [x, values, b.load(slot, typ=vtype)]), slot)
+        def rows_step(k, count: int) -> None:
+            xs = [
+                splat(b, b.load(b.gep(a, [b.mul(b.add(k, i64(u)), a_cols)], source_etype=element), typ=element), lanes)
+                for u in range(count)
+            ]
+            starts = [b.gep(bp, [b.mul(b.add(k, i64(u)), b_rows)], source_etype=element) for u in range(count)]
+            with for_range(b, i64(0), cols, lanes, name="j") as j:
+                mask = lane_mask(b, b.sub(cols, j), lanes)
+                slot = b.gep(out, [j], source_etype=element)
+                total = b.load(slot, typ=vtype, align=4)
+                for u in range(count):
+                    row = _masked_load(b, b.gep(starts[u], [j], source_etype=element), vtype, mask, 4)
+                    total = call_intrinsic(b, "fmuladd", vtype, [xs[u], row, total])
+                b.store(total, slot, align=4)
 
-        whole = b.and_(depth, i64(-unroll))
-        with for_range(b, i64(0), whole, unroll, name="k") as k0:
-            for u in range(unroll):
-                step(b.add(k0, i64(u)), u)
+        whole = b.and_(depth, i64(-4))
+        with for_range(b, i64(0), whole, 4, name="k") as k:
+            rows_step(k, 4)
         with for_range(b, whole, depth, 1, name="kt") as k:
-            step(k, 0)
-        for c in range(plan.vectors):
-            total = b.load(slots[0][c], typ=vtype)
-            for u in range(1, unroll):
-                total = b.fadd(total, b.load(slots[u][c], typ=vtype))
-            b.store(total, b.gep(tile, [i64(c * plan.lanes)], source_etype=element), align=4)
+            rows_step(k, 1)
 
     def gemv_columns(self, plan: Blocking) -> ir.Function:
         """gemv_columns(a, b, b_cols, cols, depth, tile): tile[0][j] =
@@ -378,17 +382,6 @@ class GemmLibrary:
                 b.store(b.select(inside, value, zero), target)
 
     # -- moving tiles ------------------------------------------------------
-    def tile_zero(self, plan: Blocking) -> ir.Function:
-        """tile_zero(tile): every accumulator to 0."""
-        name = f"ember.gemm.tile_zero.{plan.key}"
-        return self._function(name, [PTR], lambda b, tile: self._tile_zero(b, plan, tile))
-
-    def _tile_zero(self, b, plan: Blocking, tile) -> None:
-        element = float_type(plan.dtype)
-        vtype = vector_of(element, plan.lanes)
-        for v in range(plan.mr * plan.vectors):
-            b.store(constant(vtype, 0.0), b.gep(tile, [i64(v * plan.lanes)], source_etype=element), align=4)
-
     def tile_move(self, plan: Blocking, load: bool) -> ir.Function:
         """tile_load(tile, c, c_rows, rows, cols): tile = C[0:rows, 0:cols] (0 elsewhere);
         tile_store(tile, c, c_rows, rows, cols): C[0:rows, 0:cols] = tile."""
