@@ -106,10 +106,11 @@ class MatmulEmitter:
         self.epilogue_emitter = KernelEmitter(program, kernel, module, target, ".epilogue", (PTR, I64, I64, I64, I64))
 
     def emit(self) -> ir.Function:
-        e, plan = self.kernel_emitter, self.plan
+        e = self.kernel_emitter
         b = e.b
         m, n, k = self._dims(e)
-        tasks = b.mul(_split(b, m, plan.mc, plan.mr)[0], _split(b, n, plan.nc, plan.nr)[0])
+        tasks_n = self._column_tasks(b, m, n)[0]
+        tasks = b.mul(self._row_tasks(b, m, tasks_n)[0], tasks_n)
         task_fn = self._emit_task()
         self._emit_epilogue()
         parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
@@ -121,14 +122,48 @@ class MatmulEmitter:
                 b.call(task_fn, [e.fn.args[0], t, i64(0)])
         return e.finish()
 
+    def _column_tasks(self, b: ir.IRBuilder, m: ir.Value, n: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """Column blocks: at most NC wide (a packed B block), or for a one-row
+        product (nothing is packed) one even share per core, so each core
+        streams its part of B in long rows. (count, columns per block)."""
+        plan = self.plan
+        count, columns = _split(b, n, plan.nc, plan.nr)
+        if self._gemv_kind(*self._accesses()) is None:
+            return count, columns
+        cores = i64(self.kernel_emitter.target.cores)
+        share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
+        even = b.mul(b.sdiv(b.add(share, i64(plan.nr - 1)), i64(plan.nr)), i64(plan.nr))
+        even = b.select(b.icmp_signed("<", even, i64(plan.nr)), i64(plan.nr), even)
+        even_count = b.sdiv(b.add(n, b.sub(even, i64(1))), even)
+        one_row = b.icmp_signed("==", m, i64(1))
+        return b.select(one_row, even_count, count), b.select(one_row, even, columns)
+
+    def _accesses(self) -> tuple[Access, Access]:
+        """The logical accesses of A and B (their strides decide the code paths)."""
+        mm, stored = self.mm, self.kernel_emitter.program.is_stored
+        return tuple(
+            _matrix(read_view(mm.inputs[i], mm.inputs[i].type.shape, stored), mm.attrs[f"transpose_{'ab'[i]}"])
+            for i in range(2)
+        )  # type: ignore[return-value]
+
+    def _row_tasks(self, b: ir.IRBuilder, m: ir.Value, tasks_n: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """Row blocks per task: all of M in one (B is packed once per column
+        block, as in BLIS), unless there are fewer column blocks than cores;
+        then M is split so every core gets a task. (count, rows per block)."""
+        cores = i64(self.kernel_emitter.target.cores)
+        wanted = b.sdiv(b.add(cores, b.sub(tasks_n, i64(1))), tasks_n)
+        most = b.sdiv(b.add(m, i64(self.plan.mr - 1)), i64(self.plan.mr))
+        count = _min(b, wanted, b.select(b.icmp_signed("<", most, i64(1)), i64(1), most))
+        share = b.sdiv(b.add(m, b.sub(count, i64(1))), count)
+        rows = b.mul(b.sdiv(b.add(share, i64(self.plan.mr - 1)), i64(self.plan.mr)), i64(self.plan.mr))
+        return count, rows
+
     def _dims(self, e: KernelEmitter) -> tuple[ir.Value, ir.Value, ir.Value]:
         rows, cols = self.mm.output.type.shape
         return tuple(e.poly(Poly.of(d)) for d in (rows, cols, _inner(self.mm)))  # type: ignore[return-value]
 
     def _operand(self, e: KernelEmitter, index: int) -> tuple[Access, _Operand]:
-        mm = self.mm
-        view = read_view(mm.inputs[index], mm.inputs[index].type.shape, e.program.is_stored)
-        access = _matrix(view, mm.attrs["transpose_a" if index == 0 else "transpose_b"])
+        access = self._accesses()[index]
         start = e.address(access, Point([i64(0), i64(0)]))
         return access, _Operand(start, e.poly(access.strides[0]), e.poly(access.strides[1]))
 
@@ -140,8 +175,8 @@ class MatmulEmitter:
         m, n, k = self._dims(e)
         a_access, a = self._operand(e, 0)
         b_access, bm = self._operand(e, 1)
-        tasks_n, columns = _split(b, n, plan.nc, plan.nr)
-        _, rows = _split(b, m, plan.mc, plan.mr)
+        tasks_n, columns = self._column_tasks(b, m, n)
+        _, rows = self._row_tasks(b, m, tasks_n)
         i_begin = b.mul(b.sdiv(task, tasks_n), rows)
         j_begin = b.mul(b.srem(task, tasks_n), columns)
         i_end = _min(b, m, b.add(i_begin, rows))
@@ -164,8 +199,8 @@ class MatmulEmitter:
 
     def _blocked(self, e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end) -> None:
         """The general path: KC blocks, packing where it pays, the microkernel."""
-        b, plan, lib = e.b, self.plan, self.library
-        _, n, k = self._dims(e)
+        b, plan = e.b, self.plan
+        k = self._dims(e)[2]
         small = b.icmp_signed("<=", b.sub(i_end, i_begin), i64(SMALL_M))
         b_rows_contiguous = b_access.strides[1] == Poly.of(1)
         a_rows_contiguous = a_access.strides[1] == Poly.of(1)
@@ -182,37 +217,87 @@ class MatmulEmitter:
             last = b.icmp_signed(">=", b.add(pc, depth), k)
             with b.if_then(b.not_(direct_b)):
                 self._pack_b(e, b_access, bm, b_block, pc, depth, j_begin, j_end)
-            with b.if_then(b.not_(direct_a)):
-                self._pack_a(e, a_rows_contiguous, a, a_block, pc, depth, i_begin, i_end)
-            with (
-                for_range(b, j_begin, j_end, plan.nr, name="jr") as j0,
-                for_range(b, i_begin, i_end, plan.mr, name="ir") as i0,
-            ):
-                rows_here = _min(b, i64(plan.mr), b.sub(i_end, i0))
-                cols_here = _min(b, i64(plan.nr), b.sub(j_end, j0))
-                c_tile = b.gep(c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
-                if partial is None:
-                    accumulate = i64(0)
-                else:
-                    with b.if_then(b.not_(first)):
-                        b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
-                    accumulate = b.zext(b.not_(first), I64)
-                a_args = self._a_source(b, a, a_block, a_rows_contiguous, direct_a, pc, i0, i_begin)
-                b_args = self._b_source(b, bm, b_block, direct_b, pc, j0, j_begin)
-                args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile, accumulate]
-                with b.if_else(direct_b) as (then, otherwise):
+            with for_range(b, i_begin, i_end, plan.mc, name="ic") as ic:
+                ic_end = _min(b, i_end, b.add(ic, i64(plan.mc)))
+                with b.if_then(b.not_(direct_a)):
+                    self._pack_a(e, a_rows_contiguous, a, a_block, pc, depth, ic, ic_end)
+                self._tiles(
+                    e,
+                    a,
+                    bm,
+                    a_block,
+                    b_block,
+                    tile,
+                    a_rows_contiguous,
+                    direct_a,
+                    direct_b,
+                    c_start,
+                    partial,
+                    pc,
+                    depth,
+                    first,
+                    last,
+                    ic,
+                    ic_end,
+                    j_begin,
+                    j_end,
+                )
+
+    def _tiles(
+        self,
+        e,
+        a,
+        bm,
+        a_block,
+        b_block,
+        tile,
+        a_rows_contiguous,
+        direct_a,
+        direct_b,
+        c_start,
+        partial,
+        pc,
+        depth,
+        first,
+        last,
+        i_begin,
+        i_end,
+        j_begin,
+        j_end,
+    ) -> None:
+        """Every MR x NR tile of rows [i_begin, i_end) and columns [j_begin, j_end)
+        for one KC block: partial sums in, microkernel, partial sums or epilogue out."""
+        b, plan, lib = e.b, self.plan, self.library
+        _, n, _ = self._dims(e)
+        with (
+            for_range(b, j_begin, j_end, plan.nr, name="jr") as j0,
+            for_range(b, i_begin, i_end, plan.mr, name="ir") as i0,
+        ):
+            rows_here = _min(b, i64(plan.mr), b.sub(i_end, i0))
+            cols_here = _min(b, i64(plan.nr), b.sub(j_end, j0))
+            c_tile = b.gep(c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
+            if partial is None:
+                accumulate = i64(0)
+            else:
+                with b.if_then(b.not_(first)):
+                    b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
+                accumulate = b.zext(b.not_(first), I64)
+            a_args = self._a_source(b, a, a_block, a_rows_contiguous, direct_a, pc, i0, i_begin)
+            b_args = self._b_source(b, bm, b_block, direct_b, pc, j0, j_begin)
+            args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile, accumulate]
+            with b.if_else(direct_b) as (then, otherwise):
+                with then:
+                    b.call(lib.micro(plan, masked=True), args)
+                with otherwise:
+                    b.call(lib.micro(plan, masked=False), args)
+            if partial is None:
+                b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
+            else:
+                with b.if_else(last) as (then, otherwise):
                     with then:
-                        b.call(lib.micro(plan, masked=True), args)
+                        b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
                     with otherwise:
-                        b.call(lib.micro(plan, masked=False), args)
-                if partial is None:
-                    b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
-                else:
-                    with b.if_else(last) as (then, otherwise):
-                        with then:
-                            b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
-                        with otherwise:
-                            b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows_here, cols_here])
+                        b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows_here, cols_here])
 
     def _gemv_kind(self, a_access: Access, b_access: Access) -> str | None:
         """The matrix-vector routine for a one-row block, if the layouts allow one."""
