@@ -45,6 +45,9 @@ DIRECT_B_DEPTH = 512
 strided column panel of B again for every row tile costs more than packing
 it once."""
 
+MIN_TASK_TILES = 4
+"""A task of rows spans at least this many row tiles (fewer: not worth a thread)."""
+
 PARALLEL_FLOPS = 1 << 20
 """Matmuls with fewer flops run on the calling thread alone (handing work to
 another thread costs a few microseconds)."""
@@ -149,13 +152,15 @@ class MatmulEmitter:
     def _row_tasks(self, b: ir.IRBuilder, m: ir.Value, tasks_n: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Row blocks per task: all of M in one (B is packed once per column
         block, as in BLIS), unless there are fewer column blocks than cores;
-        then M is split so every core gets a task. (count, rows per block)."""
+        then M is split, in blocks of at least MIN_TASK_TILES row tiles, so
+        more cores get a task. (count, rows per block)."""
+        mr = self.plan.mr
         cores = i64(self.kernel_emitter.target.cores)
         wanted = b.sdiv(b.add(cores, b.sub(tasks_n, i64(1))), tasks_n)
-        most = b.sdiv(b.add(m, i64(self.plan.mr - 1)), i64(self.plan.mr))
+        most = b.sdiv(m, i64(MIN_TASK_TILES * mr))
         count = _min(b, wanted, b.select(b.icmp_signed("<", most, i64(1)), i64(1), most))
         share = b.sdiv(b.add(m, b.sub(count, i64(1))), count)
-        rows = b.mul(b.sdiv(b.add(share, i64(self.plan.mr - 1)), i64(self.plan.mr)), i64(self.plan.mr))
+        rows = b.mul(b.sdiv(b.add(share, i64(mr - 1)), i64(mr)), i64(mr))
         return count, rows
 
     def _dims(self, e: KernelEmitter) -> tuple[ir.Value, ir.Value, ir.Value]:
