@@ -2,7 +2,7 @@
 batch: ember's native code against its reference interpreter, plain NumPy
 (the same math written by hand) and PyTorch when it is installed.
 
-    python benchmarks/train_step.py [--threads 1] [--quick]
+    python benchmarks/train_step.py [--threads N] [--quick]
 
 Peers run in alternating short rounds in one process and each cell is the
 median over rounds, so machine noise hits every column alike. Ratios are
@@ -134,19 +134,20 @@ def timed_rounds(runs: dict[str, Callable[[], object]], rounds: int, seconds: fl
                 if elapsed > seconds:
                     break
             samples[name].append(elapsed / calls)
-            time.sleep(0.02)  # let OpenBLAS/torch worker threads go idle
+            time.sleep(0.12)  # let spinning worker threads (ember, OpenBLAS, torch) go idle
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="threads for NumPy/PyTorch (ember is single-threaded)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for every peer: ember, NumPy, PyTorch")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     args = parser.parse_args()
     rounds, seconds = (3, 0.05) if args.quick else (7, 0.15)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=args.threads)
+    ember.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     header = f"{'case':<24} {'what':<8} {'ember':>10} {'reference':>10} {'numpy':>10} {'torch':>10}  ratios"
     print(f"threads={args.threads}  (times per call; ratio = peer / ember)")

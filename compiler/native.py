@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..ir import Graph, verify
+from ..ir import Graph, print_graph, verify
 from .backend import OptimizedModule, optimize
 from .codegen.module import emit_module
 from .codegen.target import Target
@@ -28,9 +28,11 @@ from .symbolic import Poly
 ENTRY_NAMES = {"train": "train_step", "predict": "predict", "gradients": "gradients", "evaluate": "evaluate"}
 """The native function of each runnable graph of a Program (others keep their name)."""
 
-_OPTIMIZED: dict[tuple[str, str, str], OptimizedModule] = {}
-"""Optimized modules by (LLVM IR, CPU, features): identical programs compiled
-again in one process (tests, repeated `ember.compile`) skip LLVM."""
+_COMPILED: dict[tuple[str, str, Target], CompiledGraph] = {}
+"""Compiled graphs by (lowered graph text, entry name, target). Lowering,
+fusion and planning are deterministic functions of the graph, so an
+identical program compiled again in one process (tests, repeated
+`ember.compile`) skips code generation and LLVM."""
 
 
 def entry_name(graph: str) -> str:
@@ -65,14 +67,16 @@ class NativeBuild:
     def compiled(self, graph: str) -> CompiledGraph:
         """Generate and optimize the module of `graph` (once)."""
         if graph not in self._compiled:
-            code = _timed(self.log, "codegen", emit_module, [self.programs[graph]], self.target)
-            key = (code.llvm_ir, self.target.cpu, self.target.features)
-            if key not in _OPTIMIZED:
-                _OPTIMIZED[key] = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
-            optimized = _OPTIMIZED[key]
-            name = entry_name(graph)
-            compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
-            self._compiled[graph] = compiled
+            program = self.programs[graph]
+            key = (print_graph(program.graph), program.name, self.target)
+            if key not in _COMPILED:
+                code = _timed(self.log, "codegen", emit_module, [program], self.target)
+                optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
+                name = program.name
+                _COMPILED[key] = CompiledGraph(
+                    code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized
+                )
+            self._compiled[graph] = _COMPILED[key]
         return self._compiled[graph]
 
     def dump(self, stage: str) -> str:
