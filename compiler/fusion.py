@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..ir import Graph, IRError, Node, Value
 from ..ir.types import Shape
+from .ordering import ordered
 from .views import LAYOUT_OPS, layout_view
 
 REDUCTION_OPS = frozenset({"sum", "max"})
@@ -265,22 +266,9 @@ def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
                     gp = groups[p].find()
                     if gp is not g:
                         group_deps[g].add(gp)
-    # Topological order, ties broken by graph order, so dumps are deterministic.
-    ready = sorted((g for g in roots if not group_deps[g]), key=lambda g: order[roots[g][0]])
-    placed: list[_Group] = []
-    waiting = {g: set(d) for g, d in group_deps.items()}
-    while ready:
-        g = ready.pop(0)
-        placed.append(g)
-        for h, deps in waiting.items():
-            if g in deps:
-                deps.discard(g)
-                if not deps and h not in placed and h not in ready:
-                    ready.append(h)
-        ready.sort(key=lambda g: order[roots[g][0]])
-    if len(placed) != len(roots):
+    placed = ordered(roots, group_deps, lambda g: order[roots[g][0]])
+    if placed is None:
         raise IRError("fusion produced a cycle between kernels")  # a bug in the merge rules
-
     kernels = {g: Kernel(f"k{i}", iteration_domain(roots[g][0]), roots[g]) for i, g in enumerate(placed)}
     kernel_of = {n: kernels[g] for g, nodes in roots.items() for n in nodes}
     readers: dict[Value, set[Kernel]] = {}

@@ -18,6 +18,7 @@ from ..ir import Graph, Node, Value
 from ..ir.types import Shape
 from .fusion import FusedGraph, Kernel, node_class
 from .memory import aligned_bytes
+from .ordering import ordered
 from .symbolic import Poly, product, row_major_strides
 from .views import View, layout_view, read_view
 
@@ -111,19 +112,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
 def _topological(kernels: list[Kernel], deps: Mapping[Kernel, set[Kernel]]) -> list[Kernel] | None:
     """Kernels ordered after their dependencies (ties: original order); None on a cycle."""
     rank = {k: i for i, k in enumerate(kernels)}
-    waiting = {k: set(deps.get(k, ())) for k in kernels}
-    ready = sorted((k for k in kernels if not waiting[k]), key=rank.__getitem__)
-    order = []
-    while ready:
-        k = ready.pop(0)
-        order.append(k)
-        for other, needs in waiting.items():
-            if k in needs:
-                needs.discard(k)
-                if not needs:
-                    ready.append(other)
-        ready.sort(key=rank.__getitem__)
-    return order if len(order) == len(kernels) else None
+    return ordered(kernels, deps, rank.__getitem__)
 
 
 def _nbytes(value: Value) -> Poly:

@@ -90,6 +90,37 @@ class _Operand:
     cols: ir.Value  # stride between columns
 
 
+@dataclass
+class _Task:
+    """What one task works on: the operands, its thread's buffers, its block of C."""
+
+    a_access: Access
+    a: _Operand
+    b_access: Access
+    b: _Operand
+    a_block: ir.Value  # packed A (per thread)
+    b_block: ir.Value  # packed B, or the output row of a one-row product
+    tile: ir.Value  # the MR x NR tile
+    i_begin: ir.Value
+    i_end: ir.Value
+    j_begin: ir.Value
+    j_end: ir.Value
+
+
+@dataclass
+class _Step:
+    """One KC block of a task, and how it reads A and B."""
+
+    pc: ir.Value
+    depth: ir.Value
+    first: ir.Value
+    last: ir.Value
+    direct_a: ir.Value  # A read in place (not packed)
+    direct_b: ir.Value
+    c_start: ir.Value  # where C's partial sums live
+    partial: str | None
+
+
 class MatmulEmitter:
     """Emits a matmul kernel: the kernel function (which runs its tasks,
     serially or on the pool), the task function and the epilogue function."""
@@ -176,147 +207,124 @@ class MatmulEmitter:
     def _emit_task(self) -> ir.Function:
         e, plan = self.task_emitter, self.plan
         b = e.b
-        _, task, thread = e.fn.args
-        m, n, k = self._dims(e)
+        _, task_index, thread = e.fn.args
+        m, n, _ = self._dims(e)
         a_access, a = self._operand(e, 0)
         b_access, bm = self._operand(e, 1)
         tasks_n, columns = self._column_tasks(b, m, n)
         _, rows = self._row_tasks(b, m, tasks_n)
-        i_begin = b.mul(b.sdiv(task, tasks_n), rows)
-        j_begin = b.mul(b.srem(task, tasks_n), columns)
-        i_end = _min(b, m, b.add(i_begin, rows))
-        j_end = _min(b, n, b.add(j_begin, columns))
+        i_begin = b.mul(b.sdiv(task_index, tasks_n), rows)
+        j_begin = b.mul(b.srem(task_index, tasks_n), columns)
         area = b.gep(e.region("threads"), [b.mul(thread, i64(self.thread_stride))], source_etype=I8)
-        a_block = area
         b_block = b.gep(area, [i64(plan.a_block_bytes)], source_etype=I8)
-        tile = b.gep(b_block, [i64(plan.b_block_bytes)], source_etype=I8)
+        task = _Task(
+            a_access,
+            a,
+            b_access,
+            bm,
+            a_block=area,
+            b_block=b_block,
+            tile=b.gep(b_block, [i64(plan.b_block_bytes)], source_etype=I8),
+            i_begin=i_begin,
+            i_end=_min(b, m, b.add(i_begin, rows)),
+            j_begin=j_begin,
+            j_end=_min(b, n, b.add(j_begin, columns)),
+        )
         gemv = self._gemv_kind(a_access, b_access)
         if gemv is None:
-            self._blocked(e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end)
+            self._blocked(e, task)
         else:
-            one_row = b.icmp_signed("==", b.sub(i_end, i_begin), i64(1))
-            with b.if_else(one_row) as (then, otherwise):
-                with then:
-                    self._gemv(e, gemv, a, bm, tile, b_block, i_begin, j_begin, j_end, k)
+            with b.if_else(b.icmp_signed("==", b.sub(task.i_end, task.i_begin), i64(1))) as (one_row, otherwise):
+                with one_row:
+                    self._gemv(e, gemv, task)
                 with otherwise:
-                    self._blocked(e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end)
+                    self._blocked(e, task)
         return e.finish()
 
-    def _blocked(self, e, a, bm, a_access, b_access, a_block, b_block, tile, i_begin, i_end, j_begin, j_end) -> None:
+    def _blocked(self, e: KernelEmitter, task: _Task) -> None:
         """The general path: KC blocks, packing where it pays, the microkernel."""
         b, plan = e.b, self.plan
         k = self._dims(e)[2]
-        small = b.icmp_signed("<=", b.sub(i_end, i_begin), i64(SMALL_M))
-        b_rows_contiguous = b_access.strides[1] == Poly.of(1)
-        a_rows_contiguous = a_access.strides[1] == Poly.of(1)
-        # B in place: small blocks, rows contiguous. A in place: small blocks,
-        # or A stored transposed (MR rows adjacent at every k).
+        small = b.icmp_signed("<=", b.sub(task.i_end, task.i_begin), i64(SMALL_M))
+        # B in place: small blocks, rows contiguous, not too deep. A in place:
+        # small blocks, or A stored transposed (MR rows adjacent at every k).
         shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
-        direct_b = b.and_(b.and_(small, shallow), ir.Constant(ir.IntType(1), int(b_rows_contiguous)))
-        direct_a = b.or_(small, ir.Constant(ir.IntType(1), int(a_access.strides[0] == Poly.of(1))))
+        b_rows = ir.Constant(ir.IntType(1), int(_rows_contiguous(task.b_access)))
+        a_columns = ir.Constant(ir.IntType(1), int(task.a_access.strides[0] == Poly.of(1)))
         partial = partial_sums(e.kernel, plan)
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         with for_range(b, i64(0), k, plan.kc, name="pc") as pc:
             depth = _min(b, i64(plan.kc), b.sub(k, pc))
-            first = b.icmp_signed("==", pc, i64(0))
-            last = b.icmp_signed(">=", b.add(pc, depth), k)
-            with b.if_then(b.not_(direct_b)):
-                self._pack_b(e, b_access, bm, b_block, pc, depth, j_begin, j_end)
-            with for_range(b, i_begin, i_end, plan.mc, name="ic") as ic:
-                ic_end = _min(b, i_end, b.add(ic, i64(plan.mc)))
-                with b.if_then(b.not_(direct_a)):
-                    self._pack_a(e, a_rows_contiguous, a, a_block, pc, depth, ic, ic_end)
-                self._tiles(
-                    e,
-                    a,
-                    bm,
-                    a_block,
-                    b_block,
-                    tile,
-                    a_rows_contiguous,
-                    direct_a,
-                    direct_b,
-                    c_start,
-                    partial,
-                    pc,
-                    depth,
-                    first,
-                    last,
-                    ic,
-                    ic_end,
-                    j_begin,
-                    j_end,
-                )
+            step = _Step(
+                pc,
+                depth,
+                first=b.icmp_signed("==", pc, i64(0)),
+                last=b.icmp_signed(">=", b.add(pc, depth), k),
+                direct_a=b.or_(small, a_columns),
+                direct_b=b.and_(b.and_(small, shallow), b_rows),
+                c_start=c_start,
+                partial=partial,
+            )
+            with b.if_then(b.not_(step.direct_b)):
+                self._pack_b(e, task, step)
+            with for_range(b, task.i_begin, task.i_end, plan.mc, name="ic") as ic:
+                ic_end = _min(b, task.i_end, b.add(ic, i64(plan.mc)))
+                with b.if_then(b.not_(step.direct_a)):
+                    self._pack_a(e, task, step, ic, ic_end)
+                self._tiles(e, task, step, ic, ic_end)
 
-    def _tiles(
-        self,
-        e,
-        a,
-        bm,
-        a_block,
-        b_block,
-        tile,
-        a_rows_contiguous,
-        direct_a,
-        direct_b,
-        c_start,
-        partial,
-        pc,
-        depth,
-        first,
-        last,
-        i_begin,
-        i_end,
-        j_begin,
-        j_end,
-    ) -> None:
-        """Every MR x NR tile of rows [i_begin, i_end) and columns [j_begin, j_end)
-        for one KC block: partial sums in, microkernel, partial sums or epilogue out."""
+    def _tiles(self, e: KernelEmitter, task: _Task, step: _Step, i_begin, i_end) -> None:
+        """Every MR x NR tile of rows [i_begin, i_end) of the task for one KC
+        block: partial sums in, microkernel, partial sums or epilogue out."""
         b, plan, lib = e.b, self.plan, self.library
-        _, n, _ = self._dims(e)
+        n = self._dims(e)[1]
+        tile = task.tile
         with (
-            for_range(b, j_begin, j_end, plan.nr, name="jr") as j0,
+            for_range(b, task.j_begin, task.j_end, plan.nr, name="jr") as j0,
             for_range(b, i_begin, i_end, plan.mr, name="ir") as i0,
         ):
-            rows_here = _min(b, i64(plan.mr), b.sub(i_end, i0))
-            cols_here = _min(b, i64(plan.nr), b.sub(j_end, j0))
-            c_tile = b.gep(c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
-            if partial is None:
+            rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
+            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+            c_tile = b.gep(step.c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
+            if step.partial is None:
                 accumulate = i64(0)
             else:
-                with b.if_then(b.not_(first)):
-                    b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows_here, cols_here])
-                accumulate = b.zext(b.not_(first), I64)
-            a_args = self._a_source(b, a, a_block, a_rows_contiguous, direct_a, pc, i0, i_begin)
-            b_args = self._b_source(b, bm, b_block, direct_b, pc, j0, j_begin)
-            args = [*a_args[:3], rows_here, *b_args, cols_here, depth, tile, accumulate]
-            with b.if_else(direct_b) as (then, otherwise):
-                with then:
+                with b.if_then(b.not_(step.first)):
+                    b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows, cols])
+                accumulate = b.zext(b.not_(step.first), I64)
+            a_args = self._a_source(b, task, step, i0, i_begin)
+            b_args = self._b_source(b, task, step, j0)
+            args = [*a_args, rows, *b_args, cols, step.depth, tile, accumulate]
+            with b.if_else(step.direct_b) as (direct, packed):
+                with direct:
                     b.call(lib.micro(plan, masked=True), args)
-                with otherwise:
+                with packed:
                     b.call(lib.micro(plan, masked=False), args)
-            if partial is None:
-                b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
+            epilogue_args = [e.fn.args[0], tile, i0, j0, rows, cols]
+            if step.partial is None:
+                b.call(self.epilogue_emitter.fn, epilogue_args)
             else:
-                with b.if_else(last) as (then, otherwise):
-                    with then:
-                        b.call(self.epilogue_emitter.fn, [e.fn.args[0], tile, i0, j0, rows_here, cols_here])
-                    with otherwise:
-                        b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows_here, cols_here])
+                with b.if_else(step.last) as (last, earlier):
+                    with last:
+                        b.call(self.epilogue_emitter.fn, epilogue_args)
+                    with earlier:
+                        b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
 
     def _gemv_kind(self, a_access: Access, b_access: Access) -> str | None:
         """The matrix-vector routine for a one-row block, if the layouts allow one."""
-        if a_access.strides[1] == Poly.of(1) and b_access.strides[0] == Poly.of(1):
+        if _rows_contiguous(a_access) and b_access.strides[0] == Poly.of(1):
             return "columns"  # x @ W.T: dot products along contiguous rows of x and W
-        if b_access.strides[1] == Poly.of(1):
+        if _rows_contiguous(b_access):
             return "rows"
         return None
 
-    def _gemv(self, e, kind: str, a: _Operand, bm: _Operand, tile, out_row, i0, j_begin, j_end, k) -> None:
+    def _gemv(self, e: KernelEmitter, kind: str, task: _Task) -> None:
         """One row of C over the whole depth at once: dot products NR columns at
         a time, or (B's rows contiguous) B streamed row by row into a row buffer;
         then the epilogue, NR columns at a time."""
         b, plan, lib = e.b, self.plan, self.library
+        a, bm, tile, out_row = task.a, task.b, task.tile, task.b_block
+        i0, j_begin, j_end, k = task.i_begin, task.j_begin, task.j_end, self._dims(e)[2]
         row = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
         if kind == "rows":
             start = b.gep(bm.start, [j_begin], source_etype=self.element)
@@ -331,54 +339,55 @@ class MatmulEmitter:
                 source = b.gep(out_row, [b.sub(j0, j_begin)], source_etype=self.element)
             b.call(self.epilogue_emitter.fn, [e.fn.args[0], source, i0, j0, i64(1), cols])
 
-    def _a_source(self, b, a: _Operand, a_block, rows_contiguous: bool, direct, pc, i0, i_begin):
+    def _a_source(self, b, task: _Task, step: _Step, i0, i_begin):
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""
-        plan = self.plan
-        in_place = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(pc, a.cols))], source_etype=self.element)
+        plan, a = self.plan, task.a
+        in_place = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
         panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
-        packed = b.gep(a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
-        packed_rows, packed_cols = (plan.kc_padded, 1) if rows_contiguous else (1, plan.mr)
+        packed = b.gep(task.a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
+        packed_rows, packed_cols = (plan.kc_padded, 1) if _rows_contiguous(task.a_access) else (1, plan.mr)
+        direct = step.direct_a
         return (
             b.select(direct, in_place, packed),
             b.select(direct, a.rows, i64(packed_rows)),
             b.select(direct, a.cols, i64(packed_cols)),
         )
 
-    def _b_source(self, b, bm: _Operand, b_block, direct, pc, j0, j_begin):
+    def _b_source(self, b, task: _Task, step: _Step, j0):
         """(start, row stride) of the depth x NR panel of B at (pc, j0)."""
-        plan = self.plan
-        in_place = b.gep(bm.start, [b.add(b.mul(pc, bm.rows), j0)], source_etype=self.element)
-        panel = b.sdiv(b.sub(j0, j_begin), i64(plan.nr))
-        packed = b.gep(b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
-        return b.select(direct, in_place, packed), b.select(direct, bm.rows, i64(plan.nr))
+        plan, bm = self.plan, task.b
+        in_place = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), j0)], source_etype=self.element)
+        panel = b.sdiv(b.sub(j0, task.j_begin), i64(plan.nr))
+        packed = b.gep(task.b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+        return b.select(step.direct_b, in_place, packed), b.select(step.direct_b, bm.rows, i64(plan.nr))
 
-    def _pack_b(self, e, access: Access, bm: _Operand, b_block, pc, depth, j_begin, j_end) -> None:
+    def _pack_b(self, e: KernelEmitter, task: _Task, step: _Step) -> None:
         """Pack B[pc:pc+depth, j_begin:j_end] panel by panel."""
-        b, plan, lib = e.b, self.plan, self.library
-        with for_range(b, j_begin, j_end, plan.nr, name="pj") as j0:
-            panel = b.sdiv(b.sub(j0, j_begin), i64(plan.nr))
-            target = b.gep(b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
-            source = b.gep(bm.start, [b.add(b.mul(pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
-            cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
-            if access.strides[1] == Poly.of(1):
-                b.call(lib.pack_b_rows(plan), [source, bm.rows, depth, cols, target])
+        b, plan, lib, bm, access = e.b, self.plan, self.library, task.b, task.b_access
+        with for_range(b, task.j_begin, task.j_end, plan.nr, name="pj") as j0:
+            panel = b.sdiv(b.sub(j0, task.j_begin), i64(plan.nr))
+            target = b.gep(task.b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+            source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
+            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+            if _rows_contiguous(access):
+                b.call(lib.pack_b_rows(plan), [source, bm.rows, step.depth, cols, target])
             elif access.strides[0] == Poly.of(1):
-                b.call(lib.pack_b_columns(plan), [source, bm.cols, depth, cols, target])
+                b.call(lib.pack_b_columns(plan), [source, bm.cols, step.depth, cols, target])
             else:
-                b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, depth, cols, target])
+                b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, step.depth, cols, target])
 
-    def _pack_a(self, e, rows_contiguous: bool, a: _Operand, a_block, pc, depth, i_begin, i_end) -> None:
+    def _pack_a(self, e: KernelEmitter, task: _Task, step: _Step, i_begin, i_end) -> None:
         """Pack A[i_begin:i_end, pc:pc+depth] panel by panel."""
-        b, plan, lib = e.b, self.plan, self.library
+        b, plan, lib, a = e.b, self.plan, self.library, task.a
         with for_range(b, i_begin, i_end, plan.mr, name="pi") as i0:
             panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
-            target = b.gep(a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
-            source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(pc, a.cols))], source_etype=self.element)
+            target = b.gep(task.a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
+            source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
             rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
-            if rows_contiguous:
-                b.call(lib.pack_a_rows(plan), [source, a.rows, rows, depth, target])
+            if _rows_contiguous(task.a_access):
+                b.call(lib.pack_a_rows(plan), [source, a.rows, rows, step.depth, target])
             else:
-                b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, depth, target])
+                b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, step.depth, target])
 
     # -- the epilogue ----------------------------------------------------------
     def _emit_epilogue(self) -> None:
@@ -416,6 +425,10 @@ def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[i
     blocks = b.select(b.icmp_signed("<", blocks, i64(1)), i64(1), blocks)
     share = b.sdiv(b.add(size, b.sub(blocks, i64(1))), blocks)
     return blocks, b.mul(b.sdiv(b.add(share, i64(multiple - 1)), i64(multiple)), i64(multiple))
+
+
+def _rows_contiguous(matrix: Access) -> bool:
+    return matrix.strides[1] == Poly.of(1)
 
 
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
