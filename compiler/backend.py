@@ -28,9 +28,6 @@ class OptimizedModule:
     def assembly(self) -> str:
         return self.machine.emit_assembly(llvm.parse_assembly(self.llvm_ir))
 
-    def object_code(self) -> bytes:
-        return self.machine.emit_object(llvm.parse_assembly(self.llvm_ir))
-
 
 def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> OptimizedModule:
     """Parse, verify and optimize (O3 for `target`). ember's kernels are

@@ -31,15 +31,6 @@ class View:
         """The whole of a stored value, in its own row-major layout."""
         return View(value, value.type.shape, row_major_strides(value.type.shape))
 
-    @property
-    def is_identity(self) -> bool:
-        """True when the view reads its base in its own layout."""
-        return (
-            self.shape == self.base.type.shape
-            and self.strides == row_major_strides(self.shape)
-            and self.offset == Poly()
-        )
-
     def broadcast(self, shape: Sequence[Dim]) -> View:
         """NumPy broadcasting to `shape` (new leading axes and size-1 axes get stride 0)."""
         shape = tuple(shape)

@@ -101,15 +101,6 @@ class Graph:
         self.nodes.append(node)
         return node.output
 
-    def users(self) -> dict[Value, list[Node]]:
-        """For each value, the nodes that read it, in execution order."""
-        result: dict[Value, list[Node]] = {v: [] for v in self.arguments}
-        for node in self.nodes:
-            result[node.output] = []
-            for v in node.inputs:
-                result.setdefault(v, []).append(node)
-        return result
-
     def values(self) -> Iterator[Value]:
         """Arguments, then node results, in definition order."""
         yield from self.arguments

@@ -15,7 +15,7 @@ import numpy as np
 
 from .dtypes import DType
 from .errors import IRError
-from .types import Dim, TensorType
+from .types import TensorType
 
 if TYPE_CHECKING:
     from .builder import Builder
@@ -150,7 +150,3 @@ class OpDef:
 
     def __repr__(self) -> str:
         return f"<OpDef {self.name}>"
-
-
-def dims_with_symbols(shape: Sequence[Dim]) -> bool:
-    return any(isinstance(d, str) for d in shape)

@@ -37,10 +37,6 @@ class Target:
         """Elements of `dtype` in one vector register."""
         return max(1, self.vector_bits // (8 * dtype.itemsize))
 
-    @property
-    def has_avx512(self) -> bool:
-        return self.vector_bits >= 512
-
     def create_target_machine(self) -> llvm.TargetMachine:
         """A fresh LLVM target machine (an execution engine owns the one it is
         given, so each engine needs its own)."""
