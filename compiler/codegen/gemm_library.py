@@ -38,6 +38,7 @@ from .irutil import (
     vector_of,
 )
 from .target import Target
+from .vecmath import Val, fold_lanes
 
 TILE = (6, 2)
 """The register tile: MR rows of VECTORS vector registers (NR = VECTORS * W
@@ -285,7 +286,8 @@ class GemmLibrary:
                     w = _masked_load(b, b.gep(starts[q], [k0], source_etype=element), vtype, column_mask, 4)
                     b.store(call_intrinsic(b, "fmuladd", vtype, [x, w, b.load(slots[q], typ=vtype)]), slots[q])
             for q in range(group):
-                total = _sum_lanes(b, b.load(slots[q], typ=vtype), plan.lanes)
+                vector = Val(b.load(slots[q], typ=vtype), plan.dtype)
+                total = fold_lanes(b, vector, plan.lanes, lambda m, x, y: m.add(x, y)).ir
                 b.store(total, b.gep(tile, [i64(g + q)], source_etype=element))
 
     # -- packing B ---------------------------------------------------------
@@ -408,16 +410,6 @@ class GemmLibrary:
                     b.store(_masked_load(b, address, vtype, mask, plan.itemsize), slot, align=4)
                 else:
                     _masked_store(b, b.load(slot, typ=vtype, align=4), address, mask, plan.itemsize)
-
-
-def _sum_lanes(b: ir.IRBuilder, vector: ir.Value, lanes: int) -> ir.Value:
-    """The sum of a vector's lanes, added pairwise (halving the width each step)."""
-    while lanes > 1:
-        half = lanes // 2
-        low = b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, half), list(range(half))))
-        high = b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, half), list(range(half, lanes))))
-        vector, lanes = b.fadd(low, high), half
-    return b.extract_element(vector, i64(0))
 
 
 def _masked_load(b: ir.IRBuilder, address, vtype: ir.VectorType, mask, align: int) -> ir.Value:

@@ -14,7 +14,6 @@ where it keeps that dimension it updates a vector of outputs in place
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -23,9 +22,9 @@ import numpy as np
 from ...ir import DType, Node
 from ..fusion import node_class
 from ..symbolic import Poly, product, row_major_strides
-from .irutil import I32, I64, for_range, i64, lane_mask, vector_of
+from .irutil import I64, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
-from .vecmath import Math, Val
+from .vecmath import Math, Val, fold_lanes
 
 
 @dataclass
@@ -86,24 +85,6 @@ def _identity(node: Node, m: Math) -> Val:
     if dtype.is_int and value == -np.inf:
         value = int(np.iinfo(dtype.numpy).min)
     return m.const(value, dtype)
-
-
-def _fold_lanes(b: ir.IRBuilder, vector: Val, lanes: int, combine: Callable[[Math, Val, Val], Val]) -> Val:
-    """Combine the lanes of `vector` pairwise, halving the width, down to one scalar."""
-    while lanes > 1:
-        half = lanes // 2
-        low, high = (_lanes(b, vector.ir, start, half) for start in (0, half))
-        vector = combine(Math(b, half), Val(low, vector.dtype), Val(high, vector.dtype))
-        lanes = half
-    return vector
-
-
-def _lanes(b: ir.IRBuilder, vector: ir.Value, start: int, count: int) -> ir.Value:
-    """Lanes [start, start + count) of `vector` (a scalar when count == 1)."""
-    if count == 1:
-        return b.extract_element(vector, i64(start))
-    picks = ir.Constant(ir.VectorType(I32, count), list(range(start, start + count)))
-    return b.shuffle_vector(vector, vector, picks)
 
 
 def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
@@ -198,7 +179,7 @@ def _loop_nest(e: KernelEmitter, nest: LoopNest, lanes: int, body, inner_reduced
             body(Point([*indices, start], lane_mask(b, b.sub(count, start), lanes)), lanes, accumulators)
         for r, slot in accumulators.items():
             vector = Val(b.load(slot, typ=m.type(r.output.type.dtype)), r.output.type.dtype)
-            folded = _fold_lanes(b, vector, lanes, r.op.emit)
+            folded = fold_lanes(b, vector, lanes, r.op.emit)
             point = Point([*indices, i64(0)])
             scalar_math = Math(b, 1)
             total = r.op.emit(scalar_math, e.load(outputs[r], point, 1), folded)

@@ -281,3 +281,22 @@ class Math:
         minus_one = self.logical_and(self.compare("eq", x, -1.0), self.compare("eq", self.abs(y), math.inf))
         ones = Val(self.b.or_(ones.ir, minus_one.ir), DType.bool)  # (-1)**+-inf is 1
         return self.select(ones, 1.0, result)
+
+
+def fold_lanes(b: ir.IRBuilder, vector: Val, lanes: int, combine: Callable[[Math, Val, Val], Val]) -> Val:
+    """Combine the lanes of `vector` pairwise, halving the width each step,
+    down to one scalar (a horizontal sum, max...)."""
+    while lanes > 1:
+        half = lanes // 2
+        low, high = (_lanes(b, vector.ir, start, half) for start in (0, half))
+        vector = combine(Math(b, half), Val(low, vector.dtype), Val(high, vector.dtype))
+        lanes = half
+    return vector
+
+
+def _lanes(b: ir.IRBuilder, vector: ir.Value, start: int, count: int) -> ir.Value:
+    """Lanes [start, start + count) of `vector` (a scalar when count == 1)."""
+    if count == 1:
+        return b.extract_element(vector, ir.Constant(ir.IntType(64), start))
+    picks = ir.Constant(ir.VectorType(ir.IntType(32), count), list(range(start, start + count)))
+    return b.shuffle_vector(vector, vector, picks)
