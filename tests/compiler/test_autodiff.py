@@ -3,6 +3,7 @@ models' gradients against float64 central finite differences."""
 
 import numpy as np
 import pytest
+from model_tables import ACTIVATIONS, LOSSES
 
 import ember
 from ember import nn, optim
@@ -155,25 +156,6 @@ def check_gradients(model, loss, x, y):
     for name, value in numeric.items():
         np.testing.assert_allclose(analytic[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
     return analytic
-
-
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "leaky_relu": lambda: nn.LeakyReLU(0.1),
-    "gelu": nn.GELU,
-    "softmax": nn.Softmax,
-}
-LOSSES = {
-    "mse": nn.MSELoss,
-    "cross_entropy": nn.CrossEntropyLoss,
-    "bce": nn.BCEWithLogitsLoss,
-    "cross_entropy_smoothed": lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
-    "mse_sum": lambda: nn.MSELoss(reduction="sum"),
-    "cross_entropy_sum": lambda: nn.CrossEntropyLoss(reduction="sum"),
-    "bce_sum": lambda: nn.BCEWithLogitsLoss(reduction="sum"),
-}
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

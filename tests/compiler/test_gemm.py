@@ -23,6 +23,7 @@ from typing import TypeVar
 import llvmlite.ir as ir
 import numpy as np
 import pytest
+from native_helpers import make_graph, native, tensor
 
 import ember
 from ember.compiler.backend import optimize
@@ -34,7 +35,7 @@ from ember.compiler.codegen.threads import SEQ
 from ember.compiler.fusion import Kernel
 from ember.compiler.optimizers import Adam, Scalars
 from ember.compiler.plan import KernelProgram
-from ember.ir import Builder, DType, Graph, TensorType, Value, interpret
+from ember.ir import DType, Graph, Value, interpret
 from ember.runtime import threads as pool_threads
 from ember.runtime.jit import JitModule
 from ember.runtime.native import GraphFunction
@@ -54,35 +55,6 @@ TRANSCENDENTAL_RTOL = {F32: 1e-6 + 4 * EPS[F32], F64: 1e-15 + 4 * EPS[F64]}
 
 
 # -- helpers ------------------------------------------------------------------------
-
-
-def tensor(dtype: DType, shape) -> TensorType:
-    return TensorType(dtype, tuple(shape))
-
-
-def make_graph(
-    name: str,
-    inputs: Mapping[str, TensorType],
-    build: Callable[[Builder, dict[str, Value]], object],
-    params: Mapping[str, TensorType] | None = None,
-    state: Mapping[str, TensorType] | None = None,
-) -> Graph:
-    """A graph with these arguments; `build` returns its outputs or (outputs, updates)."""
-    graph = Graph(name)
-    args = {}
-    for role, table in (("input", inputs), ("param", params or {}), ("state", state or {})):
-        for arg_name, type in table.items():
-            args[arg_name] = graph.add_argument(arg_name, type, role)
-    result = build(Builder(graph), args)
-    outputs, updates = result if isinstance(result, tuple) else (result, {})
-    graph.outputs.update(outputs)
-    graph.updates.update(updates)
-    return graph
-
-
-@functools.cache
-def native(graph: Graph) -> GraphFunction:
-    return GraphFunction(graph)
 
 
 def program(fn: GraphFunction) -> KernelProgram:

@@ -12,6 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from model_tables import ACTIVATIONS, LOSSES
 
 import ember
 import ember.compiler.native as native_compiler
@@ -23,23 +24,6 @@ FEATURES, HIDDEN, HIDDEN2, OUTPUTS, ROWS = 5, 17, 6, 3, 11  # 17: full vectors o
 STEPS = 3
 TOLERANCE = {"float32": {"rtol": 1e-5, "atol": 1e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
 
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "leaky_relu": lambda: nn.LeakyReLU(0.1),
-    "gelu": nn.GELU,
-    "softmax": nn.Softmax,
-}
-LOSSES = {
-    "mse": nn.MSELoss,
-    "cross_entropy": nn.CrossEntropyLoss,
-    "bce": nn.BCEWithLogitsLoss,
-    "cross_entropy_smoothed": lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
-    "mse_sum": lambda: nn.MSELoss(reduction="sum"),
-    "cross_entropy_sum": lambda: nn.CrossEntropyLoss(reduction="sum"),
-    "bce_sum": lambda: nn.BCEWithLogitsLoss(reduction="sum"),
-}
 OPTIMIZERS = {
     "sgd": lambda: optim.SGD(lr=0.1),
     "sgd-momentum": lambda: optim.SGD(lr=0.1, momentum=0.9),
