@@ -27,10 +27,13 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+from ...ir import Node
+from ..fusion import Kernel
+from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
 from .gemm_library import Blocking, GemmLibrary, float_type
-from .irutil import I8, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
+from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
 from .threads import TASK_POINTER
 from .vecmath import Val
@@ -45,6 +48,10 @@ DIRECT_B_DEPTH = 512
 strided column panel of B again for every row tile costs more than packing
 it once."""
 
+DOT_COLUMNS = 16
+"""x @ W.T with at most this many output columns (a classifier's last
+layer) runs as dot products along k: the register tile would waste lanes."""
+
 MIN_TASK_TILES = 4
 """A task of rows spans at least this many row tiles (fewer: not worth a thread)."""
 
@@ -57,20 +64,45 @@ def _inner(mm) -> int | str:
     return mm.inputs[0].type.shape[0 if mm.attrs["transpose_a"] else 1]
 
 
-def partial_sums(kernel, plan: Blocking) -> str | None:
+def operand_accesses(program: KernelProgram, mm: Node) -> tuple[Access, Access]:
+    """The logical (rows, cols) accesses of a matmul's A and B (their strides
+    decide the code paths)."""
+    return tuple(
+        _matrix(read_view(mm.inputs[i], mm.inputs[i].type.shape, program.is_stored), mm.attrs[f"transpose_{'ab'[i]}"])
+        for i in range(2)
+    )  # type: ignore[return-value]
+
+
+def gemv_kind(a_access: Access, b_access: Access) -> str | None:
+    """The matrix-vector routine for a one-row block, if the layouts allow one."""
+    if _rows_contiguous(a_access) and b_access.strides[0] == Poly.of(1):
+        return "columns"  # x @ W.T: dot products along contiguous rows of x and W
+    if _rows_contiguous(b_access):
+        return "rows"
+    return None
+
+
+def dot_products(program: KernelProgram, mm: Node) -> bool:
+    """Whether the matmul runs as dot products along k (no K blocks)."""
+    columns = mm.output.type.shape[1]
+    narrow = isinstance(columns, int) and columns <= DOT_COLUMNS
+    return narrow and gemv_kind(*operand_accesses(program, mm)) == "columns"
+
+
+def partial_sums(program: KernelProgram, kernel: Kernel, plan: Blocking) -> str | None:
     """Where C's partial sums live between KC blocks: in C itself when the
     kernel stores it ("output"), else in the shared scratch ("scratch");
-    None when K always fits one block."""
+    None when K always fits one block (or is not blocked)."""
     mm = kernel.matmul
     k = _inner(mm)
-    if isinstance(k, int) and k <= plan.kc:
+    if (isinstance(k, int) and k <= plan.kc) or dot_products(program, mm):
         return None
     return "output" if mm.output in kernel.stores else "scratch"
 
 
-def shared_scratch(kernel, plan: Blocking) -> Poly:
+def shared_scratch(program: KernelProgram, kernel: Kernel, plan: Blocking) -> Poly:
     """Bytes of scratch shared by a matmul kernel's threads."""
-    if partial_sums(kernel, plan) != "scratch":
+    if partial_sums(program, kernel, plan) != "scratch":
         return Poly()
     return product(kernel.matmul.output.type.shape) * plan.itemsize
 
@@ -162,7 +194,7 @@ class MatmulEmitter:
         streams its part of B in long rows. (count, columns per block)."""
         plan = self.plan
         count, columns = _split(b, n, plan.nc, plan.nr)
-        if self._gemv_kind(*self._accesses()) is None:
+        if gemv_kind(*operand_accesses(self.kernel_emitter.program, self.mm)) is None:
             return count, columns
         cores = i64(self.kernel_emitter.target.cores)
         share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
@@ -171,14 +203,6 @@ class MatmulEmitter:
         even_count = b.sdiv(b.add(n, b.sub(even, i64(1))), even)
         one_row = b.icmp_signed("==", m, i64(1))
         return b.select(one_row, even_count, count), b.select(one_row, even, columns)
-
-    def _accesses(self) -> tuple[Access, Access]:
-        """The logical accesses of A and B (their strides decide the code paths)."""
-        mm, stored = self.mm, self.kernel_emitter.program.is_stored
-        return tuple(
-            _matrix(read_view(mm.inputs[i], mm.inputs[i].type.shape, stored), mm.attrs[f"transpose_{'ab'[i]}"])
-            for i in range(2)
-        )  # type: ignore[return-value]
 
     def _row_tasks(self, b: ir.IRBuilder, m: ir.Value, tasks_n: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Row blocks per task: all of M in one (B is packed once per column
@@ -199,7 +223,7 @@ class MatmulEmitter:
         return tuple(e.poly(Poly.of(d)) for d in (rows, cols, _inner(self.mm)))  # type: ignore[return-value]
 
     def _operand(self, e: KernelEmitter, index: int) -> tuple[Access, _Operand]:
-        access = self._accesses()[index]
+        access = operand_accesses(self.kernel_emitter.program, self.mm)[index]
         start = e.address(access, Point([i64(0), i64(0)]))
         return access, _Operand(start, e.poly(access.strides[0]), e.poly(access.strides[1]))
 
@@ -230,8 +254,10 @@ class MatmulEmitter:
             j_begin=j_begin,
             j_end=_min(b, n, b.add(j_begin, columns)),
         )
-        gemv = self._gemv_kind(a_access, b_access)
-        if gemv is None:
+        gemv = gemv_kind(a_access, b_access)
+        if dot_products(e.program, self.mm):
+            self._dot_products(e, task)
+        elif gemv is None:
             self._blocked(e, task)
         else:
             with b.if_else(b.icmp_signed("==", b.sub(task.i_end, task.i_begin), i64(1))) as (one_row, otherwise):
@@ -251,7 +277,7 @@ class MatmulEmitter:
         shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
         b_rows = ir.Constant(ir.IntType(1), int(_rows_contiguous(task.b_access)))
         a_columns = ir.Constant(ir.IntType(1), int(task.a_access.strides[0] == Poly.of(1)))
-        partial = partial_sums(e.kernel, plan)
+        partial = partial_sums(e.program, e.kernel, plan)
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         with for_range(b, i64(0), k, plan.kc, name="pc") as pc:
             depth = _min(b, i64(plan.kc), b.sub(k, pc))
@@ -292,6 +318,7 @@ class MatmulEmitter:
                 with b.if_then(b.not_(step.first)):
                     b.call(lib.tile_move(plan, load=True), [tile, c_tile, n, rows, cols])
                 accumulate = b.zext(b.not_(step.first), I64)
+            self._prefetch_next_tile(e, step, i0, j0, n)
             a_args = self._a_source(b, task, step, i0, i_begin)
             b_args = self._b_source(b, task, step, j0)
             args = [*a_args, rows, *b_args, cols, step.depth, tile, accumulate]
@@ -310,13 +337,22 @@ class MatmulEmitter:
                     with earlier:
                         b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
 
-    def _gemv_kind(self, a_access: Access, b_access: Access) -> str | None:
-        """The matrix-vector routine for a one-row block, if the layouts allow one."""
-        if _rows_contiguous(a_access) and b_access.strides[0] == Poly.of(1):
-            return "columns"  # x @ W.T: dot products along contiguous rows of x and W
-        if _rows_contiguous(b_access):
-            return "rows"
-        return None
+    def _prefetch_next_tile(self, e: KernelEmitter, step: _Step, i0, j0, n) -> None:
+        """Ask for the lines of C the next row tile reads and writes (partial
+        sums, the epilogue's stores) while this tile's microkernel runs: for
+        small depths the kernel is otherwise bound by cache misses on C."""
+        b, plan = e.b, self.plan
+        bases = [e.pointer(v) for v in e.kernel.stores]
+        if step.partial == "scratch":
+            bases.append(step.c_start)
+        prefetch = declare(b.module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
+        row = b.add(i0, i64(plan.mr))
+        for base in bases:
+            for r in range(plan.mr):
+                start = b.add(b.mul(b.add(row, i64(r)), n), j0)
+                for offset in (0, plan.nr - 1):
+                    address = b.gep(base, [b.add(start, i64(offset))], source_etype=self.element)
+                    b.call(prefetch, [address, ir.Constant(I32, 1), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
     def _gemv(self, e: KernelEmitter, kind: str, task: _Task) -> None:
         """One row of C over the whole depth at once: dot products NR columns at
@@ -338,6 +374,22 @@ class MatmulEmitter:
             else:
                 source = b.gep(out_row, [b.sub(j0, j_begin)], source_etype=self.element)
             b.call(self.epilogue_emitter.fn, [e.fn.args[0], source, i0, j0, i64(1), cols])
+
+    def _dot_products(self, e: KernelEmitter, task: _Task) -> None:
+        """A narrow x @ W.T: each tile of C as dot products along k (rows of x
+        and W are contiguous), then the epilogue."""
+        b, plan, a, bm = e.b, self.plan, task.a, task.b
+        k = self._dims(e)[2]
+        with (
+            for_range(b, task.i_begin, task.i_end, plan.mr, name="di") as i0,
+            for_range(b, task.j_begin, task.j_end, plan.nr, name="dj") as j0,
+        ):
+            rows = _min(b, i64(plan.mr), b.sub(task.i_end, i0))
+            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+            a_start = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
+            b_start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
+            b.call(self.library.dots(plan), [a_start, a.rows, rows, b_start, bm.cols, cols, k, task.tile])
+            b.call(self.epilogue_emitter.fn, [e.fn.args[0], task.tile, i0, j0, rows, cols])
 
     def _a_source(self, b, task: _Task, step: _Step, i0, i_begin):
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""

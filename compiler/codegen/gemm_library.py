@@ -38,7 +38,6 @@ from .irutil import (
     vector_of,
 )
 from .target import Target
-from .vecmath import Val, fold_lanes
 
 TILE = (6, 2)
 """The register tile: MR rows of VECTORS vector registers (NR = VECTORS * W
@@ -48,6 +47,13 @@ were slower)."""
 
 NARROW_TILE = (12, 1)
 """The tile for matmuls at most one vector wide (a 10-class output layer)."""
+
+DOT_BLOCK = (4, 4)
+"""Rows x columns of the dot-product block with 32 vector registers
+(AVX-512): 16 accumulators and 8 loads per step."""
+
+DOT_BLOCK_16_REGISTERS = (2, 4)
+"""The dot-product block with 16 registers (AVX2): 8 accumulators, 6 loads."""
 
 GEMV_ROWS = 8
 """Rows of B a one-row product streams at once (measured: 8 rows ran 1.1x
@@ -106,19 +112,20 @@ def _round_down(value: int, multiple: int) -> int:
 
 
 def blocking(target: Target, dtype: DType, columns: int | None) -> Blocking:
-    """Cache blocking from the host's L2 size: a packed B micro-panel (KC x NR)
-    takes a sixteenth of L2, the packed A block (MC x KC) and B block
-    (KC x NC) half of it each (they stream through while the micro-panel
-    stays). Measured on a Zen 4 core (1 MiB L2): KC = 512, MC = 252, NC = 256
-    were within noise of the best of a grid of 24 (85-100 GFLOP/s at n = 1024
-    and 2048). With `columns` known, NC also leaves every core a share."""
+    """Cache blocking from the host's caches: a packed B micro-panel (KC x NR)
+    takes a sixteenth of L2 and the packed A block (MC x KC) half of it; the
+    packed B block (KC x NC) an eighth of L3, as in BLIS, so A is packed
+    again for fewer column blocks. Measured on a Zen 4 core (1 MiB L2,
+    32 MiB L3): KC = 512, MC = 252 were within noise of the best of a grid of
+    24; NC = 2048 ran 5-10% faster than 256 at n = 1024 and 2048. With
+    `columns` known, NC also leaves every core a share."""
     lanes = target.lanes(dtype)
     mr, vectors = NARROW_TILE if columns is not None and columns <= lanes else TILE
     nr = vectors * lanes
     item = dtype.itemsize
     kc = max(128, min(1024, _round_down(target.l2_bytes // (16 * nr * item), 16)))
     mc = _round_down(min(4096, target.l2_bytes // (2 * kc * item)), mr)  # whole tiles, also at the cap
-    nc = _round_down(min(4096, target.l2_bytes // (2 * kc * item)), nr)
+    nc = _round_down(min(4096, target.l3_bytes // (8 * kc * item)), nr)
     if columns is not None:
         share = -(-columns // max(target.cores, 1))
         nc = max(nr, min(nc, -(-share // nr) * nr))
@@ -266,29 +273,81 @@ class GemmLibrary:
         return self._function(name, args, lambda b, *a: self._gemv_columns(b, plan, *a))
 
     def _gemv_columns(self, b, plan: Blocking, a, bp, b_cols, cols, depth, tile) -> None:
+        with for_range(b, i64(0), cols, 8, name="g") as g0:
+            self._dot_block(b, plan, (1, 8), a, i64(0), bp, b_cols, g0, cols, depth, tile)
+
+    def dots(self, plan: Blocking) -> ir.Function:
+        """dots(a, a_rows, rows, b, b_cols, cols, depth, tile): tile[r][j] =
+        A(r, :) . B[:, j] for r < rows <= MR and j < cols <= NR, with A's rows
+        and B's columns contiguous (x @ W.T): dot products along k, for
+        outputs too narrow to fill the register tile's vectors (a 10-class
+        layer would waste 6 of 16 lanes there)."""
+        name = f"ember.gemm.dots.{plan.key}"
+        args = [PTR, I64, I64, PTR, I64, I64, I64, PTR]
+        return self._function(name, args, lambda b, *a: self._dots(b, plan, *a))
+
+    def _dots(self, b, plan: Blocking, a, a_rows, rows, bp, b_cols, cols, depth, tile) -> None:
+        block = DOT_BLOCK if plan.lanes * plan.itemsize >= 64 else DOT_BLOCK_16_REGISTERS
+        element = float_type(plan.dtype)
+        whole = b.and_(rows, i64(-block[0]))
+        for shape, begin, end in ((block, i64(0), whole), ((1, block[1]), whole, rows)):
+            with for_range(b, begin, end, shape[0], name=f"dr{shape[0]}") as r0:
+                start = b.gep(a, [b.mul(r0, a_rows)], source_etype=element)
+                target = b.gep(tile, [b.mul(r0, i64(plan.nr))], source_etype=element)
+                with for_range(b, i64(0), cols, shape[1], name=f"dg{shape[0]}") as g0:
+                    self._dot_block(b, plan, shape, start, a_rows, bp, b_cols, g0, cols, depth, target)
+
+    def _dot_block(self, b, plan: Blocking, shape, a, a_rows, bp, b_cols, g0, cols, depth, tile) -> None:
+        """tile[r][g0 + q] = A(r, :) . B[:, g0 + q] for an R x Q block (its
+        columns past `cols` read column 0 and are not used): R*Q vector
+        accumulators along k, whole vectors then a masked tail, each summed
+        across its lanes at the end."""
+        rows, group = shape
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
-        group = 8
-        for g in range(0, plan.nr, group):
-            slots = [b.alloca(vtype) for _ in range(group)]
-            for slot in slots:
-                b.store(constant(vtype, 0.0), slot)
-            inside = [b.icmp_signed("<", i64(g + q), cols) for q in range(group)]
-            starts = [
-                b.gep(bp, [b.mul(b.select(inside[q], i64(g + q), i64(0)), b_cols)], source_etype=element)
-                for q in range(group)
-            ]
-            with for_range(b, i64(0), depth, plan.lanes, name=f"k{g}") as k0:
-                mask = lane_mask(b, b.sub(depth, k0), plan.lanes)
-                x = _masked_load(b, b.gep(a, [k0], source_etype=element), vtype, mask, 4)
+        sums = [[b.alloca(vtype) for _ in range(group)] for _ in range(rows)]
+        for slot in (slot for row in sums for slot in row):
+            b.store(constant(vtype, 0.0), slot)
+        a_starts = [b.gep(a, [b.mul(i64(r), a_rows)], source_etype=element) for r in range(rows)]
+        b_starts = []
+        for q in range(group):
+            column = b.add(g0, i64(q))
+            column = b.select(b.icmp_signed("<", column, cols), column, i64(0))
+            b_starts.append(b.gep(bp, [b.mul(column, b_cols)], source_etype=element))
+
+        def step(k0, mask) -> None:
+            def load(start):
+                address = b.gep(start, [k0], source_etype=element)
+                if mask is None:
+                    return b.load(address, typ=vtype, align=plan.itemsize)
+                return _masked_load(b, address, vtype, mask, plan.itemsize)
+
+            xs, ws = [load(start) for start in a_starts], [load(start) for start in b_starts]
+            for r in range(rows):
                 for q in range(group):
-                    column_mask = b.and_(mask, splat(b, inside[q], plan.lanes))
-                    w = _masked_load(b, b.gep(starts[q], [k0], source_etype=element), vtype, column_mask, 4)
-                    b.store(call_intrinsic(b, "fmuladd", vtype, [x, w, b.load(slots[q], typ=vtype)]), slots[q])
-            for q in range(group):
-                vector = Val(b.load(slots[q], typ=vtype), plan.dtype)
-                total = fold_lanes(b, vector, plan.lanes, lambda m, x, y: m.add(x, y)).ir
-                b.store(total, b.gep(tile, [i64(g + q)], source_etype=element))
+                    total = call_intrinsic(b, "fmuladd", vtype, [xs[r], ws[q], b.load(sums[r][q], typ=vtype)])
+                    b.store(total, sums[r][q])
+
+        whole = b.and_(depth, i64(-plan.lanes))
+        with for_range(b, i64(0), whole, plan.lanes, name="dk") as k0:
+            step(k0, None)
+        with b.if_then(b.icmp_signed("<", whole, depth)):
+            step(whole, lane_mask(b, b.sub(depth, whole), plan.lanes))
+        totals = sum_each(b, [b.load(slot, typ=vtype) for row in sums for slot in row])
+        per = len(totals) and (rows * group) // len(totals)  # sums in each vector of totals
+        for r in range(rows):
+            row = b.gep(tile, [b.add(i64(r * plan.nr), g0)], source_etype=element)
+            for q in range(0, group, min(group, per)):
+                index = r * group + q
+                vector, lane = totals[index // per], index % per
+                count = min(group, per)
+                if count == 1:
+                    b.store(b.extract_element(vector, i64(lane)), b.gep(row, [i64(q)], source_etype=element))
+                    continue
+                part = b.shuffle_vector(
+                    vector, vector, ir.Constant(ir.VectorType(I32, count), list(range(lane, lane + count)))
+                )
+                b.store(part, b.gep(row, [i64(q)], source_etype=element), align=plan.itemsize)
 
     # -- packing B ---------------------------------------------------------
     def pack_b_rows(self, plan: Blocking) -> ir.Function:
@@ -422,3 +481,33 @@ def _masked_store(b: ir.IRBuilder, value, address, mask, align: int) -> None:
         b.module, f"llvm.masked.store.{intrinsic_suffix(value.type)}.p0", VOID, [value.type, PTR, I32, mask.type]
     )
     b.call(fn, [value, address, ir.Constant(I32, align), mask])
+
+
+def sum_each(b: ir.IRBuilder, vectors: list[ir.Value]) -> list[ir.Value]:
+    """The lane sums of `vectors` (a power of two of them, of W lanes each),
+    packed: vectors whose lanes are the sums in order, min(count, W) per
+    vector. Pairs of vectors trade halves and add (a transposing reduction),
+    so n sums take about n shuffle pairs and adds instead of n * log2(W)."""
+    lanes = vectors[0].type.count
+    width = lanes  # lanes of each vector that still belong to one sum
+    while width > 1 and len(vectors) > 1:
+        half, per = width // 2, lanes // width
+        low = [i * width + t for i in range(per) for t in range(half)]
+        high = [i * width + half + t for i in range(per) for t in range(half)]
+        paired = []
+        for x, y in zip(vectors[::2], vectors[1::2], strict=True):
+            picks = [ir.Constant(ir.VectorType(I32, lanes), p + [i + lanes for i in p]) for p in (low, high)]
+            paired.append(b.fadd(b.shuffle_vector(x, y, picks[0]), b.shuffle_vector(x, y, picks[1])))
+        vectors, width = paired, half
+    while width > 1:  # one vector left, still several lanes per sum: halve it
+        (vector,) = vectors
+        count = vector.type.count
+        half, per = width // 2, count // width
+        low = [i * width + t for i in range(per) for t in range(half)]
+        high = [i * width + half + t for i in range(per) for t in range(half)]
+        picks = [ir.Constant(ir.VectorType(I32, len(p)), p) for p in (low, high)]
+        vectors, width = (
+            [b.fadd(b.shuffle_vector(vector, vector, picks[0]), b.shuffle_vector(vector, vector, picks[1]))],
+            half,
+        )
+    return vectors

@@ -53,7 +53,7 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     for kernel in program.kernels:
         emitter = KernelEmitter(program, kernel, module, target)
         if kernel in plans:
-            scratch = _max(scratch, shared_scratch(kernel, plans[kernel]))
+            scratch = _max(scratch, shared_scratch(program, kernel, plans[kernel]))
             functions.append(emit_matmul_kernel(emitter, plans[kernel], thread_bytes, library))
         else:
             functions.append(emit_loop_kernel(emitter))

@@ -27,7 +27,7 @@ from native_helpers import make_graph, native, tensor
 
 import ember
 from ember.compiler.backend import optimize
-from ember.compiler.codegen.gemm import SMALL_M, partial_sums, shared_scratch
+from ember.compiler.codegen.gemm import DOT_COLUMNS, SMALL_M, partial_sums, shared_scratch
 from ember.compiler.codegen.gemm_library import NARROW_TILE, TILE, Blocking, GemmLibrary, blocking, transpose
 from ember.compiler.codegen.irutil import I64, PTR, VOID
 from ember.compiler.codegen.target import Target, host_target
@@ -255,13 +255,16 @@ def narrow_graph() -> Graph:
 
 
 def test_outputs_one_vector_wide_use_the_narrow_tile() -> None:
+    """...and those whose B columns are contiguous (x @ W.T, or one column)
+    run as dot products along k instead."""
     fn = native(narrow_graph())
     for name in ("narrow_1", "narrow_mid", "narrow_full", "narrow_f64", "wide"):
         kernel = kernel_storing(fn, name)
         plan = kernel_plan(kernel)
         expected = TILE if name == "wide" else NARROW_TILE
         assert (plan.mr, plan.vectors) == expected, name
-        assert task_routines(fn, kernel)["micro"] == {plan.key}, name
+        routines = task_routines(fn, kernel)
+        assert routines["dots" if name in ("narrow_1", "narrow_mid") else "micro"] == {plan.key}, name
 
     rng = np.random.default_rng(2)
     mc = kernel_plan(kernel_storing(fn, "narrow_1")).mc
@@ -277,6 +280,39 @@ def test_outputs_one_vector_wide_use_the_narrow_tile() -> None:
         check_product(full, x, args["w_full"], F32, f"relu N={LANES} M={m}", bias=args["b_full"], relu=True)
         check_product(out["wide"], x, args["w_wide"], F32, f"N={LANES + 1} M={m}")
         check_product(out["narrow_f64"], x64, args["w64"], F64, f"f64 M={m}")
+
+
+VECTOR_BITS = sorted({256, HOST.vector_bits})
+"""Register widths the host can run: its own, and AVX2's (fewer registers,
+so a smaller dot-product block)."""
+
+
+@pytest.mark.parametrize("vector_bits", VECTOR_BITS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k", [1, 3, 17, 40, 300])
+def test_narrow_products_with_a_transposed_weight_are_dot_products(k: int, dtype: DType, vector_bits: int) -> None:
+    """Every output width up to DOT_COLUMNS, every row count around the dot
+    block, depths with and without a tail of partial vectors; and a wider
+    output, whose single rows take the one-row dot products."""
+    narrow = (1, 3, 10, DOT_COLUMNS)
+    widths = (*narrow, 40)
+
+    def build(b, v):
+        return {f"n{n}": b.matmul(v["x"], v[f"w{n}"], transpose_b=True) for n in widths}
+
+    inputs = {"x": tensor(dtype, ("M", k))} | {f"w{n}": tensor(dtype, (n, k)) for n in widths}
+    graph = make_graph(f"dots{k}", inputs, build)
+    fn = GraphFunction(graph, target=dataclasses.replace(HOST, vector_bits=vector_bits))
+    for n in widths:
+        routines = task_routines(fn, kernel_storing(fn, f"n{n}"))
+        assert ("dots" in routines) == (n in narrow), n
+    assert "gemv_columns" in task_routines(fn, kernel_storing(fn, "n40"))
+    rng = np.random.default_rng(k)
+    for m in (1, 2, 3, 4, 5, 7, 9, 12, 13, 64):
+        args = random_arguments(fn, {"M": m}, rng)
+        out = fn(args).outputs
+        for n in widths:
+            check_product(out[f"n{n}"], args["x"], args[f"w{n}"].T, dtype, f"M={m} N={n} K={k}")
 
 
 def _arguments(fn: GraphFunction) -> dict[str, Value]:
@@ -297,11 +333,18 @@ DEEP = {
     "relu": (1100, 40, F32, "scratch"),
     "stored_2100": (2100, 24, F32, "output"),
     "relu_narrow_2100": (2100, NARROW_WIDTHS[1], F32, "scratch"),
+    "relu_dots_2100": (2100, NARROW_WIDTHS[1], F32, None),
     "stored_f64": (1100, 20, F64, "output"),
     "relu_f64": (1100, 20, F64, "scratch"),
 }
 """K over KC, with C stored (partial sums in C) or only an epilogue result
-stored (partial sums in the shared scratch)."""
+stored (partial sums in the shared scratch). The relu outputs are linear
+layers, relu(x @ W.T + b), except the narrow one, relu(x @ W + b): a
+narrow x @ W.T runs as dot products over the whole depth (no partial sums)."""
+
+
+def deep_transposed(name: str) -> bool:
+    return name.startswith("relu") and name != "relu_narrow_2100"
 
 
 @functools.cache
@@ -310,8 +353,9 @@ def deep_graph() -> Graph:
         outputs = {}
         for name, (k, _, dtype, _) in DEEP.items():
             x = v[f"x{k}_{dtype}"]
-            if name.startswith("relu"):  # relu(x @ W.T + b): the shape of a linear layer
-                outputs[name] = b.relu(b.add(b.matmul(x, v[f"w_{name}"], transpose_b=True), v[f"b_{name}"]))
+            if name.startswith("relu"):
+                product = b.matmul(x, v[f"w_{name}"], transpose_b=deep_transposed(name))
+                outputs[name] = b.relu(b.add(product, v[f"b_{name}"]))
             else:
                 outputs[name] = b.matmul(x, v[f"w_{name}"])
         return outputs
@@ -319,11 +363,9 @@ def deep_graph() -> Graph:
     inputs = {}
     for name, (k, n, dtype, _) in DEEP.items():
         inputs[f"x{k}_{dtype}"] = tensor(dtype, ("M", k))
+        inputs[f"w_{name}"] = tensor(dtype, (n, k) if deep_transposed(name) else (k, n))
         if name.startswith("relu"):
-            inputs[f"w_{name}"] = tensor(dtype, (n, k))
             inputs[f"b_{name}"] = tensor(dtype, (n,))
-        else:
-            inputs[f"w_{name}"] = tensor(dtype, (k, n))
     return make_graph("deep", inputs, build)
 
 
@@ -336,8 +378,9 @@ def run_deep(rng: np.random.Generator, m: int) -> tuple[dict[str, np.ndarray], d
 def check_deep(args: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray], label: str) -> None:
     for name, (k, _, dtype, _) in DEEP.items():
         x, w = args[f"x{k}_{dtype}"], args[f"w_{name}"]
+        w = w.T if deep_transposed(name) else w
         if name.startswith("relu"):
-            check_product(out[name], x, w.T, dtype, f"{name} {label}", bias=args[f"b_{name}"], relu=True)
+            check_product(out[name], x, w, dtype, f"{name} {label}", bias=args[f"b_{name}"], relu=True)
         else:
             check_product(out[name], x, w, dtype, f"{name} {label}")
 
@@ -349,10 +392,11 @@ def test_depth_over_kc_keeps_partial_sums_in_c_or_in_scratch() -> None:
         kernel = kernel_storing(fn, name)
         plan = kernel_plan(kernel)
         assert k > plan.kc, f"{name}: K={k} fits one block of {plan.kc}"
-        assert partial_sums(kernel, plan) == where, name
+        assert partial_sums(program(fn), kernel, plan) == where, name
         routines = task_routines(fn, kernel)
-        assert {"tile_load", "tile_store"} <= routines.keys(), f"{name} keeps no partial sums: {sorted(routines)}"
-        needed = shared_scratch(kernel, plan).evaluate({"M": 300})
+        moves = {"tile_load", "tile_store"} & routines.keys()
+        assert moves == (set() if where is None else {"tile_load", "tile_store"}), f"{name}: {sorted(routines)}"
+        needed = shared_scratch(program(fn), kernel, plan).evaluate({"M": 300})
         assert needed == (300 * n * dtype.itemsize if where == "scratch" else 0), name
         assert compiled.scratch_bytes.evaluate({"M": 300}) >= needed
 
@@ -503,7 +547,7 @@ def test_fused_epilogues_match_the_interpreter(dtype: DType) -> None:
         kernel = kernel_storing(fn, name)
         assert kernel.kind == "matmul", name
         assert kernel.stores == [plan.graph.outputs[name]], f"{name}: the matmul result itself is stored"
-        assert partial_sums(kernel, kernel_plan(kernel)) == "scratch", name
+        assert partial_sums(program(fn), kernel, kernel_plan(kernel)) == "scratch", name
 
     rng = np.random.default_rng(5)
     for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (70, 600), (130, 1100), (300, 40)):
@@ -556,7 +600,7 @@ def test_adam_update_as_a_matmul_epilogue(dtype: DType) -> None:
     assert not plan.is_stored(kernel.matmul.output)  # the gradient never reaches memory
     for name in ("p", "m", "v", "acc"):
         assert plan.buffers[lowered.updates[name]] == plan.buffers[lowered.argument(name)], f"{name} not in place"
-    assert partial_sums(kernel, kernel_plan(kernel)) == "scratch"
+    assert partial_sums(program(fn), kernel, kernel_plan(kernel)) == "scratch"
 
     rng = np.random.default_rng(6)
     tol = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-14)}[dtype]
@@ -706,8 +750,8 @@ def test_pack_b_columns_transposes_a_weight_into_panels(dtype: DType, columns: i
 KIB, MIB = 1024, 1024 * 1024
 
 
-def fake_target(vector_bits: int, l2_bytes: int, cores: int = 4) -> Target:
-    return Target("x86_64-unknown-linux-gnu", "generic", "", vector_bits, 32 * KIB, l2_bytes, 32 * MIB, cores)
+def fake_target(vector_bits: int, l2_bytes: int, cores: int = 4, l3_bytes: int = 32 * MIB) -> Target:
+    return Target("x86_64-unknown-linux-gnu", "generic", "", vector_bits, 32 * KIB, l2_bytes, l3_bytes, cores)
 
 
 L2_SIZES = (64 * KIB, 256 * KIB, 512 * KIB, MIB, 2 * MIB, 32 * MIB, 128 * MIB)
@@ -718,11 +762,11 @@ L2_SIZES = (64 * KIB, 256 * KIB, 512 * KIB, MIB, 2 * MIB, 32 * MIB, 128 * MIB)
 def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DType) -> None:
     lanes = vector_bits // (8 * dtype.itemsize)
     previous: Blocking | None = None
-    for l2 in L2_SIZES:
+    for l2, l3 in itertools.product(L2_SIZES, (4 * MIB, 32 * MIB)):
         for cores in (1, 4):
             for columns in (None, 1, lanes - 1, lanes, lanes + 1, 100, 5000):
-                plan = blocking(fake_target(vector_bits, l2, cores), dtype, columns)
-                label = f"L2={l2} cores={cores} columns={columns}: {plan}"
+                plan = blocking(fake_target(vector_bits, l2, cores, l3), dtype, columns)
+                label = f"L2={l2} L3={l3} cores={cores} columns={columns}: {plan}"
                 assert plan.lanes == lanes, label
                 assert plan.dtype is dtype, label
                 narrow = columns is not None and columns <= lanes
@@ -731,10 +775,10 @@ def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DTy
                 assert plan.kc_padded == plan.kc, label
                 assert plan.mc % plan.mr == 0, label
                 assert plan.nc % plan.nr == 0, label
-                # the packed B micro-panel takes at most 1/16 of L2, A and B blocks half each
+                # the packed B micro-panel takes at most 1/16 of L2, the A block half, the B block 1/8 of L3
                 assert plan.kc * plan.nr * plan.itemsize <= l2 // 16 or plan.kc == 128, label
                 assert plan.mc * plan.kc * plan.itemsize <= l2 // 2 or plan.mc == plan.mr, label
-                assert plan.kc * plan.nc * plan.itemsize <= l2 // 2 or plan.nc == plan.nr, label
+                assert plan.kc * plan.nc * plan.itemsize <= l3 // 8 or plan.nc == plan.nr, label
                 if columns is not None:  # every core gets a share of the columns
                     share = -(-columns // cores)
                     assert plan.nc <= max(plan.nr, -(-share // plan.nr) * plan.nr), label
@@ -742,16 +786,19 @@ def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DTy
                 assert plan.thread_bytes >= blocks * plan.itemsize, label
                 assert plan.thread_bytes % 64 == 0, label
         wide = blocking(fake_target(vector_bits, l2), dtype, None)
-        if previous is not None:  # a larger cache never gives smaller blocks
-            grew = wide.kc >= previous.kc and wide.mc >= previous.mc and wide.nc >= previous.nc
-            assert grew, f"L2={l2}: {wide} after {previous}"
+        if previous is not None and l3 == 4 * MIB:  # a larger L2 never gives smaller KC or MC
+            assert wide.kc >= previous.kc, f"L2={l2}: {wide} after {previous}"
+            assert wide.mc >= previous.mc, f"L2={l2}: {wide} after {previous}"
         previous = wide
+        small_l3 = blocking(fake_target(vector_bits, l2, l3_bytes=4 * MIB), dtype, None)
+        assert small_l3.nc <= wide.nc, f"L2={l2}: a smaller L3 gave a wider B block"
 
 
 def test_blocking_of_the_documented_zen4_core() -> None:
-    """gemm_library.blocking's docstring: KC = 512, MC = 252, NC = 256 on a 1 MiB L2 (float32)."""
+    """gemm_library.blocking's docstring: KC = 512, MC = 252, NC = 2048 on a
+    1 MiB L2 and 32 MiB L3 (float32)."""
     plan = blocking(fake_target(512, MIB), F32, None)
-    assert (plan.kc, plan.mc, plan.nc) == (512, 252, 256)
+    assert (plan.kc, plan.mc, plan.nc) == (512, 252, 2048)
     assert (plan.mr, plan.vectors, plan.lanes, plan.nr) == (6, 2, 16, 32)
 
 
