@@ -32,7 +32,7 @@ from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
-from .gemm_library import Blocking, GemmLibrary, float_type
+from .gemm_library import Blocking, GemmLibrary, float_type, packed_depth
 from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
 from .threads import TASK_POINTER
@@ -145,6 +145,7 @@ class _Step:
 
     pc: ir.Value
     depth: ir.Value
+    packed_depth: ir.Value  # the row length of packed panels
     first: ir.Value
     last: ir.Value
     direct_a: ir.Value  # A read in place (not packed)
@@ -284,6 +285,7 @@ class MatmulEmitter:
             step = _Step(
                 pc,
                 depth,
+                packed_depth(b, depth, plan.lanes),
                 first=b.icmp_signed("==", pc, i64(0)),
                 last=b.icmp_signed(">=", b.add(pc, depth), k),
                 direct_a=b.or_(small, a_columns),
@@ -395,30 +397,40 @@ class MatmulEmitter:
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""
         plan, a = self.plan, task.a
         in_place = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
-        panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
-        packed = b.gep(task.a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
-        packed_rows, packed_cols = (plan.kc_padded, 1) if _rows_contiguous(task.a_access) else (1, plan.mr)
+        packed = self._a_panel(b, task, step, i0, i_begin)
+        rows_contiguous = _rows_contiguous(task.a_access)
+        packed_rows, packed_cols = (step.packed_depth, i64(1)) if rows_contiguous else (i64(1), i64(plan.mr))
         direct = step.direct_a
         return (
             b.select(direct, in_place, packed),
-            b.select(direct, a.rows, i64(packed_rows)),
-            b.select(direct, a.cols, i64(packed_cols)),
+            b.select(direct, a.rows, packed_rows),
+            b.select(direct, a.cols, packed_cols),
         )
 
     def _b_source(self, b, task: _Task, step: _Step, j0):
         """(start, row stride) of the depth x NR panel of B at (pc, j0)."""
         plan, bm = self.plan, task.b
         in_place = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), j0)], source_etype=self.element)
-        panel = b.sdiv(b.sub(j0, task.j_begin), i64(plan.nr))
-        packed = b.gep(task.b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+        packed = self._b_panel(b, task, step, j0)
         return b.select(step.direct_b, in_place, packed), b.select(step.direct_b, bm.rows, i64(plan.nr))
+
+    def _a_panel(self, b, task: _Task, step: _Step, i0, i_begin) -> ir.Value:
+        """The packed MR x depth panel of A holding rows from i0 (of the block from i_begin)."""
+        panel = b.sdiv(b.sub(i0, i_begin), i64(self.plan.mr))
+        size = b.mul(i64(self.plan.mr), step.packed_depth)
+        return b.gep(task.a_block, [b.mul(panel, size)], source_etype=self.element)
+
+    def _b_panel(self, b, task: _Task, step: _Step, j0) -> ir.Value:
+        """The packed depth x NR panel of B holding columns from j0."""
+        panel = b.sdiv(b.sub(j0, task.j_begin), i64(self.plan.nr))
+        size = b.mul(step.packed_depth, i64(self.plan.nr))
+        return b.gep(task.b_block, [b.mul(panel, size)], source_etype=self.element)
 
     def _pack_b(self, e: KernelEmitter, task: _Task, step: _Step) -> None:
         """Pack B[pc:pc+depth, j_begin:j_end] panel by panel."""
         b, plan, lib, bm, access = e.b, self.plan, self.library, task.b, task.b_access
         with for_range(b, task.j_begin, task.j_end, plan.nr, name="pj") as j0:
-            panel = b.sdiv(b.sub(j0, task.j_begin), i64(plan.nr))
-            target = b.gep(task.b_block, [b.mul(panel, i64(plan.kc_padded * plan.nr))], source_etype=self.element)
+            target = self._b_panel(b, task, step, j0)
             source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
             cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
             if _rows_contiguous(access):
@@ -432,8 +444,7 @@ class MatmulEmitter:
         """Pack A[i_begin:i_end, pc:pc+depth] panel by panel."""
         b, plan, lib, a = e.b, self.plan, self.library, task.a
         with for_range(b, i_begin, i_end, plan.mr, name="pi") as i0:
-            panel = b.sdiv(b.sub(i0, i_begin), i64(plan.mr))
-            target = b.gep(task.a_block, [b.mul(panel, i64(plan.mr * plan.kc_padded))], source_etype=self.element)
+            target = self._a_panel(b, task, step, i0, i_begin)
             source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
             rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
             if _rows_contiguous(task.a_access):

@@ -5,7 +5,8 @@ register tile, and called by every matmul kernel's tasks (gemm.py).
 All take element strides at run time, so one microkernel serves every
 operand layout: A may be read in place (any strides), packed row by row
 ([MR][KC]) or packed interleaved ([KC][MR]); B is read in place when its
-rows are contiguous, otherwise from a packed panel ([KC][NR]).
+rows are contiguous, otherwise from a packed panel ([KC][NR]). KC here is
+the depth of the block being packed, in whole vectors (packed_depth).
 
     micro(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile)
         tile[MR][NR] += A[0:rows, 0:depth] @ B[0:depth, 0:cols]
@@ -130,6 +131,13 @@ def blocking(target: Target, dtype: DType, columns: int | None) -> Blocking:
         share = -(-columns // max(target.cores, 1))
         nc = max(nr, min(nc, -(-share // nr) * nr))
     return Blocking(dtype, lanes, mr, vectors, kc, mc, nc)
+
+
+def packed_depth(b: ir.IRBuilder, depth: ir.Value, lanes: int) -> ir.Value:
+    """The depth of packed panels: `depth` rounded up to whole vectors (not
+    KC: a shallow block's panels then sit next to each other instead of KC
+    apart, where they would all fall into the same few L1 sets)."""
+    return b.and_(b.add(depth, i64(lanes - 1)), i64(-lanes))
 
 
 def float_type(dtype: DType) -> ir.Type:
@@ -411,13 +419,15 @@ class GemmLibrary:
     # -- packing A ---------------------------------------------------------
     def pack_a_rows(self, plan: Blocking) -> ir.Function:
         """pack_a_rows(src, src_rows, rows, depth, dst): MR rows of A, each
-        contiguous (A(r, k) at src + r*src_rows + k), into dst[MR][KC]."""
+        contiguous (A(r, k) at src + r*src_rows + k), into dst[MR][D], D the
+        depth in whole vectors (packed_depth)."""
         name = f"ember.gemm.pack_a_rows.{plan.key}"
         return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_rows(b, plan, *a))
 
     def _pack_a_rows(self, b, plan: Blocking, src, src_rows, rows, depth, dst) -> None:
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
+        stride = packed_depth(b, depth, plan.lanes)
         for r in range(plan.mr):
             inside = b.icmp_signed("<", i64(r), rows)
             count = b.select(inside, depth, i64(0))  # rows past the edge become zeros
@@ -425,7 +435,7 @@ class GemmLibrary:
             with for_range(b, i64(0), depth, plan.lanes, name=f"k{r}") as k0:
                 mask = lane_mask(b, b.sub(count, k0), plan.lanes)
                 values = _masked_load(b, b.gep(start, [k0], source_etype=element), vtype, mask, 4)
-                target = b.gep(dst, [b.add(i64(r * plan.kc_padded), k0)], source_etype=element)
+                target = b.gep(dst, [b.add(b.mul(i64(r), stride), k0)], source_etype=element)
                 b.store(values, target, align=4)
 
     def pack_a_elements(self, plan: Blocking) -> ir.Function:
