@@ -5,9 +5,9 @@
 Square sizes 64..2048 and the three matmuls of an MLP layer (forward
 X @ W.T, backward dY @ W and dY.T @ X), one thread and all threads, GFLOP/s
 and ember / NumPy ratios. Both sides run in alternating short rounds in one
-process; each cell is the median over rounds. The ember side is the native
-entry function called directly (the runtime's own call path), with its
-output written to a preallocated buffer.
+process; GFLOP/s are medians over rounds, ratios the median of each round's
+ratio. The ember side is the native entry function called directly (the
+runtime's own call path), with its output written to a preallocated buffer.
 """
 
 from __future__ import annotations
@@ -79,17 +79,21 @@ def seconds_per_call(run, budget: float) -> float:
     return elapsed / max(calls, 1)
 
 
-def measure(case: Case, threads: int, rounds: int, budget: float) -> tuple[float, float]:
-    """Median GFLOP/s of (ember, NumPy) with `threads` threads."""
+def measure(case: Case, threads: int, rounds: int, budget: float) -> tuple[float, float, float]:
+    """GFLOP/s of ember and of NumPy with `threads` threads (medians over
+    rounds), and the median over rounds of their ratio: each round times
+    both back to back, so the ratio is not thrown by the VM's drift between
+    rounds."""
     ember.set_num_threads(threads)
     ours, theirs = [], []
     with threadpool_limits(limits=threads):
         for _ in range(rounds):
-            ours.append(case.flops / seconds_per_call(case.ember, budget) / 1e9)
             time.sleep(0.12)  # OpenBLAS threads spin ~0.1 s after a call; let them park
-            theirs.append(case.flops / seconds_per_call(case.numpy, budget) / 1e9)
+            ours.append(case.flops / seconds_per_call(case.ember, budget) / 1e9)
             time.sleep(0.12)
-    return statistics.median(ours), statistics.median(theirs)
+            theirs.append(case.flops / seconds_per_call(case.numpy, budget) / 1e9)
+    ratio = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
+    return statistics.median(ours), statistics.median(theirs), ratio
 
 
 def cases(quick: bool) -> list[Case]:
@@ -108,7 +112,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and shorter rounds")
     parser.add_argument("--threads", default=f"1,{os.cpu_count()}", help="thread counts to measure, e.g. 1,2")
     args = parser.parse_args()
-    rounds, budget = (3, 0.03) if args.quick else (5, 0.1)
+    rounds, budget = (3, 0.03) if args.quick else (7, 0.1)
     blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()]
     print(f"NumPy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}")
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -118,8 +122,8 @@ def main() -> None:
     for case in cases(args.quick):
         cells = []
         for threads in thread_counts:
-            ours, theirs = measure(case, threads, rounds, budget)
-            cells.append(f"  {ours:7.1f} {theirs:7.1f} {ours / theirs:5.2f}")
+            ours, theirs, ratio = measure(case, threads, rounds, budget)
+            cells.append(f"  {ours:7.1f} {theirs:7.1f} {ratio:5.2f}")
         print(f"{case.label:<28}{''.join(cells)}", flush=True)
 
 

@@ -324,10 +324,12 @@ class MatmulEmitter:
             a_args = self._a_source(b, task, step, i0, i_begin)
             b_args = self._b_source(b, task, step, j0)
             args = [*a_args, rows, *b_args, cols, step.depth, tile, accumulate]
-            with b.if_else(step.direct_b) as (direct, packed):
-                with direct:
+            # B read in place: only a tile at the edge of C must not read past it
+            edge = b.and_(step.direct_b, b.icmp_signed("<", cols, i64(plan.nr)))
+            with b.if_else(edge) as (masked, whole):
+                with masked:
                     b.call(lib.micro(plan, masked=True), args)
-                with packed:
+                with whole:
                     b.call(lib.micro(plan, masked=False), args)
             epilogue_args = [e.fn.args[0], tile, i0, j0, rows, cols]
             if step.partial is None:

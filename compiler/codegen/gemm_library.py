@@ -257,14 +257,25 @@ class GemmLibrary:
                 for u in range(count)
             ]
             starts = [b.gep(bp, [b.mul(b.add(k, i64(u)), b_rows)], source_etype=element) for u in range(count)]
-            with for_range(b, i64(0), cols, lanes, name="j") as j:
-                mask = lane_mask(b, b.sub(cols, j), lanes)
+
+            def columns(j, mask) -> None:
                 slot = b.gep(out, [j], source_etype=element)
-                total = b.load(slot, typ=vtype, align=4)
-                for u in range(count):
-                    row = _masked_load(b, b.gep(starts[u], [j], source_etype=element), vtype, mask, 4)
-                    total = call_intrinsic(b, "fmuladd", vtype, [xs[u], row, total])
+                chains = [b.load(slot, typ=vtype, align=4)] + [constant(vtype, 0.0)] * (count > 1)
+                for u in range(count):  # two independent FMA chains: half the latency
+                    address = b.gep(starts[u], [j], source_etype=element)
+                    if mask is None:
+                        row = b.load(address, typ=vtype, align=plan.itemsize)
+                    else:
+                        row = _masked_load(b, address, vtype, mask, plan.itemsize)
+                    chains[u % len(chains)] = call_intrinsic(b, "fmuladd", vtype, [xs[u], row, chains[u % len(chains)]])
+                total = chains[0] if len(chains) == 1 else b.fadd(chains[0], chains[1])
                 b.store(total, slot, align=4)
+
+            whole = b.and_(cols, i64(-lanes))
+            with for_range(b, i64(0), whole, lanes, name="j") as j:
+                columns(j, None)
+            with b.if_then(b.icmp_signed("<", whole, cols)):
+                columns(whole, lane_mask(b, b.sub(cols, whole), lanes))
 
         whole = b.and_(depth, i64(-GEMV_ROWS))
         with for_range(b, i64(0), whole, GEMV_ROWS, name="k") as k:
