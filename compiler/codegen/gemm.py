@@ -293,8 +293,6 @@ class MatmulEmitter:
                 c_start=c_start,
                 partial=partial,
             )
-            with b.if_then(b.not_(step.direct_b)):
-                self._pack_b(e, task, step)
             with for_range(b, task.i_begin, task.i_end, plan.mc, name="ic") as ic:
                 ic_end = _min(b, task.i_end, b.add(ic, i64(plan.mc)))
                 with b.if_then(b.not_(step.direct_a)):
@@ -303,14 +301,23 @@ class MatmulEmitter:
 
     def _tiles(self, e: KernelEmitter, task: _Task, step: _Step, i_begin, i_end) -> None:
         """Every MR x NR tile of rows [i_begin, i_end) of the task for one KC
-        block: partial sums in, microkernel, partial sums or epilogue out."""
+        block: partial sums in, microkernel, partial sums or epilogue out.
+        The first row block packs each panel of B just before its tiles use
+        it, so they read it from L1 rather than after the whole B block was
+        packed (and partly evicted); later row blocks reuse the packed panels."""
+        b, plan = e.b, self.plan
+        first_rows = b.icmp_signed("==", i_begin, task.i_begin)
+        with for_range(b, task.j_begin, task.j_end, plan.nr, name="jr") as j0:
+            with b.if_then(b.and_(first_rows, b.not_(step.direct_b))):
+                self._pack_b_panel(e, task, step, j0)
+            self._row_tiles(e, task, step, i_begin, i_end, j0)
+
+    def _row_tiles(self, e: KernelEmitter, task: _Task, step: _Step, i_begin, i_end, j0) -> None:
+        """The tiles of rows [i_begin, i_end) in the NR columns from j0."""
         b, plan, lib = e.b, self.plan, self.library
         n = self._dims(e)[1]
         tile = task.tile
-        with (
-            for_range(b, task.j_begin, task.j_end, plan.nr, name="jr") as j0,
-            for_range(b, i_begin, i_end, plan.mr, name="ir") as i0,
-        ):
+        with for_range(b, i_begin, i_end, plan.mr, name="ir") as i0:
             rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
             cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
             c_tile = b.gep(step.c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
@@ -428,19 +435,18 @@ class MatmulEmitter:
         size = b.mul(step.packed_depth, i64(self.plan.nr))
         return b.gep(task.b_block, [b.mul(panel, size)], source_etype=self.element)
 
-    def _pack_b(self, e: KernelEmitter, task: _Task, step: _Step) -> None:
-        """Pack B[pc:pc+depth, j_begin:j_end] panel by panel."""
+    def _pack_b_panel(self, e: KernelEmitter, task: _Task, step: _Step, j0) -> None:
+        """Pack B[pc:pc+depth, j0:j0+NR] (a panel)."""
         b, plan, lib, bm, access = e.b, self.plan, self.library, task.b, task.b_access
-        with for_range(b, task.j_begin, task.j_end, plan.nr, name="pj") as j0:
-            target = self._b_panel(b, task, step, j0)
-            source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
-            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
-            if _rows_contiguous(access):
-                b.call(lib.pack_b_rows(plan), [source, bm.rows, step.depth, cols, target])
-            elif access.strides[0] == Poly.of(1):
-                b.call(lib.pack_b_columns(plan), [source, bm.cols, step.depth, cols, target])
-            else:
-                b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, step.depth, cols, target])
+        target = self._b_panel(b, task, step, j0)
+        source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
+        cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+        if _rows_contiguous(access):
+            b.call(lib.pack_b_rows(plan), [source, bm.rows, step.depth, cols, target])
+        elif access.strides[0] == Poly.of(1):
+            b.call(lib.pack_b_columns(plan), [source, bm.cols, step.depth, cols, target])
+        else:
+            b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, step.depth, cols, target])
 
     def _pack_a(self, e: KernelEmitter, task: _Task, step: _Step, i_begin, i_end) -> None:
         """Pack A[i_begin:i_end, pc:pc+depth] panel by panel."""

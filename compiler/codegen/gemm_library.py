@@ -258,10 +258,12 @@ class GemmLibrary:
             ]
             starts = [b.gep(bp, [b.mul(b.add(k, i64(u)), b_rows)], source_etype=element) for u in range(count)]
 
-            def columns(j, mask) -> None:
+            def update(j, mask) -> None:
                 slot = b.gep(out, [j], source_etype=element)
-                chains = [b.load(slot, typ=vtype, align=4)] + [constant(vtype, 0.0)] * (count > 1)
-                for u in range(count):  # two independent FMA chains: half the latency
+                chains = [b.load(slot, typ=vtype, align=4)]
+                if count > 1:  # two independent FMA chains: half the latency
+                    chains.append(constant(vtype, 0.0))
+                for u in range(count):
                     address = b.gep(starts[u], [j], source_etype=element)
                     if mask is None:
                         row = b.load(address, typ=vtype, align=plan.itemsize)
@@ -273,9 +275,9 @@ class GemmLibrary:
 
             whole = b.and_(cols, i64(-lanes))
             with for_range(b, i64(0), whole, lanes, name="j") as j:
-                columns(j, None)
+                update(j, None)
             with b.if_then(b.icmp_signed("<", whole, cols)):
-                columns(whole, lane_mask(b, b.sub(cols, whole), lanes))
+                update(whole, lane_mask(b, b.sub(cols, whole), lanes))
 
         whole = b.and_(depth, i64(-GEMV_ROWS))
         with for_range(b, i64(0), whole, GEMV_ROWS, name="k") as k:
