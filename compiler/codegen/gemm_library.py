@@ -355,19 +355,14 @@ class GemmLibrary:
         with b.if_then(b.icmp_signed("<", whole, depth)):
             step(whole, lane_mask(b, b.sub(depth, whole), plan.lanes))
         totals = sum_each(b, [b.load(slot, typ=vtype) for row in sums for slot in row])
-        per = len(totals) and (rows * group) // len(totals)  # sums in each vector of totals
+        per = (rows * group) // len(totals)  # sums in each vector of totals (at least 4)
+        count = min(group, per)  # sums stored at once
         for r in range(rows):
             row = b.gep(tile, [b.add(i64(r * plan.nr), g0)], source_etype=element)
-            for q in range(0, group, min(group, per)):
+            for q in range(0, group, count):
                 index = r * group + q
                 vector, lane = totals[index // per], index % per
-                count = min(group, per)
-                if count == 1:
-                    b.store(b.extract_element(vector, i64(lane)), b.gep(row, [i64(q)], source_etype=element))
-                    continue
-                part = b.shuffle_vector(
-                    vector, vector, ir.Constant(ir.VectorType(I32, count), list(range(lane, lane + count)))
-                )
+                part = _pick(b, vector, vector, list(range(lane, lane + count)))
                 b.store(part, b.gep(row, [i64(q)], source_etype=element), align=plan.itemsize)
 
     # -- packing B ---------------------------------------------------------
@@ -511,26 +506,29 @@ def sum_each(b: ir.IRBuilder, vectors: list[ir.Value]) -> list[ir.Value]:
     packed: vectors whose lanes are the sums in order, min(count, W) per
     vector. Pairs of vectors trade halves and add (a transposing reduction),
     so n sums take about n shuffle pairs and adds instead of n * log2(W)."""
-    lanes = vectors[0].type.count
-    width = lanes  # lanes of each vector that still belong to one sum
-    while width > 1 and len(vectors) > 1:
-        half, per = width // 2, lanes // width
-        low = [i * width + t for i in range(per) for t in range(half)]
-        high = [i * width + half + t for i in range(per) for t in range(half)]
-        paired = []
-        for x, y in zip(vectors[::2], vectors[1::2], strict=True):
-            picks = [ir.Constant(ir.VectorType(I32, lanes), p + [i + lanes for i in p]) for p in (low, high)]
-            paired.append(b.fadd(b.shuffle_vector(x, y, picks[0]), b.shuffle_vector(x, y, picks[1])))
-        vectors, width = paired, half
-    while width > 1:  # one vector left, still several lanes per sum: halve it
-        (vector,) = vectors
-        count = vector.type.count
-        half, per = width // 2, count // width
-        low = [i * width + t for i in range(per) for t in range(half)]
-        high = [i * width + half + t for i in range(per) for t in range(half)]
-        picks = [ir.Constant(ir.VectorType(I32, len(p)), p) for p in (low, high)]
-        vectors, width = (
-            [b.fadd(b.shuffle_vector(vector, vector, picks[0]), b.shuffle_vector(vector, vector, picks[1]))],
-            half,
-        )
+    width = vectors[0].type.count  # lanes of each vector that still belong to one sum
+    while width > 1:
+        if len(vectors) > 1:  # x's halves then y's, for each sum: as many lanes as x
+            pairs = [(x, y, x.type.count) for x, y in zip(vectors[::2], vectors[1::2], strict=True)]
+        else:  # one vector left: halve it
+            pairs = [(vectors[0], vectors[0], 0)]
+        vectors = []
+        for x, y, offset in pairs:
+            low, high = _halves(x.type.count, width)
+            if offset:
+                low, high = low + [i + offset for i in low], high + [i + offset for i in high]
+            vectors.append(b.fadd(_pick(b, x, y, low), _pick(b, x, y, high)))
+        width //= 2
     return vectors
+
+
+def _halves(lanes: int, width: int) -> tuple[list[int], list[int]]:
+    """Lanes of the first and of the second half of each run of `width` lanes."""
+    half = width // 2
+    runs = range(0, lanes, width)
+    return [r + t for r in runs for t in range(half)], [r + half + t for r in runs for t in range(half)]
+
+
+def _pick(b: ir.IRBuilder, x: ir.Value, y: ir.Value, lanes: list[int]) -> ir.Value:
+    """The given lanes of x (0..W-1) and y (W..2W-1), as one vector."""
+    return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
