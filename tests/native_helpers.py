@@ -80,24 +80,6 @@ def run_both(graph: Graph, arguments: Mapping[str, np.ndarray]) -> tuple[RunResu
 # -- inputs -------------------------------------------------------------------
 
 
-def draw(domain: str, shape: Sequence[int], rng: np.random.Generator, dtype: DType | str) -> np.ndarray:
-    """Random values from an op's input domain (see `OpDef.domains`), as
-    tests/ir/conftest.py draws them: magnitudes of at least 0.25 (1 for
-    integers), away from kinks and from division by zero."""
-    dtype = DType.parse(dtype)
-    shape = tuple(shape)
-    if dtype is DType.bool or domain == "bool":
-        return rng.random(shape) < 0.5
-    if domain == "label":
-        return rng.integers(0, 4, shape).astype(dtype.numpy)
-    if dtype.is_int:
-        magnitude = rng.integers(1, 10, shape)
-    else:
-        magnitude = rng.uniform(0.5, 2.0, shape) if domain == "positive" else rng.uniform(0.25, 2.0, shape)
-    sign = 1 if domain == "positive" else rng.choice([-1, 1], shape)
-    return np.asarray(sign * magnitude, dtype.numpy)
-
-
 def float_edges(dtype: DType) -> np.ndarray:
     """Edge values of a float dtype: signed zeros, small integers and halves,
     the largest finite values, tiny and subnormal values, infinities, NaN,

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from inputs import draw
 
 from ember.compiler.autodiff import autodiff, grad_name
 from ember.ir import OPS, Builder, DType, Graph, TensorType, Value, interpret, verify
 
-from .conftest import argument_type, draw
+from .conftest import argument_type
 
 EPS, RTOL, ATOL = 1e-6, 1e-3, 1e-5
 

@@ -10,10 +10,11 @@ import re
 
 import numpy as np
 import pytest
+from inputs import NUM_CLASSES, draw
 
 from ember.ir import OPS, Builder, DType, DTypeError, Graph, ShapeError, TensorType, interpret
 
-from .conftest import NUM_CLASSES, draw, run_op
+from .conftest import run_op
 
 TINY = 5e-324
 INF, NAN = math.inf, math.nan

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import pytest
+from inputs import draw
 from native_helpers import (
     EPS,
     EXACT,
@@ -32,7 +33,6 @@ from native_helpers import (
     INTS,
     Tol,
     assert_matches,
-    draw,
     edges,
     grid,
     make_graph,

@@ -14,11 +14,11 @@ import itertools
 
 import numpy as np
 import pytest
+from inputs import draw
 from native_helpers import (
     EPS,
     Tol,
     assert_matches,
-    draw,
     make_graph,
     native,
     run_both,
