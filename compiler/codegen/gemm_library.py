@@ -416,14 +416,7 @@ class GemmLibrary:
         return self._function(name, args, lambda b, *a: self._pack_b_elements(b, plan, *a))
 
     def _pack_b_elements(self, b, plan: Blocking, src, src_rows, src_cols, depth, cols, dst) -> None:
-        element = float_type(plan.dtype)
-        zero = constant(element, 0.0)
-        with for_range(b, i64(0), depth, 1, name="k") as k, for_range(b, i64(0), i64(plan.nr), 1, name="j") as j:
-            inside = b.icmp_signed("<", j, cols)
-            offset = b.add(b.mul(k, src_rows), b.mul(b.select(inside, j, i64(0)), src_cols))
-            value = b.load(b.gep(src, [offset], source_etype=element), typ=element)
-            target = b.gep(dst, [b.add(b.mul(k, i64(plan.nr)), j)], source_etype=element)
-            b.store(b.select(inside, value, zero), target)
+        _pack_elements(b, plan, src, src_rows, src_cols, cols, depth, plan.nr, dst)
 
     # -- packing A ---------------------------------------------------------
     def pack_a_rows(self, plan: Blocking) -> ir.Function:
@@ -455,15 +448,7 @@ class GemmLibrary:
         return self._function(name, args, lambda b, *a: self._pack_a_elements(b, plan, *a))
 
     def _pack_a_elements(self, b, plan: Blocking, src, src_rows, src_cols, rows, depth, dst) -> None:
-        element = float_type(plan.dtype)
-        zero = constant(element, 0.0)
-        with for_range(b, i64(0), depth, 1, name="k") as k:
-            for r in range(plan.mr):
-                inside = b.icmp_signed("<", i64(r), rows)
-                offset = b.add(b.mul(b.select(inside, i64(r), i64(0)), src_rows), b.mul(k, src_cols))
-                value = b.load(b.gep(src, [offset], source_etype=element), typ=element)
-                target = b.gep(dst, [b.add(b.mul(k, i64(plan.mr)), i64(r))], source_etype=element)
-                b.store(b.select(inside, value, zero), target)
+        _pack_elements(b, plan, src, src_cols, src_rows, rows, depth, plan.mr, dst)
 
     # -- moving tiles ------------------------------------------------------
     def tile_move(self, plan: Blocking, load: bool) -> ir.Function:
@@ -488,6 +473,20 @@ class GemmLibrary:
                     b.store(_masked_load(b, address, vtype, mask, plan.itemsize), slot, align=4)
                 else:
                     _masked_store(b, b.load(slot, typ=vtype, align=4), address, mask, plan.itemsize)
+
+
+def _pack_elements(b: ir.IRBuilder, plan: Blocking, src, k_stride, i_stride, count, depth, width: int, dst) -> None:
+    """dst[k][i] = src[k*k_stride + i*i_stride] for k < depth and i < width,
+    zero for i >= count: a [depth][width] panel packed element by element
+    (the layouts no vector routine reads)."""
+    element = float_type(plan.dtype)
+    zero = constant(element, 0.0)
+    with for_range(b, i64(0), depth, 1, name="k") as k, for_range(b, i64(0), i64(width), 1, name="i") as i:
+        inside = b.icmp_signed("<", i, count)
+        offset = b.add(b.mul(k, k_stride), b.mul(b.select(inside, i, i64(0)), i_stride))
+        value = b.load(b.gep(src, [offset], source_etype=element), typ=element)
+        target = b.gep(dst, [b.add(b.mul(k, i64(width)), i)], source_etype=element)
+        b.store(b.select(inside, value, zero), target)
 
 
 def _aligned_vectors(b: ir.IRBuilder, plan: Blocking, stream, stride, count, body) -> None:
