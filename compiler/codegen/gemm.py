@@ -10,7 +10,8 @@ The structure is the classic one of high-performance BLAS (Goto, BLIS):
           the microkernel accumulates the MR x NR tile in registers
           (gemm_library.py); partial sums of earlier KC blocks come from C;
           after the last block the kernel's epilogue (bias, activation,
-          derivative mask, optimizer update...) runs on the tile and stores
+          derivative mask, optimizer update...) runs on the accumulators,
+          still in registers, and stores to C
 
 Packing absorbs every transpose: a B stored transposed (the weight of
 `x @ W.T`) is packed by transposing W x W blocks in registers. Blocks of
@@ -32,7 +33,7 @@ from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
-from .gemm_library import Blocking, GemmLibrary, float_type, packed_depth
+from .gemm_library import Blocking, GemmLibrary, accumulate_tile, float_type, packed_depth, store_tile
 from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
 from .threads import TASK_POINTER
@@ -156,7 +157,8 @@ class _Step:
 
 class MatmulEmitter:
     """Emits a matmul kernel: the kernel function (which runs its tasks,
-    serially or on the pool), the task function and the epilogue function."""
+    serially or on the pool), the task function and the kernel's own
+    microkernel, which ends in the kernel's epilogue."""
 
     def __init__(self, kernel_emitter: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> None:
         self.kernel_emitter = kernel_emitter
@@ -170,7 +172,8 @@ class MatmulEmitter:
         program, kernel = kernel_emitter.program, kernel_emitter.kernel
         module, target = kernel_emitter.fn.module, kernel_emitter.target
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
-        self.epilogue_emitter = KernelEmitter(program, kernel, module, target, ".epilogue", (PTR, I64, I64, I64, I64))
+        micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64)
+        self.micro_emitter = KernelEmitter(program, kernel, module, target, f".micro.{plan.key}", micro_args)
 
     def emit(self) -> ir.Function:
         e = self.kernel_emitter
@@ -179,7 +182,7 @@ class MatmulEmitter:
         tasks_n = self._column_tasks(b, m, n)[0]
         tasks = b.mul(self._row_tasks(b, m, tasks_n)[0], tasks_n)
         task_fn = self._emit_task()
-        self._emit_epilogue()
+        self._emit_micro()
         parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
         with b.if_else(parallel) as (then, otherwise):
             with then:
@@ -331,22 +334,27 @@ class MatmulEmitter:
             a_args = self._a_source(b, task, step, i0, i_begin)
             b_args = self._b_source(b, task, step, j0)
             args = [*a_args, rows, *b_args, cols, step.depth, tile, accumulate]
+            finish = step.last if step.partial is not None else ir.Constant(ir.IntType(1), 1)
             # B read in place: only a tile at the edge of C must not read past it
             edge = b.and_(step.direct_b, b.icmp_signed("<", cols, i64(plan.nr)))
-            with b.if_else(edge) as (masked, whole):
+            with b.if_else(edge) as (masked, unmasked):
                 with masked:
-                    b.call(lib.micro(plan, masked=True), args)
-                with whole:
-                    b.call(lib.micro(plan, masked=False), args)
-            epilogue_args = [e.fn.args[0], tile, i0, j0, rows, cols]
-            if step.partial is None:
-                b.call(self.epilogue_emitter.fn, epilogue_args)
-            else:
-                with b.if_else(step.last) as (last, earlier):
-                    with last:
-                        b.call(self.epilogue_emitter.fn, epilogue_args)
-                    with earlier:
-                        b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
+                    b.call(lib.micro_masked(plan), args)
+                    with b.if_then(finish):
+                        self._finish_buffered(e, tile, i0, j0, rows, cols)
+                with unmasked:
+                    b.call(self.micro_emitter.fn, [e.fn.args[0], *args, i0, j0, b.zext(finish, I64)])
+            if step.partial is not None:
+                with b.if_then(b.not_(finish)):
+                    b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
+
+    def _finish_buffered(self, e: KernelEmitter, tile, i0, j0, rows, cols) -> None:
+        """The epilogue on a tile summed elsewhere (in the tile buffer, rows
+        NR elements apart): the kernel's microkernel with depth 0."""
+        b = e.b
+        zero = i64(0)
+        operands = [tile, zero, zero, rows, tile, zero, cols, zero, tile, i64(1)]
+        b.call(self.micro_emitter.fn, [e.fn.args[0], *operands, i0, j0, i64(1)])
 
     def _prefetch_next_tile(self, e: KernelEmitter, step: _Step, i0, j0, n) -> None:
         """Ask for the lines of C the next row tile reads and writes (partial
@@ -384,7 +392,7 @@ class MatmulEmitter:
                 source = tile
             else:
                 source = b.gep(out_row, [b.sub(j0, j_begin)], source_etype=self.element)
-            b.call(self.epilogue_emitter.fn, [e.fn.args[0], source, i0, j0, i64(1), cols])
+            self._finish_buffered(e, source, i0, j0, i64(1), cols)
 
     def _dot_products(self, e: KernelEmitter, task: _Task) -> None:
         """A narrow x @ W.T: each tile of C as dot products along k (rows of x
@@ -400,7 +408,7 @@ class MatmulEmitter:
             a_start = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
             b_start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
             b.call(self.library.dots(plan), [a_start, a.rows, rows, b_start, bm.cols, cols, k, task.tile])
-            b.call(self.epilogue_emitter.fn, [e.fn.args[0], task.tile, i0, j0, rows, cols])
+            self._finish_buffered(e, task.tile, i0, j0, rows, cols)
 
     def _a_source(self, b, task: _Task, step: _Step, i0, i_begin):
         """(start, row stride, column stride) of the MR x depth panel of A at (i0, pc)."""
@@ -461,31 +469,37 @@ class MatmulEmitter:
                 b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, step.depth, target])
 
     # -- the epilogue ----------------------------------------------------------
-    def _emit_epilogue(self) -> None:
-        """epilogue(args, tile, i0, j0, rows, cols): the kernel's elementwise
-        members on each row vector of the finished tile, and its stores;
-        masked only for tiles cut by the edge of C."""
-        e, plan = self.epilogue_emitter, self.plan
+    def _finish(self, e: KernelEmitter, point: Point, value: ir.Value) -> None:
+        """The kernel's elementwise members on one row vector of C at `point`
+        (the matmul's value there), and its stores."""
+        given = {self.mm.output: Val(value, self.dtype)}
+        values = e.evaluate(point, self.plan.lanes, e.operand_access, given=given)
+        for target in e.kernel.stores:
+            access = Access(target, list(row_major_strides(e.kernel.domain)))
+            e.store(access, point, values[target], self.plan.lanes)
+
+    def _emit_micro(self) -> None:
+        """micro(args, <the shared microkernel's arguments>, i0, j0, finish):
+        the microkernel for the tile of C at (i0, j0); then with `finish`
+        (after the tile's last KC block) the epilogue on the accumulators
+        while they are in registers, stored straight to C (rows past `rows`
+        and columns past `cols` untouched); otherwise the sums go to the
+        tile buffer."""
+        e, plan = self.micro_emitter, self.plan
         b = e.b
-        _, tile, i0, j0, rows, cols = e.fn.args
-        stores = {v: Access(v, list(row_major_strides(e.kernel.domain))) for v in e.kernel.stores}
-        whole = b.icmp_signed("==", cols, i64(plan.nr))
-        with b.if_else(whole) as (then, otherwise):
-            for masked in (False, True):
-                with (
-                    then if not masked else otherwise,
-                    for_range(b, i64(0), rows, 1, name="er") as r,
-                    for_range(b, i64(0), i64(plan.vectors), 1, name="ec") as c,
-                ):
-                    column = b.add(j0, b.mul(c, i64(plan.lanes)))
-                    mask = lane_mask(b, b.sub(b.add(j0, cols), column), plan.lanes) if masked else None
-                    point = Point([b.add(i0, r), column], mask)
-                    offset = b.mul(b.add(b.mul(r, i64(plan.vectors)), c), i64(plan.lanes))
-                    value = b.load(b.gep(tile, [offset], source_etype=self.element), typ=self.vtype, align=4)
-                    given = {self.mm.output: Val(value, self.dtype)}
-                    values = e.evaluate(point, plan.lanes, e.operand_access, given=given)
-                    for target, access in stores.items():
-                        e.store(access, point, values[target], plan.lanes)
+        *operands, i0, j0, finish = e.fn.args[1:]
+        rows, cols, tile = operands[3], operands[6], operands[8]
+        sums = accumulate_tile(b, e.stack_slot, plan, False, *operands)
+        with b.if_else(b.icmp_signed("!=", finish, i64(0))) as (in_registers, to_buffer):
+            with in_registers:
+                masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+                for r, row in enumerate(sums):
+                    with b.if_then(b.icmp_signed("<", i64(r), rows)):
+                        for c, value in enumerate(row):
+                            point = Point([b.add(i0, i64(r)), b.add(j0, i64(c * plan.lanes))], masks[c])
+                            self._finish(e, point, value)
+            with to_buffer:
+                store_tile(b, plan, sums, tile)
         e.finish()
 
 

@@ -8,16 +8,20 @@ operand layout: A may be read in place (any strides), packed row by row
 rows are contiguous, otherwise from a packed panel ([KC][NR]). KC here is
 the depth of the block being packed, in whole vectors (packed_depth).
 
-    micro(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile)
+    microkernel(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile)
         tile[MR][NR] += A[0:rows, 0:depth] @ B[0:depth, 0:cols]
         A(r, k) at a + r*a_rows + k*a_cols (rows past `rows` repeat the last);
         B(k, j) at b + k*b_rows + j, columns past `cols` read as 0.
 
 The accumulators live in MR * NR/W vector registers for the whole depth:
-per k, NR/W vector loads of B, MR broadcasts of A and MR*NR/W FMAs."""
+per k, NR/W vector loads of B, MR broadcasts of A and MR*NR/W FMAs. The
+loop (accumulate_tile) is emitted here for edge tiles (micro_masked) and
+into each matmul kernel's own microkernel, which applies the kernel's
+epilogue to the accumulators while they are still in registers (gemm.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -187,52 +191,20 @@ class GemmLibrary:
         return self._functions[name]
 
     # -- the microkernel -------------------------------------------------
-    def micro(self, plan: Blocking, masked: bool) -> ir.Function:
-        """micro(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile, accumulate);
-        with `masked`, columns past `cols` are not read; without `accumulate`
-        the tile's old contents are ignored (the sums start at zero)."""
-        name = f"ember.gemm.micro{'.masked' if masked else ''}.{plan.key}"
+    def micro_masked(self, plan: Blocking) -> ir.Function:
+        """micro_masked(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile,
+        accumulate): the microkernel for a tile at the edge of C with B read
+        in place, so columns past `cols` are not read; without `accumulate`
+        the tile's old contents are ignored (the sums start at zero). Whole
+        tiles run in each kernel's own microkernel, which finishes them with
+        the kernel's epilogue (gemm.py)."""
+        name = f"ember.gemm.micro.masked.{plan.key}"
         args = [PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64]
-        return self._function(name, args, lambda b, *a: self._micro(b, plan, masked, *a))
+        return self._function(name, args, lambda b, *a: self._micro_masked(b, plan, *a))
 
-    def _micro(
-        self, b, plan: Blocking, masked: bool, a, a_rows, a_cols, rows, bp, b_rows, cols, depth, tile, accumulate
-    ) -> None:
-        element = float_type(plan.dtype)
-        vtype = vector_of(element, plan.lanes)
-        slots = [[b.alloca(vtype) for _ in range(plan.vectors)] for _ in range(plan.mr)]
-        carry = b.icmp_signed("!=", accumulate, i64(0))
-        for r in range(plan.mr):
-            for c in range(plan.vectors):
-                index = i64((r * plan.vectors + c) * plan.lanes)
-                old = b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4)
-                b.store(b.select(carry, old, constant(vtype, 0.0)), slots[r][c])
-        last_row = b.sub(rows, i64(1))
-        row_starts = []
-        for r in range(plan.mr):
-            row = b.select(b.icmp_signed("<", i64(r), rows), i64(r), last_row)
-            row_starts.append(b.gep(a, [b.mul(row, a_rows)], source_etype=element))
-        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
-        with for_range(b, i64(0), depth, 1, name="k") as k:
-            row_of_b = b.gep(bp, [b.mul(k, b_rows)], source_etype=element)
-            vectors = []
-            for c in range(plan.vectors):
-                address = b.gep(row_of_b, [i64(c * plan.lanes)], source_etype=element)
-                if masked:
-                    vectors.append(_masked_load(b, address, vtype, masks[c], plan.itemsize))
-                else:
-                    vectors.append(b.load(address, typ=vtype, align=plan.itemsize))
-            a_offset = b.mul(k, a_cols)
-            for r in range(plan.mr):
-                value = b.load(b.gep(row_starts[r], [a_offset], source_etype=element), typ=element)
-                broadcast = splat(b, value, plan.lanes)
-                for c in range(plan.vectors):
-                    total = call_intrinsic(b, "fmuladd", vtype, [broadcast, vectors[c], b.load(slots[r][c], typ=vtype)])
-                    b.store(total, slots[r][c])
-        for r in range(plan.mr):
-            for c in range(plan.vectors):
-                index = i64((r * plan.vectors + c) * plan.lanes)
-                b.store(b.load(slots[r][c], typ=vtype), b.gep(tile, [index], source_etype=element), align=4)
+    def _micro_masked(self, b, plan: Blocking, *operands) -> None:
+        tile = operands[8]
+        store_tile(b, plan, accumulate_tile(b, b.alloca, plan, True, *operands), tile)
 
     # -- one row of A: matrix-vector products ---------------------------------
     def gemv_rows(self, plan: Blocking) -> ir.Function:
@@ -473,6 +445,68 @@ class GemmLibrary:
                     b.store(_masked_load(b, address, vtype, mask, plan.itemsize), slot, align=4)
                 else:
                     _masked_store(b, b.load(slot, typ=vtype, align=4), address, mask, plan.itemsize)
+
+
+def accumulate_tile(
+    b: ir.IRBuilder,
+    alloca: Callable[[ir.Type], ir.Value],
+    plan: Blocking,
+    masked: bool,
+    a,
+    a_rows,
+    a_cols,
+    rows,
+    bp,
+    b_rows,
+    cols,
+    depth,
+    tile,
+    accumulate,
+) -> list[list[ir.Value]]:
+    """The microkernel's loop (see the module docstring): the MR x NR/W
+    accumulator vectors after `depth` steps, starting from `tile` (its first
+    `rows` rows) when `accumulate` is nonzero, else from zero. `alloca(type)`
+    makes a stack slot in the function's entry block, which LLVM promotes
+    to a register."""
+    element = float_type(plan.dtype)
+    vtype = vector_of(element, plan.lanes)
+    slots = [[alloca(vtype) for _ in range(plan.vectors)] for _ in range(plan.mr)]
+    carry = b.icmp_signed("!=", accumulate, i64(0))
+    last_row = b.sub(rows, i64(1))
+    inside = [b.select(b.icmp_signed("<", i64(r), rows), i64(r), last_row) for r in range(plan.mr)]
+    for r in range(plan.mr):
+        for c in range(plan.vectors):
+            index = b.add(b.mul(inside[r], i64(plan.nr)), i64(c * plan.lanes))  # rows past `rows` not read
+            old = b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4)
+            b.store(b.select(carry, old, constant(vtype, 0.0)), slots[r][c])
+    row_starts = [b.gep(a, [b.mul(row, a_rows)], source_etype=element) for row in inside]
+    masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+    with for_range(b, i64(0), depth, 1, name="k") as k:
+        row_of_b = b.gep(bp, [b.mul(k, b_rows)], source_etype=element)
+        vectors = []
+        for c in range(plan.vectors):
+            address = b.gep(row_of_b, [i64(c * plan.lanes)], source_etype=element)
+            if masked:
+                vectors.append(_masked_load(b, address, vtype, masks[c], plan.itemsize))
+            else:
+                vectors.append(b.load(address, typ=vtype, align=plan.itemsize))
+        a_offset = b.mul(k, a_cols)
+        for r in range(plan.mr):
+            value = b.load(b.gep(row_starts[r], [a_offset], source_etype=element), typ=element)
+            broadcast = splat(b, value, plan.lanes)
+            for c in range(plan.vectors):
+                total = call_intrinsic(b, "fmuladd", vtype, [broadcast, vectors[c], b.load(slots[r][c], typ=vtype)])
+                b.store(total, slots[r][c])
+    return [[b.load(slot, typ=vtype) for slot in row] for row in slots]
+
+
+def store_tile(b: ir.IRBuilder, plan: Blocking, sums: list[list[ir.Value]], tile) -> None:
+    """Write the accumulator vectors to the MR x NR tile buffer."""
+    element = float_type(plan.dtype)
+    for r, row in enumerate(sums):
+        for c, value in enumerate(row):
+            index = i64((r * plan.vectors + c) * plan.lanes)
+            b.store(value, b.gep(tile, [index], source_etype=element), align=4)
 
 
 def _pack_elements(b: ir.IRBuilder, plan: Blocking, src, k_stride, i_stride, count, depth, width: int, dst) -> None:

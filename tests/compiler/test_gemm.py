@@ -76,18 +76,20 @@ def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
     return blocking(target, kernel.matmul.output.type.dtype, cols if isinstance(cols, int) else None)
 
 
-_ROUTINE = re.compile(r"call [^\n@]*@\"?ember\.gemm\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)")
+_ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)"
 
 
 def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     """The gemm library routines the optimized task function of `kernel` still
-    calls: routine name -> keys (`f32.6x2x16.kc512`) it calls them with."""
+    calls, and its own microkernel ("micro"): routine name -> keys
+    (`f32.6x2x16.kc512`) it calls them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
     name = re.escape(f"{program(fn).name}.{kernel.name}.task")
     match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
     assert match is not None, f"no task function for {kernel}"
     routines: dict[str, set[str]] = {}
-    for routine, dtype, mr, vectors, lanes, kc in _ROUTINE.findall(match.group(0)):
+    owner = rf"(?:ember\.gemm|{re.escape(f'{program(fn).name}.{kernel.name}')})"
+    for routine, dtype, mr, vectors, lanes, kc in re.findall(_ROUTINE.format(owner=owner), match.group(0)):
         routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}.kc{kc}")
     return routines
 
