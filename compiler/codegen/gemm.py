@@ -34,7 +34,7 @@ from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
 from .gemm_library import Blocking, GemmLibrary, accumulate_tile, float_type, packed_depth, store_tile
-from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask, vector_of
+from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask
 from .kernel import Access, KernelEmitter, Point
 from .threads import TASK_POINTER
 from .vecmath import Val
@@ -168,7 +168,6 @@ class MatmulEmitter:
         self.mm = kernel_emitter.kernel.matmul
         self.dtype = self.mm.output.type.dtype
         self.element = float_type(self.dtype)
-        self.vtype = vector_of(self.element, plan.lanes)
         program, kernel = kernel_emitter.program, kernel_emitter.kernel
         module, target = kernel_emitter.fn.module, kernel_emitter.target
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
