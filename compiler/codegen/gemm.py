@@ -382,6 +382,7 @@ class MatmulEmitter:
         row = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
         if kind == "rows":
             start = b.gep(bm.start, [j_begin], source_etype=self.element)
+            out_row = _away_from(b, out_row, start)
             b.call(lib.gemv_rows(plan), [row, a.cols, start, bm.rows, b.sub(j_end, j_begin), k, out_row])
         with for_range(b, j_begin, j_end, plan.nr, name="gj") as j0:
             cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
@@ -509,6 +510,23 @@ def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[i
     blocks = b.select(b.icmp_signed("<", blocks, i64(1)), i64(1), blocks)
     share = b.sdiv(b.add(size, b.sub(blocks, i64(1))), blocks)
     return blocks, b.mul(b.sdiv(b.add(share, i64(multiple - 1)), i64(multiple)), i64(multiple))
+
+
+PAGE = 4096
+"""Addresses this far apart fall into the same set of the L1 cache (its
+size over its ways on current x86 cores)."""
+
+
+def _away_from(b: ir.IRBuilder, buffer: ir.Value, stream: ir.Value) -> ir.Value:
+    """A point in `buffer` (at most a page in) half a page from `stream`
+    modulo a page. The one-row product keeps its output row in L1 while
+    streaming rows of B past it: with B's rows a multiple of a page apart
+    (1024 floats), each vector of the row shares its L1 set with the eight
+    lines of B streamed at once, and one more line than the set holds
+    evicted the row on every pass (measured: 0.86x NumPy on 1x2048 @ 2048x1024)."""
+    distance = b.and_(b.sub(b.ptrtoint(stream, I64), b.ptrtoint(buffer, I64)), i64(PAGE - 1))
+    shift = b.and_(b.add(distance, i64(PAGE // 2)), i64(PAGE - 1))  # B's vector boundaries too
+    return b.gep(buffer, [shift], source_etype=I8)
 
 
 def _rows_contiguous(matrix: Access) -> bool:
