@@ -43,7 +43,7 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     """Add `program`'s kernels and entry function to `module`; return the
     shared scratch bytes and the scratch bytes per thread it needs."""
     plans = {
-        k: blocking(target, k.matmul.output.type.dtype, _static(k.matmul.output.type.shape[1]))
+        k: blocking(target, k.matmul.output.type.dtype, *(_static(d) for d in k.matmul.output.type.shape[::-1]))
         for k in program.kernels
         if k.matmul is not None
     }

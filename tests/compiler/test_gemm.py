@@ -28,7 +28,15 @@ from native_helpers import make_graph, native, tensor
 import ember
 from ember.compiler.backend import optimize
 from ember.compiler.codegen.gemm import DOT_COLUMNS, SMALL_M, partial_sums, shared_scratch
-from ember.compiler.codegen.gemm_library import NARROW_TILE, TILE, Blocking, GemmLibrary, blocking, transpose
+from ember.compiler.codegen.gemm_library import (
+    NARROW_TILE,
+    TILE,
+    Blocking,
+    GemmLibrary,
+    blocking,
+    tile_rows,
+    transpose,
+)
 from ember.compiler.codegen.irutil import I64, PTR, VOID
 from ember.compiler.codegen.target import Target, host_target
 from ember.compiler.codegen.threads import SEQ
@@ -72,8 +80,8 @@ def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
 
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
     """The blocking codegen chooses for a matmul kernel (on this host)."""
-    cols = kernel.matmul.output.type.shape[1]
-    return blocking(target, kernel.matmul.output.type.dtype, cols if isinstance(cols, int) else None)
+    rows, cols = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
+    return blocking(target, kernel.matmul.output.type.dtype, cols, rows)
 
 
 _ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)"
@@ -206,6 +214,60 @@ def test_random_shapes_up_to_300(ta: bool, tb: bool, dtype: DType) -> None:
     for m, n, k in shapes + EDGE_SHAPES:
         a, b = random_operands(rng, m, n, k, dtype)
         check_product(run_symbolic(ta, tb, dtype, a, b), a, b, dtype, f"M={m} N={n} K={k}")
+
+
+STATIC_ROWS = (1, 3, 5, 7, 10, 13, 20)
+
+
+@functools.cache
+def static_rows_graph(dtype: DType) -> Graph:
+    """c_{m}_{ta}{tb} = op(a) @ op(b) for each M in STATIC_ROWS known at
+    compile time (the weight gradient dY.T @ X of a layer with M outputs):
+    its tile height fits M (tile_rows). N and K symbolic."""
+
+    def build(bld, v):
+        outputs = {}
+        for m, ta, tb in itertools.product(STATIC_ROWS, (False, True), (False, True)):
+            a = v[f"a{m}_{int(ta)}"]
+            outputs[f"c{m}_{int(ta)}{int(tb)}"] = bld.matmul(a, v[f"b_{int(tb)}"], transpose_a=ta, transpose_b=tb)
+        return outputs
+
+    inputs = {"b_0": tensor(dtype, ("K", "N")), "b_1": tensor(dtype, ("N", "K"))}
+    for m in STATIC_ROWS:
+        inputs[f"a{m}_0"], inputs[f"a{m}_1"] = tensor(dtype, (m, "K")), tensor(dtype, ("K", m))
+    return make_graph(f"static_rows_{dtype}", inputs, build)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_known_row_counts_get_fitting_tiles(dtype: DType) -> None:
+    """A compile-time M picks its tile height; every edge, K over KC and both
+    transposes stay right."""
+    fn = native(static_rows_graph(dtype))
+    heights = {m: kernel_plan(kernel_storing(fn, f"c{m}_00")).mr for m in STATIC_ROWS}
+    assert heights == {1: 1, 3: 3, 5: 5, 7: 4, 10: 5, 13: 5, 20: 5}, heights
+    tens = kernel_storing(fn, "c10_10")  # dY.T @ X of a 10-class layer: two tiles of 5 rows
+    assert task_routines(fn, tens)["micro"] == {kernel_plan(tens).key}
+    rng = np.random.default_rng(11)
+    for n, k in ((1, 1), (17, 9), (40, 600)):
+        args = random_arguments(fn, {"N": n, "K": k}, rng)
+        out = fn(args).outputs
+        for m, ta, tb in itertools.product(STATIC_ROWS, (False, True), (False, True)):
+            a, b = args[f"a{m}_{int(ta)}"], args[f"b_{int(tb)}"]
+            label = f"M={m} N={n} K={k} ta={ta} tb={tb}"
+            check_product(out[f"c{m}_{int(ta)}{int(tb)}"], a.T if ta else a, b.T if tb else b, dtype, label)
+
+
+def test_tile_height_is_the_fastest_by_its_estimate() -> None:
+    """tile_rows: unknown M keeps the tile's height; a known M gets the
+    height of least tiles x (height + vectors), never taller than the tile."""
+    for mr, vectors in (TILE, NARROW_TILE):
+        assert tile_rows(None, mr, vectors) == mr
+        for m in range(1, 300):
+            height = tile_rows(m, mr, vectors)
+            assert 1 <= height <= mr, (m, height)
+            cost = -(-m // height) * (height + vectors)
+            assert all(cost <= -(-m // h) * (h + vectors) for h in range(1, mr + 1)), (m, height)
+    assert [tile_rows(m, *TILE) for m in (10, 12, 64, 256)] == [5, 6, 6, 6]
 
 
 def test_operands_are_not_modified_and_output_is_fresh() -> None:
