@@ -24,6 +24,7 @@ thread pool (threads.py)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -492,15 +493,29 @@ class MatmulEmitter:
         sums = accumulate_tile(b, e.stack_slot, plan, False, *operands)
         with b.if_else(b.icmp_signed("!=", finish, i64(0))) as (in_registers, to_buffer):
             with in_registers:
-                masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
-                for r, row in enumerate(sums):
-                    with b.if_then(b.icmp_signed("<", i64(r), rows)):
-                        for c, value in enumerate(row):
-                            point = Point([b.add(i0, i64(r)), b.add(j0, i64(c * plan.lanes))], masks[c])
-                            self._finish(e, point, value)
+                self._finish_rows(e, sums, i0, j0, rows, cols)
             with to_buffer:
                 store_tile(b, plan, sums, tile)
         e.finish()
+
+    def _finish_rows(self, e: KernelEmitter, sums: list[list[ir.Value]], i0, j0, rows, cols) -> None:
+        """The epilogue on the first `rows` rows of accumulators, one row per
+        trip of a loop that then moves every row up by one: the rows stay in
+        registers (their slots have constant indices, so LLVM promotes them)
+        and the epilogue is emitted once, not once per row."""
+        b, plan = e.b, self.plan
+        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+        slots = [[e.stack_slot(value.type) for value in row] for row in sums]
+        for row, row_slots in zip(sums, slots, strict=True):
+            for value, slot in zip(row, row_slots, strict=True):
+                b.store(value, slot)
+        with for_range(b, i64(0), rows, 1, name="fr") as r:
+            for c, slot in enumerate(slots[0]):
+                point = Point([b.add(i0, r), b.add(j0, i64(c * plan.lanes))], masks[c])
+                self._finish(e, point, b.load(slot))
+            for upper, lower in itertools.pairwise(slots):
+                for target, source in zip(upper, lower, strict=True):
+                    b.store(b.load(source), target)
 
 
 def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[ir.Value, ir.Value]:
