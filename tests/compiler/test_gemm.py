@@ -31,6 +31,7 @@ from ember.compiler.codegen.gemm import DOT_COLUMNS, SMALL_M, partial_sums, shar
 from ember.compiler.codegen.gemm_library import (
     NARROW_TILE,
     TILE,
+    TILE_16_REGISTERS,
     Blocking,
     GemmLibrary,
     blocking,
@@ -76,6 +77,11 @@ def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
     value = plan.graph.outputs.get(output) or plan.graph.updates[output]
     (kernel,) = [k for k in plan.kernels if value in k.stores]
     return kernel
+
+
+def register_tile(target: Target) -> tuple[int, int]:
+    """The (MR, vectors) of wide matmuls on `target`: AVX-512 has 32 registers, AVX2 16."""
+    return TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
 
 
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
@@ -178,7 +184,7 @@ def random_operands(rng: np.random.Generator, m: int, n: int, k: int, dtype: DTy
 
 @pytest.mark.parametrize(("ta", "tb", "dtype"), CASES, ids=CASE_IDS)
 def test_every_shape_up_to_17(ta: bool, tb: bool, dtype: DType) -> None:
-    """All 4913 (M, N, K) in 1..17: every edge of the 6-row tile, of the one-
+    """All 4913 (M, N, K) in 1..17: every edge of the 6- and 8-row tiles, of the one-
     and two-vector panels, and the one-row (matrix-vector) path."""
     rng = np.random.default_rng(100 + CASES.index((ta, tb, dtype)))
     for m, n, k in itertools.product(range(1, 18), repeat=3):
@@ -196,8 +202,8 @@ EDGE_SHAPES = [
     (300, 1, 1),
     (SMALL_M, 33, 40),
     (SMALL_M + 1, 33, 40),
-    (252, 256, 20),  # MC, NC of float32 on a 1 MiB L2 ...
-    (253, 257, 20),  # ... and one past: two row and two column tasks
+    (256, 256, 20),  # MC, NC of float32 on a 1 MiB L2 (MC = 252 with 6-row tiles) ...
+    (257, 257, 20),  # ... and one past: two row and two column tasks
     (126, 128, 20),
     (127, 129, 20),
     (70, 40, 1100),  # K over KC: partial sums kept in C between blocks
@@ -244,7 +250,8 @@ def test_known_row_counts_get_fitting_tiles(dtype: DType) -> None:
     transposes stay right."""
     fn = native(static_rows_graph(dtype))
     heights = {m: kernel_plan(kernel_storing(fn, f"c{m}_00")).mr for m in STATIC_ROWS}
-    assert heights == {1: 1, 3: 3, 5: 5, 7: 4, 10: 5, 13: 5, 20: 5}, heights
+    assert heights == {m: tile_rows(m, *register_tile(HOST)) for m in STATIC_ROWS}, heights
+    assert (heights[1], heights[10]) == (1, 5), heights
     tens = kernel_storing(fn, "c10_10")  # dY.T @ X of a 10-class layer: two tiles of 5 rows
     assert task_routines(fn, tens)["micro"] == {kernel_plan(tens).key}
     rng = np.random.default_rng(11)
@@ -260,14 +267,15 @@ def test_known_row_counts_get_fitting_tiles(dtype: DType) -> None:
 def test_tile_height_is_the_fastest_by_its_estimate() -> None:
     """tile_rows: unknown M keeps the tile's height; a known M gets the
     height of least tiles x (height + vectors), never taller than the tile."""
-    for mr, vectors in (TILE, NARROW_TILE):
+    for mr, vectors in (TILE, TILE_16_REGISTERS, NARROW_TILE):
         assert tile_rows(None, mr, vectors) == mr
         for m in range(1, 300):
             height = tile_rows(m, mr, vectors)
             assert 1 <= height <= mr, (m, height)
             cost = -(-m // height) * (height + vectors)
             assert all(cost <= -(-m // h) * (h + vectors) for h in range(1, mr + 1)), (m, height)
-    assert [tile_rows(m, *TILE) for m in (10, 12, 64, 256)] == [5, 6, 6, 6]
+    assert [tile_rows(m, *TILE_16_REGISTERS) for m in (7, 10, 12, 13, 64, 256)] == [4, 5, 6, 5, 6, 6]
+    assert [tile_rows(m, *TILE) for m in (7, 10, 12, 13, 64, 256)] == [7, 5, 6, 7, 8, 8]
 
 
 def test_operands_are_not_modified_and_output_is_fresh() -> None:
@@ -326,7 +334,7 @@ def test_outputs_one_vector_wide_use_the_narrow_tile() -> None:
     for name in ("narrow_1", "narrow_mid", "narrow_full", "narrow_f64", "wide"):
         kernel = kernel_storing(fn, name)
         plan = kernel_plan(kernel)
-        expected = TILE if name == "wide" else NARROW_TILE
+        expected = register_tile(HOST) if name == "wide" else NARROW_TILE
         assert (plan.mr, plan.vectors) == expected, name
         routines = task_routines(fn, kernel)
         assert routines["dots" if name in ("narrow_1", "narrow_mid") else "micro"] == {plan.key}, name
@@ -870,7 +878,8 @@ def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DTy
                 assert plan.lanes == lanes, label
                 assert plan.dtype is dtype, label
                 narrow = columns is not None and columns <= lanes
-                assert (plan.mr, plan.vectors) == (NARROW_TILE if narrow else TILE), label
+                wide = TILE if vector_bits == 512 else TILE_16_REGISTERS
+                assert (plan.mr, plan.vectors) == (NARROW_TILE if narrow else wide), label
                 assert plan.kc % lanes == 0, label
                 assert plan.kc_padded == plan.kc, label
                 assert plan.mc % plan.mr == 0, label
@@ -895,22 +904,25 @@ def test_blocking_is_whole_tiles_and_fits_the_cache(vector_bits: int, dtype: DTy
 
 
 def test_blocking_of_the_documented_zen4_core() -> None:
-    """gemm_library.blocking's docstring: KC = 512, MC = 252, NC = 2048 on a
-    1 MiB L2 and 32 MiB L3 (float32)."""
+    """gemm_library.blocking's docstring: KC = 512, MC = 256 (AVX-512's 8-row
+    tiles), NC = 2048 on a 1 MiB L2 and 32 MiB L3 (float32); AVX2 has 6-row tiles."""
     plan = blocking(fake_target(512, MIB), F32, None)
-    assert (plan.kc, plan.mc, plan.nc) == (512, 252, 2048)
-    assert (plan.mr, plan.vectors, plan.lanes, plan.nr) == (6, 2, 16, 32)
+    assert (plan.kc, plan.mc, plan.nc) == (512, 256, 2048)
+    assert (plan.mr, plan.vectors, plan.lanes, plan.nr) == (8, 2, 16, 32)
+    plan = blocking(fake_target(256, MIB), F32, None)
+    assert (plan.mr, plan.vectors, plan.nr) == (6, 2, 16)
 
 
 @functools.cache
 def huge_l2_matmul() -> GraphFunction:
-    """A matmul compiled for this CPU as if its L2 were 64 MiB: MC hits its cap."""
+    """A matmul compiled for this CPU with AVX2's 6-row tile, as if its L2
+    were 64 MiB: MC hits its cap."""
     graph = make_graph(
         "huge_l2",
         {"a": tensor(F32, ("M", 8)), "b": tensor(F32, (8, 32))},
         lambda bld, v: {"c": bld.matmul(v["a"], v["b"])},
     )
-    return GraphFunction(graph, target=dataclasses.replace(HOST, l2_bytes=64 * MIB))
+    return GraphFunction(graph, target=dataclasses.replace(HOST, l2_bytes=64 * MIB, vector_bits=256))
 
 
 def test_blocks_of_a_large_cache_are_whole_tiles_when_run() -> None:
