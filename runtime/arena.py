@@ -50,8 +50,16 @@ class Arena:
 def aligned_empty(size: int, dtype: np.dtype, alignment: int = ALIGNMENT) -> np.ndarray:
     """An uninitialized 1-D array of `size` elements whose data starts on an
     `alignment`-byte boundary."""
+    return aligned_array((size,), dtype, alignment)[0]
+
+
+def aligned_array(shape: Sequence[int], dtype: np.dtype, alignment: int = ALIGNMENT) -> tuple[np.ndarray, int]:
+    """An uninitialized C-contiguous array of `shape` whose data starts on an
+    `alignment`-byte boundary, and that address."""
     dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64))
     nbytes = max(size, 1) * dtype.itemsize  # NumPy does not offset an empty slice's data pointer
     raw = np.empty(nbytes + alignment, dtype=np.uint8)
-    start = -raw.ctypes.data % alignment
-    return raw[start : start + nbytes].view(dtype)[:size]
+    address = raw.ctypes.data
+    start = -address % alignment
+    return raw[start : start + nbytes].view(dtype)[:size].reshape(shape), address + start
