@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from native_helpers import make_graph, native, tensor
 
-from ember.runtime.arena import ALIGNMENT, Arena, aligned_empty
+from ember.runtime.arena import ALIGNMENT, Arena, aligned_array, aligned_empty
 
 SHAPES = {"0.weight": (3, 5), "0.bias": (3,), "step": (), "empty": (0, 4), "cube": (2, 3, 7)}
 
@@ -84,3 +85,26 @@ def test_aligned_empty(size, alignment):
         assert array.shape == (size,)
         assert array.dtype == np.float32
         assert array.ctypes.data % alignment == 0
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (1,), (7, 5), (256, 1000), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.bool_])
+def test_aligned_array(shape, dtype):
+    for _ in range(8):
+        array, address = aligned_array(shape, dtype)
+        assert array.shape == shape
+        assert array.dtype == dtype
+        assert array.flags.c_contiguous
+        assert address == array.ctypes.data
+        assert address % ALIGNMENT == 0
+
+
+def test_native_outputs_are_aligned():
+    """Outputs of a native program start on a cache line (a matmul's stores
+    of whole vectors then touch one line each)."""
+    graph = make_graph("outputs", {"x": tensor("f32", ("B", 5))}, lambda b, v: {"y": b.add(v["x"], 1.0)})
+    fn = native(graph)
+    for batch in (1, 3, 1000):
+        y = fn({"x": np.zeros((batch, 5), np.float32)}).outputs["y"]
+        assert y.ctypes.data % ALIGNMENT == 0
+        np.testing.assert_array_equal(y, 1.0)
