@@ -142,12 +142,12 @@ def blocking(target: Target, dtype: DType, columns: int | None, rows: int | None
     32 MiB L3): KC = 512, MC = 252 (6-row tiles; 256 with 8) were within
     noise of the best of a grid of 24; NC = 2048 ran 5-10% faster than 256 at n = 1024 and 2048. With
     `columns` known, NC also leaves every core a share; with `rows` known,
-    MR may be lower (tile_rows)."""
+    the wide tile may have fewer rows (tile_rows)."""
     lanes = target.lanes(dtype)
     mr, vectors = TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
-    if columns is not None and columns <= lanes:
-        mr, vectors = NARROW_TILE
     mr = tile_rows(rows, mr, vectors)
+    if columns is not None and columns <= lanes:
+        mr, vectors = NARROW_TILE  # dot products in blocks of 4 rows (DOT_BLOCK) use it too: a fixed 12
     nr = vectors * lanes
     item = dtype.itemsize
     kc = max(128, min(1024, _round_down(target.l2_bytes // (16 * nr * item), 16)))
