@@ -8,6 +8,8 @@ and ember / NumPy ratios. Both sides run in alternating short rounds in one
 process; GFLOP/s are medians over rounds, ratios the median of each round's
 ratio. The ember side is the native entry function called directly (the
 runtime's own call path), with its output written to a preallocated buffer.
+As in a compiled MLP, every size is known when compiling except the batch
+(M of X @ W.T and dY @ W, the inner K of dY.T @ X).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ MLP_LAYERS = [(784, 512), (512, 256), (256, 10), (1024, 2048), (2048, 2048)]
 BATCHES = [1, 32, 64, 256]
 
 
-def matmul_function(m: int, n: int, k: int, transpose_a: bool, transpose_b: bool) -> GraphFunction:
+def matmul_function(m, n, k, transpose_a: bool, transpose_b: bool) -> GraphFunction:
+    """C = op(A) @ op(B); each size an int or a symbol name (known only when called)."""
     g = ir.Graph("matmul")
     b = ir.Builder(g)
     a_shape = (k, m) if transpose_a else (m, k)
@@ -49,12 +52,16 @@ def matmul_function(m: int, n: int, k: int, transpose_a: bool, transpose_b: bool
 class Case:
     """One matmul shape: the native call, the NumPy call, and their inputs."""
 
-    def __init__(self, label: str, m: int, n: int, k: int, ta: bool = False, tb: bool = False) -> None:
+    def __init__(
+        self, label: str, m: int, n: int, k: int, ta: bool = False, tb: bool = False, batch_dim: str | None = None
+    ) -> None:
+        """`batch_dim`: which of "m", "k" is the batch size, compiled as a symbol."""
         rng = np.random.default_rng(0)
         self.label, self.flops = label, 2.0 * m * n * k
         self.a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
         self.b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-        fn = matmul_function(m, n, k, ta, tb)
+        sizes = {"m": m, "n": n, "k": k} | ({batch_dim: "B"} if batch_dim else {})
+        fn = matmul_function(sizes["m"], sizes["n"], sizes["k"], ta, tb)
         executable = fn._executable
         out = executable.run(fn.graph.name, {"a": self.a, "b": self.b})["c"]
         entry = executable.entry(fn.graph.name)
@@ -104,9 +111,9 @@ def cases(quick: bool) -> list[Case]:
     for batch in BATCHES[:3] if quick else BATCHES:
         for fan_in, fan_out in MLP_LAYERS[:3] if quick else MLP_LAYERS:
             shape = f"{batch}x{fan_in}->{fan_out}"
-            result.append(Case(f"X@W.T   {shape}", batch, fan_out, fan_in, tb=True))
-            result.append(Case(f"dY@W    {shape}", batch, fan_in, fan_out))
-            result.append(Case(f"dY.T@X  {shape}", fan_out, fan_in, batch, ta=True))
+            result.append(Case(f"X@W.T   {shape}", batch, fan_out, fan_in, tb=True, batch_dim="m"))
+            result.append(Case(f"dY@W    {shape}", batch, fan_in, fan_out, batch_dim="m"))
+            result.append(Case(f"dY.T@X  {shape}", fan_out, fan_in, batch, ta=True, batch_dim="k"))
     return result
 
 
