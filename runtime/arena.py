@@ -7,6 +7,7 @@ all gradients (for data-parallel training). Every view starts on a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -57,9 +58,7 @@ def aligned_array(shape: Sequence[int], dtype: np.dtype, alignment: int = ALIGNM
     """An uninitialized C-contiguous array of `shape` whose data starts on an
     `alignment`-byte boundary, and that address."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64))
-    nbytes = max(size, 1) * dtype.itemsize  # NumPy does not offset an empty slice's data pointer
-    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    raw = np.empty(math.prod(shape) * dtype.itemsize + alignment, dtype=np.uint8)
     address = raw.ctypes.data
     start = -address % alignment
-    return raw[start : start + nbytes].view(dtype)[:size].reshape(shape), address + start
+    return np.ndarray(shape, dtype, raw, start), address + start
