@@ -141,9 +141,9 @@ def blocking(target: Target, dtype: DType, columns: int | None, rows: int | None
     packed B block (KC x NC) an eighth of L3, as in BLIS, so A is packed
     again for fewer column blocks. Measured on a Zen 4 core (1 MiB L2,
     32 MiB L3): KC = 512, MC = 252 (6-row tiles; 256 with 8) were within
-    noise of the best of a grid of 24; NC = 2048 ran 5-10% faster than 256 at n = 1024 and 2048. With
-    `columns` known, NC also leaves every core a share; with `rows` known,
-    the wide tile may have fewer rows (tile_rows)."""
+    noise of the best of a grid of 24; NC = 2048 ran 5-10% faster than 256
+    at n = 1024 and 2048. With `columns` known, NC also leaves every core a
+    share; with `rows` known, the wide tile may have fewer rows (tile_rows)."""
     lanes = target.lanes(dtype)
     mr, vectors = TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
     mr = tile_rows(rows, mr, vectors)

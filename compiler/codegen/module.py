@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
+from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly
 from .gemm import emit_matmul_kernel, shared_scratch
-from .gemm_library import GemmLibrary, blocking
+from .gemm_library import Blocking, GemmLibrary, blocking
 from .irutil import PTR, VOID
 from .kernel import KernelEmitter
 from .loops import emit_loop_kernel
@@ -42,11 +43,7 @@ def _max(a: Poly, b: Poly) -> Poly:
 def emit_program(program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary) -> tuple[Poly, int]:
     """Add `program`'s kernels and entry function to `module`; return the
     shared scratch bytes and the scratch bytes per thread it needs."""
-    plans = {
-        k: blocking(target, k.matmul.output.type.dtype, *(_static(d) for d in k.matmul.output.type.shape[::-1]))
-        for k in program.kernels
-        if k.matmul is not None
-    }
+    plans = {k: kernel_blocking(k, target) for k in program.kernels if k.matmul is not None}
     thread_bytes = max((p.thread_bytes for p in plans.values()), default=0)
     scratch = Poly()
     functions = []
@@ -66,8 +63,10 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     return scratch, thread_bytes
 
 
-def _static(dim) -> int | None:
-    return dim if isinstance(dim, int) else None
+def kernel_blocking(kernel: Kernel, target: Target) -> Blocking:
+    """The blocking of a matmul kernel, fitted to its sizes known when compiling."""
+    rows, columns = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
+    return blocking(target, kernel.matmul.output.type.dtype, columns, rows)
 
 
 def emit_module(programs: Iterable[KernelProgram], target: Target, name: str = "ember") -> ModuleCode:

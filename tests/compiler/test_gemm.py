@@ -39,6 +39,7 @@ from ember.compiler.codegen.gemm_library import (
     transpose,
 )
 from ember.compiler.codegen.irutil import I64, PTR, VOID
+from ember.compiler.codegen.module import kernel_blocking
 from ember.compiler.codegen.target import Target, host_target
 from ember.compiler.codegen.threads import SEQ
 from ember.compiler.fusion import Kernel
@@ -86,8 +87,7 @@ def register_tile(target: Target) -> tuple[int, int]:
 
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
     """The blocking codegen chooses for a matmul kernel (on this host)."""
-    rows, cols = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
-    return blocking(target, kernel.matmul.output.type.dtype, cols, rows)
+    return kernel_blocking(kernel, target)
 
 
 _ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)"
