@@ -285,7 +285,10 @@ def test_a_training_step_makes_no_allocation_proportional_to_the_model():
         model = nn.Sequential(*layers[:-1])
         prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-4))
         model_bytes = sum(p.nbytes for p in prog.parameters.values())
-        results[model_bytes] = step_allocations(prog, x, y)
+        # a leak grows memory on every run; a cache or free list filling once
+        # (measured: 2.3 KB in about one run of ten) does not
+        runs = [step_allocations(prog, x, y) for _ in range(3)]
+        results[model_bytes] = (max(peak for peak, _ in runs), min(growth for _, growth in runs))
     (small, (small_peak, small_growth)), (large, (large_peak, large_growth)) = sorted(results.items())
     assert large > 100 * small  # the comparison is between really different sizes
     assert small_peak <= ALLOCATION_BOUND, small_peak
