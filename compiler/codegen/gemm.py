@@ -34,8 +34,8 @@ from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View, read_view
-from .gemm_library import Blocking, GemmLibrary, accumulate_tile, float_type, packed_depth, store_tile
-from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, lane_mask
+from .gemm_library import Blocking, GemmLibrary, accumulate_tile, column_masks, float_type, packed_depth, store_tile
+from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64
 from .kernel import Access, KernelEmitter, Point
 from .threads import TASK_POINTER
 from .vecmath import Val
@@ -207,7 +207,7 @@ class MatmulEmitter:
         cores = i64(self.kernel_emitter.target.cores)
         share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
         even = b.mul(b.sdiv(b.add(share, i64(plan.nr - 1)), i64(plan.nr)), i64(plan.nr))
-        even = b.select(b.icmp_signed("<", even, i64(plan.nr)), i64(plan.nr), even)
+        even = _max(b, even, i64(plan.nr))
         even_count = b.sdiv(b.add(n, b.sub(even, i64(1))), even)
         one_row = b.icmp_signed("==", m, i64(1))
         return b.select(one_row, even_count, count), b.select(one_row, even, columns)
@@ -221,7 +221,7 @@ class MatmulEmitter:
         cores = i64(self.kernel_emitter.target.cores)
         wanted = b.sdiv(b.add(cores, b.sub(tasks_n, i64(1))), tasks_n)
         most = b.sdiv(m, i64(MIN_TASK_TILES * mr))
-        count = _min(b, wanted, b.select(b.icmp_signed("<", most, i64(1)), i64(1), most))
+        count = _min(b, wanted, _max(b, most, i64(1)))
         share = b.sdiv(b.add(m, b.sub(count, i64(1))), count)
         rows = b.mul(b.sdiv(b.add(share, i64(mr - 1)), i64(mr)), i64(mr))
         return count, rows
@@ -288,7 +288,7 @@ class MatmulEmitter:
         partial = partial_sums(e.program, e.kernel, plan)
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         # at least one block: with K = 0 the tiles are zeros, still finished and stored
-        with for_range(b, i64(0), b.select(b.icmp_signed("<", k, i64(1)), i64(1), k), plan.kc, name="pc") as pc:
+        with for_range(b, i64(0), _max(b, k, i64(1)), plan.kc, name="pc") as pc:
             depth = _min(b, i64(plan.kc), b.sub(k, pc))
             step = _Step(
                 pc,
@@ -509,7 +509,7 @@ class MatmulEmitter:
         registers (their slots have constant indices, so LLVM promotes them)
         and the epilogue is emitted once, not once per row."""
         b, plan = e.b, self.plan
-        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+        masks = column_masks(b, plan, cols)
         slots = [[e.stack_slot(value.type) for value in row] for row in sums]
         for row, row_slots in zip(sums, slots, strict=True):
             for value, slot in zip(row, row_slots, strict=True):
@@ -527,7 +527,7 @@ def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[i
     """Cut `size` into the fewest blocks of at most `most`, as even as
     multiples of `multiple` allow: (number of blocks, block size)."""
     blocks = b.sdiv(b.add(size, i64(most - 1)), i64(most))
-    blocks = b.select(b.icmp_signed("<", blocks, i64(1)), i64(1), blocks)
+    blocks = _max(b, blocks, i64(1))
     share = b.sdiv(b.add(size, b.sub(blocks, i64(1))), blocks)
     return blocks, b.mul(b.sdiv(b.add(share, i64(multiple - 1)), i64(multiple)), i64(multiple))
 
@@ -555,6 +555,10 @@ def _rows_contiguous(matrix: Access) -> bool:
 
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), y, x)
 
 
 def emit_matmul_kernel(e: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> ir.Function:

@@ -123,6 +123,11 @@ def _round_down(value: int, multiple: int) -> int:
     return max(multiple, value // multiple * multiple)
 
 
+def register_tile(target: Target) -> tuple[int, int]:
+    """(MR, vectors) of the wide register tile: AVX-512 has 32 vector registers, AVX2 16."""
+    return TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
+
+
 def tile_rows(rows: int | None, mr: int, vectors: int) -> int:
     """MR for a matmul of `rows` rows (None: unknown until run time): the
     height up to `mr` with the least estimated time, the number of tiles
@@ -145,7 +150,7 @@ def blocking(target: Target, dtype: DType, columns: int | None, rows: int | None
     at n = 1024 and 2048. With `columns` known, NC also leaves every core a
     share; with `rows` known, the wide tile may have fewer rows (tile_rows)."""
     lanes = target.lanes(dtype)
-    mr, vectors = TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
+    mr, vectors = register_tile(target)
     mr = tile_rows(rows, mr, vectors)
     if columns is not None and columns <= lanes:
         mr, vectors = NARROW_TILE  # dot products in blocks of 4 rows (DOT_BLOCK) use it too: a fixed 12
@@ -371,7 +376,7 @@ class GemmLibrary:
     def _pack_b_rows(self, b, plan: Blocking, src, src_rows, depth, cols, dst) -> None:
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
-        masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+        masks = column_masks(b, plan, cols)
         with for_range(b, i64(0), depth, 1, name="k") as k:
             row = b.gep(src, [b.mul(k, src_rows)], source_etype=element)
             for c in range(plan.vectors):
@@ -456,7 +461,7 @@ class GemmLibrary:
     def _tile_move(self, b, plan: Blocking, load: bool, tile, c, c_rows, rows, cols) -> None:
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
-        masks = [lane_mask(b, b.sub(cols, i64(v * plan.lanes)), plan.lanes) for v in range(plan.vectors)]
+        masks = column_masks(b, plan, cols)
         for r in range(plan.mr):
             inside = b.icmp_signed("<", i64(r), rows)
             row = b.gep(c, [b.mul(i64(r), c_rows)], source_etype=element)
@@ -503,7 +508,7 @@ def accumulate_tile(
             old = b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4)
             b.store(b.select(carry, old, constant(vtype, 0.0)), slots[r][c])
     row_starts = [b.gep(a, [b.mul(row, a_rows)], source_etype=element) for row in inside]
-    masks = [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
+    masks = column_masks(b, plan, cols) if masked else []
     with for_range(b, i64(0), depth, 1, name="k") as k:
         row_of_b = b.gep(bp, [b.mul(k, b_rows)], source_etype=element)
         vectors = []
@@ -521,6 +526,11 @@ def accumulate_tile(
                 total = call_intrinsic(b, "fmuladd", vtype, [broadcast, vectors[c], b.load(slots[r][c], typ=vtype)])
                 b.store(total, slots[r][c])
     return [[b.load(slot, typ=vtype) for slot in row] for row in slots]
+
+
+def column_masks(b: ir.IRBuilder, plan: Blocking, cols) -> list[ir.Value]:
+    """The lane masks of a tile row's NR/W vectors: columns below `cols` on."""
+    return [lane_mask(b, b.sub(cols, i64(c * plan.lanes)), plan.lanes) for c in range(plan.vectors)]
 
 
 def store_tile(b: ir.IRBuilder, plan: Blocking, sums: list[list[ir.Value]], tile) -> None:

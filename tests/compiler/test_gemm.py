@@ -35,6 +35,7 @@ from ember.compiler.codegen.gemm_library import (
     Blocking,
     GemmLibrary,
     blocking,
+    register_tile,
     tile_rows,
     transpose,
 )
@@ -78,11 +79,6 @@ def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
     value = plan.graph.outputs.get(output) or plan.graph.updates[output]
     (kernel,) = [k for k in plan.kernels if value in k.stores]
     return kernel
-
-
-def register_tile(target: Target) -> tuple[int, int]:
-    """The (MR, vectors) of wide matmuls on `target`: AVX-512 has 32 registers, AVX2 16."""
-    return TILE if target.vector_bits >= 512 else TILE_16_REGISTERS
 
 
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
