@@ -421,13 +421,11 @@ class MatmulEmitter:
         plan, a = self.plan, task.a
         in_place = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
         packed = self._a_panel(b, task, step, i0, i_begin)
-        rows_contiguous = _rows_contiguous(task.a_access)
-        packed_rows, packed_cols = (step.packed_depth, i64(1)) if rows_contiguous else (i64(1), i64(plan.mr))
         direct = step.direct_a
         return (
             b.select(direct, in_place, packed),
-            b.select(direct, a.rows, packed_rows),
-            b.select(direct, a.cols, packed_cols),
+            b.select(direct, a.rows, i64(1)),
+            b.select(direct, a.cols, i64(plan.mr)),
         )
 
     def _b_source(self, b, task: _Task, step: _Step, j0):

@@ -815,10 +815,11 @@ def test_transpose_of_a_register_block(width: int, dtype: DType) -> None:
     assert text.count("shufflevector") == width * int(math.log2(width))
 
 
-def pack_b_columns_function(plan: Blocking):
-    """The library's pack_b_columns(src, src_cols, depth, cols, dst), callable."""
-    module = ir.Module(name=f"pack_{plan.key}")
-    routine = GemmLibrary(module).pack_b_columns(plan)
+def packing_function(plan: Blocking, name: str):
+    """The library's packing routine `name` (pack_b_columns or pack_a_rows:
+    both take a pointer, three sizes and a pointer), callable."""
+    module = ir.Module(name=f"{name}_{plan.key}")
+    routine = getattr(GemmLibrary(module), name)(plan)
     wrapper = ir.Function(module, routine.function_type, name="pack")
     b = ir.IRBuilder(wrapper.append_basic_block())
     b.call(routine, wrapper.args)
@@ -828,13 +829,39 @@ def pack_b_columns_function(plan: Blocking):
     return ctypes.CFUNCTYPE(None, *args)(code.address("pack")), code
 
 
+@pytest.mark.parametrize(
+    ("dtype", "columns"), [(F32, None), (F32, 1), (F64, None), (F64, 1)], ids=["f32", "f32-narrow", "f64", "f64-narrow"]
+)
+def test_pack_a_rows_interleaves_rows_into_a_panel(dtype: DType, columns: int | None) -> None:
+    """A(r, k) (rows `stride` apart) packed into dst[k][r], MR values of each
+    k side by side: zeros past `rows` and up to the next whole vector of k,
+    and nothing written beyond. The narrow tile's 12 rows are more than the
+    8 lanes of float64: transposed in two groups."""
+    plan = blocking(HOST, dtype, columns)
+    pack, _code = packing_function(plan, "pack_a_rows")
+    lanes, mr = plan.lanes, plan.mr
+    rng = np.random.default_rng(10)
+    depths = (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3, plan.kc)
+    for depth, rows in itertools.product(depths, (1, mr // 2 + 1, mr)):
+        stride = depth + 5
+        a = rng.standard_normal((rows, stride)).astype(dtype.numpy)
+        dst = np.full((plan.kc_padded + 2, mr), np.nan, dtype.numpy)
+        pack(a.ctypes.data, stride, rows, depth, dst.ctypes.data)
+        written = -(-depth // lanes) * lanes
+        expected = np.zeros((written, mr), dtype.numpy)
+        expected[:depth, :rows] = a[:, :depth].T
+        label = f"depth={depth} rows={rows}"
+        np.testing.assert_array_equal(dst[:written], expected, err_msg=label)
+        assert np.isnan(dst[written:]).all(), f"{label}: wrote past the panel"
+
+
 @pytest.mark.parametrize(("dtype", "columns"), [(F32, None), (F32, 1), (F64, None)], ids=["f32", "f32-narrow", "f64"])
 def test_pack_b_columns_transposes_a_weight_into_panels(dtype: DType, columns: int | None) -> None:
     """B(k, j) = W[j, k] (W row-major, rows `stride` apart) packed into
     dst[k][j]: zeros past `cols` and up to the next whole vector of k, and
     nothing written beyond."""
     plan = blocking(HOST, dtype, columns)
-    pack, _code = pack_b_columns_function(plan)
+    pack, _code = packing_function(plan, "pack_b_columns")
     lanes, nr = plan.lanes, plan.nr
     rng = np.random.default_rng(9)
     depths = (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3, plan.kc)
