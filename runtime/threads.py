@@ -54,7 +54,8 @@ class ThreadPool:
         ]
         for thread in self._threads:
             thread.start()
-        llvm.add_symbol("ember_parallel_for", self._code.address("ember_parallel_for"))
+        for name in ("ember_parallel_for", "ember_pool_threads"):
+            llvm.add_symbol(name, self._code.address(name))
         self.workers = workers
 
     @property

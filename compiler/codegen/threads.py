@@ -7,7 +7,9 @@ Native kernels split their work into tasks and call
 which runs the tasks on the calling thread and on the pool's workers and
 returns when all are done. Tasks are handed out one at a time from a shared
 counter, so a worker that joins late (it was asleep) still takes its share,
-and uneven tasks balance themselves.
+and uneven tasks balance themselves. `i64 ember_pool_threads()` says how
+many threads a round may use now (ember.set_num_threads), for kernels whose
+best split depends on it.
 
 The pool state is an array of int64 slots, one cache line per hot field:
 
@@ -100,7 +102,8 @@ class _Pool:
 
 
 def emit_pool_module(module: ir.Module) -> None:
-    """Define `ember_pool_init`, `ember_worker` and `ember_parallel_for` in `module`."""
+    """Define `ember_pool_init`, `ember_worker`, `ember_parallel_for` and
+    `ember_pool_threads` in `module`."""
     state = ir.GlobalVariable(module, PTR, name="ember_pool_state")
     state.initializer = ir.Constant(PTR, None)
     init = ir.Function(module, ir.FunctionType(VOID, [PTR]), name="ember_pool_init")
@@ -109,6 +112,22 @@ def emit_pool_module(module: ir.Module) -> None:
     b.ret_void()
     _emit_worker(module, state)
     _emit_parallel_for(module, state)
+    _emit_pool_threads(module, state)
+
+
+def _emit_pool_threads(module: ir.Module, state_var: ir.GlobalVariable) -> None:
+    """i64 ember_pool_threads(): the threads a round may use now, the caller
+    included (1 without a pool)."""
+    fn = ir.Function(module, ir.FunctionType(I64, []), name="ember_pool_threads")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    alone = fn.append_basic_block("alone")
+    pooled = fn.append_basic_block("pooled")
+    state = b.load(state_var, typ=PTR)
+    b.cbranch(b.icmp_unsigned("==", state, ir.Constant(PTR, None)), alone, pooled)
+    b.position_at_end(alone)
+    b.ret(i64(1))
+    b.position_at_end(pooled)
+    b.ret(b.add(_Pool(b, state).load(WORKERS), i64(1)))
 
 
 def _emit_worker(module: ir.Module, state_var: ir.GlobalVariable) -> None:

@@ -7,6 +7,7 @@ process with a timeout, so a deadlock fails the test instead of the suite."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import subprocess
@@ -99,6 +100,16 @@ def test_get_num_threads_follows_the_setting_up_to_the_cores(restore_threads) ->
     assert pool.state[WORKERS] == CORES - 1
 
 
+def test_native_code_sees_the_thread_count(restore_threads) -> None:
+    """ember_pool_threads(), which kernels call to choose their split, follows
+    ember.set_num_threads."""
+    pool = threads.pool()
+    pool_threads = ctypes.CFUNCTYPE(ctypes.c_int64)(pool._code.address("ember_pool_threads"))
+    for count in range(1, CORES + 1):
+        ember.set_num_threads(count)
+        assert pool_threads() == count
+
+
 # -- the pool at work -------------------------------------------------------------------------
 
 
@@ -121,6 +132,25 @@ def test_big_matmuls_run_on_the_pool_and_small_ones_do_not(restore_threads) -> N
     while state[ACTIVE] != 0 and time.monotonic() < deadline:  # workers leave the last round
         time.sleep(0.001)
     assert state[ACTIVE] == 0
+
+
+@needs_two_cores
+def test_one_row_products_split_their_columns_only_over_several_threads(restore_threads) -> None:
+    """A big one-row product (x @ W for one x) shares its columns with the
+    pool at two threads and runs alone at one (as a single task over all
+    columns: gemm._whole_row); each column sums the same way on both paths,
+    so the results are bitwise equal."""
+    fn = matmul_function(0)
+    row = operands(1, 3000, 700, seed=5)
+    assert PARALLEL_FLOPS // 2 <= 3000 * 700
+    ember.set_num_threads(2)
+    shared: list[np.ndarray] = []
+    assert rounds(lambda: shared.append(fn(row).outputs["c"])) == 1
+    ember.set_num_threads(1)
+    alone: list[np.ndarray] = []
+    assert rounds(lambda: alone.append(fn(row).outputs["c"])) == 0
+    check(alone[0], row)
+    assert alone[0].tobytes() == shared[0].tobytes()
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["two-functions", "one-function"])
