@@ -829,51 +829,31 @@ def packing_function(plan: Blocking, name: str):
     return ctypes.CFUNCTYPE(None, *args)(code.address("pack")), code
 
 
+@pytest.mark.parametrize("routine", ["pack_a_rows", "pack_b_columns"])
 @pytest.mark.parametrize(
     ("dtype", "columns"), [(F32, None), (F32, 1), (F64, None), (F64, 1)], ids=["f32", "f32-narrow", "f64", "f64-narrow"]
 )
-def test_pack_a_rows_interleaves_rows_into_a_panel(dtype: DType, columns: int | None) -> None:
-    """A(r, k) (rows `stride` apart) packed into dst[k][r], MR values of each
-    k side by side: zeros past `rows` and up to the next whole vector of k,
-    and nothing written beyond. The narrow tile's 12 rows are more than the
-    8 lanes of float64: transposed in two groups."""
+def test_transposing_packs_fill_whole_panels(routine: str, dtype: DType, columns: int | None) -> None:
+    """Each row of a row-major source (rows `stride` apart) becomes a column
+    of dst[k][...]: pack_a_rows puts A's MR rows side by side, pack_b_columns
+    a transposed weight's NR rows (B's columns). Zeros past the source's rows
+    and up to the next whole vector of k, nothing written beyond. The narrow
+    tile's 12 rows are more than float64's 8 lanes: transposed in two groups."""
     plan = blocking(HOST, dtype, columns)
-    pack, _code = packing_function(plan, "pack_a_rows")
-    lanes, mr = plan.lanes, plan.mr
-    rng = np.random.default_rng(10)
-    depths = (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3, plan.kc)
-    for depth, rows in itertools.product(depths, (1, mr // 2 + 1, mr)):
-        stride = depth + 5
-        a = rng.standard_normal((rows, stride)).astype(dtype.numpy)
-        dst = np.full((plan.kc_padded + 2, mr), np.nan, dtype.numpy)
-        pack(a.ctypes.data, stride, rows, depth, dst.ctypes.data)
-        written = -(-depth // lanes) * lanes
-        expected = np.zeros((written, mr), dtype.numpy)
-        expected[:depth, :rows] = a[:, :depth].T
-        label = f"depth={depth} rows={rows}"
-        np.testing.assert_array_equal(dst[:written], expected, err_msg=label)
-        assert np.isnan(dst[written:]).all(), f"{label}: wrote past the panel"
-
-
-@pytest.mark.parametrize(("dtype", "columns"), [(F32, None), (F32, 1), (F64, None)], ids=["f32", "f32-narrow", "f64"])
-def test_pack_b_columns_transposes_a_weight_into_panels(dtype: DType, columns: int | None) -> None:
-    """B(k, j) = W[j, k] (W row-major, rows `stride` apart) packed into
-    dst[k][j]: zeros past `cols` and up to the next whole vector of k, and
-    nothing written beyond."""
-    plan = blocking(HOST, dtype, columns)
-    pack, _code = packing_function(plan, "pack_b_columns")
-    lanes, nr = plan.lanes, plan.nr
+    pack, _code = packing_function(plan, routine)
+    lanes, width = plan.lanes, (plan.mr if routine == "pack_a_rows" else plan.nr)
     rng = np.random.default_rng(9)
     depths = (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3, plan.kc)
-    for depth, cols in itertools.product(depths, (1, nr // 2 + 1, nr)):
+    for depth, count in itertools.product(depths, (1, width // 2 + 1, width)):
         stride = depth + 3
-        weight = rng.standard_normal((cols, stride)).astype(dtype.numpy)
-        dst = np.full((plan.kc_padded + 2, nr), np.nan, dtype.numpy)
-        pack(weight.ctypes.data, stride, depth, cols, dst.ctypes.data)
+        source = rng.standard_normal((count, stride)).astype(dtype.numpy)
+        dst = np.full((plan.kc_padded + 2, width), np.nan, dtype.numpy)
+        sizes = (count, depth) if routine == "pack_a_rows" else (depth, count)
+        pack(source.ctypes.data, stride, *sizes, dst.ctypes.data)
         written = -(-depth // lanes) * lanes
-        expected = np.zeros((written, nr), dtype.numpy)
-        expected[:depth, :cols] = weight[:, :depth].T
-        label = f"depth={depth} cols={cols}"
+        expected = np.zeros((written, width), dtype.numpy)
+        expected[:depth, :count] = source[:, :depth].T
+        label = f"depth={depth} rows={count}"
         np.testing.assert_array_equal(dst[:written], expected, err_msg=label)
         assert np.isnan(dst[written:]).all(), f"{label}: wrote past the panel"
 
