@@ -219,7 +219,8 @@ class MatmulEmitter:
     def _column_tasks(self, b: ir.IRBuilder, m: ir.Value, n: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Column blocks: at most NC wide (a packed B block), or for a one-row
         product (nothing is packed) one even share per core, so each core
-        streams its part of B in long rows. (count, columns per block)."""
+        streams its part of B in long rows (on one thread: a single task,
+        _whole_row). (count, columns per block)."""
         plan = self.plan
         count, columns = _split(b, n, plan.nc, plan.nr)
         if gemv_kind(*operand_accesses(self.kernel_emitter.program, self.mm)) is None:
@@ -460,7 +461,8 @@ class MatmulEmitter:
         return b.select(step.direct_b, in_place, packed), b.select(step.direct_b, bm.rows, i64(plan.nr))
 
     def _a_panel(self, b, task: _Task, step: _Step, i0, i_begin) -> ir.Value:
-        """The packed MR x depth panel of A holding rows from i0 (of the block from i_begin)."""
+        """The packed MR x depth panel of A holding rows from i0 (of the block
+        from i_begin), stored [depth][MR]."""
         panel = b.sdiv(b.sub(i0, i_begin), i64(self.plan.mr))
         size = b.mul(i64(self.plan.mr), step.packed_depth)
         return b.gep(task.a_block, [b.mul(panel, size)], source_etype=self.element)

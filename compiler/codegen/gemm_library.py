@@ -4,9 +4,10 @@ register tile, and called by every matmul kernel's tasks (gemm.py).
 
 All take element strides at run time, so one microkernel serves every
 operand layout: A may be read in place (any strides) or packed
-interleaved ([KC][MR]: the MR values of each k side by side); B is read in place when its
-rows are contiguous, otherwise from a packed panel ([KC][NR]). KC here is
-the depth of the block being packed, in whole vectors (packed_depth).
+interleaved ([KC][MR]: the MR values of each k side by side); B is read in
+place when its rows are contiguous, otherwise from a packed panel
+([KC][NR]). KC here is the depth of the block being packed, in whole
+vectors (packed_depth).
 
     microkernel(a, a_rows, a_cols, rows, b, b_rows, cols, depth, tile)
         tile[MR][NR] += A[0:rows, 0:depth] @ B[0:depth, 0:cols]
@@ -431,7 +432,8 @@ class GemmLibrary:
         contiguous (A(r, k) at src + r*src_rows + k), into dst[D][MR], D the
         depth in whole vectors (packed_depth), rows past `rows` zero: W
         values of each row loaded at once and transposed in registers, W rows
-        at a time (rows past MR are zero vectors, which LLVM folds away)."""
+        at a time (a group of fewer rows is padded with zero vectors, which
+        LLVM folds away)."""
         name = f"ember.gemm.pack_a_rows.{plan.key}"
         return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_rows(b, plan, *a))
 
