@@ -177,6 +177,7 @@ class MatmulEmitter:
         self.dtype = self.mm.output.type.dtype
         self.element = float_type(self.dtype)
         program, kernel = kernel_emitter.program, kernel_emitter.kernel
+        self.gemv = gemv_kind(*operand_accesses(program, self.mm))  # the one-row routine, if any
         module, target = kernel_emitter.fn.module, kernel_emitter.target
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
         micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64)
@@ -208,7 +209,7 @@ class MatmulEmitter:
         B's rows into shorter streams (measured: dY@W 1x1024->2048 1.05 ->
         1.18 of NumPy, X@W.T 1x1024->2048 0.97 -> 1.01). Its output row must
         fit where the task buffers it (the packed B block, past a page)."""
-        if gemv_kind(*operand_accesses(self.kernel_emitter.program, self.mm)) is None:
+        if self.gemv is None:
             return ir.Constant(ir.IntType(1), 0)
         threads = b.call(declare(b.module, "ember_pool_threads", I64, []), [])
         alone = b.or_(b.not_(parallel), b.icmp_signed("==", threads, i64(1)))
@@ -223,7 +224,7 @@ class MatmulEmitter:
         _whole_row). (count, columns per block)."""
         plan = self.plan
         count, columns = _split(b, n, plan.nc, plan.nr)
-        if gemv_kind(*operand_accesses(self.kernel_emitter.program, self.mm)) is None:
+        if self.gemv is None:
             return count, columns
         cores = i64(self.kernel_emitter.target.cores)
         share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
@@ -287,15 +288,14 @@ class MatmulEmitter:
             j_begin=j_begin,
             j_end=_min(b, n, b.add(j_begin, columns)),
         )
-        gemv = gemv_kind(a_access, b_access)
         if dot_products(e.program, self.mm):
             self._dot_products(e, task)
-        elif gemv is None:
+        elif self.gemv is None:
             self._blocked(e, task)
         else:
             with b.if_else(b.icmp_signed("==", b.sub(task.i_end, task.i_begin), i64(1))) as (one_row, otherwise):
                 with one_row:
-                    self._gemv(e, gemv, task)
+                    self._gemv(e, self.gemv, task)
                 with otherwise:
                     self._blocked(e, task)
         return e.finish()
