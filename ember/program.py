@@ -3,6 +3,8 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -124,9 +126,7 @@ class Program:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if not isinstance(value, int | float | np.floating | np.integer) or not np.isfinite(value) or value < 0:
-            raise ConfigError(f"learning rate must be a finite number >= 0, got {value!r}")
-        self._lr = float(value)
+        self._lr = _learning_rate(value, self.dtype)
 
     @property
     def pass_seconds(self) -> dict[str, float]:
@@ -284,6 +284,20 @@ class Program:
         if self.loss_info.get("classification"):
             metrics["accuracy"] = correct / (rows * (y[0].size if y.ndim > 1 else 1))
         return metrics
+
+
+def _learning_rate(value: Any, dtype: DType) -> float:
+    """`value` as a learning rate: a real number >= 0, finite in `dtype`
+    (1e39 is not a float32 learning rate: it would train with inf)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        try:
+            rate = float(value)
+        except OverflowError:
+            rate = math.inf
+        with np.errstate(over="ignore"):
+            if rate >= 0 and np.isfinite(dtype.numpy.type(rate)):
+                return rate
+    raise ConfigError(f"learning rate must be a finite {dtype.numpy} number >= 0, got {value!r}")
 
 
 def _correct(loss_name: str | None, out: np.ndarray, y: np.ndarray) -> float:

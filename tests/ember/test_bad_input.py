@@ -188,10 +188,26 @@ BAD_LRS = [
 ]
 
 
-@pytest.mark.parametrize("lr", BAD_LRS)
+@pytest.mark.parametrize(
+    "lr",
+    [
+        *BAD_LRS,
+        pytest.param(-(2**70), id="huge-negative-int"),
+        pytest.param(2**1100, id="int-beyond-float64"),
+        pytest.param(1e39, id="beyond-float32"),
+        pytest.param(True, id="bool"),
+        pytest.param(np.array(0.1), id="array"),
+    ],
+)
 def test_bad_lr_on_a_program(classifier, rejects, lr):
     with rejects(classifier, ember.ConfigError, "learning rate", repr(lr)):
         classifier.lr = lr
+
+
+def test_lr_finite_in_float64_is_accepted_by_a_float64_program(mlp):
+    prog = ember.compile(mlp, loss=nn.MSELoss(), optimizer=optim.SGD(), dtype="float64", backend="reference")
+    prog.lr = 1e39
+    assert prog.lr == 1e39
 
 
 @pytest.mark.parametrize("lr", BAD_LRS[:2] + BAD_LRS[3:])  # inf: see the next test
