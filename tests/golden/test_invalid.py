@@ -27,6 +27,9 @@ REQUIRED = {
     "text_after_graph",
     "unexpected_character",
     "empty_file",
+    "axis_given_twice",
+    "constant_out_of_range",
+    "unbound_symbol",
 }
 """Diagnostics that must each keep a file (others may be added freely)."""
 
