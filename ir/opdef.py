@@ -7,6 +7,7 @@ rule and the input domains that tests and fuzzers draw from.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ class Attr:
 
     def normalize(self, op: str, value: Any) -> Any:
         """Check `value` and convert it to the canonical Python form."""
-        bad = IRError(f"op '{op}': attribute {self.name} must be {_KIND_DOC[self.kind]}, got {value!r}")
+        bad = IRError(f"op '{op}': attribute {self.name} must be {_KIND_DOC[self.kind]}, got {reprlib.repr(value)}")
         if self.kind == "dtype":
             try:
                 return DType.parse(value)
