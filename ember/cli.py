@@ -3,8 +3,12 @@
     ember compile examples/models/mlp.py --emit train
     ember train examples/models/mlp.py --epochs 5 --save mlp.npz
 
-`main(argv)` returns the exit status: 0 on success, 2 on any error (one
-`ember: error: ...` line on stderr, no traceback)."""
+`main(argv)` returns the exit status: 0 on success; 2 on an error in the
+user's input or code (`ember: error: ...` on stderr: ember's one-line
+message, or for an exception raised in the model file, its `data()` or its
+`forward`, the file and line, the exception and that line of source);
+3 on a bug in ember (`ember: internal error: ...`); 130 when interrupted.
+`--traceback` prints the whole traceback instead (see `cli_report`)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any
 
 from . import __version__
 from .api import compile as compile_program
+from .cli_report import report
 from .compiler import PASS_NAMES
 from .ir import EmberError, print_graph
 from .nn.module import Module
@@ -69,8 +74,8 @@ def load_model_file(path: str) -> dict[str, Any]:
         raise ModelFileError(f"no such model file: {path}")
     try:
         namespace = runpy.run_path(path, run_name="__ember_model__")
-    except SyntaxError as e:
-        raise ModelFileError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except SyntaxError as e:  # in the model file or a module it imports
+        raise ModelFileError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
     if "model" not in namespace:
         raise ModelFileError(f"{path} does not define `model` (an ember.nn.Module)")
     if not isinstance(namespace["model"], Module):
@@ -175,16 +180,30 @@ def print_history(history: Mapping[str, list[float]]) -> None:
 
 
 # -- the parser ----------------------------------------------------------------
+TRACEBACK_HELP = "on an error, print the whole Python traceback instead of a short message"
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command also takes after its name. SUPPRESS keeps a
+    command from resetting a value given before it."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=TRACEBACK_HELP)
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ember",
         description="ember compiles neural-network training.\nCompile a model file to see its IR, or train it.",
         epilog="examples:\n  ember compile examples/models/mlp.py --emit train\n"
         "  ember train examples/models/mlp.py --epochs 5\n\n"
+        "On an error ember prints a short message and exits with status 2 (3 for a bug in ember);\n"
+        "--traceback prints the whole Python traceback instead.\n\n"
         "Run `ember compile --help` or `ember train --help` for details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ember {__version__}")
+    parser.add_argument("--traceback", action="store_true", help=TRACEBACK_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_compile_parser(commands)
     add_train_parser(commands)
@@ -194,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_compile_parser(commands: Any) -> None:
     p = commands.add_parser(
         "compile",
+        parents=[common_options()],
         help="compile a model file and print its IR",
         description="Compile MODEL.py and print one compiler stage (default: graph),\n"
         "the graph after chosen passes, or write every stage to files.",
@@ -226,6 +246,7 @@ def add_train_parser(commands: Any) -> None:
     p = commands.add_parser(
         "train",
         aliases=["run"],
+        parents=[common_options()],
         help="train a model file on its data()",
         description="Compile MODEL.py with its loss and optimizer and train it on the arrays\n"
         "its data() returns; print the loss (and validation metrics) per epoch.",
@@ -252,10 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (EmberError, OSError) as e:
-        print(f"ember: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("ember: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        return report(e, sys.stderr, full_traceback=args.traceback)
     return 0

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .dtypes import DType
-from .errors import EmberError, IRError
-from .graph import Graph, Value
+from .errors import IRError
+from .graph import Graph, Value, check_symbols
 from .opdef import OpDef
 from .ops import OPS, get_op
+from .types import TensorType
 
 Operand = Value | float | int | bool
 
@@ -35,19 +36,23 @@ class Builder:
             raise IRError(f"op '{opdef.name}' takes {opdef.arity} inputs, got {len(operands)}")
         inputs = self._constants_for_numbers(opdef, operands)
         attrs = opdef.normalize_attrs(attrs)
-        try:
-            type = opdef.infer([v.type for v in inputs], attrs)
-        except EmberError as e:
-            if f"'{opdef.name}'" not in str(e):  # shared rules (broadcasting, axes) do not know the op
-                e.args = (f"op '{opdef.name}': {e}",)
-            raise
-        except (ValueError, TypeError, IndexError) as e:
-            raise IRError(f"op '{opdef.name}': {e}") from e
+        type = opdef.result_type([v.type for v in inputs], attrs)
+        self._check_symbols(opdef, type, inputs)
         return self.graph.append(opdef, inputs, attrs, type)
 
     def const(self, value: float | int | bool, dtype: DType | str) -> Value:
         """A scalar constant."""
         return self.emit("constant", value=value, dtype=dtype)
+
+    def _check_symbols(self, opdef: OpDef, type: TensorType, inputs: tuple[Value, ...]) -> None:
+        """A symbol in the result that no input has (a broadcast to [B,4])
+        must be a dimension of some argument of the graph."""
+        if all(any(d in v.type.symbols for v in inputs) for d in type.symbols):
+            return
+        try:
+            check_symbols(type, self.graph.bound_symbols())
+        except IRError as e:
+            raise IRError(f"op '{opdef.name}': {e}") from None
 
     def _constants_for_numbers(self, opdef: OpDef, operands: tuple[Operand, ...]) -> tuple[Value, ...]:
         tensors = [v for v in operands if isinstance(v, Value)]

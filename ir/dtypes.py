@@ -45,7 +45,7 @@ class DType(enum.Enum):
             if name in DType.__members__:
                 return DType[name]
             raise KeyError(name)
-        if name is None:  # np.dtype(None) would be float64
+        if not isinstance(name, np.dtype | type):  # np.dtype(None) is float64, np.dtype(("i4", "f4")) is int32
             raise KeyError(name)
         return _BY_NUMPY[np.dtype(name)]
 

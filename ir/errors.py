@@ -19,16 +19,34 @@ class IRError(EmberError, ValueError):
     """An IR graph is malformed (raised by the builder and the verifier)."""
 
 
+SHOWN_COLUMNS = 100
+"""A parse error shows at most this many characters of the line around the error."""
+
+
 class ParseError(EmberError, ValueError):
-    """IR text could not be parsed; the message starts with `line:column`."""
+    """IR text could not be parsed; the message starts with `line:column`,
+    then shows the line (or, when it is long, the part around the column)."""
 
     def __init__(self, message: str, line: int, column: int, source_line: str = "") -> None:
         self.line = line
         self.column = column
         text = f"{line}:{column}: {message}"
         if source_line:
-            text += f"\n    {source_line}\n    {' ' * (column - 1)}^"
+            shown, at = _excerpt(source_line, column)
+            text += f"\n    {shown}\n    {' ' * (at - 1)}^"
         super().__init__(text)
+
+
+def _excerpt(source_line: str, column: int) -> tuple[str, int]:
+    """At most SHOWN_COLUMNS characters of `source_line` around `column`
+    (with "..." where it is cut), and the column within them."""
+    if len(source_line) <= SHOWN_COLUMNS:
+        return source_line, column
+    start = max(0, min(column - 1 - SHOWN_COLUMNS // 2, len(source_line) - SHOWN_COLUMNS))
+    end = start + SHOWN_COLUMNS
+    head = "..." if start > 0 else ""
+    tail = "..." if end < len(source_line) else ""
+    return head + source_line[start:end] + tail, column - start + len(head)
 
 
 class ConfigError(EmberError, ValueError):

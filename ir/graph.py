@@ -86,6 +86,10 @@ class Graph:
         {"input": self.inputs, "param": self.params, "state": self.state}[role].append(value)
         return value
 
+    def bound_symbols(self) -> set[str]:
+        """The symbols of the arguments' shapes: the sizes known when the graph runs."""
+        return {d for a in self.arguments for d in a.type.symbols}
+
     def argument(self, name: str) -> Value:
         for a in self.arguments:
             if a.name == name:
@@ -134,3 +138,12 @@ def check_name(name: str) -> None:
     (numbers name intermediate values in IR text)."""
     if not name or name.isdigit() or not all(c.isalnum() or c in "_." for c in name) or not name.isascii():
         raise IRError(f"invalid name {name!r}: use letters, digits, '_' and '.', and not only digits")
+
+
+def check_symbols(type: TensorType, bound: set[str]) -> None:
+    """Raise IRError unless every symbol of `type` is in `bound`: sizes are
+    bound from the arguments when a graph runs, so a symbol that no argument
+    has is a size nobody knows."""
+    for symbol in type.symbols:
+        if symbol not in bound:
+            raise IRError(f"symbol {symbol} of {type} is not a dimension of any argument, so its size is never known")

@@ -7,6 +7,7 @@ rule and the input domains that tests and fuzzers draw from.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .dtypes import DType
-from .errors import IRError
-from .types import TensorType
+from .errors import EmberError, IRError
+from .types import TensorType, is_symbol
 
 if TYPE_CHECKING:
     from .builder import Builder
@@ -37,7 +38,7 @@ class Attr:
 
     def normalize(self, op: str, value: Any) -> Any:
         """Check `value` and convert it to the canonical Python form."""
-        bad = IRError(f"op '{op}': attribute {self.name} must be {_KIND_DOC[self.kind]}, got {value!r}")
+        bad = IRError(f"op '{op}': attribute {self.name} must be {_KIND_DOC[self.kind]}, got {reprlib.repr(value)}")
         if self.kind == "dtype":
             try:
                 return DType.parse(value)
@@ -88,7 +89,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_dim(v: Any) -> bool:
-    return (_is_int(v) and v >= 0) or (isinstance(v, str) and v.isidentifier())
+    return (_is_int(v) and v >= 0) or is_symbol(v)
 
 
 InferRule = Callable[[Sequence[TensorType], Mapping[str, Any]], TensorType]
@@ -147,6 +148,19 @@ class OpDef:
             else:
                 out[a.name] = a.default
         return out
+
+    def result_type(self, types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
+        """The result type by the op's type rule, for normalized `attrs`.
+        Errors name the op; a rule that trips over odd input (an IndexError...)
+        still raises an ember error."""
+        try:
+            return self.infer(types, attrs)
+        except EmberError as e:
+            if f"'{self.name}'" not in str(e):  # shared rules (broadcasting, axes) do not know the op
+                e.args = (f"op '{self.name}': {e}",)
+            raise
+        except (ValueError, TypeError, IndexError) as e:
+            raise IRError(f"op '{self.name}': {e}") from e
 
     def __repr__(self) -> str:
         return f"<OpDef {self.name}>"

@@ -24,12 +24,20 @@ _TOKEN = re.compile(
     (?P<space>\s+)
   | (?P<comment>\#.*)
   | (?P<ref>%[A-Za-z0-9_.]+)
-  | (?P<number>(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+](?:inf|nan))(?![A-Za-z0-9_.]))
+  | (?P<number>(?:[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+](?:inf|nan))(?![A-Za-z0-9_.]))
   | (?P<word>[A-Za-z0-9_][A-Za-z0-9_.]*)
   | (?P<punct>[{}\[\],:=])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
+"""One token. ASCII only: digits and spaces of other scripts are unexpected
+characters. No part of a number can match in two ways, so rejecting a long
+run of digits that turns out to be a word takes linear time."""
+
+MAX_INT_DIGITS = 309
+"""Integers are at most 309 digits long: a longer one is at least 2**1024,
+more than any attribute holds (a float constant's value included), and
+Python's int() refuses very long ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +94,19 @@ class _Line:
         if not self.at_end():
             raise self.error(f"unexpected {self.peek().text!r} at end of line")
 
+    def integer(self, token: Token) -> int:
+        """The value of a number token without a fraction or exponent."""
+        if len(token.text.lstrip("+-")) > MAX_INT_DIGITS:
+            raise self.error(f"integer with more than {MAX_INT_DIGITS} digits", token.column)
+        return int(token.text)
+
 
 def parse(text: str) -> Graph:
     """Parse the IR text of one graph."""
-    lines = [line for number, source in enumerate(text.splitlines(), start=1) if (line := _Line(source, number)).tokens]
+    # Lines end at "\n" or "\r\n" only, as editors count them (splitlines
+    # also breaks at form feeds and Unicode separators).
+    sources = [source.removesuffix("\r") for source in text.split("\n")]
+    lines = [line for number, source in enumerate(sources, start=1) if (line := _Line(source, number)).tokens]
     if not lines:
         raise ParseError("expected 'graph NAME {', got an empty text", 1, 1)
     return _GraphParser(lines).parse()
@@ -99,14 +116,25 @@ def parse_file(path: str | Path) -> Graph:
     """Parse a `.ir` file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"cannot read {path}: {e.strerror}", 0, 0) from None
     try:
-        return parse(text)
+        return parse(_decode(data))
     except ParseError as e:
         e.args = (f"{path}:{e}",)
         raise
+
+
+def _decode(data: bytes) -> str:
+    """IR files are UTF-8 text; a ParseError points at the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        column = len(data[start : e.start].decode("utf-8", "replace")) + 1
+        raise ParseError(f"not UTF-8 text: byte {data[e.start]:#04x}", line, column) from None
 
 
 class _GraphParser:
@@ -159,7 +187,14 @@ class _GraphParser:
         name = token.text[1:]
         line.next("punct", "':'", ":")
         type = self.type(line)
-        self.define(line, token, lambda: self.graph.add_argument(name, type, role))
+
+        def declare() -> Value:
+            try:
+                return self.graph.add_argument(name, type, role)
+            except EmberError as e:
+                raise line.error(str(e), token.column) from None
+
+        self.define(line, token, declare)
 
     def node(self, line: _Line) -> None:
         result = line.next("ref", "a result name like %0")
@@ -242,13 +277,16 @@ class _GraphParser:
                 if line.accept("]"):
                     break
                 line.next("punct", "',' or ']'", ",")
-        return TensorType(dtype, tuple(dims))
+        try:
+            return TensorType(dtype, tuple(dims))
+        except EmberError as e:
+            raise line.error(str(e), token.column) from None
 
     def dim(self, line: _Line) -> Dim:
         token = line.peek() if not line.at_end() else None
         if token and token.kind == "number" and token.text.isdigit():
             line.index += 1
-            return int(token.text)
+            return line.integer(token)
         if token and token.kind == "word" and token.text.isidentifier():
             line.index += 1
             return token.text
@@ -269,22 +307,28 @@ class _GraphParser:
             line.next("punct", "',' or '}'", ",")
 
     def attr_value(self, line: _Line) -> Any:
-        if line.accept("["):
-            items: list[Any] = []
+        """A scalar, or a list of scalars: no attribute holds nested lists."""
+        if not line.accept("["):
+            return self.scalar(line)
+        items: list[Any] = []
+        if line.accept("]"):
+            return ()
+        while True:
+            if not line.at_end() and line.peek().text == "[":
+                raise line.error("attribute lists hold numbers and words, not lists")
+            items.append(self.scalar(line))
             if line.accept("]"):
                 return tuple(items)
-            while True:
-                items.append(self.attr_value(line))
-                if line.accept("]"):
-                    return tuple(items)
-                line.next("punct", "',' or ']'", ",")
+            line.next("punct", "',' or ']'", ",")
+
+    def scalar(self, line: _Line) -> Any:
         if line.at_end():
             raise line.error("expected an attribute value, got end of line")
         token = line.peek()
         line.index += 1
         if token.kind == "number":
             is_float = any(c in token.text for c in ".eE") or token.text.lstrip("+-") in ("inf", "nan")
-            return float(token.text) if is_float else int(token.text)
+            return float(token.text) if is_float else line.integer(token)
         if token.kind == "word":
             literals = {"true": True, "false": False, "inf": float("inf"), "nan": float("nan")}
             return literals.get(token.text, token.text)

@@ -18,6 +18,11 @@ Shape = tuple[Dim, ...]
 BATCH = "B"
 """The symbol ember uses for the batch dimension."""
 
+MAX_ELEMENTS = 2**48
+"""The most elements a static shape may describe: no larger tensor fits a
+48-bit address space, and byte offsets within static shapes then stay below
+2**51, far inside native code's 64-bit integers."""
+
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
@@ -28,15 +33,22 @@ class TensorType:
 
     def __post_init__(self) -> None:
         for d in self.shape:
-            valid = (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or (
-                isinstance(d, str) and d.isidentifier()
-            )
+            valid = (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or is_symbol(d)
             if not valid:
                 raise ShapeError(f"invalid dimension {d!r} in shape {self.shape!r}")
+        # Zeros count as ones: the strides of the other axes must fit all the same.
+        if math.prod(max(d, 1) for d in self.shape if isinstance(d, int)) > MAX_ELEMENTS:
+            limit = f"2**{MAX_ELEMENTS.bit_length() - 1}"
+            raise ShapeError(f"shape {list(self.shape)} is too large: its dimensions multiply to more than {limit}")
 
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbolic dimensions, such as B."""
+        return tuple(d for d in self.shape if isinstance(d, str))
 
     @property
     def is_static(self) -> bool:
@@ -55,6 +67,12 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
+
+
+def is_symbol(d: object) -> bool:
+    """Whether `d` can name a dimension: an ASCII identifier such as `B`
+    (what IR text can spell)."""
+    return isinstance(d, str) and d.isidentifier() and d.isascii()
 
 
 def concrete_shape(shape: Sequence[Dim], bindings: Mapping[str, int]) -> tuple[int, ...]:
@@ -82,11 +100,15 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
 
 
 def normalize_axes(axes: Iterable[int], rank: int) -> tuple[int, ...]:
-    """Sorted, non-negative, unique axes; raise on an axis out of range."""
+    """Sorted, non-negative axes; raise on an axis out of range or given twice
+    (as 1 and -1 are for a matrix)."""
+    axes = list(axes)
     out = set()
     for a in axes:
         if not -rank <= a < rank:
             raise ShapeError(f"axis {a} is out of range for a tensor of rank {rank}")
+        if a % rank in out:
+            raise ShapeError(f"axes {axes} name axis {a % rank} twice")
         out.add(a % rank)
     return tuple(sorted(out))
 

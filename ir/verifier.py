@@ -1,14 +1,15 @@
 """Check that a graph is well formed.
 
 Generic checks first (values defined once and before use, outputs and
-updates refer to the graph's values), then each node against its op's own
-attribute and type rules. A failure raises `IRError` showing the printed IR
-around the failing line."""
+updates refer to the graph's values, every symbolic dimension is one an
+argument binds), then each node against its op's own attribute and type
+rules. A failure raises `IRError` showing the printed IR around the
+failing line."""
 
 from __future__ import annotations
 
 from .errors import EmberError, IRError
-from .graph import Graph, Node, check_name
+from .graph import Graph, Node, check_name, check_symbols
 from .ops import OPS
 from .printer import format_attr, graph_lines
 
@@ -19,13 +20,14 @@ def verify(graph: Graph) -> Graph:
     """Return `graph` unchanged if it is well formed; raise `IRError` otherwise."""
     defined = set()
     names = set()
+    symbols = graph.bound_symbols()
     for arg in graph.arguments:
         if arg.name in names:
             _fail(graph, f"argument %{arg.name} is declared twice", arg_index=len(names))
         names.add(arg.name)
         defined.add(arg)
     for index, node in enumerate(graph.nodes):
-        problem = _check_node(node, defined)
+        problem = _check_node(node, defined, symbols)
         if problem:
             _fail(graph, problem, node_index=index)
         defined.add(node.output)
@@ -51,7 +53,7 @@ def verify(graph: Graph) -> Graph:
     return graph
 
 
-def _check_node(node: Node, defined: set) -> str | None:
+def _check_node(node: Node, defined: set, symbols: set[str]) -> str | None:
     op = node.op
     if OPS.get(op.name) is not op:
         return f"op '{op.name}' is not in the op table"
@@ -68,11 +70,12 @@ def _check_node(node: Node, defined: set) -> str | None:
         printed = {k: format_attr(v) for k, v in node.attrs.items()}
         if canonical != dict(node.attrs) or printed != {k: format_attr(v) for k, v in canonical.items()}:
             return f"attributes of '{op.name}' are not in canonical form: {dict(node.attrs)}"
-        expected = op.infer([v.type for v in node.inputs], node.attrs)
+        expected = op.result_type([v.type for v in node.inputs], node.attrs)
+        if expected != node.output.type:
+            return f"'{op.name}' gives {expected} but the node says {node.output.type}"
+        check_symbols(expected, symbols)
     except EmberError as e:
         return str(e)
-    if expected != node.output.type:
-        return f"'{op.name}' gives {expected} but the node says {node.output.type}"
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..opdef import Attr, OpDef
 from ..types import TensorType, normalize_axes
 from .rules import float_unary, require_float, require_numeric
@@ -22,13 +23,25 @@ def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def _reduce_infer(op: str, float_only: bool):
+def _reduce_infer(op: str, float_only: bool, needs_elements: bool):
+    """The type rule of a reduction. With `needs_elements` (max), an axis of
+    length 0 is an error: its result has no value, as in NumPy and PyTorch."""
+
     def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
         (x,) = types
         (require_float if float_only else require_numeric)(op, x)
+        if needs_elements:
+            require_elements(op, x, attrs["axes"])
         return x.with_shape(reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]))
 
     return infer
+
+
+def require_elements(op: str, x: TensorType, axes: Sequence[int]) -> None:
+    """Reject reducing `x` over an axis of static length 0."""
+    for a in normalize_axes(axes, x.rank):
+        if x.shape[a] == 0:
+            raise ShapeError(f"op '{op}' needs elements along axis {a} of {x}, which has length 0")
 
 
 def _expand(b, g, node):
@@ -58,6 +71,11 @@ def _max_vjp(b, node, g, wanted):
     return [b.select(mask, b.div(g_keep, count), 0.0)]
 
 
+def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    # np.mean's own division, without its warning for an empty axis (the mean is NaN).
+    return np.sum(x, axis=axis, keepdims=keepdims) / math.prod(x.shape[a] for a in axis)
+
+
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -72,7 +90,7 @@ def _softmax_infer(op: str):
     rule = float_unary(op)
 
     def infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
-        normalize_axes([attrs["axis"]], types[0].rank)
+        require_elements(op, types[0], [attrs["axis"]])  # it subtracts the max along the axis
         return rule(types, attrs)
 
     return infer
@@ -89,11 +107,11 @@ def _log_softmax_vjp(b, node, g, wanted):
     return [b.sub(g, b.mul(b.exp(node.output), total))]
 
 
-def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False) -> OpDef:
+def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, needs_elements=False) -> OpDef:
     return OpDef(
         name,
         1,
-        _reduce_infer(name, float_only),
+        _reduce_infer(name, float_only, needs_elements),
         lambda x, axes, keepdims: np.asarray(evaluate(x, axis=axes, keepdims=keepdims)),
         vjp,
         "reduction",
@@ -107,8 +125,10 @@ def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False) -> 
 
 OPS = [
     reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes", lambda m, a, x: m.add(a, x), 0.0),
-    reduction("mean", np.mean, _mean_vjp, "mean over axes", None, None, float_only=True),
-    reduction("max", np.max, _max_vjp, "max over axes", lambda m, a, x: m.maximum(a, x), -math.inf),
+    reduction("mean", _mean, _mean_vjp, "mean over axes", None, None, float_only=True),
+    reduction(
+        "max", np.max, _max_vjp, "max over axes", lambda m, a, x: m.maximum(a, x), -math.inf, needs_elements=True
+    ),
     OpDef(
         "softmax",
         1,

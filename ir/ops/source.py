@@ -8,13 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, IRError, ShapeError
 from ..opdef import Attr, OpDef
 from ..types import TensorType, normalize_axes
 
 
 def _constant_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
-    return TensorType(attrs["dtype"], ())
+    value, dtype = attrs["value"], attrs["dtype"]
+    if isinstance(value, int) and abs(value) >= 2**1024:  # beyond every float, and too long to print
+        raise IRError(f"op 'constant': an integer of {value.bit_length()} bits is not a value of {dtype}")
+    if dtype.is_int:
+        # Both backends truncate toward zero; what they cannot do is store a
+        # number outside the type (NumPy raises, native code would wrap).
+        info = np.iinfo(dtype.numpy)
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not finite or not info.min <= math.trunc(value) <= info.max:
+            raise IRError(f"op 'constant': {value!r} is not a value of {dtype} (range [{info.min}, {info.max}])")
+    return TensorType(dtype, ())
 
 
 def _size_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
@@ -28,6 +38,9 @@ def _one_hot_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> Ten
         raise DTypeError(f"op 'one_hot' needs integer labels, got {labels}")
     if attrs["num_classes"] < 1:
         raise ShapeError(f"op 'one_hot' needs num_classes >= 1, got {attrs['num_classes']}")
+    # Class indices are compared in the labels' type, so they must fit it.
+    if attrs["num_classes"] - 1 > np.iinfo(labels.dtype.numpy).max:
+        raise ShapeError(f"op 'one_hot': {attrs['num_classes']} classes cannot be indexed by {labels.dtype} labels")
     return TensorType(attrs["dtype"], (*labels.shape, attrs["num_classes"]))
 
 

@@ -347,6 +347,24 @@ def test_load_a_file_that_is_not_a_checkpoint(backend, tmp_path, write):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("replace", "problem"),
+    [
+        pytest.param("{transpose_b=" + "[" * 1500 + "]" * 1500 + "}", "not lists", id="nested-attribute"),
+        pytest.param("{transpose_b=" + "9" * 5000 + "}", "more than 309 digits", id="long-integer"),
+    ],
+)
+def test_load_a_checkpoint_with_pathological_ir(tmp_path, replace, problem):
+    ember.compile(nn.Sequential(nn.Linear(3, 2))).save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as data:
+        entries = {k: data[k] for k in data.files}
+    entries["ir/predict"] = np.array(str(entries["ir/predict"]).replace("{transpose_b=true}", replace))
+    with open(tmp_path / "model.npz", "wb") as f:
+        np.savez(f, **entries)
+    with pytest.raises(ember.ParseError, match=f"^5:.*{problem}"):
+        ember.load(tmp_path / "model.npz")
+
+
 def test_load_with_an_unknown_backend(classifier, tmp_path):
     classifier.save(tmp_path / "model.npz")
     with pytest.raises(ember.ConfigError, match="unknown backend 'gpu'"):

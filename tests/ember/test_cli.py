@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import ember
+from ember import cli
 from ember.cli import SUFFIXES, load_model_file, main
 from ember.compiler import PASS_NAMES
 from ember.ir import parse, print_graph
@@ -73,6 +74,20 @@ def run_error(capsys, *argv: str) -> str:
     assert err.count("\n") == 1
     assert "Traceback" not in err
     return err
+
+
+def run_user_error(capsys, *argv: str) -> list[str]:
+    """Run a command that fails in the user's code; return its error lines."""
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ember: error: ")
+    assert "Traceback" not in err
+    return err.splitlines()
+
+
+def line_of(path: str, text: str) -> int:
+    """The number of the first line of the file at `path` that contains `text`."""
+    return next(n for n, line in enumerate(Path(path).read_text().splitlines(), 1) if text in line)
 
 
 def without_times(text: str) -> str:
@@ -239,6 +254,119 @@ def test_ember_error_from_a_model_file_setting(capsys, tmp_path):
     assert "dtype must be" in run_error(capsys, "compile", path)
 
 
+# -- exceptions in the user's code ------------------------------------------------
+FORWARD_MODEL = """
+import ember
+from ember import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return ember.relu(self.fc(x)) / {divisor}
+
+
+model = Net()
+"""
+
+
+def test_exception_while_loading_the_model_file(capsys, tmp_path):
+    path = write(tmp_path, INFERENCE + "scale = 1 / 0\n")
+    lines = run_user_error(capsys, "compile", path)
+    assert lines == [f"ember: error: {path}:4: ZeroDivisionError: division by zero", "    scale = 1 / 0"]
+
+
+def test_exception_in_data(capsys, tmp_path):
+    path = write(tmp_path, CLASSIFIER.replace("rng = np.random", "raise KeyError('mnist')\n    rng = np.random"))
+    lines = run_user_error(capsys, "train", path, "--no-progress")
+    assert lines == [f"ember: error: {path}:{line_of(path, 'raise')}: KeyError: 'mnist'", "    raise KeyError('mnist')"]
+
+
+def test_exception_in_forward_while_tracing(capsys, tmp_path):
+    path = write(tmp_path, FORWARD_MODEL.format(divisor="self.missing"))
+    lines = run_user_error(capsys, "compile", path)
+    line = line_of(path, "self.missing")
+    assert lines == [
+        f"ember: error: {path}:{line}: AttributeError: 'Net' object has no attribute 'missing'",
+        "    return ember.relu(self.fc(x)) / self.missing",
+    ]
+
+
+def test_exception_inside_a_library_the_user_calls(capsys, tmp_path):
+    # NumPy raises in its own Python code; the error is the user's line.
+    path = write(tmp_path, CLASSIFIER.replace("rng = np.random", "np.linspace(0, 1, -1)\n    rng = np.random"))
+    lines = run_user_error(capsys, "train", path)
+    message = "ValueError: Number of samples, -1, must be non-negative."
+    assert lines == [f"ember: error: {path}:{line_of(path, 'linspace')}: {message}", "    np.linspace(0, 1, -1)"]
+
+
+def test_os_error_in_the_users_code(capsys, tmp_path):
+    path = write(tmp_path, CLASSIFIER.replace("rng = np.random", "np.load('absent.npy')\n    rng = np.random"))
+    lines = run_user_error(capsys, "train", path)
+    assert lines[0].startswith(f"ember: error: {path}:{line_of(path, 'absent.npy')}: FileNotFoundError: ")
+
+
+def test_exception_in_a_module_the_model_file_imports(capsys, tmp_path, monkeypatch):
+    write(tmp_path, "def scale():\n    return [][0]\n", "helpers_for_ember_test.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(tmp_path, "from helpers_for_ember_test import scale\n" + INFERENCE + "factor = scale()\n")
+    lines = run_user_error(capsys, "compile", path)
+    helper = tmp_path / "helpers_for_ember_test.py"
+    assert lines == [f"ember: error: {helper}:2: IndexError: list index out of range", "    return [][0]"]
+
+
+def test_syntax_error_in_a_module_the_model_file_imports(capsys, tmp_path, monkeypatch):
+    write(tmp_path, "def scale(:\n    pass\n", "broken_helpers_for_ember_test.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(tmp_path, "import broken_helpers_for_ember_test\n" + INFERENCE)
+    err = run_error(capsys, "compile", path)
+    assert f"{tmp_path / 'broken_helpers_for_ember_test.py'}:1: syntax error" in err
+
+
+@pytest.mark.parametrize("where", [["--traceback", "compile"], ["compile", "--traceback"]], ids=["before", "after"])
+def test_traceback_option_shows_the_whole_traceback(capsys, tmp_path, where):
+    path = write(tmp_path, FORWARD_MODEL.format(divisor="(1 // 0)"))
+    assert main([*where, path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert f'File "{path}", line {line_of(path, "1 // 0")}, in forward' in err
+    assert err.endswith("ZeroDivisionError: integer division or modulo by zero\n")
+
+
+def test_traceback_option_with_an_ember_error(capsys, tmp_path):
+    assert main(["--traceback", "compile", str(tmp_path / "absent.py")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith("ModelFileError: no such model file: " + str(tmp_path / "absent.py") + "\n")
+
+
+def test_internal_error(capsys, classifier, monkeypatch):
+    # A bug in ember (here: a function that became None) is not the user's error.
+    monkeypatch.setattr(cli, "print_graph", None)
+    assert main(["compile", classifier, "--print-after", "autodiff"]) == 3
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"ember: internal error: TypeError: 'NoneType' object is not callable \(at \S+cli\.py:\d+\); "
+        r"rerun with --traceback to see the whole traceback\n",
+        err,
+    )
+
+
+def test_internal_error_while_tracing_names_the_users_line(capsys, tmp_path, monkeypatch):
+    path = write(tmp_path, FORWARD_MODEL.format(divisor="2"))
+    monkeypatch.setattr(ember.functional, "emit", None)
+    assert main(["compile", path]) == 3
+    err = capsys.readouterr().err
+    where = rf"\(at \S+functional\.py:\d+, called from {re.escape(path)}:{line_of(path, 'relu')}\)"
+    assert re.match(rf"ember: internal error: TypeError: 'NoneType' object is not callable {where}; rerun", err)
+    assert err.count("\n") == 1
+    assert main(["--traceback", "compile", path]) == 3
+    assert "Traceback (most recent call last):" in capsys.readouterr().err
+
+
 # -- ember train ---------------------------------------------------------------
 def test_train_prints_a_line_per_epoch(capsys, classifier):
     out = run_ok(capsys, "train", classifier, "--epochs", "3", "--no-progress")
@@ -332,7 +460,7 @@ def test_help_explains_the_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for text in ("compile", "train", "ember compile examples/models/mlp.py --emit train"):
+    for text in ("compile", "train", "ember compile examples/models/mlp.py --emit train", "--traceback"):
         assert text in out
 
 
@@ -341,6 +469,8 @@ def test_help_explains_the_commands(capsys):
     [
         ("compile", ["--emit", "--dump-dir", "--print-after", "--list-stages", "defines", "ember compile examples"]),
         ("train", ["--epochs", "--batch-size", "--lr", "--backend", "--seed", "--save", "--no-progress", "data()"]),
+        ("compile", ["--traceback"]),
+        ("train", ["--traceback"]),
     ],
 )
 def test_subcommand_help(capsys, command, texts):
@@ -374,3 +504,11 @@ def test_python_m_ember_and_the_console_script():
     assert console.stdout == module.stdout
     failed = subprocess.run([script, "compile", "absent.py"], capture_output=True, text=True, check=False)
     assert (failed.returncode, failed.stderr) == (2, "ember: error: no such model file: absent.py\n")
+
+
+def test_the_console_script_reports_an_exception_in_the_model_file(tmp_path):
+    script = shutil.which("ember", path=str(Path(sys.executable).parent))
+    path = write(tmp_path, INFERENCE + "scale = 1 / 0\n")
+    failed = subprocess.run([script, "train", path], capture_output=True, text=True, check=False)
+    expected = f"ember: error: {path}:4: ZeroDivisionError: division by zero\n    scale = 1 / 0\n"
+    assert (failed.returncode, failed.stdout, failed.stderr) == (2, "", expected)

@@ -27,6 +27,10 @@ REQUIRED = {
     "text_after_graph",
     "unexpected_character",
     "empty_file",
+    "nested_attribute_list",
+    "axis_given_twice",
+    "constant_out_of_range",
+    "unbound_symbol",
 }
 """Diagnostics that must each keep a file (others may be added freely)."""
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 import operator
 import re
+import warnings
 
 import numpy as np
 import pytest
 from inputs import NUM_CLASSES, draw
 
-from ember.ir import OPS, Builder, DType, DTypeError, Graph, ShapeError, TensorType, interpret
+from ember.ir import OPS, Builder, DType, DTypeError, Graph, IRError, ShapeError, TensorType, interpret
 
 from .conftest import run_op
 
@@ -198,9 +199,11 @@ def test_integer_arithmetic_is_exact() -> None:
 
 
 def test_interpreter_raises_no_floating_point_warnings() -> None:
-    with np.errstate(all="raise"):
+    with np.errstate(all="raise"), warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert np.isinf(run_op("log", np.array([0.0]))[0])
         assert np.isnan(run_op("div", np.array([0.0]), np.array([0.0]))[0])
+        assert np.isnan(run_op("mean", np.zeros((0, 2)), axes=[0])).all()  # np.mean warns of an empty slice
 
 
 # -- reductions and softmax ---------------------------------------------------
@@ -315,7 +318,10 @@ def test_broadcast_to_semantics(source: tuple[int, ...], shape: tuple[int, ...],
 # -- source ops and cast ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "dtype"), [(2.5, "f32"), (-3, "i64"), (True, "bool"), (1e-300, "f64")])
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [(2.5, "f32"), (-3, "i64"), (True, "bool"), (1e-300, "f64"), (-(2**31), "i32"), (2**63 - 1, "i64"), (2.7, "i32")],
+)
 def test_constant(value, dtype: str) -> None:
     result = run_op("constant", value=value, dtype=dtype)
     assert result.shape == ()
@@ -434,6 +440,19 @@ SHAPE_ERRORS = [
     ("log_softmax", ["f64[3,4]"], {"axis": -3}),
     ("size", ["f64[3]"], {"axes": [1], "dtype": "i64"}),
     ("one_hot", ["i64[3]"], {"num_classes": 0, "dtype": "f32"}),
+    ("one_hot", ["i32[3]"], {"num_classes": 2**31 + 1, "dtype": "f32"}),
+    # an axis named twice: NumPy raises, native code reduced it once
+    ("sum", ["f64[3,4]"], {"axes": [1, 1]}),
+    ("max", ["f64[3,4]"], {"axes": [1, -1]}),
+    ("mean", ["f64[B,4]"], {"axes": [0, -2]}),
+    ("size", ["f64[3,4]"], {"axes": [0, 0], "dtype": "i64"}),
+    # the max of no elements
+    ("max", ["f64[0,4]"], {"axes": [0]}),
+    ("softmax", ["f64[3,0]"], {"axis": 1}),
+    ("log_softmax", ["f64[0,B]"], {"axis": 0}),
+    # more elements than any memory holds
+    ("broadcast_to", ["f64[1]"], {"shape": [2**25, 2**24]}),
+    ("one_hot", ["i64[16777216]"], {"num_classes": 2**25, "dtype": "f32"}),
 ]
 
 
@@ -451,6 +470,27 @@ def test_dtype_errors_name_the_op(op: str, types: list[str], attrs: dict) -> Non
 @pytest.mark.parametrize(("op", "types", "attrs"), SHAPE_ERRORS, ids=map(_case_id, SHAPE_ERRORS))
 def test_shape_errors_name_the_op(op: str, types: list[str], attrs: dict) -> None:
     with pytest.raises(ShapeError, match=f"'{op}'"):
+        build(op, types, **attrs)
+
+
+VALUE_ERRORS = [
+    # a constant the dtype cannot hold: NumPy raises, native code wrapped it
+    ("constant", [], {"value": INF, "dtype": "i32"}, "inf is not a value of i32"),
+    ("constant", [], {"value": NAN, "dtype": "i64"}, "nan is not a value of i64"),
+    ("constant", [], {"value": 2**31, "dtype": "i32"}, "2147483648 is not a value of i32"),
+    ("constant", [], {"value": -(2**63) - 1, "dtype": "i64"}, "is not a value of i64"),
+    ("constant", [], {"value": 1e19, "dtype": "i64"}, "1e+19 is not a value of i64"),
+    ("constant", [], {"value": 2**1024, "dtype": "f64"}, "an integer of 1025 bits is not a value of f64"),
+    ("constant", [], {"value": -(2**5000), "dtype": "bool"}, "an integer of 5001 bits is not a value of bool"),
+    # a size that no argument binds
+    ("broadcast_to", ["f64[1]"], {"shape": ["N"]}, "symbol N of f64[N] is not a dimension of any argument"),
+    ("broadcast_to", ["f64[B,1]"], {"shape": ["N", "B", 2]}, "symbol N of f64[N,B,2]"),
+]
+
+
+@pytest.mark.parametrize(("op", "types", "attrs", "message"), VALUE_ERRORS, ids=[_case_id(c[:3]) for c in VALUE_ERRORS])
+def test_value_errors_name_the_op(op: str, types: list[str], attrs: dict, message: str) -> None:
+    with pytest.raises(IRError, match=f"^op '{op}': .*{re.escape(message)}"):
         build(op, types, **attrs)
 
 
@@ -472,7 +512,8 @@ def test_shape_errors_name_the_op(op: str, types: list[str], attrs: dict) -> Non
         ("reshape", ["f32[B,2,3]"], {"shape": ["B", 6]}, "f32[B,6]"),
         ("reshape", ["f32[]"], {"shape": [1, 1]}, "f32[1,1]"),
         ("transpose", ["f32[B,3]"], {"perm": [1, 0]}, "f32[3,B]"),
-        ("broadcast_to", ["f32[3,1]"], {"shape": ["B", 3, 4]}, "f32[B,3,4]"),
+        ("broadcast_to", ["f32[3,1]"], {"shape": [2, 3, 4]}, "f32[2,3,4]"),
+        ("broadcast_to", ["f32[B,1,1]"], {"shape": ["B", 3, 4]}, "f32[B,3,4]"),
         ("one_hot", ["i32[B]"], {"num_classes": 10, "dtype": "f32"}, "f32[B,10]"),
         ("cast", ["f64[B]"], {"dtype": "bool"}, "bool[B]"),
         ("size", ["f64[B,3]"], {"axes": [0], "dtype": "f32"}, "f32[]"),

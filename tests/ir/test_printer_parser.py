@@ -4,6 +4,7 @@ and print(parse(print(g))) == print(g) for random valid graphs."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -207,9 +208,107 @@ def test_parse_file_names_the_file(tmp_path):
     assert print_graph(parse_file(path)) == EXAMPLE
 
 
+def test_parse_file_reports_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "latin1.ir"
+    path.write_bytes("graph g {\n  input %x: f32[4] # caf\u00e9 \u00e9t\u00e9\n}\n".encode("latin-1"))
+    with pytest.raises(ParseError) as info:
+        parse_file(path)
+    assert str(info.value) == f"{path}:2:25: not UTF-8 text: byte 0xe9"
+
+
 def test_parse_file_reports_a_missing_file(tmp_path):
     with pytest.raises(ParseError, match="cannot read"):
         parse_file(tmp_path / "missing.ir")
+
+
+# -- pathological text ------------------------------------------------------------
+def graph_text(*lines: str, arguments: str = "  input %x: f32[B,4]") -> str:
+    return "\n".join(["graph g {", arguments, *lines, "}"]) + "\n"
+
+
+def parse_error(text: str) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    return info.value
+
+
+def test_deeply_nested_attribute_list():
+    # It once recursed once per bracket and ran out of stack.
+    line = "  %0: f32[B] = sum %x {axes=" + "[" * 1500 + "1" + "]" * 1500 + "}"
+    error = parse_error(graph_text(line, "  output out = %0"))
+    assert (error.line, error.column) == (3, line.index("[[") + 2)
+    assert "attribute lists hold numbers and words, not lists" in str(error)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  %0: f32[B] = sum %x {axes=[" + "9" * 5000 + "]}",
+        "  %0: f32[] = constant {value=" + "9" * 5000 + ", dtype=f32}",
+        "  %0: f32[" + "9" * 5000 + "] = relu %x",
+    ],
+    ids=["axis", "constant", "dimension"],
+)
+def test_integers_too_long_for_int(line):
+    # Python's int() raises ValueError beyond 4300 digits; none beyond 309 digits (2**1024) can be used.
+    error = parse_error(graph_text(line))
+    assert error.line == 3
+    assert "integer with more than 309 digits" in str(error)
+
+
+def test_a_long_run_of_digits_is_rejected_in_linear_time():
+    # The number pattern once matched digits in two ways: 20 000 digits then a letter took 20 s.
+    text = graph_text("  %0: f32[B] = sum %x {axes=" + "1" * 20_000 + "x}")
+    start = time.perf_counter()
+    error = parse_error(text)
+    assert time.perf_counter() - start < 1.0
+    assert "attribute axes must be a list of integers, got '1111" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("line", "character"),
+    [
+        ("  %0: f32[\u0663] = relu %x", "\u0663"),  # ARABIC-INDIC DIGIT THREE
+        ("  %0: f32[B] = sum %x {axes=[\uff11]}", "\uff11"),  # FULLWIDTH DIGIT ONE
+        ("  %0: f32[B,4] =\u00a0relu %x", "\xa0"),  # NO-BREAK SPACE
+        ("  %0: f32[B,4] = relu\u2028%x", "\u2028"),  # LINE SEPARATOR
+        ("  %0: f32[B,4] = relu %x\x85", "\x85"),  # NEXT LINE
+    ],
+    ids=["digit", "fullwidth-digit", "no-break-space", "line-separator", "next-line"],
+)
+def test_characters_outside_ascii(line, character):
+    error = parse_error(graph_text(line, "  output out = %0"))
+    assert (error.line, error.column) == (3, line.index(character) + 1)
+    assert f"unexpected character {character!r}" in str(error)
+
+
+def test_lines_end_only_at_newlines():
+    # Form feeds and vertical tabs are spaces; "\r\n" ends a line like "\n".
+    text = graph_text("  %0: f32[B,4] =\frelu\v%x", "  %1: f32[B,4] = nope %0").replace("\n", "\r\n")
+    error = parse_error(text)
+    assert (error.line, error.column) == (4, 18)
+    assert str(error).splitlines()[1:] == ["      %1: f32[B,4] = nope %0", "                     ^"]
+
+
+def test_a_long_line_is_shown_around_the_error():
+    line = "  %0: f32[B,4] = relu %x" + " " * 10_000 + "%x" + " " * 10_000
+    error = parse_error(graph_text(line))
+    first, shown, caret = str(error).splitlines()
+    assert first == f"3:{line.rindex('%x') + 1}: unexpected '%x' at end of line"
+    assert len(shown) < 120
+    assert shown[caret.index("^") : caret.index("^") + 2] == "%x"
+
+
+def test_an_attribute_value_of_the_wrong_kind_is_shown_short():
+    error = parse_error(graph_text("  %0: f32[B,4] = leaky_relu %x {alpha=[" + "1," * 10_000 + "1]}"))
+    assert len(str(error).splitlines()[0]) < 200
+    assert "attribute alpha must be a number, got (1, 1, 1, 1, 1, 1, ...)" in str(error)
+
+
+def test_an_argument_named_like_a_node_result():
+    error = parse_error(graph_text(arguments="  input %12: f32[4]"))
+    assert (error.line, error.column) == (2, 9)
+    assert "invalid name '12'" in str(error)
 
 
 def test_parse_errors_are_ember_errors():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.ir import Builder, DType, Graph, IRError, TensorType, Value, parse, print_graph, verify
+from ember.ir import OPS, Builder, DType, Graph, IRError, TensorType, Value, parse, print_graph, verify
 from ember.ir.verifier import CONTEXT_LINES
 
 f32 = DType.float32
@@ -182,6 +182,43 @@ def test_op_not_in_the_table():
     node = graph.nodes[1]
     node.op = dataclasses.replace(node.op)
     expect_failure(graph, "op 'relu' is not in the op table", "%1: f32[B,4] = relu %0")
+
+
+def append(graph: Graph, op: str, inputs: tuple[Value, ...], attrs: dict, type: TensorType) -> None:
+    """Add a node as a pass might, without the builder's checks, as output `bad`."""
+    graph.outputs["bad"] = graph.append(OPS[op], inputs, attrs, type)
+
+
+def test_reduction_over_an_axis_named_twice():
+    # NumPy refuses such a sum; native code summed the axis once.
+    graph = small_graph()
+    append(graph, "sum", (graph.outputs["out"],), {"axes": (1, -1), "keepdims": False}, TensorType(f32, ("B",)))
+    expect_failure(graph, "op 'sum': axes [1, -1] name axis 1 twice", "%4: f32[B] = sum %1 {axes=[1,-1]}")
+
+
+def test_max_over_an_empty_axis():
+    graph = small_graph()
+    empty = graph.add_argument("e", TensorType(f32, (0, 4)))
+    append(graph, "max", (empty,), {"axes": (0,), "keepdims": False}, TensorType(f32, (4,)))
+    expect_failure(graph, "op 'max' needs elements along axis 0 of f32[0,4]", "%4: f32[4] = max %e {axes=[0]}")
+
+
+def test_constant_outside_its_dtype():
+    graph = small_graph()
+    append(graph, "constant", (), {"value": 2**40, "dtype": DType.int32}, TensorType(DType.int32, ()))
+    expect_failure(
+        graph,
+        "op 'constant': 1099511627776 is not a value of i32",
+        "%4: i32[] = constant {value=1099511627776, dtype=i32}",
+    )
+
+
+def test_result_with_a_symbol_no_argument_binds():
+    graph = small_graph()
+    append(graph, "broadcast_to", (graph.argument("w"),), {"shape": ("N", 4)}, TensorType(f32, ("N", 4)))
+    expect_failure(
+        graph, "symbol N of f32[N,4] is not a dimension of any argument", "%4: f32[N,4] = broadcast_to %w {shape=[N,4]}"
+    )
 
 
 def test_context_is_bounded_in_a_long_graph():
