@@ -1,11 +1,16 @@
 """The process-wide thread pool that native kernels run their tasks on.
 
 One pool per process, started the first time native code is loaded: a
-worker thread per extra core, each spinning in compiled code on its own
-state (see compiler/codegen/threads.py). `ember.set_num_threads(n)` (or
-the EMBER_NUM_THREADS environment variable, read when the pool starts)
-sets how many threads a kernel may use, the calling thread included; the
-default is every core this process may run on."""
+worker thread per extra core, each running compiled code on the pool's
+state (see compiler/codegen/threads.py): it spins for about a millisecond
+after each round, so the rounds of a step start at once, then sleeps in the
+kernel until the next round, so an idle process costs no CPU.
+`ember.set_num_threads(n)` (or the EMBER_NUM_THREADS environment variable,
+read when the pool starts) sets how many threads a kernel may use, the
+calling thread included; the default is every core this process may run
+on. Workers beyond the setting sleep until it changes. On exit the workers
+are woken, stopped and joined; a forked child has no workers and runs its
+kernels on its one thread."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import numpy as np
 
 from ..compiler.backend import optimize
 from ..compiler.codegen.target import host_target
-from ..compiler.codegen.threads import POOL_SLOTS, STOP, WORKERS, emit_pool_module
+from ..compiler.codegen.threads import FUTEXES, POOL_SLOTS, WORKERS, emit_pool_module
 from ..ir import ConfigError
 from .arena import aligned_empty
 from .jit import JitModule
@@ -37,26 +42,34 @@ def available_cores() -> int:
 
 
 class ThreadPool:
-    """Workers in native code plus the `ember_parallel_for` they serve."""
+    """Workers in native code plus the `ember_parallel_for` they serve.
+    Idle workers sleep on futexes, or with `futex=False` (the default off
+    Linux) nap a millisecond at a time."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, futex: bool = FUTEXES) -> None:
         module = ir.Module(name="ember_pool")
-        emit_pool_module(module)
+        emit_pool_module(module, futex)
         target = host_target()
         self._code = JitModule(optimize(str(module), target), target, resolve_pool=False)
         self.state = aligned_empty(POOL_SLOTS, np.int64)
         self.state[:] = 0
         init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.address("ember_pool_init"))
         init(self.state.ctypes.data)
+        self._set_workers = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self._code.address("ember_pool_set_workers"))
+        self._stop = ctypes.CFUNCTYPE(None)(self._code.address("ember_pool_stop"))
         serve = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self._code.address("ember_worker"))
         self._threads = [
             threading.Thread(target=serve, args=(i,), name=f"ember-worker-{i}", daemon=True) for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
+        self.workers = workers
+
+    def publish(self) -> None:
+        """Make native code loaded from now on call this pool's
+        `ember_parallel_for` and `ember_pool_threads`."""
         for name in ("ember_parallel_for", "ember_pool_threads"):
             llvm.add_symbol(name, self._code.address(name))
-        self.workers = workers
 
     @property
     def capacity(self) -> int:
@@ -69,21 +82,21 @@ class ThreadPool:
         return int(self.state[WORKERS]) + 1
 
     def set_threads(self, count: int) -> None:
-        self.state[WORKERS] = min(count, self.workers + 1) - 1
+        self._set_workers(min(count, self.workers + 1) - 1)
 
     def stop(self) -> None:
-        """Let every worker return, and wait for them."""
-        self.state[STOP] = 1
+        """Wake every worker, let it return, and wait for them."""
+        self._stop()
         for thread in self._threads:
             thread.join()
         self._threads = []
-        self.state[WORKERS] = 0
+        self._set_workers(0)
 
     def forget_workers(self) -> None:
         """After fork: the child has none of the parent's threads."""
         self._threads = []
         self.workers = 0
-        self.state[WORKERS] = 0
+        self._set_workers(0)
 
 
 _POOL: ThreadPool | None = None
@@ -98,6 +111,7 @@ def pool() -> ThreadPool:
         if _POOL is None:
             count = _REQUESTED if _REQUESTED is not None else _threads_from_environment()  # may raise: no pool yet
             _POOL = ThreadPool(available_cores() - 1)
+            _POOL.publish()
             _POOL.set_threads(count)
             atexit.register(_POOL.stop)
             os.register_at_fork(after_in_child=_POOL.forget_workers)

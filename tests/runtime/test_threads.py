@@ -1,6 +1,7 @@
 """The native thread pool (runtime/threads.py, compiler/codegen/threads.py):
 the thread-count setting and EMBER_NUM_THREADS, big kernels really running on
-the pool, several Python threads at once, fork, and a prompt exit.
+the pool, the sleep/wake protocol of idle workers, several Python threads at
+once, fork, a prompt exit, and an idle process that costs no CPU.
 
 What must not hang (fork, exit, a bad environment) runs in a child Python
 process with a timeout, so a deadlock fails the test instead of the suite."""
@@ -22,7 +23,7 @@ from native_helpers import make_graph, tensor
 
 import ember
 from ember.compiler.codegen.gemm import PARALLEL_FLOPS
-from ember.compiler.codegen.threads import ACTIVE, LOCK, SEQ, WORKERS
+from ember.compiler.codegen.threads import ACTIVE, LOCK, SEQ, SLEEPERS, SPIN_NANOSECONDS, WORKERS
 from ember.ir import DType, Graph
 from ember.runtime import threads
 from ember.runtime.native import GraphFunction
@@ -30,6 +31,9 @@ from ember.runtime.native import GraphFunction
 F32 = DType.float32
 CORES = threads.available_cores()
 needs_two_cores = pytest.mark.skipif(CORES < 2, reason="one core: the pool has no worker")
+SPIN = SPIN_NANOSECONDS / 1e9
+GAPS = [0.0, 0.3 * SPIN, 0.9 * SPIN, 1.2 * SPIN, 3 * SPIN]
+"""Pauses between rounds, either side of the time idle workers spin before they sleep."""
 
 
 @pytest.fixture
@@ -155,7 +159,8 @@ def test_one_row_products_split_their_columns_only_over_several_threads(restore_
 
 @pytest.mark.parametrize("shared", [False, True], ids=["two-functions", "one-function"])
 def test_two_python_threads_at_once(restore_threads, shared: bool) -> None:
-    """Native calls release the GIL: both threads run native code together.
+    """Native calls release the GIL: both threads run native code together,
+    with pauses between calls that let the workers fall asleep or not.
     Whoever holds the pool shares its tasks, the other runs alone; results
     are bitwise those of a lone call (tasks are deterministic)."""
     ember.set_num_threads(CORES)
@@ -168,9 +173,11 @@ def test_two_python_threads_at_once(restore_threads, shared: bool) -> None:
     failures: list[str] = []
 
     def work(i: int) -> None:
+        gaps = np.random.default_rng(i).choice(GAPS, 40)  # workers spinning, or asleep
         try:
             barrier.wait()
             for call in range(40):
+                time.sleep(gaps[call])
                 c = functions[i](inputs[i]).outputs["c"]
                 if c.tobytes() != expected[i].tobytes():
                     failures.append(f"thread {i}, call {call}: wrong result")
@@ -211,6 +218,67 @@ def test_second_caller_runs_alone_while_the_pool_is_busy(restore_threads) -> Non
         assert c.tobytes() == short_expected.tobytes()
         overlapped += held
     assert overlapped > 0, "the short call never ran while the pool was busy"
+
+
+# -- the sleep/wake protocol -------------------------------------------------------------------
+
+TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+PARALLEL_FOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+def rendezvous(pool: threads.ThreadPool, rounds: list[tuple[int, float]]) -> tuple[list[str], int]:
+    """Run (threads, gap) rounds on `pool`: set the threads, pause, then one
+    call of its ember_parallel_for with a task per thread, each of which
+    waits at a barrier for all the others. A round can only finish if every
+    allowed worker (and no other) woke up and took a task; a lost wake-up
+    breaks the barrier after its timeout. Returns the failures, and how many
+    rounds began with a worker asleep."""
+    parallel_for = PARALLEL_FOR(pool._code.address("ember_parallel_for"))
+    failures: list[str] = []
+    ran: list[int] = []
+    barrier = threading.Barrier(1)
+
+    @TASK
+    def task(args, index, thread) -> None:
+        ran.append(thread)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # a callback cannot raise: reported below
+            failures.append(f"thread {thread} gave up waiting: a worker never came")
+
+    woken = 0
+    for i, (count, gap) in enumerate(rounds):
+        if count != pool.threads:
+            pool.set_threads(count)
+        barrier = threading.Barrier(count, timeout=10)
+        ran.clear()
+        time.sleep(gap)
+        woken += int(pool.state[SLEEPERS]) > 0
+        parallel_for(ctypes.cast(task, ctypes.c_void_p), None, count)
+        if sorted(ran) != list(range(count)):
+            failures.append(f"round {i} at {count} threads ran on threads {sorted(ran)}")
+        if failures:
+            break
+    return failures, woken
+
+
+@pytest.mark.parametrize("futex", [True, False], ids=["futex", "naps"])
+def test_every_allowed_worker_wakes_for_every_round(futex: bool) -> None:
+    """Hundreds of rounds on a private pool of three workers, at random
+    thread counts (so workers park and come back) and random pauses either
+    side of the spin time (so they are spinning, just asleep or long asleep).
+    Also the napping fallback for systems without futexes."""
+    pool = threads.ThreadPool(3, futex=futex)
+    rng = np.random.default_rng(7)
+    counts = np.repeat(rng.integers(1, pool.capacity + 1, 30), 10)  # a setting holds for ten rounds
+    try:
+        failures, woken = rendezvous(pool, list(zip(counts.tolist(), rng.choice(GAPS, len(counts)), strict=True)))
+    finally:
+        pool.stop()
+    assert failures == []
+    assert woken > 10, "the rounds never found a worker asleep"
+    assert pool.state[ACTIVE] == 0
+    assert pool.state[LOCK] == 0
 
 
 # -- in a child process ------------------------------------------------------------------------
@@ -338,7 +406,12 @@ def test_forked_children_run_parallel_matmuls(tmp_path) -> None:
             os.kill(pid, 9)
             raise AssertionError("forked child hung")
 
-        fork_and_wait()                                # parent idle
+        fork_and_wait()                                # parent idle, workers spinning
+        time.sleep(0.05)
+        fork_and_wait()                                # workers asleep
+        before = int(threads.pool().state[SEQ])
+        assert correct(fn(ARGS).outputs["c"])          # wakes the parent's workers
+        assert int(threads.pool().state[SEQ]) > before
         stop = threading.Event()
         def keep_busy():
             while not stop.is_set():
@@ -367,13 +440,21 @@ def test_forked_children_run_parallel_matmuls(tmp_path) -> None:
     )
 
 
-def test_process_exits_promptly_after_using_the_pool(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "before_exit",
+    ["", "time.sleep(0.05)", "ember.set_num_threads(1); time.sleep(0.05)"],
+    ids=["spinning", "asleep", "parked"],
+)
+def test_process_exits_promptly_after_using_the_pool(tmp_path, before_exit: str) -> None:
+    """Exit wakes and joins the workers, whether they spin, sleep until the
+    next round, or sleep because the setting leaves them out."""
     done = run_child(
-        """
+        f"""
         fn = matmul()
         ember.set_num_threads(2)
         for _ in range(3):
             assert correct(fn(ARGS).outputs["c"])
+        {before_exit}
         print(time.time())
         """,
         tmp_path,
@@ -381,3 +462,30 @@ def test_process_exits_promptly_after_using_the_pool(tmp_path) -> None:
     )
     exited = time.time()
     assert exited - float(done.stdout.split()[-1]) < 5, "the workers kept the process alive"
+
+
+@pytest.mark.slow
+def test_an_idle_process_uses_no_cpu(tmp_path) -> None:
+    """After training on two threads, and again after set_num_threads(1), a
+    process that sleeps 2 s spends under 1% of a core: workers spin only
+    briefly after a round, then sleep in the kernel, and so do the workers
+    the setting leaves out."""
+    run_child(
+        f"""
+        from ember import nn, optim
+        model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+        prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-3), batch_size=64)
+        x, y = rng.standard_normal((64, 256)).astype(np.float32), rng.integers(0, 10, 64)
+        for count in (2, 1):
+            ember.set_num_threads(count)
+            before = int(threads.pool().state[SEQ])
+            for _ in range(10):
+                prog.train_step(x, y)
+            assert (int(threads.pool().state[SEQ]) > before) == (count == 2 and {CORES} >= 2)
+            start, cpu = time.monotonic(), time.process_time()
+            time.sleep(2)
+            busy = (time.process_time() - cpu) / (time.monotonic() - start)
+            assert busy < 0.01, f"at {{count}} thread(s) the idle process used {{busy:.1%}} of a core"
+        """,
+        tmp_path,
+    )
