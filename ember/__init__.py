@@ -49,6 +49,7 @@ from .ir import (
     IRError,
     ParseError,
     ShapeError,
+    VerifyError,
 )
 from .program import STAGES, Program
 from .runtime.threads import get_num_threads, set_num_threads
@@ -68,6 +69,7 @@ __all__ = [
     "Program",
     "ShapeError",
     "Tensor",
+    "VerifyError",
     "abs",
     "broadcast_to",
     "cast",

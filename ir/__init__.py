@@ -13,6 +13,7 @@ from .errors import (
     IRError,
     ParseError,
     ShapeError,
+    VerifyError,
 )
 from .graph import Graph, Node, Value
 from .interpreter import RunResult, interpret
@@ -44,6 +45,7 @@ __all__ = [
     "ShapeError",
     "TensorType",
     "Value",
+    "VerifyError",
     "broadcast_shapes",
     "get_op",
     "interpret",

@@ -19,6 +19,11 @@ class IRError(EmberError, ValueError):
     """An IR graph is malformed (raised by the builder and the verifier)."""
 
 
+class VerifyError(IRError):
+    """The verifier rejected a graph; the message shows the printed IR around
+    the failing line, marked `>>`."""
+
+
 SHOWN_COLUMNS = 100
 """A parse error shows at most this many characters of the line around the error."""
 

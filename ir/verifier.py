@@ -3,12 +3,12 @@
 Generic checks first (values defined once and before use, outputs and
 updates refer to the graph's values, every symbolic dimension is one an
 argument binds), then each node against its op's own attribute and type
-rules. A failure raises `IRError` showing the printed IR around the
+rules. A failure raises `VerifyError` showing the printed IR around the
 failing line."""
 
 from __future__ import annotations
 
-from .errors import EmberError, IRError
+from .errors import EmberError, IRError, VerifyError
 from .graph import Graph, Node, check_name, check_symbols
 from .ops import OPS
 from .printer import format_attr, graph_lines
@@ -17,7 +17,7 @@ CONTEXT_LINES = 5
 
 
 def verify(graph: Graph) -> Graph:
-    """Return `graph` unchanged if it is well formed; raise `IRError` otherwise."""
+    """Return `graph` unchanged if it is well formed; raise `VerifyError` otherwise."""
     defined = set()
     names = set()
     symbols = graph.bound_symbols()
@@ -86,7 +86,7 @@ def _fail(
     arg_index: int | None = None,
     tail_index: int = 0,
 ) -> None:
-    """Raise IRError; the failing line is an argument, a node, or (`tail_index`)
+    """Raise VerifyError; the failing line is an argument, a node, or (`tail_index`)
     an output or update line, counted from the first output line."""
     lines = graph_lines(graph)
     if node_index is not None:
@@ -98,4 +98,4 @@ def _fail(
     lo, hi = max(0, at - CONTEXT_LINES), min(len(lines), at + CONTEXT_LINES + 1)
     shown = [(">> " if i == at else "   ") + lines[i] for i in range(lo, hi)]
     message = f"line {at + 1}: {message}"
-    raise IRError(f"invalid graph {graph.name}: {message}\n" + "\n".join(shown))
+    raise VerifyError(f"invalid graph {graph.name}: {message}\n" + "\n".join(shown))

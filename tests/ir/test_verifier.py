@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.ir import OPS, Builder, DType, Graph, IRError, TensorType, Value, parse, print_graph, verify
+from ember.ir import OPS, Builder, DType, Graph, IRError, TensorType, Value, VerifyError, parse, print_graph, verify
 from ember.ir.verifier import CONTEXT_LINES
 
 f32 = DType.float32
@@ -33,9 +33,9 @@ def small_graph() -> Graph:
 
 
 def expect_failure(graph: Graph, problem: str, marked: str) -> None:
-    """verify(graph) raises IRError naming `problem`, with the printed line
+    """verify(graph) raises VerifyError naming `problem`, with the printed line
     `marked` (without indentation) shown after `>>` among its neighbours."""
-    with pytest.raises(IRError) as info:
+    with pytest.raises(VerifyError) as info:
         verify(graph)
     head, *context = str(info.value).splitlines()
     match = HEAD.fullmatch(head)
@@ -68,8 +68,10 @@ def test_cloned_graph_verifies():
 
 
 def test_errors_are_ember_value_errors():
+    assert issubclass(VerifyError, IRError)
     assert issubclass(IRError, ember.EmberError)
     assert issubclass(IRError, ValueError)
+    assert ember.VerifyError is VerifyError
 
 
 # -- generic checks -------------------------------------------------------------
