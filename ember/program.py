@@ -15,7 +15,7 @@ from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
 from .ir import ConfigError, DType, EmberError, Graph, print_graph
 from .runtime.arena import Arena
-from .runtime.checkpoint import Checkpoint, save_checkpoint
+from .runtime.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
@@ -214,7 +214,9 @@ class Program:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the program (IR, parameters, optimizer state, settings) to
-        one `.npz` file, atomically. `ember.load(path)` reads it back."""
+        one `.npz` file, atomically. A symlink at `path` is followed: the file
+        it points to is replaced. `ember.load(path)` reads it back."""
+        checkpoint_path(path)  # a bad path fails here, before any work
         meta = {
             "dtype": self.dtype.name,
             "batch_size": self.batch_size,
