@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .compiler import OPTIMIZERS, Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
-from .ir import ConfigError, DType, EmberError, Graph, print_graph
+from .ir import ConfigError, DType, Graph, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from .runtime.native import NativeExecutable
@@ -47,7 +47,6 @@ class Program:
         loss_graph: Graph | None = None,
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
-        state: Mapping[str, np.ndarray] | None = None,
         lr: float | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
@@ -79,8 +78,6 @@ class Program:
         train = self._graphs.get("train")
         state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
         self._state = Arena(state_shapes, dtype.numpy)
-        for name, value in (state or {}).items():
-            np.copyto(self._state[name], value, casting="same_kind")
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
         self._native: NativeBuild | None = None
@@ -269,6 +266,11 @@ class Program:
             check_labels(names[1], y, self.loss_info["num_classes"])
         return x, y
 
+    def _restore(self, state: Mapping[str, np.ndarray]) -> None:
+        """Set the optimizer state from a checkpoint, whose arrays ember.restore checked."""
+        for name, value in state.items():
+            np.copyto(self._state[name], value)
+
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
         lr = np.asarray(self.lr, self.dtype.numpy)
         return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
@@ -305,16 +307,3 @@ def parse_dtype(dtype: Any) -> DType:
     if parsed is None or not parsed.is_float:
         raise ConfigError(f'dtype must be "float32" or "float64", got {dtype!r}')
     return parsed
-
-
-def optimizer_from_meta(meta: Mapping[str, Any] | None) -> Optimizer | None:
-    if meta is None:
-        return None
-    try:
-        cls = OPTIMIZERS[meta["name"]]
-        hyper = dict(meta["hyperparameters"])
-        if "betas" in hyper:
-            hyper["betas"] = tuple(hyper["betas"])
-        return cls(**hyper)
-    except (KeyError, TypeError) as e:
-        raise EmberError(f"checkpoint names an unknown optimizer configuration {meta!r}: {e}") from None

@@ -5,7 +5,9 @@ A save never leaves half a checkpoint behind. It writes a temporary file
 beside the target (through symlinks: the file a symlink points to is the
 one replaced), flushes it to disk, renames it over the target in one step
 and flushes the directory. A save that is killed leaves its temporary file;
-the next save to the same target removes it."""
+the next save to the same target removes it. This module only reads and
+writes the file: checking that its contents describe a valid Program is
+`ember.restore`'s job."""
 
 from __future__ import annotations
 
@@ -221,18 +223,21 @@ def _read(file: IO[bytes], source: str) -> Checkpoint:
         raise CheckpointError(f"{source} is not a readable ember checkpoint: {e}") from None
     try:
         meta = json.loads(str(entries.pop("meta")))
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, ValueError, RecursionError):  # ValueError: bad JSON, or an integer of 4300+ digits
         raise CheckpointError(f"{source} is not an ember checkpoint (no valid 'meta' entry)") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{source} is not an ember checkpoint (no valid 'meta' entry)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not an ember checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{source} has checkpoint version {meta.get('version')}; this ember reads {VERSION}")
+    version = meta.get("version")
+    if type(version) is not int or version != VERSION:
+        raise CheckpointError(f"{source} has checkpoint version {version!r}; this ember reads {VERSION}")
     sections: dict[str, dict] = {"ir": {}, "param": {}, "state": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section not in sections or not name:
             raise CheckpointError(f"{source}: unexpected entry {key!r}")
+        if section == "ir" and (value.dtype.kind != "U" or value.ndim != 0):
+            raise CheckpointError(f"{source}: entry {key!r} must be IR text, got a {value.dtype} array")
         sections[section][name] = str(value) if section == "ir" else value
     return Checkpoint(meta, sections["ir"], sections["param"], sections["state"])
