@@ -210,25 +210,12 @@ class Program:
             np.copyto(self._params[name], array)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the program (IR, parameters, optimizer state, settings) to
-        one `.npz` file, atomically. A symlink at `path` is followed: the file
-        it points to is replaced. `ember.load(path)` reads it back."""
+        """Write the program (IR, parameters, optimizer state, settings and the
+        shuffling RNG) to one `.npz` file, atomically. A symlink at `path` is
+        followed: the file it points to is replaced. `ember.load(path)` reads
+        it back."""
         checkpoint_path(path)  # a bad path fails here, before any work
-        meta = {
-            "dtype": self.dtype.name,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "backend": self.backend,
-            "lr": self.lr,
-            "loss": self.loss_info,
-            "optimizer": (
-                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
-                if self.optimizer
-                else None
-            ),
-        }
-        texts = {name: print_graph(g) for name, g in self._sources.items()}
-        save_checkpoint(path, Checkpoint(meta, texts, self._params.copies(), self._state.copies()))
+        save_checkpoint(path, self._checkpoint())
 
     @property
     def stages(self) -> list[str]:
@@ -266,10 +253,32 @@ class Program:
             check_labels(names[1], y, self.loss_info["num_classes"])
         return x, y
 
-    def _restore(self, state: Mapping[str, np.ndarray]) -> None:
-        """Set the optimizer state from a checkpoint, whose arrays ember.restore checked."""
+    def _checkpoint(self) -> Checkpoint:
+        """Everything a checkpoint holds."""
+        meta = {
+            "dtype": self.dtype.name,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "backend": self.backend,
+            "lr": self.lr,
+            "loss": self.loss_info,
+            "optimizer": (
+                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
+                if self.optimizer
+                else None
+            ),
+            "rng": self._rng.bit_generator.state,
+        }
+        texts = {name: print_graph(g) for name, g in self._sources.items()}
+        return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
+
+    def _restore(self, state: Mapping[str, np.ndarray], rng: Any) -> None:
+        """Set the optimizer state and (unless None) the shuffling RNG's state
+        from a checkpoint, whose arrays ember.restore checked."""
         for name, value in state.items():
             np.copyto(self._state[name], value)
+        if rng is not None:
+            self._rng.bit_generator.state = rng
 
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
         lr = np.asarray(self.lr, self.dtype.numpy)

@@ -26,7 +26,7 @@ from .runtime.checkpoint import Checkpoint
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
-"""The settings of a checkpoint."""
+"""The settings of a version 1 checkpoint; version 2 adds `rng`."""
 
 DTYPES = ("float32", "float64")
 
@@ -42,6 +42,7 @@ class Settings:
     lr: float
     loss: dict[str, Any]
     optimizer: Optimizer | None
+    rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -81,14 +82,14 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     state = exact_arrays("optimizer state", checkpoint.state, state_layout)
     if STEP in state and not _is_step(state[STEP]):
         raise CheckpointError(f"optimizer state {STEP!r} must be a whole number >= 0, got {state[STEP]}")
-    prog._restore(state)
+    prog._restore(state, settings.rng)
     return prog
 
 
 # -- settings ----------------------------------------------------------------
 def read_settings(meta: dict[str, Any]) -> Settings:
     """Check each setting's type and range (not yet against the graphs)."""
-    expected = SETTINGS
+    expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
     missing = [name for name in expected if name not in meta]
     if missing:
         raise CheckpointError(f"setting {missing[0]!r} is missing")
@@ -102,6 +103,8 @@ def read_settings(meta: dict[str, Any]) -> Settings:
     lr_ok = _is_real(meta["lr"]) and meta["lr"] >= 0 and _finite_in(meta["lr"], DType[meta["dtype"]])
     _expect("lr", lr_ok, f"a finite {meta['dtype']} number >= 0", meta)
     _expect("loss", isinstance(meta["loss"], dict), "an object", meta)
+    if "rng" in meta:
+        _expect("rng", _is_pcg64_state(meta["rng"]), "the state of a NumPy PCG64 generator", meta)
     return Settings(
         dtype=DType[meta["dtype"]],
         batch_size=meta["batch_size"],
@@ -110,6 +113,7 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         lr=float(meta["lr"]),
         loss=meta["loss"],
         optimizer=read_optimizer(meta["optimizer"]),
+        rng=meta.get("rng"),
     )
 
 
@@ -157,6 +161,23 @@ def _kind(default: Any) -> str:
     if isinstance(default, tuple):
         return f"a list of {len(default)} finite numbers"
     return "a finite number"
+
+
+def _is_pcg64_state(value: Any) -> bool:
+    """The shape of `np.random.PCG64().state`: a 128-bit state and odd increment."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"bit_generator", "state", "has_uint32", "uinteger"}
+        and value["bit_generator"] == "PCG64"
+        and isinstance(value["state"], dict)
+        and set(value["state"]) == {"state", "inc"}
+        and all(_is_int(v) and 0 <= v < 2**128 for v in value["state"].values())
+        and value["state"]["inc"] % 2 == 1
+        and value["has_uint32"] in (0, 1)
+        and _is_int(value["has_uint32"])
+        and _is_int(value["uinteger"])
+        and 0 <= value["uinteger"] < 2**32
+    )
 
 
 def _is_key(value: Any, table: dict[str, Any]) -> bool:

@@ -28,7 +28,10 @@ import numpy as np
 from ..ir import CheckpointError, ConfigError
 
 FORMAT = "ember-checkpoint"
-VERSION = 1
+VERSION = 2
+"""The version written. Version 1 lacked the state of the shuffling RNG."""
+
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -230,8 +233,9 @@ def _read(file: IO[bytes], source: str) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not an ember checkpoint (format {meta.get('format')!r})")
     version = meta.get("version")
-    if type(version) is not int or version != VERSION:
-        raise CheckpointError(f"{source} has checkpoint version {version!r}; this ember reads {VERSION}")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise CheckpointError(f"{source} has checkpoint version {version!r}; this ember reads versions {readable}")
     sections: dict[str, dict] = {"ir": {}, "param": {}, "state": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")

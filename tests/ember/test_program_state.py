@@ -1,5 +1,5 @@
-"""A Program's checkpoints under stress: saves through bad paths and saves
-killed at random moments."""
+"""A Program's state over time: resuming from a checkpoint, saves through
+bad paths and saves killed at random moments."""
 
 import itertools
 import os
@@ -14,8 +14,29 @@ import ember
 from ember import nn, optim
 
 
+def adam_classifier(make_mlp, backend: str = "native") -> ember.Program:
+    return ember.compile(
+        make_mlp(), loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=0.01), batch_size=8, seed=2, backend=backend
+    )
+
+
 def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return list(a) == list(b) and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+# -- resuming ----------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_resuming_from_a_checkpoint_equals_training_on(make_mlp, blobs, tmp_path, assert_same, backend):
+    """fit(1), save, load, fit(2) is fit(3) bit for bit: the shuffling RNG is saved too."""
+    straight = adam_classifier(make_mlp, backend)
+    straight.fit(*blobs, epochs=3, progress=False)
+    first = adam_classifier(make_mlp, backend)
+    first.fit(*blobs, epochs=1, progress=False)
+    first.save(tmp_path / "model.npz")
+    resumed = ember.load(tmp_path / "model.npz")
+    resumed.fit(*blobs, epochs=2, progress=False)
+    assert_same(resumed.parameters, straight.parameters)
+    assert_same(resumed.optimizer_state, straight.optimizer_state)
 
 
 # -- saving ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 import ember
 from ember import nn, optim
+from ember.runtime.checkpoint import FORMAT
 
 Change = Callable[[dict, dict], None]
 """Edits a checkpoint in place: (settings, npz entries other than meta)."""
@@ -100,7 +101,7 @@ def ir_edit(name: str, old: str, new: str) -> Change:
     return change
 
 
-SETTINGS = ["dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer"]
+SETTINGS = ["dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer", "rng"]
 
 INVALID_SETTINGS = [
     *[pytest.param(without_setting(name), f"setting '{name}' is missing", id=f"no-{name}") for name in SETTINGS],
@@ -167,6 +168,14 @@ INVALID_SETTINGS = [
         "setting 'optimizer': Adam: invalid beta at index 1: 2.0",
         id="betas-out-of-range",
     ),
+    pytest.param(setting("rng", None), "setting 'rng' must be the state of a NumPy PCG64 generator", id="rng-null"),
+    pytest.param(nested("rng.bit_generator", "MT19937"), "'rng' must be the state of a NumPy PCG64", id="rng-kind"),
+    pytest.param(nested("rng.state.inc", ...), "'rng' must be the state of a NumPy PCG64", id="rng-no-inc"),
+    pytest.param(nested("rng.state.inc", 2), "'rng' must be the state of a NumPy PCG64", id="rng-even-inc"),
+    pytest.param(nested("rng.state.state", -1), "'rng' must be the state of a NumPy PCG64", id="rng-negative"),
+    pytest.param(nested("rng.state.state", 2**128), "'rng' must be the state of a NumPy PCG64", id="rng-too-big"),
+    pytest.param(nested("rng.has_uint32", 2), "'rng' must be the state of a NumPy PCG64", id="rng-has-uint32"),
+    pytest.param(nested("rng.uinteger", 2**32), "'rng' must be the state of a NumPy PCG64", id="rng-uinteger"),
 ]
 
 
@@ -350,3 +359,21 @@ def test_every_valid_checkpoint_loads_exactly(tmp_path, assert_same, loss, optim
     assert_same(loaded.optimizer_state, prog.optimizer_state)
     assert (loaded.optimizer, loaded.loss_info, loaded.lr) == (prog.optimizer, prog.loss_info, prog.lr)
     assert loaded.train_step(x, y) == prog.train_step(x, y)
+
+
+def test_a_version_1_checkpoint_shuffles_from_its_seed(tmp_path, regression, assert_same):
+    """Version 1 had no RNG state: its fit shuffles as a program just compiled with its seed."""
+    prog = ember.compile(nn.Sequential(nn.Linear(4, 2)), loss=nn.MSELoss(), optimizer=optim.SGD(lr=0.1), seed=5)
+    path = tmp_path / "v1.npz"
+    prog.save(path)
+    meta, entries = read_entries(path)
+    assert meta["format"] == FORMAT
+    del meta["rng"]
+    write_entries(path, {**meta, "version": 1}, entries)
+    loaded = ember.load(path)
+    for p in (prog, loaded):
+        p.fit(*regression, epochs=1, batch_size=8, progress=False)
+    assert_same(loaded.parameters, prog.parameters)
+    write_entries(path, {**meta, "version": 1, "rng": None}, entries)
+    with pytest.raises(ember.CheckpointError, match="unknown setting 'rng'"):
+        ember.load(path)
