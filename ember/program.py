@@ -4,6 +4,8 @@ and optimizer state, and the methods to train and run it."""
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +35,11 @@ EVAL_CHUNK_ROWS = 8192
 
 class Program:
     """A model compiled for training (with a loss and optimizer) or for
-    inference only. Build one with `ember.compile` or `ember.load`."""
+    inference only. Build one with `ember.compile` or `ember.load`.
+
+    A Program may be shared between threads: every run and every read or
+    write of its parameters and optimizer state holds one lock, so each sees
+    a whole number of training steps."""
 
     def __init__(
         self,
@@ -53,6 +59,8 @@ class Program:
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        self._lock = threading.RLock()  # guards the parameters, the state and the executable's buffers
+        _PROGRAMS.add(self)
         self.dtype = dtype
         self.batch_size = batch_size
         self.seed = seed
@@ -106,12 +114,14 @@ class Program:
     @property
     def parameters(self) -> dict[str, np.ndarray]:
         """A copy of every parameter, by name (`0.weight`, `0.bias`, ...)."""
-        return self._params.copies()
+        with self._lock:
+            return self._params.copies()
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """A copy of the optimizer state: `step` and each param's buffers."""
-        return self._state.copies()
+        with self._lock:
+            return self._state.copies()
 
     @property
     def lr(self) -> float:
@@ -146,13 +156,15 @@ class Program:
     def predict(self, x: Any) -> np.ndarray:
         """The model's output for `x` (any number of rows)."""
         x = check_array(INPUT, x, self.input_type)
-        return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
+        with self._lock:
+            return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
 
     def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
         self._require_training("gradients")
         x, y = self._check_batch(x, y)
-        outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
+        with self._lock:
+            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
         return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
@@ -206,8 +218,9 @@ class Program:
             expected = self._graphs["predict"].argument(name).type
             array = check_array(f"parameter {name}", value, expected)
             checked[name] = array
-        for name, array in checked.items():
-            np.copyto(self._params[name], array)
+        with self._lock:
+            for name, array in checked.items():
+                np.copyto(self._params[name], array)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the program (IR, parameters, optimizer state, settings and the
@@ -254,7 +267,7 @@ class Program:
         return x, y
 
     def _checkpoint(self) -> Checkpoint:
-        """Everything a checkpoint holds."""
+        """Everything a checkpoint holds, taken at one moment."""
         meta = {
             "dtype": self.dtype.name,
             "batch_size": self.batch_size,
@@ -267,24 +280,31 @@ class Program:
                 if self.optimizer
                 else None
             ),
-            "rng": self._rng.bit_generator.state,
         }
         texts = {name: print_graph(g) for name, g in self._sources.items()}
-        return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
+        with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
+            meta["rng"] = self._rng.bit_generator.state
+            return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
 
     def _restore(self, state: Mapping[str, np.ndarray], rng: Any) -> None:
         """Set the optimizer state and (unless None) the shuffling RNG's state
         from a checkpoint, whose arrays ember.restore checked."""
-        for name, value in state.items():
-            np.copyto(self._state[name], value)
-        if rng is not None:
-            self._rng.bit_generator.state = rng
+        with self._lock:
+            for name, value in state.items():
+                np.copyto(self._state[name], value)
+            if rng is not None:
+                self._rng.bit_generator.state = rng
 
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
         lr = np.asarray(self.lr, self.dtype.numpy)
-        return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
+        with self._lock:
+            return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
 
     def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        with self._lock:  # every chunk sees the same parameters
+            return self._evaluate_chunks(x, y)
+
+    def _evaluate_chunks(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         total_loss, correct = 0.0, 0.0
         rows = x.shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
@@ -316,3 +336,16 @@ def parse_dtype(dtype: Any) -> DType:
     if parsed is None or not parsed.is_float:
         raise ConfigError(f'dtype must be "float32" or "float64", got {dtype!r}')
     return parsed
+
+
+_PROGRAMS: weakref.WeakSet[Program] = weakref.WeakSet()
+
+
+def _unlock_after_fork() -> None:
+    """A forked child has none of its parent's other threads: a lock one of
+    them held at the fork would never be released."""
+    for program in list(_PROGRAMS):
+        program._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_unlock_after_fork)

@@ -1,10 +1,12 @@
-"""A Program's state over time: resuming from a checkpoint, saves through
-bad paths and saves killed at random moments."""
+"""A Program's state over time and threads: resuming from a checkpoint,
+readers and writers racing a training thread, saves through bad paths and
+saves killed at random moments."""
 
 import itertools
 import os
 import random
 import signal
+import threading
 import time
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 
 import ember
 from ember import nn, optim
+from ember.runtime.checkpoint import load_checkpoint
 
 
 def adam_classifier(make_mlp, backend: str = "native") -> ember.Program:
@@ -37,6 +40,80 @@ def test_resuming_from_a_checkpoint_equals_training_on(make_mlp, blobs, tmp_path
     resumed.fit(*blobs, epochs=2, progress=False)
     assert_same(resumed.parameters, straight.parameters)
     assert_same(resumed.optimizer_state, straight.optimizer_state)
+
+
+# -- threads -----------------------------------------------------------------
+def wide_program() -> ember.Program:
+    """Big enough that a step takes a while: readers meet it mid-step."""
+    model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10))
+    return ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-3), seed=1)
+
+
+STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def replay():
+    """A batch, and the parameters and optimizer state after each of 0..STEPS steps on it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 128)
+    prog = wide_program()
+    history = [(prog.parameters, prog.optimizer_state)]
+    for _ in range(STEPS):
+        prog.train_step(x, y)
+        history.append((prog.parameters, prog.optimizer_state))
+    return x, y, history
+
+
+def in_another_thread(work) -> threading.Thread:
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_readers_during_training_see_whole_steps(replay, tmp_path):
+    x, y, history = replay
+    prog = wide_program()
+    params_seen, states_seen, saves = [], [], []
+    trainer = in_another_thread(lambda: [prog.train_step(x, y) for _ in range(STEPS)])
+    while trainer.is_alive():
+        params_seen.append(prog.parameters)
+        states_seen.append(prog.optimizer_state)
+        if len(params_seen) % 10 == 0:
+            path = tmp_path / f"{len(saves)}.npz"
+            prog.save(path)
+            saves.append(load_checkpoint(path))
+    trainer.join()
+    assert len(params_seen) > 10
+    assert saves
+    params_by_step = [params for params, _ in history]
+    for params in params_seen:
+        assert any(same(params, p) for p in params_by_step), "a parameter snapshot between two steps"
+    for state in states_seen:
+        assert same(state, history[int(state["step"])][1])
+    for saved in saves:  # parameters and state of one and the same step
+        params, state = history[int(saved.state["step"])]
+        assert same(saved.params, params)
+        assert same(saved.state, state)
+
+
+def test_set_parameters_during_predictions_is_seen_whole(replay):
+    x = replay[0]
+    prog = wide_program()
+    versions = [prog.parameters, {name: value + 1 for name, value in prog.parameters.items()}]
+    expected = []
+    for params in versions:
+        prog.set_parameters(params)
+        expected.append(prog.predict(x))
+    writer = in_another_thread(lambda: [prog.set_parameters(versions[i % 2]) for i in range(400)])
+    outputs = []
+    while writer.is_alive():
+        outputs.append(prog.predict(x))
+    writer.join()
+    assert outputs
+    for out in outputs:
+        assert np.array_equal(out, expected[0]) or np.array_equal(out, expected[1]), "a half-set parameter set"
 
 
 # -- saving ------------------------------------------------------------------
