@@ -17,7 +17,7 @@ from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
 from .ir import ConfigError, DType, Graph, print_graph
 from .runtime.arena import Arena
-from .runtime.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
@@ -39,7 +39,8 @@ class Program:
 
     A Program may be shared between threads: every run and every read or
     write of its parameters and optimizer state holds one lock, so each sees
-    a whole number of training steps."""
+    a whole number of training steps. It pickles and copies (`copy.deepcopy`)
+    through its checkpoint; the copy is independent of the original."""
 
     def __init__(
         self,
@@ -229,6 +230,13 @@ class Program:
         it back."""
         checkpoint_path(path)  # a bad path fails here, before any work
         save_checkpoint(path, self._checkpoint())
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickle (and `copy.copy`, `copy.deepcopy`) as checkpoint bytes, never
+        as code: the copy is rebuilt as `ember.load` rebuilds a file."""
+        from .restore import program_from_bytes  # it builds Programs, so it imports this module
+
+        return program_from_bytes, (checkpoint_bytes(self._checkpoint()),)
 
     @property
     def stages(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Rebuilding a Program from a checkpoint (`ember.load`).
+"""Rebuilding a Program from a checkpoint: `ember.load`, unpickling, copies.
 
 Nothing in a checkpoint is trusted. Every setting must have its exact type
 and range; the graphs must parse, verify, have the interface ember traces,
@@ -22,13 +22,14 @@ from .compiler.optimizers import STEP
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
-from .runtime.checkpoint import Checkpoint
+from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
 
 DTYPES = ("float32", "float64")
+PICKLED = "of a pickled Program"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | 
         return _restore(checkpoint, backend)
     except CheckpointError as e:
         raise CheckpointError(f"checkpoint {source}: {e}") from None
+
+
+def program_from_bytes(data: bytes) -> Program:
+    """Unpickle a Program (see `Program.__reduce__`)."""
+    return program_from_checkpoint(checkpoint_from_bytes(data, f"the checkpoint {PICKLED}"), PICKLED)
 
 
 def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:

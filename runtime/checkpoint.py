@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -113,6 +114,13 @@ def save_checkpoint(path: Any, checkpoint: Checkpoint) -> None:
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
+
+
+def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
+    """`checkpoint` in the file format, in memory (for pickling a Program)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_entries(checkpoint))
+    return buffer.getvalue()
 
 
 def _entries(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
@@ -216,6 +224,11 @@ def load_checkpoint(path: Any) -> Checkpoint:
         if not stat.S_ISREG(mode):
             raise CheckpointError(f"cannot read checkpoint {name}: it is {_file_kind(mode)}, not a regular file")
         return _read(f, name)
+
+
+def checkpoint_from_bytes(data: bytes, source: str) -> Checkpoint:
+    """Read a checkpoint from `checkpoint_bytes`; errors name `source`."""
+    return _read(io.BytesIO(data), source)
 
 
 def _read(file: IO[bytes], source: str) -> Checkpoint:

@@ -1,9 +1,12 @@
-"""A Program's state over time and threads: resuming from a checkpoint,
-readers and writers racing a training thread, saves through bad paths and
-saves killed at random moments."""
+"""A Program's state over time, threads and processes: resuming from a
+checkpoint, copies and pickles, readers and writers racing a training
+thread, saves through odd paths and saves killed at random moments."""
 
+import copy
+import io
 import itertools
 import os
+import pickle
 import random
 import signal
 import threading
@@ -40,6 +43,60 @@ def test_resuming_from_a_checkpoint_equals_training_on(make_mlp, blobs, tmp_path
     resumed.fit(*blobs, epochs=2, progress=False)
     assert_same(resumed.parameters, straight.parameters)
     assert_same(resumed.optimizer_state, straight.optimizer_state)
+
+
+# -- copies and pickles ------------------------------------------------------
+def pickled(prog: ember.Program) -> ember.Program:
+    return pickle.loads(pickle.dumps(prog))
+
+
+COPIES = [
+    pytest.param(copy.copy, id="copy"),
+    pytest.param(copy.deepcopy, id="deepcopy"),
+    pytest.param(pickled, id="pickle"),
+]
+
+
+@pytest.mark.parametrize("copy_with", COPIES)
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_a_copy_is_independent_and_trains_as_the_original(make_mlp, blobs, assert_same, copy_with, backend):
+    prog = adam_classifier(make_mlp, backend)
+    prog.fit(*blobs, epochs=1, progress=False)
+    prog.lr = 0.02
+    dup = copy_with(prog)
+    assert dup is not prog
+    assert (dup.backend, dup.lr, dup.optimizer, dup.loss_info) == (backend, 0.02, prog.optimizer, prog.loss_info)
+    assert (dup.dtype, dup.batch_size, dup.seed) == (prog.dtype, prog.batch_size, prog.seed)
+    params, state = prog.parameters, prog.optimizer_state
+    dup.fit(*blobs, epochs=2, progress=False)
+    assert_same(prog.parameters, params)  # training the copy leaves the original as it was
+    assert_same(prog.optimizer_state, state)
+    prog.fit(*blobs, epochs=2, progress=False)  # the same RNG state: the same shuffles
+    assert_same(dup.parameters, prog.parameters)
+    assert_same(dup.optimizer_state, prog.optimizer_state)
+
+
+@pytest.mark.parametrize("copy_with", COPIES)
+def test_an_inference_program_copies(mlp, blobs, copy_with):
+    prog = ember.compile(mlp, dtype="float64")
+    dup = copy_with(prog)
+    assert not dup.is_training
+    np.testing.assert_array_equal(dup.predict(blobs[0]), prog.predict(blobs[0]))
+
+
+class OnlyTheRestorer(pickle.Unpickler):
+    """Refuses every global but the one that rebuilds a Program from checkpoint bytes."""
+
+    def find_class(self, module: str, name: str):
+        assert (module, name) == ("ember.restore", "program_from_bytes")
+        return super().find_class(module, name)
+
+
+def test_a_pickle_holds_checkpoint_bytes_not_code(classifier, blobs):
+    data = pickle.dumps(classifier)
+    assert b"PK\x03\x04" in data  # the start of the .npz archive a saved file holds
+    dup = OnlyTheRestorer(io.BytesIO(data)).load()
+    np.testing.assert_array_equal(dup.predict(blobs[0]), classifier.predict(blobs[0]))
 
 
 # -- threads -----------------------------------------------------------------
