@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
-from .ir import CheckpointError, ConfigError, parse
+from .ir import ConfigError
 from .nn.losses import CrossEntropyLoss, Loss
 from .nn.module import Module
-from .program import DEFAULT_BACKEND, Program, optimizer_from_meta, parse_dtype
+from .program import DEFAULT_BACKEND, Program, parse_dtype
+from .restore import program_from_checkpoint
 from .runtime.checkpoint import load_checkpoint
 from .trace import infer_input_shape, trace_loss, trace_model
 
@@ -88,24 +89,6 @@ def _loss_info(loss: Loss, loss_graph) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, backend: str | None = None) -> Program:
     """Read a Program written by `Program.save`: its IR is parsed and compiled
-    again, and its parameters, optimizer state and settings restored."""
-    ckpt = load_checkpoint(path)
-    meta = ckpt.meta
-    try:
-        predict_graph = parse(ckpt.texts["predict"])
-        loss_graph = parse(ckpt.texts["model"]) if "model" in ckpt.texts else None
-        return Program(
-            predict_graph=predict_graph,
-            params=ckpt.params,
-            dtype=parse_dtype(meta["dtype"]),
-            batch_size=int(meta["batch_size"]),
-            seed=int(meta["seed"]),
-            backend=backend or meta["backend"],
-            loss_graph=loss_graph,
-            optimizer=optimizer_from_meta(meta.get("optimizer")),
-            loss_info=meta.get("loss"),
-            state=ckpt.state,
-            lr=meta.get("lr"),
-        )
-    except KeyError as e:
-        raise CheckpointError(f"checkpoint {path} lacks {e.args[0]!r}") from None
+    again, and its parameters, optimizer state and settings restored. Every
+    field of the file is checked first (a CheckpointError names what is wrong)."""
+    return program_from_checkpoint(load_checkpoint(path), str(path), backend)

@@ -26,6 +26,7 @@ from .compiler import PASS_NAMES
 from .ir import EmberError, print_graph
 from .nn.module import Module
 from .program import STAGES, Program
+from .runtime.checkpoint import checkpoint_path
 
 STAGE_HELP = {
     "graph": "the traced model: forward pass (and loss)",
@@ -153,6 +154,8 @@ def print_timings(seconds: Mapping[str, float]) -> None:
 # -- ember train ---------------------------------------------------------------
 def run_train(args: argparse.Namespace) -> None:
     """`ember train`: compile the model file with its loss and optimizer, fit it on data()."""
+    if args.save is not None:
+        checkpoint_path(args.save)  # a path save would refuse fails now, not after training
     namespace = load_model_file(args.model)
     missing = [name for name in ("loss", "optimizer") if name not in namespace]
     if missing:

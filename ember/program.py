@@ -6,18 +6,20 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .compiler import OPTIMIZERS, Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
-from .ir import ConfigError, DType, EmberError, Graph, print_graph
+from .ir import ConfigError, DType, Graph, print_graph
 from .runtime.arena import Arena
-from .runtime.checkpoint import Checkpoint, save_checkpoint
+from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
@@ -35,7 +37,12 @@ EVAL_CHUNK_ROWS = 8192
 
 class Program:
     """A model compiled for training (with a loss and optimizer) or for
-    inference only. Build one with `ember.compile` or `ember.load`."""
+    inference only. Build one with `ember.compile` or `ember.load`.
+
+    A Program may be shared between threads: every run and every read or
+    write of its parameters and optimizer state holds one lock, so each sees
+    a whole number of training steps. It pickles and copies (`copy.deepcopy`)
+    through its checkpoint; the copy is independent of the original."""
 
     def __init__(
         self,
@@ -49,13 +56,14 @@ class Program:
         loss_graph: Graph | None = None,
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
-        state: Mapping[str, np.ndarray] | None = None,
         lr: float | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        self._lock = threading.RLock()  # guards the parameters, the state and the executable's buffers
+        _PROGRAMS.add(self)
         self.dtype = dtype
         self.batch_size = batch_size
         self.seed = seed
@@ -81,8 +89,6 @@ class Program:
         train = self._graphs.get("train")
         state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
         self._state = Arena(state_shapes, dtype.numpy)
-        for name, value in (state or {}).items():
-            np.copyto(self._state[name], value, casting="same_kind")
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
         self._native: NativeBuild | None = None
@@ -111,12 +117,14 @@ class Program:
     @property
     def parameters(self) -> dict[str, np.ndarray]:
         """A copy of every parameter, by name (`0.weight`, `0.bias`, ...)."""
-        return self._params.copies()
+        with self._lock:
+            return self._params.copies()
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """A copy of the optimizer state: `step` and each param's buffers."""
-        return self._state.copies()
+        with self._lock:
+            return self._state.copies()
 
     @property
     def lr(self) -> float:
@@ -149,13 +157,15 @@ class Program:
     def predict(self, x: Any) -> np.ndarray:
         """The model's output for `x` (any number of rows)."""
         x = check_array(INPUT, x, self.input_type)
-        return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
+        with self._lock:
+            return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
 
     def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
         self._require_training("gradients")
         x, y = self._check_batch(x, y)
-        outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
+        with self._lock:
+            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
         return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
@@ -209,27 +219,24 @@ class Program:
             expected = self._graphs["predict"].argument(name).type
             array = check_array(f"parameter {name}", value, expected)
             checked[name] = array
-        for name, array in checked.items():
-            np.copyto(self._params[name], array)
+        with self._lock:
+            for name, array in checked.items():
+                np.copyto(self._params[name], array)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the program (IR, parameters, optimizer state, settings) to
-        one `.npz` file, atomically. `ember.load(path)` reads it back."""
-        meta = {
-            "dtype": self.dtype.name,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "backend": self.backend,
-            "lr": self.lr,
-            "loss": self.loss_info,
-            "optimizer": (
-                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
-                if self.optimizer
-                else None
-            ),
-        }
-        texts = {name: print_graph(g) for name, g in self._sources.items()}
-        save_checkpoint(path, Checkpoint(meta, texts, self._params.copies(), self._state.copies()))
+        """Write the program (IR, parameters, optimizer state, settings and the
+        shuffling RNG) to one `.npz` file, atomically. A symlink at `path` is
+        followed: the file it points to is replaced. `ember.load(path)` reads
+        it back."""
+        checkpoint_path(path)  # a bad path fails here, before any work
+        save_checkpoint(path, self._checkpoint())
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickle (and `copy.copy`, `copy.deepcopy`) as checkpoint bytes, never
+        as code: the copy is rebuilt as `ember.load` rebuilds a file."""
+        from .restore import program_from_bytes  # it builds Programs, so it imports this module
+
+        return program_from_bytes, (checkpoint_bytes(self._checkpoint()),)
 
     @property
     def stages(self) -> list[str]:
@@ -267,11 +274,45 @@ class Program:
             check_labels(names[1], y, self.loss_info["num_classes"])
         return x, y
 
+    def _checkpoint(self) -> Checkpoint:
+        """Everything a checkpoint holds, taken at one moment."""
+        meta = {
+            "dtype": self.dtype.name,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "backend": self.backend,
+            "lr": self.lr,
+            "loss": self.loss_info,
+            "optimizer": (
+                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
+                if self.optimizer
+                else None
+            ),
+        }
+        texts = {name: print_graph(g) for name, g in self._sources.items()}
+        with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
+            meta["rng"] = self._rng.bit_generator.state
+            return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
+
+    def _restore(self, state: Mapping[str, np.ndarray], rng: Any) -> None:
+        """Set the optimizer state and (unless None) the shuffling RNG's state
+        from a checkpoint, whose arrays ember.restore checked."""
+        with self._lock:
+            for name, value in state.items():
+                np.copyto(self._state[name], value)
+            if rng is not None:
+                self._rng.bit_generator.state = rng
+
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
         lr = np.asarray(self.lr, self.dtype.numpy)
-        return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
+        with self._lock:
+            return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
 
     def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        with self._lock:  # every chunk sees the same parameters
+            return self._evaluate_chunks(x, y)
+
+    def _evaluate_chunks(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         total_loss, correct = 0.0, 0.0
         rows = x.shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
@@ -319,14 +360,14 @@ def parse_dtype(dtype: Any) -> DType:
     return parsed
 
 
-def optimizer_from_meta(meta: Mapping[str, Any] | None) -> Optimizer | None:
-    if meta is None:
-        return None
-    try:
-        cls = OPTIMIZERS[meta["name"]]
-        hyper = dict(meta["hyperparameters"])
-        if "betas" in hyper:
-            hyper["betas"] = tuple(hyper["betas"])
-        return cls(**hyper)
-    except (KeyError, TypeError) as e:
-        raise EmberError(f"checkpoint names an unknown optimizer configuration {meta!r}: {e}") from None
+_PROGRAMS: weakref.WeakSet[Program] = weakref.WeakSet()
+
+
+def _unlock_after_fork() -> None:
+    """A forked child has none of its parent's other threads: a lock one of
+    them held at the fork would never be released."""
+    for program in list(_PROGRAMS):
+        program._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_unlock_after_fork)

@@ -1,23 +1,38 @@
 """Checkpoints: one `.npz` file holding a Program's IR text, parameters,
-optimizer state and settings (JSON). No pickle is written or read, and a
-file is replaced atomically, so a crash never leaves half a checkpoint."""
+optimizer state and settings (JSON). No pickle is written or read.
+
+A save never leaves half a checkpoint behind. It writes a temporary file
+beside the target (through symlinks: the file a symlink points to is the
+one replaced), flushes it to disk, renames it over the target in one step
+and flushes the directory. A save that is killed leaves its temporary file;
+the next save to the same target removes it. This module only reads and
+writes the file: checking that its contents describe a valid Program is
+`ember.restore`'s job."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from ..ir import CheckpointError
+from ..ir import CheckpointError, ConfigError
 
 FORMAT = "ember-checkpoint"
-VERSION = 1
+VERSION = 2
+"""The version written. Version 1 lacked the state of the shuffling RNG."""
+
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -28,57 +43,218 @@ class Checkpoint:
     state: dict[str, np.ndarray]
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
-    """Write `checkpoint` to `path` (exactly that name) atomically."""
-    path = Path(path)
-    entries: dict[str, np.ndarray] = {
-        "meta": np.array(json.dumps({"format": FORMAT, "version": VERSION, **checkpoint.meta}))
-    }
-    entries.update({f"ir/{k}": np.array(v) for k, v in checkpoint.texts.items()})
-    entries.update({f"param/{k}": v for k, v in checkpoint.params.items()})
-    entries.update({f"state/{k}": v for k, v in checkpoint.state.items()})
-    directory = path.parent if str(path.parent) else Path(".")
+# -- paths -------------------------------------------------------------------
+def checkpoint_path(path: Any) -> Path:
+    """The file a save to `path` writes: `path` with every symlink resolved.
+
+    Checks, before any work is done, that `path` is a non-empty str or
+    os.PathLike (else ConfigError), that its directory exists and that it
+    names a regular file or nothing yet (else CheckpointError)."""
+    name = _path_text(path)
+    target = Path(os.path.realpath(name))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # the directory is checked next
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {name}: {e.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        shown = name if str(target) == os.path.abspath(name) else f"{target} (the target of {name})"
+        raise CheckpointError(f"cannot write checkpoint {shown}: it is {_file_kind(mode)}, not a regular file")
+    if not target.parent.is_dir():
+        problem = "is not a directory" if target.parent.exists() else "does not exist"
+        raise CheckpointError(f"cannot write checkpoint {name}: directory {target.parent} {problem}")
+    return target
+
+
+def _path_text(path: Any) -> str:
+    """`path` as text, if it is a usable file name."""
+    text = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if not isinstance(text, str):  # an os.PathLike may give bytes
+        raise ConfigError(f"a checkpoint path must be a str or os.PathLike, got {type(path).__name__}")
+    if not text:
+        raise ConfigError("the checkpoint path is empty")
+    if "\0" in text:
+        raise ConfigError(f"the checkpoint path {text!r} contains a NUL character")
+    return text
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
+
+
+# -- writing -----------------------------------------------------------------
+def save_checkpoint(path: Any, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` to `path` (exactly that name, or the file a symlink
+    there points to) atomically: afterwards the file holds either its old
+    contents or the whole new checkpoint, even if the process is killed."""
+    target = checkpoint_path(path)
+    entries = _entries(checkpoint)
+    _remove_stale_temporaries(target)
+    try:
+        fd, tmp = _create_temporary(target)
     except OSError as e:
         raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # closing it releases the lock, after the rename
             np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, target)
+        _sync_directory(target.parent)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`."""
-    path = Path(path)
+def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
+    """`checkpoint` in the file format, in memory (for pickling a Program)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_entries(checkpoint))
+    return buffer.getvalue()
+
+
+def _entries(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+    entries = {"meta": np.array(json.dumps({"format": FORMAT, "version": VERSION, **checkpoint.meta}))}
+    entries.update({f"ir/{k}": np.array(v) for k, v in checkpoint.texts.items()})
+    entries.update({f"param/{k}": v for k, v in checkpoint.params.items()})
+    entries.update({f"state/{k}": v for k, v in checkpoint.state.items()})
+    return entries
+
+
+# Temporary files are named after their target and the process writing them,
+# and their writer holds an exclusive flock on them until the rename. A file
+# is stale (its save was killed) when its process is gone and nobody holds
+# its lock: the pid check protects a file in the moment between its creation
+# and its locking, the lock protects files of live processes whose pids this
+# process cannot see (another pid namespace or machine sharing the directory).
+def _temporary_pattern(target: Path) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(target.name)}\.([1-9][0-9]{{0,8}})\.[0-9a-f]{{8}}\.tmp")
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """Create and lock a new temporary file beside `target`. It is created
+    with mode 0o666 so that the kernel applies the umask, as for any new
+    file (reading the umask would mean setting it: a race with other threads)."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, tmp
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete the temporary files that killed saves to `target` left behind."""
+    pattern = _temporary_pattern(target)
     try:
-        with np.lib.npyio.NpzFile(path, allow_pickle=False) as data:  # only .npz archives, never pickle
-            entries = {k: data[k] for k in data.files}
+        names = os.listdir(target.parent)
+    except OSError:
+        return  # the save itself will report the problem
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and not _process_exists(int(match[1])):
+            _remove_if_unlocked(target.parent / name)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def _remove_if_unlocked(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return  # removed by a concurrent save, or not a file of ours
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass  # its writer is alive
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Flush the directory, so the rename survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: this file system does not sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+# -- reading -----------------------------------------------------------------
+def load_checkpoint(path: Any) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`."""
+    name = _path_text(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not block
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}: file not found") from None
+        raise CheckpointError(f"no checkpoint at {name}: file not found") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {name}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CheckpointError(f"cannot read checkpoint {name}: it is {_file_kind(mode)}, not a regular file")
+        return _read(f, name)
+
+
+def checkpoint_from_bytes(data: bytes, source: str) -> Checkpoint:
+    """Read a checkpoint from `checkpoint_bytes`; errors name `source`."""
+    return _read(io.BytesIO(data), source)
+
+
+def _read(file: IO[bytes], source: str) -> Checkpoint:
+    try:
+        with np.lib.npyio.NpzFile(file, allow_pickle=False) as data:  # only .npz archives, never pickle
+            entries = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path} is not a readable ember checkpoint: {e}") from None
+        raise CheckpointError(f"{source} is not a readable ember checkpoint: {e}") from None
     try:
         meta = json.loads(str(entries.pop("meta")))
-    except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path} is not an ember checkpoint (no valid 'meta' entry)") from None
+    except (KeyError, ValueError, RecursionError):  # ValueError: bad JSON, or an integer of 4300+ digits
+        raise CheckpointError(f"{source} is not an ember checkpoint (no valid 'meta' entry)") from None
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} is not an ember checkpoint (no valid 'meta' entry)")
+        raise CheckpointError(f"{source} is not an ember checkpoint (no valid 'meta' entry)")
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an ember checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')}; this ember reads {VERSION}")
+        raise CheckpointError(f"{source} is not an ember checkpoint (format {meta.get('format')!r})")
+    version = meta.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise CheckpointError(f"{source} has checkpoint version {version!r}; this ember reads versions {readable}")
     sections: dict[str, dict] = {"ir": {}, "param": {}, "state": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section not in sections or not name:
-            raise CheckpointError(f"{path}: unexpected entry {key!r}")
+            raise CheckpointError(f"{source}: unexpected entry {key!r}")
+        if section == "ir" and (value.dtype.kind != "U" or value.ndim != 0):
+            raise CheckpointError(f"{source}: entry {key!r} must be IR text, got a {value.dtype} array")
         sections[section][name] = str(value) if section == "ir" else value
     return Checkpoint(meta, sections["ir"], sections["param"], sections["state"])

@@ -421,8 +421,19 @@ def test_train_unknown_backend(capsys, classifier):
     assert "unknown backend 'nope'" in run_error(capsys, "train", classifier, "--backend", "nope")
 
 
-def test_train_save_to_a_missing_directory(capsys, classifier, tmp_path):
-    run_error(capsys, "train", classifier, "--epochs", "1", "--no-progress", "--save", str(tmp_path / "no" / "m.npz"))
+@pytest.mark.parametrize(
+    ("save", "message"),
+    [
+        pytest.param("no/m.npz", "directory .*no does not exist", id="missing-directory"),
+        pytest.param(".", r"cannot write checkpoint \.: it is a directory", id="directory"),
+        pytest.param("", "the checkpoint path is empty", id="empty"),
+    ],
+)
+def test_train_checks_the_save_path_before_training(capsys, classifier, tmp_path, monkeypatch, save, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ember.Program, "fit", lambda *args, **kwargs: pytest.fail("trained before checking --save"))
+    err = run_error(capsys, "train", classifier, "--epochs", "1", "--no-progress", "--save", save)
+    assert re.search(message, err)
 
 
 def test_train_needs_loss_and_optimizer(capsys, inference):

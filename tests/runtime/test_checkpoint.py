@@ -1,8 +1,14 @@
 """Checkpoint files: round trips, atomic replacement when writing fails,
-and a clear CheckpointError for every file that is not a checkpoint."""
+paths (symlinks, special files, bad arguments), file modes, temporary files
+of killed saves, and a clear CheckpointError for every file that is not a
+checkpoint. (What a checkpoint must contain: tests/ember/test_restore.py.)"""
 
+import fcntl
 import json
 import os
+import socket
+import stat
+import subprocess
 
 import numpy as np
 import pytest
@@ -131,8 +137,129 @@ def test_a_failed_program_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
 
 def test_a_missing_directory_is_a_checkpoint_error(checkpoint, tmp_path):
-    with pytest.raises(ember.CheckpointError, match=r"cannot write checkpoint .*nowhere"):
+    with pytest.raises(ember.CheckpointError, match=r"cannot write checkpoint .*nowhere.* does not exist"):
         save_checkpoint(tmp_path / "nowhere" / "a.npz", checkpoint)
+
+
+def test_a_file_as_directory_is_a_checkpoint_error(checkpoint, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ember.CheckpointError, match=r"directory .*file is not a directory"):
+        save_checkpoint(tmp_path / "file" / "a.npz", checkpoint)
+
+
+# -- paths -------------------------------------------------------------------
+class BytesPath(os.PathLike):
+    def __fspath__(self) -> bytes:
+        return b"a.npz"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        pytest.param(None, "must be a str or os.PathLike, got NoneType", id="none"),
+        pytest.param(3, "must be a str or os.PathLike, got int", id="int"),
+        pytest.param(b"a.npz", "must be a str or os.PathLike, got bytes", id="bytes"),
+        pytest.param(BytesPath(), "must be a str or os.PathLike, got BytesPath", id="pathlike-bytes"),
+        pytest.param("", "the checkpoint path is empty", id="empty"),
+        pytest.param("a\0.npz", "contains a NUL character", id="nul"),
+    ],
+)
+def test_a_bad_path_is_a_config_error(checkpoint, tmp_path, monkeypatch, path, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ember.ConfigError, match=message):
+        save_checkpoint(path, checkpoint)
+    with pytest.raises(ember.ConfigError, match=message):
+        load_checkpoint(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_saving_through_a_symlink_writes_its_target(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    save_checkpoint("runs/a.npz", checkpoint)
+    os.symlink("runs/a.npz", "latest.npz")  # relative, as `ln -s` makes them
+    checkpoint.params["0.bias"] = np.full(2, 7, np.float32)
+    save_checkpoint("latest.npz", checkpoint)
+    assert os.readlink("latest.npz") == "runs/a.npz"
+    np.testing.assert_array_equal(load_checkpoint("runs/a.npz").params["0.bias"], 7)
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "runs"]
+    assert os.listdir(tmp_path / "runs") == ["a.npz"]
+
+
+def test_saving_through_a_dangling_symlink_creates_its_target(checkpoint, tmp_path):
+    (tmp_path / "link.npz").symlink_to(tmp_path / "new.npz")
+    save_checkpoint(tmp_path / "link.npz", checkpoint)
+    assert (tmp_path / "link.npz").is_symlink()
+    assert load_checkpoint(tmp_path / "new.npz").texts == checkpoint.texts
+
+
+def make_special(path, kind: str) -> None:
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path))
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO", "socket"])
+@pytest.mark.parametrize("through_symlink", [False, True])
+def test_refuses_to_replace_what_is_not_a_regular_file(checkpoint, tmp_path, kind, through_symlink):
+    special = tmp_path / "special"
+    make_special(special, kind)
+    path = special
+    if through_symlink:
+        path = tmp_path / "link.npz"
+        path.symlink_to(special)
+    mode = special.lstat().st_mode
+    with pytest.raises(ember.CheckpointError, match=f"special.* is a {kind}, not a regular file"):
+        save_checkpoint(path, checkpoint)
+    assert special.lstat().st_mode == mode
+    assert sorted(os.listdir(tmp_path)) == sorted({"special", path.name})
+
+
+def test_loading_a_fifo_does_not_block(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a reader's open returns at once with a writer present
+    try:
+        os.write(writer, b"PK\x03\x04")
+        with pytest.raises(ember.CheckpointError, match="it is a FIFO, not a regular file"):
+            load_checkpoint(fifo)
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_checkpoint_gets_the_mode_the_umask_gives(checkpoint, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "a.npz", checkpoint)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.npz").stat().st_mode) == 0o666 & ~umask
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_save_removes_the_temporary_files_of_killed_saves(checkpoint, tmp_path):
+    gone = gone_pid()
+    stale = tmp_path / f".a.npz.{gone}.0123abcd.tmp"
+    other_target = tmp_path / f".b.npz.{gone}.0123abcd.tmp"
+    this_process = tmp_path / f".a.npz.{os.getpid()}.0123abcd.tmp"  # perhaps a save in another thread
+    locked = tmp_path / f".a.npz.{gone}.4567cdef.tmp"  # perhaps a process in another pid namespace
+    for path in (stale, other_target, this_process, locked):
+        path.write_bytes(b"PK\x03\x04 half a zip")
+    with locked.open("rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        save_checkpoint(tmp_path / "a.npz", checkpoint)
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.npz", other_target.name, this_process.name, locked.name])
 
 
 # -- files that are not checkpoints ------------------------------------------
@@ -147,11 +274,14 @@ NEWER = VERSION + 1
             {"meta": meta_entry(format=FORMAT, version=NEWER)}, f"version {NEWER}; this ember reads", id="version"
         ),
         pytest.param({"meta": meta_entry(format=FORMAT)}, "checkpoint version None", id="no-version"),
+        pytest.param({"meta": meta_entry(format=FORMAT, version=True)}, "checkpoint version True", id="bool-version"),
         pytest.param({"meta": meta_entry(format="keras", version=VERSION)}, "format 'keras'", id="format"),
         pytest.param({"meta": meta_entry(version=VERSION)}, "format None", id="no-format"),
         pytest.param({"param/w": np.zeros(2)}, "no valid 'meta' entry", id="no-meta"),
         pytest.param({"meta": np.array("{not json")}, "no valid 'meta' entry", id="meta-not-json"),
         pytest.param({"meta": np.array("[1, 2]")}, "no valid 'meta' entry", id="meta-not-an-object"),
+        pytest.param({"meta": np.array("[" * 100_000)}, "no valid 'meta' entry", id="meta-too-deep"),
+        pytest.param({"meta": np.array('{"seed": ' + "9" * 5000 + "}")}, "no valid 'meta' entry", id="meta-huge-int"),
         pytest.param({"meta": VALID_META, "weights": np.zeros(2)}, "unexpected entry 'weights'", id="entry"),
         pytest.param({"meta": VALID_META, "param/": np.zeros(2)}, "unexpected entry 'param/'", id="no-name"),
         pytest.param({"meta": np.array([{"format": FORMAT}], dtype=object)}, "not a readable", id="pickle"),
@@ -171,16 +301,3 @@ def test_a_truncated_checkpoint(checkpoint, tmp_path):
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(ember.CheckpointError, match="not a readable ember checkpoint"):
         load_checkpoint(path)
-
-
-@pytest.mark.parametrize("missing", ["dtype", "batch_size", "seed", "backend"])
-def test_a_checkpoint_without_a_setting(tmp_path, missing):
-    prog = ember.compile(nn.Sequential(nn.Linear(3, 2)))
-    prog.save(tmp_path / "a.npz")
-    with np.load(tmp_path / "a.npz") as data:
-        entries = {k: data[k] for k in data.files}
-    meta = json.loads(str(entries["meta"]))
-    del meta[missing]
-    write_npz(tmp_path / "a.npz", **{**entries, "meta": meta_entry(**meta)})
-    with pytest.raises(ember.CheckpointError, match=f"lacks '{missing}'"):
-        ember.load(tmp_path / "a.npz")

@@ -1,0 +1,350 @@
+"""Rebuilding a Program from a checkpoint: `ember.load`, unpickling, copies.
+
+Nothing in a checkpoint is trusted. Every setting must have its exact type
+and range; the graphs must parse, verify, have the interface ember traces,
+and agree with each other and with the settings; every parameter and
+optimizer-state array must be present with exactly the shape and dtype the
+program needs (nothing is broadcast or converted). Any mismatch is a
+CheckpointError that names the field and what was expected."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .compiler import OPTIMIZERS, Optimizer, dce
+from .compiler.optimizers import STEP
+from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, parse, print_graph, verify
+from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
+from .program import BACKENDS, Program
+from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
+from .trace import INPUT, LOSS, PREDICTION, TARGET
+
+SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
+"""The settings of a version 1 checkpoint; version 2 adds `rng`."""
+
+DTYPES = ("float32", "float64")
+PICKLED = "of a pickled Program"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A checkpoint's settings, each checked on its own."""
+
+    dtype: DType
+    batch_size: int
+    seed: int
+    backend: str
+    lr: float
+    loss: dict[str, Any]
+    optimizer: Optimizer | None
+    rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
+
+
+def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
+    """The Program `checkpoint` describes, on `backend` (default: the backend
+    it was saved from). Errors name the checkpoint `source`."""
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    try:
+        return _restore(checkpoint, backend)
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint {source}: {e}") from None
+
+
+def program_from_bytes(data: bytes) -> Program:
+    """Unpickle a Program (see `Program.__reduce__`)."""
+    return program_from_checkpoint(checkpoint_from_bytes(data, f"the checkpoint {PICKLED}"), PICKLED)
+
+
+def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
+    settings = read_settings(checkpoint.meta)
+    predict, model = read_graphs(checkpoint.texts, settings.dtype)
+    check_training_settings(settings, model)
+    dtype = settings.dtype.numpy
+    # checked before compiling: the arrays in the file bound what the program allocates
+    params = exact_arrays("parameter", checkpoint.params, {p.name: (p.type.shape, dtype) for p in predict.params})
+    try:
+        prog = Program(
+            predict_graph=predict,
+            params=params,
+            dtype=settings.dtype,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            backend=backend or settings.backend,
+            loss_graph=model,
+            optimizer=settings.optimizer,
+            loss_info=settings.loss,
+            lr=settings.lr,
+        )
+    except EmberError as e:
+        raise CheckpointError(f"cannot build the program it describes: {e}") from None
+    state_layout = {name: (value.shape, value.dtype) for name, value in prog.optimizer_state.items()}
+    state = exact_arrays("optimizer state", checkpoint.state, state_layout)
+    if STEP in state and not _is_step(state[STEP]):
+        raise CheckpointError(f"optimizer state {STEP!r} must be a whole number >= 0, got {state[STEP]}")
+    prog._restore(state, settings.rng)
+    return prog
+
+
+# -- settings ----------------------------------------------------------------
+def read_settings(meta: dict[str, Any]) -> Settings:
+    """Check each setting's type and range (not yet against the graphs)."""
+    expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
+    missing = [name for name in expected if name not in meta]
+    if missing:
+        raise CheckpointError(f"setting {missing[0]!r} is missing")
+    unknown = [name for name in meta if name not in expected]
+    if unknown:
+        raise CheckpointError(f"unknown setting {unknown[0]!r}; expected {', '.join(expected)}")
+    _expect("dtype", meta["dtype"] in DTYPES, " or ".join(map(repr, DTYPES)), meta)
+    _expect("batch_size", _is_int(meta["batch_size"]) and meta["batch_size"] >= 1, "an integer >= 1", meta)
+    _expect("seed", _is_int(meta["seed"]) and meta["seed"] >= 0, "an integer >= 0", meta)
+    _expect("backend", meta["backend"] in BACKENDS, f"one of {', '.join(BACKENDS)}", meta)
+    lr_ok = _is_real(meta["lr"]) and meta["lr"] >= 0 and _finite_in(meta["lr"], DType[meta["dtype"]])
+    _expect("lr", lr_ok, f"a finite {meta['dtype']} number >= 0", meta)
+    _expect("loss", isinstance(meta["loss"], dict), "an object", meta)
+    if "rng" in meta:
+        _expect("rng", _is_pcg64_state(meta["rng"]), "the state of a NumPy PCG64 generator", meta)
+    return Settings(
+        dtype=DType[meta["dtype"]],
+        batch_size=meta["batch_size"],
+        seed=meta["seed"],
+        backend=meta["backend"],
+        lr=float(meta["lr"]),
+        loss=meta["loss"],
+        optimizer=read_optimizer(meta["optimizer"]),
+        rng=meta.get("rng"),
+    )
+
+
+def read_optimizer(value: Any) -> Optimizer | None:
+    """The optimizer a checkpoint names, with exactly its hyperparameters."""
+    if value is None:
+        return None
+    if not (
+        isinstance(value, dict) and set(value) == {"name", "hyperparameters"} and _is_key(value["name"], OPTIMIZERS)
+    ):
+        raise CheckpointError(
+            f"setting 'optimizer' must be null or {{'name': one of {', '.join(OPTIMIZERS)}, "
+            f"'hyperparameters': {{...}}}}, got {value!r}"
+        )
+    cls = OPTIMIZERS[value["name"]]
+    hyper = value["hyperparameters"]
+    defaults = {f.name: f.default for f in fields(cls)}
+    if not isinstance(hyper, dict) or set(hyper) != set(defaults):
+        raise CheckpointError(
+            f"the hyperparameters of {cls.__name__} must be exactly {', '.join(defaults)}, got {hyper!r}"
+        )
+    for name, default in defaults.items():
+        if not _same_kind(hyper[name], default):
+            raise CheckpointError(
+                f"{cls.__name__} hyperparameter {name!r} must be {_kind(default)}, got {hyper[name]!r}"
+            )
+    try:
+        return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in hyper.items()})
+    except ConfigError as e:
+        raise CheckpointError(f"setting 'optimizer': {e}") from None
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """`value` (read from JSON) has the kind of the hyperparameter's default."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and len(value) == len(default) and all(_is_real(v) for v in value)
+    return _is_real(value)
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, tuple):
+        return f"a list of {len(default)} finite numbers"
+    return "a finite number"
+
+
+def _is_pcg64_state(value: Any) -> bool:
+    """The shape of `np.random.PCG64().state`: a 128-bit state and odd increment."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"bit_generator", "state", "has_uint32", "uinteger"}
+        and value["bit_generator"] == "PCG64"
+        and isinstance(value["state"], dict)
+        and set(value["state"]) == {"state", "inc"}
+        and all(_is_int(v) and 0 <= v < 2**128 for v in value["state"].values())
+        and value["state"]["inc"] % 2 == 1
+        and value["has_uint32"] in (0, 1)
+        and _is_int(value["has_uint32"])
+        and _is_int(value["uinteger"])
+        and 0 <= value["uinteger"] < 2**32
+    )
+
+
+def _is_key(value: Any, table: dict[str, Any]) -> bool:
+    return isinstance(value, str) and value in table  # JSON lists and objects are not hashable
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A JSON number that is finite as a float64."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float64
+        return False
+
+
+def _finite_in(value: float, dtype: DType) -> bool:
+    """`value` stays finite in `dtype` (1e39 is inf as a float32)."""
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(dtype.numpy.type(value)))
+
+
+def _is_step(value: np.ndarray) -> bool:
+    return bool(np.isfinite(value) and value >= 0 and value == np.floor(value))
+
+
+def _expect(name: str, ok: bool, expected: str, meta: dict[str, Any]) -> None:
+    if not ok:
+        raise CheckpointError(f"setting {name!r} must be {expected}, got {meta[name]!r}")
+
+
+# -- graphs ------------------------------------------------------------------
+def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None]:
+    """The `predict` graph and, for a training program, the `model` graph
+    (forward pass and loss), each checked; the forward pass of `model` must
+    be `predict`."""
+    unknown = [name for name in texts if name not in ("predict", "model")]
+    if unknown:
+        raise CheckpointError(f"unknown IR text {unknown[0]!r}; expected 'predict' (and 'model' for training)")
+    if "predict" not in texts:
+        raise CheckpointError("IR text 'predict' is missing")
+    predict = _parse_graph("predict", texts["predict"])
+    _check_interface(predict, inputs=(INPUT,), outputs=(PREDICTION,), dtype=dtype)
+    if "model" not in texts:
+        return predict, None
+    model = _parse_graph("model", texts["model"])
+    _check_interface(model, inputs=(INPUT, TARGET), outputs=(LOSS, PREDICTION), dtype=dtype)
+    if model.outputs[LOSS].type.shape != () or model.outputs[LOSS].type.dtype != dtype:
+        raise CheckpointError(f"graph 'model' must output a scalar {dtype} loss, got {model.outputs[LOSS].type}")
+    implied, stored = print_graph(_forward(model)).splitlines(), print_graph(_forward(predict)).splitlines()
+    for number, (want, got) in enumerate(itertools.zip_longest(implied, stored, fillvalue="(nothing)"), 1):
+        if want != got:
+            raise CheckpointError(
+                "graph 'predict' does not compute the forward pass of graph 'model': "
+                f"line {number} of that forward pass is {want.strip()!r}, got {got.strip()!r}"
+            )
+    return predict, model
+
+
+def _parse_graph(name: str, text: str) -> Graph:
+    try:
+        graph = verify(parse(text))
+    except EmberError as e:
+        raise CheckpointError(f"IR text {name!r} is not a valid graph: {e}") from None
+    if graph.name != name:
+        raise CheckpointError(f"IR text {name!r} must hold graph {name!r}, got graph {graph.name!r}")
+    return graph
+
+
+def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, ...], dtype: DType) -> None:
+    """The arguments and outputs ember traces: inputs and outputs by name,
+    params of fixed shape, no optimizer state, no updates; `x` is
+    `dtype[B, ...]` and every param is `dtype`."""
+    where = f"graph {graph.name!r}"
+    got_inputs = tuple(a.name for a in graph.inputs)
+    if got_inputs != inputs:
+        raise CheckpointError(f"{where} must have inputs {', '.join(inputs)}, got {', '.join(got_inputs) or 'none'}")
+    if sorted(graph.outputs) != sorted(outputs):
+        raise CheckpointError(f"{where} must have outputs {', '.join(outputs)}, got {', '.join(graph.outputs)}")
+    if graph.state or graph.updates:
+        raise CheckpointError(f"{where} must have no optimizer state and no updates (the optimizer adds them)")
+    x = graph.inputs[0].type
+    if x.dtype != dtype or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
+        raise CheckpointError(f"{where}: input {INPUT} must be {dtype}[{BATCH},...] with fixed sizes after {BATCH}")
+    for p in graph.params:
+        if p.type.dtype != dtype or not p.type.is_static:
+            raise CheckpointError(f"{where}: param {p.name} must be {dtype} of a fixed shape, got {p.type}")
+
+
+def _forward(graph: Graph) -> Graph:
+    """The forward pass in `graph`: what computes `out` from `x` and the
+    params, under the name `predict`."""
+    forward, _ = graph.clone("predict")
+    forward.inputs = [a for a in forward.inputs if a.name == INPUT]
+    forward.outputs = {PREDICTION: forward.outputs[PREDICTION]}
+    return dce(forward)
+
+
+def check_training_settings(settings: Settings, model: Graph | None) -> None:
+    """The loss and optimizer settings against the model graph: none for an
+    inference program; for a training one, an optimizer and the loss info
+    ember records for the loss that ends the graph."""
+    if model is None:
+        if settings.optimizer is not None or settings.loss:
+            raise CheckpointError(
+                "an inference program (no IR text 'model') must have settings optimizer null and loss {}, "
+                f"got {settings.optimizer!r} and {settings.loss!r}"
+            )
+        return
+    if settings.optimizer is None:
+        raise CheckpointError(
+            "setting 'optimizer' must name an optimizer for a training program (with a 'model' graph)"
+        )
+    expected = expected_loss_info(settings.loss.get("name"), model)
+    # JSON text compares types as well as values: true is not 1, 10.0 is not 10
+    if json.dumps(settings.loss, sort_keys=True) != json.dumps(expected, sort_keys=True):
+        raise CheckpointError(f"setting 'loss' must be {expected!r} for graph 'model', got {settings.loss!r}")
+
+
+def expected_loss_info(name: Any, model: Graph) -> dict[str, Any]:
+    """The loss info `ember.compile` records for loss `name` ending `model`."""
+    if not _is_key(name, LOSSES):
+        raise CheckpointError(f"setting 'loss' must name one of {', '.join(LOSSES)}, got name {name!r}")
+    loss = LOSSES[name]()
+    reduction = model.outputs[LOSS].node.op.name if model.outputs[LOSS].node else None
+    if reduction not in REDUCTIONS:
+        raise CheckpointError(f"graph 'model' must reduce its loss with {' or '.join(REDUCTIONS)}, got {reduction}")
+    out, target = model.outputs[PREDICTION].type, model.argument(TARGET).type
+    try:
+        expected_target = loss.target_type(out)
+    except EmberError as e:
+        raise CheckpointError(f"graph 'model' does not fit loss {name}: {e}") from None
+    if target != expected_target:
+        raise CheckpointError(f"graph 'model': {name} needs target {TARGET}: {expected_target}, got {target}")
+    info: dict[str, Any] = {"name": name, "reduction": reduction, "classification": loss.classification}
+    if isinstance(loss, CrossEntropyLoss):
+        info["num_classes"] = out.shape[1]
+    return info
+
+
+# -- arrays --------------------------------------------------------------------
+def exact_arrays(
+    what: str, given: dict[str, np.ndarray], layout: dict[str, tuple[tuple[int, ...], np.dtype]]
+) -> dict[str, np.ndarray]:
+    """`given`, which must have exactly the names in `layout` and, for each,
+    exactly its (shape, dtype)."""
+    missing = [name for name in layout if name not in given]
+    if missing:
+        raise CheckpointError(f"{what} {missing[0]!r} is missing")
+    unknown = [name for name in given if name not in layout]
+    if unknown:
+        raise CheckpointError(f"unknown {what} {unknown[0]!r}; expected {', '.join(layout) or 'none'}")
+    for name, (shape, dtype) in layout.items():
+        got = given[name]
+        if got.dtype != dtype or got.shape != tuple(shape):
+            raise CheckpointError(
+                f"{what} {name!r} must be a {dtype} array of shape {tuple(shape)}, "
+                f"got a {got.dtype} array of shape {got.shape}"
+            )
+    return {name: given[name] for name in layout}
