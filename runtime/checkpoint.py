@@ -219,10 +219,11 @@ def load_checkpoint(path: Any) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {name}: file not found") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {name}: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # before fdopen, which refuses a directory with IsADirectoryError
+        os.close(fd)
+        raise CheckpointError(f"cannot read checkpoint {name}: it is {_file_kind(mode)}, not a regular file")
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise CheckpointError(f"cannot read checkpoint {name}: it is {_file_kind(mode)}, not a regular file")
         return _read(f, name)
 
 

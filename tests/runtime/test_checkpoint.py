@@ -231,6 +231,11 @@ def test_loading_a_fifo_does_not_block(tmp_path):
         os.close(writer)
 
 
+def test_loading_a_directory_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(ember.CheckpointError, match="it is a directory, not a regular file"):
+        load_checkpoint(tmp_path)
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_a_checkpoint_gets_the_mode_the_umask_gives(checkpoint, tmp_path, umask):
     old = os.umask(umask)
