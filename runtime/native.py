@@ -35,12 +35,11 @@ class _Memory:
     def __init__(self) -> None:
         self.array = aligned_empty(0, np.uint8)
 
-    def ensure(self, size: int) -> bool:
-        """Make room for `size` bytes; True if the address changed."""
-        if size <= self.array.size:
-            return False
-        self.array = aligned_empty(size, np.uint8)
-        return True
+    def grown(self, size: int) -> np.ndarray | None:
+        """A new buffer of `size` bytes when this one is smaller, else None.
+        Only allocates: the caller swaps it in (`array = ...`) once nothing
+        else can fail."""
+        return aligned_empty(size, np.uint8) if size > self.array.size else None
 
     @property
     def address(self) -> int:
@@ -48,7 +47,11 @@ class _Memory:
 
 
 class _Entry:
-    """One compiled entry function and its argument block."""
+    """One compiled entry function, its argument block and the workspace and
+    scratch memory its calls use (its own: resizing it touches no other
+    entry). Its block is trusted only while `sizes` is set: anything that
+    moves memory the block points to first sets `sizes` to None, and the
+    next call rewrites the whole block."""
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str) -> None:
         compiled = build.compiled(graph)
@@ -64,7 +67,9 @@ class _Entry:
         self.outputs = [
             (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"]) for name, v in program.graph.outputs.items()
         ]
-        self.sizes: dict[str, int] | None = None  # the symbol sizes of the previous call
+        self.workspace = _Memory()
+        self.scratch = _Memory()
+        self.sizes: dict[str, int] | None = None  # the symbol sizes the block holds; None: rewrite it
 
 
 class NativeExecutable:
@@ -76,9 +81,7 @@ class NativeExecutable:
         self.build = build
         self.params = params
         self.state = state
-        self._workspace = _Memory()
-        self._scratch = _Memory()
-        self._threads = _Memory()
+        self._threads = _Memory()  # one slice per thread, shared by the entries (calls never overlap)
         self._entries: dict[str, _Entry] = {}
         self.lock = threading.RLock()  # one call at a time: calls share the argument blocks and buffers
         _EXECUTABLES.add(self)
@@ -88,10 +91,11 @@ class NativeExecutable:
         """The compiled entry of `graph`, compiling it on first use."""
         if graph not in self._entries:
             entry = _Entry(self.build.programs[graph], self.build, graph)
-            if "params" in entry.slot:
-                entry.block[entry.slot["params"]] = self.params.buffer.ctypes.data
-            if "state" in entry.slot:
-                entry.block[entry.slot["state"]] = self.state.buffer.ctypes.data
+            threads_memory = self._threads.grown(entry.thread_bytes * threads.pool().capacity)
+            if threads_memory is not None:
+                for other in self._entries.values():  # before the old buffer goes
+                    other.sizes = None
+                self._threads.array = threads_memory
             self._entries[graph] = entry
         return self._entries[graph]
 
@@ -118,17 +122,29 @@ class NativeExecutable:
         return outputs
 
     def _resize(self, entry: _Entry, sizes: dict[str, int]) -> None:
-        """New symbol sizes: store them and make the workspace and scratch big enough."""
+        """New symbol sizes: make the entry's workspace and scratch big enough
+        and rewrite its block. Transactional: every new buffer is allocated
+        before any is swapped in, and the block stays untrusted (`sizes`
+        None) until it is whole, so a failure at any point (MemoryError,
+        KeyboardInterrupt) leaves nothing that points to freed memory."""
+        entry.sizes = None
         program = entry.program
+        workspace = entry.workspace.grown(program.workspace_bytes.evaluate(sizes))
+        scratch = entry.scratch.grown(entry.scratch_bytes.evaluate(sizes))
+        if workspace is not None:
+            entry.workspace.array = workspace
+        if scratch is not None:
+            entry.scratch.array = scratch
+        block = entry.block
         for i, symbol in enumerate(program.symbols):
-            entry.block[i] = sizes[symbol]
-        self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
-        self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
-        self._threads.ensure(entry.thread_bytes * threads.pool().capacity)
-        for other in self._entries.values():  # the buffers may have moved
-            other.block[other.slot["workspace"]] = self._workspace.address
-            other.block[other.slot["scratch"]] = self._scratch.address
-            other.block[other.slot["threads"]] = self._threads.address
+            block[i] = sizes[symbol]
+        block[entry.slot["workspace"]] = entry.workspace.address
+        block[entry.slot["scratch"]] = entry.scratch.address
+        block[entry.slot["threads"]] = self._threads.address
+        if "params" in entry.slot:
+            block[entry.slot["params"]] = self.params.buffer.ctypes.data
+        if "state" in entry.slot:
+            block[entry.slot["state"]] = self.state.buffer.ctypes.data
         entry.sizes = sizes
 
     @staticmethod
