@@ -51,6 +51,7 @@ from .ir import (
     ShapeError,
 )
 from .program import STAGES, Program
+from .runtime.caches import CacheInfo, cache_info, clear_cache
 from .runtime.threads import get_num_threads, set_num_threads
 from .tensor import Tensor
 
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STAGES",
+    "CacheInfo",
     "CheckpointError",
     "ConfigError",
     "DTypeError",
@@ -70,7 +72,9 @@ __all__ = [
     "Tensor",
     "abs",
     "broadcast_to",
+    "cache_info",
     "cast",
+    "clear_cache",
     "compile",
     "equal",
     "exp",
