@@ -62,3 +62,47 @@ def test_a_resize_that_fails_midway_leaves_every_entry_runnable(monkeypatch, err
     np.testing.assert_allclose(prog.train_step(x, y), reference.train_step(x, y), rtol=1e-5)
     for name, value in reference.parameters.items():
         np.testing.assert_allclose(prog.parameters[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) * 1024
+
+
+def test_a_huge_predict_followed_by_small_ones_gives_its_memory_back():
+    prog, reference = classifier(), classifier("reference")
+    huge, _ = batch(1_000_000, seed=2)
+    prog.predict(huge)
+    held = prog._exec.memory_bytes
+    assert held >= 32 * 1_000_000  # the hidden activations, f32[B,8]
+    prog.predict(huge[:300_000])  # within 4x: nothing is reallocated
+    assert prog._exec.memory_bytes == held
+    small = huge[:10]
+    np.testing.assert_allclose(prog.predict(small), reference.predict(small), rtol=1e-5, atol=1e-6)
+    assert prog._exec.memory_bytes < 2 << 20
+
+
+def test_release_memory_gives_the_memory_back_to_the_os():
+    """The workspace of a 2 000 000-row predict (64 MB) is returned to the
+    OS, and every entry runs as before afterwards."""
+    prog, reference = classifier(), classifier("reference")
+    x, y = batch(32)
+    prog.train_step(x, y)
+    reference.train_step(x, y)
+    huge, _ = batch(2_000_000, seed=3)
+    out = prog.predict(huge)  # kept alive: only the workspace may change the RSS below
+    before = rss_bytes()
+    prog.release_memory()
+    assert prog._exec.memory_bytes == 0
+    assert before - rss_bytes() > 0.8 * 32 * len(huge)
+    assert out.shape == (len(huge), 3)
+    np.testing.assert_allclose(prog.predict(huge[:50]), reference.predict(huge[:50]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prog.train_step(x, y), reference.train_step(x, y), rtol=1e-5)
+
+
+def test_release_memory_on_the_reference_backend_is_harmless():
+    prog = classifier("reference")
+    x, _ = batch(5)
+    expected = prog.predict(x)
+    prog.release_memory()
+    np.testing.assert_array_equal(prog.predict(x), expected)
