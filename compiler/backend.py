@@ -15,18 +15,28 @@ from .codegen.target import Target, initialize_llvm
 
 @dataclass
 class OptimizedModule:
-    """An optimized LLVM module, its text, and the target machine it was
-    optimized for. The text is taken right after optimization, and machine
-    code is emitted from fresh parses of it: emitting code runs more passes
-    over a module in place."""
+    """An optimized LLVM module as text, and the target it was optimized
+    for. Only the text is kept (a parsed module takes several times its
+    size); assembly and object code are emitted from fresh parses of it,
+    since emitting code runs more passes over a module in place."""
 
-    module: llvm.ModuleRef
-    machine: llvm.TargetMachine
     llvm_ir: str
+    target: Target
 
     @cached_property
     def assembly(self) -> str:
-        return self.machine.emit_assembly(llvm.parse_assembly(self.llvm_ir))
+        return self.target.create_target_machine().emit_assembly(llvm.parse_assembly(self.llvm_ir))
+
+    @cached_property
+    def object_code(self) -> bytes:
+        """Relocatable machine code for the target, as the JIT loads it."""
+        return self.target.create_target_machine().emit_object(llvm.parse_assembly(self.llvm_ir))
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of text and code this object holds now."""
+        held = (self.__dict__.get(name, "") for name in ("assembly", "object_code"))
+        return len(self.llvm_ir) + sum(len(x) for x in held)
 
 
 def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> OptimizedModule:
@@ -48,4 +58,4 @@ def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> Optim
     tuning.slp_vectorization = auto_vectorize
     passes = llvm.create_pass_builder(machine, tuning)
     passes.getModulePassManager().run(module, passes)
-    return OptimizedModule(module, machine, str(module))
+    return OptimizedModule(str(module), target)

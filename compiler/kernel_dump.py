@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..ir import Node, Value
 from ..ir.printer import Namer, format_attrs, format_node
 from .fusion import FusedGraph, Kernel, node_class
+from .memory import ALIGNMENT
 from .plan import KernelProgram, operand_view
 from .symbolic import Poly, row_major_strides
 from .views import View, layout_view
@@ -36,11 +37,17 @@ def format_kernels(program: KernelProgram) -> str:
     """The kernel program: buffer plan, then every kernel as a loop nest."""
     namer = Namer(program.graph)
     symbols = ", ".join(program.symbols)
-    lines = [f"program {program.name}({symbols})", "  regions: " + ", ".join(program.regions)]
-    lines.append(f"  workspace: {program.workspace_bytes} bytes")
+    slots = len(program.workspace)
+    regions = [r for r in program.regions if not r.startswith("workspace:")]
+    if slots:
+        regions.insert(regions.index("scratch"), f"workspace:0..{slots - 1}")
+    lines = [f"program {program.name}({symbols})", "  regions: " + ", ".join(regions)]
+    lines.append(f"  workspace: {slots} slots, laid out for each run's sizes, each on a {ALIGNMENT}-byte boundary")
+    lines += [f"    workspace:{i:<4} {size} bytes" for i, size in enumerate(program.workspace)]
     lines.append("  buffers:")
     for value, buffer in program.buffers.items():
-        lines.append(f"    {namer(value):<24} {value.type!s:<14} {buffer.region}+{buffer.offset}")
+        at = buffer.region if buffer.offset == Poly() else f"{buffer.region}+{buffer.offset}"
+        lines.append(f"    {namer(value):<24} {value.type!s:<14} {at}")
     for kernel in program.kernels:
         lines.append("")
         lines += _kernel_lines(program, kernel, namer)

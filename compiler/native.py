@@ -10,8 +10,10 @@ only ever trains never pays for compiling `gradients`. Every pass is timed."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 from ..ir import Graph, print_graph, verify
@@ -28,12 +30,6 @@ from .symbolic import Poly
 ENTRY_NAMES = {"train": "train_step", "predict": "predict", "gradients": "gradients", "evaluate": "evaluate"}
 """The native function of each runnable graph of a Program (others keep their name)."""
 
-_COMPILED: dict[tuple[str, str, Target], CompiledGraph] = {}
-"""Compiled graphs by (lowered graph text, entry name, target). Lowering,
-fusion and planning are deterministic functions of the graph, so an
-identical program compiled again in one process (tests, repeated
-`ember.compile`) skips code generation and LLVM."""
-
 
 def entry_name(graph: str) -> str:
     return ENTRY_NAMES.get(graph, graph)
@@ -41,7 +37,8 @@ def entry_name(graph: str) -> str:
 
 @dataclass
 class CompiledGraph:
-    """One graph's LLVM module before and after optimization."""
+    """One graph's LLVM module before and after optimization, its object code
+    and the scratch it needs to run."""
 
     llvm_ir: str
     scratch_bytes: Poly
@@ -51,6 +48,64 @@ class CompiledGraph:
     @property
     def assembly(self) -> str:
         return self.optimized.assembly
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of text and code this object holds now."""
+        return len(self.llvm_ir) + self.optimized.nbytes
+
+
+class CompileCache:
+    """Compiled graphs kept for reuse, by key, dropping the least recently
+    used once the bytes they hold exceed `limit_bytes`. A graph in use stays
+    alive with its Program whether or not it is still here."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self._graphs: OrderedDict[Hashable, CompiledGraph] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> CompiledGraph | None:
+        with self._lock:
+            compiled = self._graphs.get(key)
+            if compiled is not None:
+                self._graphs.move_to_end(key)
+            return compiled
+
+    def put(self, key: Hashable, compiled: CompiledGraph) -> None:
+        with self._lock:
+            self._graphs[key] = compiled
+            self._graphs.move_to_end(key)
+            total = sum(c.nbytes for c in self._graphs.values())  # sizes grow when an assembly is dumped
+            while total > self.limit_bytes:
+                _, dropped = self._graphs.popitem(last=False)
+                total -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(c.nbytes for c in self._graphs.values())
+
+
+COMPILE_CACHE_BYTES = 16 * 1024 * 1024
+"""The most the compile cache holds: about 100 small programs (a 4-8-3
+classifier's predict is ~170 KB of LLVM IR text and object code), a dozen
+of the size of the digits training step (1.4 MB). Sized so that compiling
+and dropping program after program keeps the process's memory flat."""
+
+COMPILE_CACHE = CompileCache(COMPILE_CACHE_BYTES)
+"""Compiled graphs by (lowered graph text, entry name, target). Lowering,
+fusion and planning are deterministic functions of the graph, so an
+identical program compiled again in one process (tests, repeated
+`ember.compile`) skips code generation and LLVM, and loads the kept
+object code. `ember.cache_info()` shows it, `ember.clear_cache()` empties it."""
 
 
 @dataclass
@@ -69,14 +124,15 @@ class NativeBuild:
         if graph not in self._compiled:
             program = self.programs[graph]
             key = (print_graph(program.graph), program.name, self.target)
-            if key not in _COMPILED:
+            compiled = COMPILE_CACHE.get(key)
+            if compiled is None:
                 code = _timed(self.log, "codegen", emit_module, [program], self.target)
                 optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
+                _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
                 name = program.name
-                _COMPILED[key] = CompiledGraph(
-                    code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized
-                )
-            self._compiled[graph] = _COMPILED[key]
+                compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
+                COMPILE_CACHE.put(key, compiled)
+            self._compiled[graph] = compiled
         return self._compiled[graph]
 
     def dump(self, stage: str) -> str:

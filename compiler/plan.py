@@ -3,7 +3,10 @@
 The plan fixes the order of kernels and where every tensor lives:
 arguments in their own buffers (params and optimizer state in their
 arenas), outputs in buffers the caller provides, and every other stored
-value in one workspace whose slots are reused once their values are dead.
+value in a slot of the workspace, reused once its value is dead. Slots
+have symbolic sizes (polynomials in the batch size); the runtime lays them
+out for the actual sizes of each run (`KernelProgram.workspace_layout`),
+so the workspace is as large as the data, not padded per row.
 Updates of params and state are written in place by the kernel that
 computes them, after every kernel that reads the old value; where that is
 impossible the new value goes to the workspace and a copy kernel at the
@@ -17,18 +20,19 @@ from dataclasses import dataclass
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape
 from .fusion import FusedGraph, Kernel, node_class
-from .memory import aligned_bytes
+from .memory import packed_offsets
 from .ordering import ordered
-from .symbolic import Poly, product, row_major_strides
+from .symbolic import Poly, estimate, maximum, product, row_major_strides
 from .views import View, layout_view, read_view
 
 
 @dataclass(frozen=True)
 class Buffer:
     """Where a tensor lives: `offset` bytes into `region`, `size` bytes long.
-    Regions: `in:NAME`, `out:NAME`, `params`, `state`, `workspace`,
-    `scratch` (temporaries shared by a kernel's threads) and `threads`
-    (one slice per thread, such as packed matmul panels)."""
+    Regions: `in:NAME`, `out:NAME`, `params`, `state`, `workspace:N`
+    (slot N of the workspace), `scratch` (temporaries shared by a kernel's
+    threads) and `threads` (one slice per thread, such as packed matmul
+    panels)."""
 
     region: str
     offset: Poly
@@ -46,10 +50,16 @@ class KernelProgram:
     buffers: dict[Value, Buffer]
     symbols: tuple[str, ...]
     regions: tuple[str, ...]
-    workspace_bytes: Poly
+    workspace: tuple[Poly, ...]
+    """The size in bytes of each workspace slot (region `workspace:N`)."""
 
     def is_stored(self, value: Value) -> bool:
         return value in self.buffers
+
+    def workspace_layout(self, sizes: Mapping[str, int]) -> tuple[list[int], int]:
+        """The byte offset of every workspace slot at these symbol sizes
+        (each on a 64-byte boundary), and the size of the workspace."""
+        return packed_offsets(slot.evaluate(sizes) for slot in self.workspace)
 
 
 def operand_view(node: Node, index: int, domain: Shape, is_stored) -> View:
@@ -167,35 +177,44 @@ def plan(
         + (["params"] if graph.params else [])
         + (["state"] if graph.state else [])
         + [f"out:{n}" for n in graph.outputs]
-        + ["workspace", "scratch", "threads"]
+        + [f"workspace:{i}" for i in range(len(workspace))]
+        + ["scratch", "threads"]
     )
     return KernelProgram(name, graph, order, fused.inline, buffers, symbols, regions, workspace)
 
 
-def _place_workspace(order: list[Kernel], reads: dict[Kernel, dict[Value, bool]], buffers: dict) -> Poly:
+def _place_workspace(order: list[Kernel], reads: dict[Kernel, dict[Value, bool]], buffers: dict) -> tuple[Poly, ...]:
     """Give every stored value without a buffer a workspace slot, reusing the
-    slots of values no later kernel reads. Returns the workspace size in bytes."""
+    slots of values no later kernel reads: a value takes the free slot it
+    would grow least (among those already large enough, the smallest), or a
+    new slot when none is free. Returns the size in bytes of each slot."""
     last_read: dict[Value, int] = {}
     for i, k in enumerate(order):
         for v in reads[k]:
             last_read[v] = i
-    free: list[tuple[Poly, Poly]] = []  # (offset, size) of released slots
-    live: dict[Value, tuple[Poly, Poly]] = {}
-    total = Poly()
+    slots: list[Poly] = []
+    free: list[int] = []  # slots whose values are dead
+    live: dict[Value, int] = {}
     for i, k in enumerate(order):
-        for v in [v for v, (_, _) in live.items() if last_read.get(v, -1) < i]:
+        for v in [v for v in live if last_read.get(v, -1) < i]:
             free.append(live.pop(v))
         for v in k.stores:
             if v in buffers:
                 continue
-            need = aligned_bytes(_nbytes(v))
-            fits = [s for s in free if s[1].dominates(need)]
-            if fits:
-                slot = min(fits, key=lambda s: sum(c for _, c in s[1].terms))
+            need = _nbytes(v)
+            if free:
+                slot = min(free, key=lambda s: _fit(slots[s], need))
                 free.remove(slot)
+                slots[slot] = maximum(slots[slot], need)
             else:
-                slot = (total, need)
-                total = total + need
+                slot = len(slots)
+                slots.append(need)
             live[v] = slot
-            buffers[v] = Buffer("workspace", slot[0], _nbytes(v))
-    return total
+            buffers[v] = Buffer(f"workspace:{slot}", Poly(), need)
+    return tuple(slots)
+
+
+def _fit(slot: Poly, need: Poly) -> tuple[int, int]:
+    """How well a free slot suits a value of `need` bytes, best first: by
+    how much it grows the slot, then by the slot's size (at large sizes)."""
+    return estimate(maximum(slot, need)) - estimate(slot), estimate(slot)

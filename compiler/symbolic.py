@@ -87,6 +87,29 @@ class Poly:
         return f"Poly({self})"
 
 
+def maximum(a: Poly, b: Poly) -> Poly:
+    """A polynomial at least as large as both (coefficient-wise maximum)."""
+    terms = dict(a.terms)
+    for m, c in b.terms:
+        terms[m] = max(terms.get(m, 0), c)
+    return Poly._make(terms)
+
+
+LARGE = 1009
+"""The value `estimate` gives every symbol (a prime: no accidental equalities)."""
+
+
+def estimate(size: Poly) -> int:
+    """`size` with every symbol set to a large value: orders sizes as they
+    compare at large batch sizes."""
+    return size.evaluate(_AnyLarge())
+
+
+class _AnyLarge(dict):
+    def __missing__(self, key: str) -> int:
+        return LARGE
+
+
 def product(dims: Iterable[int | str | Poly]) -> Poly:
     result = Poly.of(1)
     for d in dims:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..ir import Value
 from ..ir.types import Dim
-from .symbolic import Poly, product, row_major_strides
+from .symbolic import Poly, estimate, product, row_major_strides
 
 LAYOUT_OPS = frozenset({"reshape", "broadcast_to", "transpose"})
 
@@ -57,10 +57,10 @@ class View:
             old_group, new_group = [old[i]], [new[j]]
             i, j = i + 1, j + 1
             while (size := product(d for d, _ in old_group)) != (want := product(shape[k] for k in new_group)):
-                if _estimate(size) < _estimate(want) and i < len(old):
+                if estimate(size) < estimate(want) and i < len(old):
                     old_group.append(old[i])
                     i += 1
-                elif _estimate(want) < _estimate(size) and j < len(new):
+                elif estimate(want) < estimate(size) and j < len(new):
                     new_group.append(new[j])
                     j += 1
                 else:
@@ -74,19 +74,6 @@ class View:
         if i < len(old) or j < len(new):
             return None
         return View(self.base, tuple(shape), tuple(strides), self.offset)
-
-
-_LARGE = 1009
-
-
-def _estimate(size: Poly) -> int:
-    """A size with every symbol set to a large value: orders sizes while grouping."""
-    return size.evaluate(_AnyLarge())
-
-
-class _AnyLarge(dict):
-    def __missing__(self, key: str) -> int:
-        return _LARGE
 
 
 def layout_view(value: Value, is_base: Callable[[Value], bool]) -> View | None:

@@ -52,6 +52,7 @@ from .ir import (
     VerifyError,
 )
 from .program import STAGES, Program
+from .runtime.caches import CacheInfo, cache_info, clear_cache
 from .runtime.threads import get_num_threads, set_num_threads
 from .tensor import Tensor
 
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STAGES",
+    "CacheInfo",
     "CheckpointError",
     "ConfigError",
     "DTypeError",
@@ -72,7 +74,9 @@ __all__ = [
     "VerifyError",
     "abs",
     "broadcast_to",
+    "cache_info",
     "cast",
+    "clear_cache",
     "compile",
     "equal",
     "exp",

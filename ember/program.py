@@ -201,6 +201,16 @@ class Program:
             validation = self._check_batch(*validation_data, names=("validation x", "validation y"))
         return fit_loop(self._train_batch, self._evaluate, x, y, validation, options, self._rng)
 
+    def release_memory(self) -> None:
+        """Give back the memory native calls keep between calls (workspace
+        and scratch for intermediate values, per-thread matmul buffers); the
+        next call allocates what it needs again. Parameters, optimizer state
+        and compiled code stay. Without it, each entry (train_step, predict,
+        ...) keeps buffers sized for its latest call: they grow when a call
+        needs more and are given back when a call needs less than a quarter
+        of them, so a huge predict followed by small ones frees its memory."""
+        self._exec.release_memory()
+
     # -- parameters, checkpoints, dumps ---------------------------------
     def set_parameters(self, values: Mapping[str, Any], strict: bool = True) -> None:
         """Load parameter values by name. All are checked before any is

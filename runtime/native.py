@@ -3,9 +3,15 @@
 Each entry function (train_step, predict, ...) takes one pointer: an
 argument block of int64 slots (sizes of the shape symbols, then the
 address of every memory region). The block, the workspace and the scratch
-memory are prepared once and reused; a call writes only what changes (the
-batch size and the addresses of this call's inputs and outputs) and makes
-one ctypes call with one pointer argument."""
+memory are prepared when the sizes change and reused while they stay; a
+call writes only what changes (the addresses of this call's inputs and
+outputs) and makes one ctypes call with one pointer argument.
+
+Memory between calls follows the data: each entry's workspace and scratch
+are sized for its latest call, growing when a call needs more and given
+back when a call needs less than a quarter of what they hold (buffers up
+to 1 MiB are kept), so one huge batch does not pin its memory once smaller
+ones follow. `release_memory` frees everything at once."""
 
 from __future__ import annotations
 
@@ -29,18 +35,30 @@ from .arena import Arena, aligned_array, aligned_empty
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
+SHRINK_BELOW = 4
+"""A buffer is replaced by a smaller one when a call needs less than this
+fraction (1/4) of it: batch sizes that vary within 4x never reallocate."""
+
+KEEP_BYTES = 1 << 20
+"""Buffers up to this size are never shrunk: giving them back saves little."""
+
+
 class _Memory:
-    """A 64-byte aligned byte buffer that grows on demand (never shrinks)."""
+    """A 64-byte aligned byte buffer, fitted to what the calls need."""
 
     def __init__(self) -> None:
-        self.array = aligned_empty(0, np.uint8)
+        self.release()
 
-    def ensure(self, size: int) -> bool:
-        """Make room for `size` bytes; True if the address changed."""
-        if size <= self.array.size:
-            return False
-        self.array = aligned_empty(size, np.uint8)
-        return True
+    def refit(self, size: int, shrink: bool = True) -> np.ndarray | None:
+        """A new buffer of `size` bytes when this one is smaller or (with
+        `shrink`) much larger than needed, else None. Only allocates: the
+        caller swaps it in (`array = ...`) once nothing else can fail."""
+        held = self.array.size
+        wasteful = shrink and held > KEEP_BYTES and size * SHRINK_BELOW < held
+        return aligned_empty(size, np.uint8) if size > held or wasteful else None
+
+    def release(self) -> None:
+        self.array = aligned_empty(0, np.uint8)
 
     @property
     def address(self) -> int:
@@ -48,7 +66,11 @@ class _Memory:
 
 
 class _Entry:
-    """One compiled entry function and its argument block."""
+    """One compiled entry function, its argument block and the workspace and
+    scratch memory its calls use (its own: resizing it touches no other
+    entry). Its block is trusted only while `sizes` is set: anything that
+    moves memory the block points to first sets `sizes` to None, and the
+    next call rewrites the whole block."""
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str) -> None:
         compiled = build.compiled(graph)
@@ -64,7 +86,10 @@ class _Entry:
         self.outputs = [
             (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"]) for name, v in program.graph.outputs.items()
         ]
-        self.sizes: dict[str, int] | None = None  # the symbol sizes of the previous call
+        self.workspace_slots = [self.slot[f"workspace:{i}"] for i in range(len(program.workspace))]
+        self.workspace = _Memory()
+        self.scratch = _Memory()
+        self.sizes: dict[str, int] | None = None  # the symbol sizes the block holds; None: rewrite it
 
 
 class NativeExecutable:
@@ -76,9 +101,7 @@ class NativeExecutable:
         self.build = build
         self.params = params
         self.state = state
-        self._workspace = _Memory()
-        self._scratch = _Memory()
-        self._threads = _Memory()
+        self._threads = _Memory()  # one slice per thread, shared by the entries (calls never overlap)
         self._entries: dict[str, _Entry] = {}
         self.lock = threading.RLock()  # one call at a time: calls share the argument blocks and buffers
         _EXECUTABLES.add(self)
@@ -87,13 +110,24 @@ class NativeExecutable:
     def entry(self, graph: str) -> _Entry:
         """The compiled entry of `graph`, compiling it on first use."""
         if graph not in self._entries:
-            entry = _Entry(self.build.programs[graph], self.build, graph)
-            if "params" in entry.slot:
-                entry.block[entry.slot["params"]] = self.params.buffer.ctypes.data
-            if "state" in entry.slot:
-                entry.block[entry.slot["state"]] = self.state.buffer.ctypes.data
-            self._entries[graph] = entry
+            self._entries[graph] = _Entry(self.build.programs[graph], self.build, graph)
         return self._entries[graph]
+
+    def release_memory(self) -> None:
+        """Free the workspace, scratch and per-thread memory kept between
+        calls; the next call of each entry allocates what it needs again."""
+        with self.lock:
+            for entry in self._entries.values():
+                entry.sizes = None  # before the buffers its block points to go
+                entry.workspace.release()
+                entry.scratch.release()
+            self._threads.release()
+
+    @property
+    def memory_bytes(self) -> int:
+        """The bytes of workspace, scratch and per-thread memory held now."""
+        held = [self._threads] + [m for e in self._entries.values() for m in (e.workspace, e.scratch)]
+        return sum(m.array.size for m in held)
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run entry `graph` on validated `inputs`; params and state are updated
@@ -118,17 +152,38 @@ class NativeExecutable:
         return outputs
 
     def _resize(self, entry: _Entry, sizes: dict[str, int]) -> None:
-        """New symbol sizes: store them and make the workspace and scratch big enough."""
+        """New symbol sizes: fit the entry's workspace and scratch to them, lay
+        the workspace slots out for them, and rewrite the entry's block.
+        Transactional: every new buffer is allocated before any is swapped
+        in, and the block stays untrusted (`sizes` None) until it is whole,
+        so a failure at any point (MemoryError, KeyboardInterrupt) leaves
+        nothing that points to freed memory."""
+        entry.sizes = None
         program = entry.program
+        offsets, workspace_bytes = program.workspace_layout(sizes)
+        workspace = entry.workspace.refit(workspace_bytes)
+        scratch = entry.scratch.refit(entry.scratch_bytes.evaluate(sizes))
+        # shared by the entries: grown, never shrunk (release_memory frees it)
+        per_thread = self._threads.refit(entry.thread_bytes * threads.pool().capacity, shrink=False)
+        if workspace is not None:
+            entry.workspace.array = workspace
+        if scratch is not None:
+            entry.scratch.array = scratch
+        if per_thread is not None:
+            for other in self._entries.values():  # they point to the old buffer
+                other.sizes = None
+            self._threads.array = per_thread
+        block = entry.block
         for i, symbol in enumerate(program.symbols):
-            entry.block[i] = sizes[symbol]
-        self._workspace.ensure(program.workspace_bytes.evaluate(sizes))
-        self._scratch.ensure(entry.scratch_bytes.evaluate(sizes))
-        self._threads.ensure(entry.thread_bytes * threads.pool().capacity)
-        for other in self._entries.values():  # the buffers may have moved
-            other.block[other.slot["workspace"]] = self._workspace.address
-            other.block[other.slot["scratch"]] = self._scratch.address
-            other.block[other.slot["threads"]] = self._threads.address
+            block[i] = sizes[symbol]
+        for slot, offset in zip(entry.workspace_slots, offsets, strict=True):
+            block[slot] = entry.workspace.address + offset
+        block[entry.slot["scratch"]] = entry.scratch.address
+        block[entry.slot["threads"]] = self._threads.address
+        if "params" in entry.slot:
+            block[entry.slot["params"]] = self.params.buffer.ctypes.data
+        if "state" in entry.slot:
+            block[entry.slot["state"]] = self.state.buffer.ctypes.data
         entry.sizes = sizes
 
     @staticmethod

@@ -36,3 +36,6 @@ class ReferenceExecutable:
         for name, value in result.updates.items():
             np.copyto(self.params[name] if name in self.params else self.state[name], value)
         return result.outputs
+
+    def release_memory(self) -> None:
+        """Nothing to give back: the interpreter keeps no buffers between calls."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from ...ir import DType
+from ..memory import aligned
 from .irutil import (
     I32,
     I64,
@@ -120,10 +121,6 @@ class Blocking:
     @property
     def key(self) -> str:
         return f"{self.dtype}.{self.mr}x{self.vectors}x{self.lanes}.kc{self.kc_padded}"
-
-
-def aligned(size: int) -> int:
-    return -(-size // 64) * 64
 
 
 def _round_down(value: int, multiple: int) -> int:

@@ -13,7 +13,7 @@ import llvmlite.ir as ir
 
 from ..fusion import Kernel
 from ..plan import KernelProgram
-from ..symbolic import Poly
+from ..symbolic import Poly, maximum
 from .gemm import emit_matmul_kernel, shared_scratch
 from .gemm_library import Blocking, GemmLibrary, blocking
 from .irutil import PTR, VOID
@@ -32,14 +32,6 @@ class ModuleCode:
     thread_bytes: dict[str, int]
 
 
-def _max(a: Poly, b: Poly) -> Poly:
-    """A polynomial at least as large as both (coefficient-wise maximum)."""
-    terms = dict(a.terms)
-    for m, c in b.terms:
-        terms[m] = max(terms.get(m, 0), c)
-    return Poly._make(terms)
-
-
 def emit_program(program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary) -> tuple[Poly, int]:
     """Add `program`'s kernels and entry function to `module`; return the
     shared scratch bytes and the scratch bytes per thread it needs."""
@@ -50,7 +42,7 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     for kernel in program.kernels:
         emitter = KernelEmitter(program, kernel, module, target)
         if kernel in plans:
-            scratch = _max(scratch, shared_scratch(program, kernel, plans[kernel]))
+            scratch = maximum(scratch, shared_scratch(program, kernel, plans[kernel]))
             functions.append(emit_matmul_kernel(emitter, plans[kernel], thread_bytes, library))
         else:
             functions.append(emit_loop_kernel(emitter))

@@ -6,6 +6,7 @@ vectorized machine code.
 Native compiles cost about 0.3-1 s each, so models are small and programs
 that a test does not change are shared (see `pair_program`)."""
 
+import gc
 import itertools
 import re
 import tracemalloc
@@ -253,6 +254,10 @@ def step_allocations(prog: ember.Program, x: np.ndarray, y: np.ndarray, steps: i
     growth of traced memory over all steps), in bytes, after warm-up."""
     for _ in range(3):  # warm-up: entries compiled, workspace sized for this batch
         prog.train_step(x, y)
+    # Earlier tests' programs caught in reference cycles would otherwise be
+    # freed by a collection that may fall inside a measured step, and freeing
+    # a program's machine code allocates a few hundred bytes for a moment.
+    gc.collect()
     tracemalloc.start()
     try:
         for _ in range(5):  # and refill the free lists and caches (NumPy's too) under tracing

@@ -336,7 +336,7 @@ def test_adam_update_of_one_param_is_one_kernel() -> None:
     assert [k.domain for k in plan.kernels if k not in big] == [()]  # the step counter
     for name in ("p", "m", "v", "step"):
         assert plan.buffers[lowered.updates[name]] == plan.buffers[lowered.argument(name)], name
-    assert plan.workspace_bytes.evaluate({}) == 0
+    assert plan.workspace == ()
 
     rng = np.random.default_rng(27)
     native_args = {
@@ -379,7 +379,7 @@ def test_update_that_reads_its_param_transposed_goes_through_a_copy() -> None:
     assert plan.kernels[-2:] == copies
     for name, kernel in zip(("p", "q"), copies, strict=True):
         new = lowered.updates[name]
-        assert plan.buffers[new].region == "workspace"
+        assert plan.buffers[new].region.startswith("workspace:")
         assert kernel.copy == (new, lowered.argument(name))
     rng = np.random.default_rng(28)
     args = {"p": rng.standard_normal((7, 7)).astype(np.float32), "q": rng.standard_normal((17, 17)).astype(np.float32)}
@@ -406,7 +406,7 @@ def test_reshape_of_a_transpose_is_copied_once() -> None:
     ops = kernel_ops(plan)
     assert ops[0] == ["transpose"]
     copy = plan.kernels[0].stores[0]
-    assert plan.buffers[copy].region == "workspace"
+    assert plan.buffers[copy].region.startswith("workspace:")
     assert sorted(map(tuple, ops[1:])) == [("add",), ("exp",)]
     rng = np.random.default_rng(29)
     for batch in (1, 5, 33):
