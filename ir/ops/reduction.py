@@ -10,9 +10,10 @@ import numpy as np
 
 from ..opdef import Attr, OpDef
 from ..types import TensorType, normalize_axes
+from . import examples
 from .rules import float_unary, require_float, require_numeric
 
-REDUCE_ATTRS = (Attr("axes", "ints"), Attr("keepdims", "bool", False))
+REDUCE_ATTRS = (Attr("axes", "ints", examples=examples.axis_subsets), Attr("keepdims", "bool", False))
 
 
 def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple:
@@ -116,7 +117,7 @@ OPS = [
         _softmax,
         _softmax_vjp,
         "softmax",
-        attrs=(Attr("axis", "int", -1),),
+        attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="exp(x) / sum(exp(x)) along axis, computed stably",
     ),
@@ -127,7 +128,7 @@ OPS = [
         _log_softmax,
         _log_softmax_vjp,
         "softmax",
-        attrs=(Attr("axis", "int", -1),),
+        attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="x - log(sum(exp(x))) along axis, computed stably",
     ),

@@ -481,3 +481,22 @@ def test_shape_errors_name_the_op(op: str, types: list[str], attrs: dict) -> Non
 )
 def test_result_types(op: str, types: list[str], attrs: dict, expected: str) -> None:
     assert build(op, types, **attrs).type == t(expected)
+
+
+# -- attribute examples (what program generators draw) -------------------------
+
+EXAMPLE_INPUTS = ["f32[B,6,4]", "f64[3,1]", "f32[B]", "f32[]", "f64[2,B,1,5]"]
+
+
+@pytest.mark.parametrize(
+    ("op", "attr"), [(op.name, a.name) for op in OPS.values() for a in op.attrs if a.examples], ids=str
+)
+@pytest.mark.parametrize("input_type", EXAMPLE_INPUTS)
+def test_attribute_examples_pass_the_type_rule(op: str, attr: str, input_type: str) -> None:
+    """Every example value of an attribute, for an input of any rank (with a
+    symbolic axis or not), is one the op's type rule accepts."""
+    examples = OPS[op].attr_index[attr].examples([t(input_type)])
+    assert examples or t(input_type).rank == 0  # a scalar has no axis
+    dtypes = {a.name: "f32" for a in OPS[op].attrs if a.kind == "dtype"}  # size's result type
+    for value in examples:
+        build(op, [input_type], **dtypes, **{attr: value})
