@@ -1,0 +1,171 @@
+"""A fuzz campaign: random cases and MLPs, checked one after another until
+the time or the program count runs out; a failing case is reported with
+its seed, shrunk, and saved so that it can be replayed.
+
+Unit j of a campaign with seed S is an MLP (seed (S, j)) when j % MLP_EVERY
+is MLP_EVERY - 1, and otherwise a case of PROGRAMS random programs (seed
+(S, j)) in the form FORMS_CYCLE[j % len(FORMS_CYCLE)]: a campaign is a
+deterministic sequence, so `--seed S` replays it. Units are independent,
+so worker processes can check several at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ember.ir import parse, print_graph
+
+from .cases import Case, make_case
+from .check import Backend, check, native
+from .mlps import check_mlp, random_mlp
+from .shrink import shrink
+from .tolerance import Difference
+
+PROGRAMS = 12
+FORMS_CYCLE = ("forward", "gradient", "forward", "train")
+MLP_EVERY = 5
+SHOWN = 5
+"""Differences listed per failing case."""
+
+
+@dataclass
+class Tally:
+    """What a campaign checked."""
+
+    programs: int = 0
+    mismatches: int = 0  # programs with at least one difference
+    units: int = 0
+
+    def add(self, unit: UnitResult) -> None:
+        self.programs += unit.programs
+        self.mismatches += unit.mismatches
+        self.units += 1
+
+    def summary(self) -> str:
+        return f"checked {self.programs} programs, {self.mismatches} mismatches"
+
+
+@dataclass
+class UnitResult:
+    """What one unit checked, and its report (empty when nothing differed)."""
+
+    programs: int
+    mismatches: int
+    lines: list[str]
+
+
+def unit_seed(seed: int, unit: int) -> int:
+    """The seed of unit `unit` of the campaign with seed `seed`."""
+    return int(np.random.SeedSequence([seed, unit]).generate_state(1)[0])
+
+
+def check_unit(
+    seed: int, unit: int, backend: Backend = native, save_dir: Path | None = None, shrink_seconds: float = 120.0
+) -> UnitResult:
+    """Check unit `unit` of the campaign with seed `seed` (see the module doc)."""
+    useed = unit_seed(seed, unit)
+    where = f"unit {unit} of seed {seed}"
+    if unit % MLP_EVERY == MLP_EVERY - 1:
+        mlp = random_mlp(useed)
+        differences = check_mlp(mlp)
+        if not differences:
+            return UnitResult(1, 0, [])
+        return UnitResult(1, 1, [f"MISMATCH in {where}: MLP {mlp.describe()}", *_listed(differences)])
+    case = make_case(useed, FORMS_CYCLE[unit % len(FORMS_CYCLE)], PROGRAMS)
+    differences = check(case, backend)
+    if not differences:
+        return UnitResult(len(case.programs), 0, [])
+    failing = _programs_of(differences, case)
+    lines = [f"MISMATCH in {where}: {case.describe()}, programs {', '.join(failing)}", *_listed(differences)]
+    lines += _shrunk(case, differences, backend, save_dir, f"seed{seed}-unit{unit}", shrink_seconds)
+    return UnitResult(len(case.programs), len(failing), lines)
+
+
+def run_campaign(
+    seed: int,
+    minutes: float | None = None,
+    programs: int | None = None,
+    jobs: int = 1,
+    backend: Backend = native,
+    report: Callable[[str], None] = print,
+    save_dir: Path | None = None,
+    shrink_seconds: float = 120.0,
+) -> Tally:
+    """Check units, `jobs` at a time in worker processes, until `minutes`
+    have passed or `programs` programs are checked (whichever comes first;
+    at least one unit). Units in flight when time is up still finish."""
+    tally = Tally()
+    deadline = time.monotonic() + 60 * minutes if minutes is not None else None
+
+    def more() -> bool:
+        return (deadline is None or time.monotonic() < deadline) and (programs is None or tally.programs < programs)
+
+    def record(result: UnitResult) -> None:
+        tally.add(result)
+        for line in result.lines:
+            report(line)
+
+    if jobs == 1:
+        while tally.units == 0 or more():
+            record(check_unit(seed, tally.units, backend, save_dir, shrink_seconds))
+        return tally
+    # Worker processes are spawned, not forked: this process may run native worker threads.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        started = 0
+        running: set[Future] = set()
+        while running or started == 0 or more():
+            while len(running) < jobs and (started == 0 or more()):
+                running.add(pool.submit(check_unit, seed, started, backend, save_dir, shrink_seconds))
+                started += 1
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(future.result())
+    return tally
+
+
+def _listed(differences: list[Difference]) -> list[str]:
+    return [f"  {d}" for d in differences[:SHOWN]]
+
+
+def _programs_of(differences: list[Difference], case: Case) -> list[str]:
+    """The programs whose results differ (the whole case for shared results
+    such as the loss)."""
+    prefixes = {d.name.split(".")[0] for d in differences}
+    found = sorted(p for p in case.programs if p in prefixes)
+    return found or ["(shared results)"]
+
+
+def _shrunk(
+    case: Case, differences: list[Difference], backend: Backend, save_dir: Path | None, label: str, seconds: float
+) -> list[str]:
+    """The report of the shrunk case: its IR, arguments and differences."""
+    small = shrink(case, differences, backend, seconds)
+    lines = [f"shrunk to {len(small.graph.nodes)} nodes:", print_graph(small.graph)]
+    for name, value in small.arguments.items():
+        lines.append(f"  %{name} = {np.array2string(np.asarray(value), threshold=8, precision=9)}")
+    lines += _listed(check(small, backend))
+    if save_dir is not None:
+        lines.append(f"saved: python tests/fuzz.py --replay {save_case(small, save_dir / f'{label}.npz')}")
+    return lines
+
+
+def save_case(case: Case, path: Path) -> Path:
+    """Write a one-step case (IR text and arguments) to an .npz file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"arg:{k}": np.asarray(v) for k, v in case.arguments.items()}
+    np.savez(path, graph=np.array(print_graph(case.graph)), **arrays)
+    return path
+
+
+def load_case(path: Path) -> Case:
+    """A case written by `save_case`."""
+    with np.load(path) as data:
+        arguments = {k.removeprefix("arg:"): data[k] for k in data.files if k.startswith("arg:")}
+        return Case(parse(str(data["graph"])), arguments)
