@@ -59,13 +59,24 @@ def _max_vjp(b, node, g, wanted):
     return [b.select(mask, b.div(g_keep, count), 0.0)]
 
 
+def _mean(x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    # np.mean's own sum and division, without its warning for a mean of no elements (0 / 0).
+    return np.sum(x, axis=axis, keepdims=keepdims) / math.prod(x.shape[a] for a in axis)
+
+
+def _max(x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    # Over no elements, the identity native code starts from: -inf, or the integer minimum.
+    lowest = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    return np.max(x, axis=axis, keepdims=keepdims, initial=lowest)
+
+
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = x - _max(x, axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - _max(x, axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
@@ -108,8 +119,15 @@ def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False) -> 
 
 OPS = [
     reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes", lambda m, a, x: m.add(a, x), 0.0),
-    reduction("mean", np.mean, _mean_vjp, "mean over axes", None, None, float_only=True),
-    reduction("max", np.max, _max_vjp, "max over axes", lambda m, a, x: m.maximum(a, x), -math.inf),
+    reduction("mean", _mean, _mean_vjp, "mean over axes (NaN over no elements)", None, None, float_only=True),
+    reduction(
+        "max",
+        _max,
+        _max_vjp,
+        "max over axes (the lowest value over no elements)",
+        lambda m, a, x: m.maximum(a, x),
+        -math.inf,
+    ),
     OpDef(
         "softmax",
         1,

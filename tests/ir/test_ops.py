@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -231,6 +232,26 @@ def test_reduction_edge_values() -> None:
     x = np.array([[-INF, -INF], [1.0, NAN], [INF, -INF]])
     np.testing.assert_array_equal(run_op("max", x, axes=[1]), [-INF, NAN, INF])
     np.testing.assert_array_equal(run_op("sum", x, axes=[1]), [-INF, NAN, NAN])
+
+
+@pytest.mark.parametrize(("dtype", "lowest"), [("f32", -INF), ("f64", -INF), ("i32", -(2**31)), ("i64", -(2**63))])
+def test_max_over_no_elements_is_the_lowest_value(dtype: str, lowest: float) -> None:
+    """The identity max starts from (native code starts there too); sum gives 0."""
+    x = np.zeros((0, 3), DType.parse(dtype).numpy)
+    np.testing.assert_array_equal(run_op("max", x, axes=[0]), [lowest] * 3)
+    np.testing.assert_array_equal(run_op("max", x, axes=[0, 1], keepdims=True), [[lowest]])
+    np.testing.assert_array_equal(run_op("sum", x, axes=[0]), [0, 0, 0])
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_along_an_axis_of_no_elements(op: str) -> None:
+    assert run_op(op, np.zeros((0, 3)), axis=0).shape == (0, 3)
+
+
+def test_mean_over_no_elements_is_nan_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(run_op("mean", np.zeros((0, 3)), axes=[0])).all()
 
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
