@@ -3,6 +3,7 @@ interpreter (see tests/fuzzing/).
 
     python tests/fuzz.py --minutes 10          # a campaign; ends with "checked N programs, M mismatches"
     python tests/fuzz.py --programs 200 --seed 7
+    python tests/fuzz.py --seed 7 --unit 12     # check one unit of that campaign again
     python tests/fuzz.py --replay CASE.npz     # check a saved (shrunk) failing case again
 
 A mismatch is reported with its campaign seed and unit, its differences,
@@ -27,7 +28,7 @@ import ember  # noqa: E402, F401
 
 sys.path.insert(0, str(TESTS))
 
-from fuzzing.campaign import load_case, run_campaign  # noqa: E402
+from fuzzing.campaign import check_unit, load_case, run_campaign  # noqa: E402
 from fuzzing.check import check  # noqa: E402
 
 from ember.runtime.threads import available_cores  # noqa: E402
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=available_cores(), help="worker processes (default: one per core, here %(default)s)"
     )
+    parser.add_argument("--unit", type=int, help="check only this unit of the campaign (as a mismatch report names it)")
     parser.add_argument("--replay", type=Path, help="check one case saved by an earlier campaign")
     parser.add_argument("--save-dir", type=Path, help="where shrunk failing cases go (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -50,9 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             print(d)
         print(f"{args.replay}: {len(differences)} differences")
         return 1 if differences else 0
-    if args.minutes is None and args.programs is None:
-        parser.error("give --minutes or --programs (or --replay)")
     save_dir = args.save_dir or Path(tempfile.mkdtemp(prefix="ember-fuzz-"))
+    if args.unit is not None:
+        result = check_unit(args.seed, args.unit, save_dir=save_dir)
+        print("\n".join(result.lines))
+        print(
+            f"unit {args.unit} of seed {args.seed}: checked {result.programs} programs, {result.mismatches} mismatches"
+        )
+        return 1 if result.mismatches else 0
+    if args.minutes is None and args.programs is None:
+        parser.error("give --minutes or --programs (or --unit, or --replay)")
     start = time.monotonic()
     tally = run_campaign(
         args.seed, args.minutes, args.programs, report=lambda line: print(line, flush=True), save_dir=save_dir

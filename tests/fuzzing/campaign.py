@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from .tolerance import Difference
 
 PROGRAMS = 12
 FORMS_CYCLE = ("forward", "gradient", "forward", "train")
-MLP_EVERY = 5
+MLP_EVERY = 8
 SHOWN = 5
 """Differences listed per failing case."""
 
@@ -69,9 +71,18 @@ def unit_seed(seed: int, unit: int) -> int:
 def check_unit(
     seed: int, unit: int, backend: Backend = native, save_dir: Path | None = None, shrink_seconds: float = 120.0
 ) -> UnitResult:
-    """Check unit `unit` of the campaign with seed `seed` (see the module doc)."""
+    """Check unit `unit` of the campaign with seed `seed` (see the module doc).
+    An error while building its programs (autodiff, optimizer lowering) is
+    reported as a mismatch of the whole unit."""
+    try:
+        return _check_unit(seed, unit, backend, save_dir, shrink_seconds)
+    except Exception:
+        return UnitResult(0, 1, [f"MISMATCH in unit {unit} of seed {seed}: raised", traceback.format_exc()])
+
+
+def _check_unit(seed: int, unit: int, backend: Backend, save_dir: Path | None, shrink_seconds: float) -> UnitResult:
     useed = unit_seed(seed, unit)
-    where = f"unit {unit} of seed {seed}"
+    where = f"unit {unit} of seed {seed} (python tests/fuzz.py --seed {seed} --unit {unit})"
     if unit % MLP_EVERY == MLP_EVERY - 1:
         mlp = random_mlp(useed)
         differences = check_mlp(mlp)
@@ -98,9 +109,11 @@ def run_campaign(
     save_dir: Path | None = None,
     shrink_seconds: float = 120.0,
 ) -> Tally:
-    """Check units, `jobs` at a time in worker processes, until `minutes`
-    have passed or `programs` programs are checked (whichever comes first;
-    at least one unit). Units in flight when time is up still finish."""
+    """Check units until `minutes` have passed or `programs` programs are
+    checked (whichever comes first; at least one unit): in this process
+    when `jobs` is 1, else `jobs` at a time in worker processes, where a
+    crash of native code is reported as a mismatch of the unit that caused
+    it. Units in flight when time is up still finish."""
     tally = Tally()
     deadline = time.monotonic() + 60 * minutes if minutes is not None else None
 
@@ -116,18 +129,39 @@ def run_campaign(
         while tally.units == 0 or more():
             record(check_unit(seed, tally.units, backend, save_dir, shrink_seconds))
         return tally
-    # Worker processes are spawned, not forked: this process may run native worker threads.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        started = 0
-        running: set[Future] = set()
-        while running or started == 0 or more():
-            while len(running) < jobs and (started == 0 or more()):
-                running.add(pool.submit(check_unit, seed, started, backend, save_dir, shrink_seconds))
-                started += 1
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                record(future.result())
+    arguments = (backend, save_dir, shrink_seconds)
+    started = 0
+    while started == 0 or more():
+        with _workers(jobs) as pool:
+            running: dict[Future, int] = {}
+            while running or more():
+                while len(running) < jobs and (started == 0 or more()):
+                    running[pool.submit(check_unit, seed, started, *arguments)] = started
+                    started += 1
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    break  # a worker died: find the unit that killed it, then start new workers
+                for future in done:
+                    record(future.result())
+                    del running[future]
+        for unit in sorted(running.values()):
+            record(_alone(seed, unit, arguments))
     return tally
+
+
+def _workers(jobs: int) -> ProcessPoolExecutor:
+    # Spawned, not forked: the parent may have started native worker threads.
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _alone(seed: int, unit: int, arguments: tuple) -> UnitResult:
+    """Check a unit in a worker process of its own (after a worker died)."""
+    with _workers(1) as pool:
+        try:
+            return pool.submit(check_unit, seed, unit, *arguments).result()
+        except BrokenProcessPool:
+            where = f"unit {unit} of seed {seed} (python tests/fuzz.py --seed {seed} --unit {unit})"
+            return UnitResult(1, 1, [f"MISMATCH in {where}: the process checking it died (a crash in native code?)"])
 
 
 def _listed(differences: list[Difference]) -> list[str]:

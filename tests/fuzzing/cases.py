@@ -31,8 +31,8 @@ from .graphs import ProgramBuilder, pick
 
 FORMS = ("forward", "gradient", "train")
 FLOATS = (DType.float32, DType.float64)
-BATCHES = (1, 2, 3, 5, 8, 9, 16, 17, 33)
-"""Sizes bound to B: 1, vector widths and their neighbours."""
+BATCHES = (0, 1, 1, 2, 3, 5, 8, 9, 16, 17, 33)
+"""Sizes bound to B: no rows, 1, vector widths and their neighbours."""
 
 MAX_NODES = 12
 TRAIN_STEPS = 3

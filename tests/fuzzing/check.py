@@ -37,15 +37,18 @@ def trajectory(step: Runner, case: Case) -> list[dict[str, np.ndarray]]:
 
 def check(case: Case, backend: Backend = native, seed: int = 0) -> list[Difference]:
     """Differences between `backend` and the reference on `case`; an error
-    raised while compiling or running natively is one too."""
-    exact = trajectory(lambda args: run(case.graph, args), case)
-    model = error_model(case.graph)
-    centre = trajectory(lambda args: run(model, args), case)
-    noise = np.random.default_rng(seed)
-    noisy = [trajectory(lambda args: run(model, args, noise), case) for _ in range(NOISY_RUNS)]
+    raised by either on the (valid) graph is one too."""
+    try:
+        exact = trajectory(lambda args: run(case.graph, args), case)
+        model = error_model(case.graph)
+        centre = trajectory(lambda args: run(model, args), case)
+        noise = np.random.default_rng(seed)
+        noisy = [trajectory(lambda args: run(model, args, noise), case) for _ in range(NOISY_RUNS)]
+    except Exception as e:
+        return [Difference("reference", f"raised {type(e).__name__}: {e}")]
     try:
         actual = trajectory(backend(case.graph), case)
-    except Exception as e:  # a valid graph that does not compile or run is a bug to report
+    except Exception as e:
         return [Difference("native", f"raised {type(e).__name__}: {e}")]
     found = []
     for step, (a, x) in enumerate(zip(actual, exact, strict=True)):

@@ -35,6 +35,9 @@ from ember.ir.interpreter import evaluate
 SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33)
 """Fixed dimensions: 1, multiples of 8 and 16, and sizes around them (vector tails)."""
 
+SCALES = (0.01, 0.1, 1.0, 1.0, 1.0, 1.0, 1.0, 10.0, 100.0)
+"""Factors of new real float arguments (whose drawn magnitudes lie in [0.25, 2])."""
+
 MAX_RANK = 3
 """The largest rank of a new argument (layout ops may add one more axis)."""
 
@@ -58,6 +61,9 @@ DEFAULT_EXAMPLES = {
 
 ATTEMPTS = 40
 """Random tries at one valid node before the program stops growing."""
+
+FIRST_TRIES = 3
+"""First operands one try considers."""
 
 
 @dataclass
@@ -177,37 +183,37 @@ class ProgramBuilder:
 
     def _propose(self, op: OpDef):
         """Operands and attributes for `op` that its rules accept, with the
-        result's type and values; None when this try fails. Attributes are
-        drawn from their examples for the first operand; each further operand
-        is the first of a few candidates that the type rule accepts."""
+        result's type and values; None when this try fails. The first operand
+        is one of a few candidates, attributes are drawn from their examples
+        for it, and each further operand is the first of a few candidates
+        that the type rule accepts."""
         numeric = self._numeric_dtype()
         domains = op.domains or ("any",) * op.arity
-        operands: list[Operand] = []
-        if op.arity:
-            first = self._first_operand(domains[0], numeric)
-            if first is None:
-                return None
-            operands.append(first)
-        attrs = self._attributes(op, [_type(o) for o in operands])
-        if attrs is None:
-            return None
-        for position in range(1, op.arity):
-            operand = self._next_operand(op, attrs, operands, domains[position], numeric)
-            if operand is None:
-                return None
-            operands.append(operand)
-        types = [_type(o) for o in operands]
-        out = _infer(op, types, attrs)
-        if out is None:
-            return None
-        discontinuous = op.vjp is None or not out.dtype.is_float
-        if discontinuous and any(t.dtype.is_float and not _exact(o) for t, o in zip(types, operands, strict=True)):
-            return None
-        with np.errstate(all="ignore"):
-            result = evaluate(op, attrs, [o.array for o in operands], out, self.bindings)
-        if not acceptable(result):
-            return None
-        return operands, attrs, out, result
+        firsts = self._first_operands(domains[0], numeric) if op.arity else [None]
+        for first in firsts[:FIRST_TRIES]:
+            operands: list[Operand] = [first] if first is not None else []
+            attrs = self._attributes(op, [_type(o) for o in operands])
+            for position in range(1, op.arity):
+                if attrs is None:
+                    break
+                operand = self._next_operand(op, attrs, operands, domains[position], numeric)
+                if operand is None:
+                    break
+                operands.append(operand)
+            if attrs is None or len(operands) < op.arity:
+                continue
+            types = [_type(o) for o in operands]
+            out = _infer(op, types, attrs)
+            if out is None:
+                continue
+            discontinuous = op.vjp is None or not out.dtype.is_float
+            if discontinuous and any(t.dtype.is_float and not _exact(o) for t, o in zip(types, operands, strict=True)):
+                continue
+            with np.errstate(all="ignore"):
+                result = evaluate(op, attrs, [o.array for o in operands], out, self.bindings)
+            if acceptable(result):
+                return operands, attrs, out, result
+        return None
 
     def _numeric_dtype(self) -> DType:
         """The dtype of the operands without a domain of their own: mostly
@@ -245,16 +251,19 @@ class ProgramBuilder:
         """Earlier values of `dtype` that lie in the operand's domain."""
         return [e for e in self.pool if e.value.type.dtype is dtype and in_domain(domain, e.array)]
 
-    def _first_operand(self, domain: str, numeric: DType) -> Operand:
-        """Mostly one of the latest results (a chain), else an earlier value
-        or a new argument of a random shape."""
+    def _first_operands(self, domain: str, numeric: DType) -> list[Operand]:
+        """Candidates for the first operand, best first: mostly the latest
+        results (a chain), else earlier values, and a new argument of a
+        random shape."""
         dtype = self._operand_dtype(domain, numeric)
         existing = self._candidates(domain, dtype)
-        if existing and self.rng.random() < 0.85:
-            latest = [e for e in existing if e.value.node is not None][-2:]
-            return pick(self.rng, latest if latest and self.rng.random() < 0.75 else existing)
+        latest = [e for e in existing if e.value.node is not None][-2:][::-1]
+        earlier = [existing[int(i)] for i in self.rng.permutation(len(existing))]
         rank = int(self.rng.integers(MAX_RANK + 1))
-        return self._fresh(domain, dtype, tuple(pick(self.rng, self.palette) for _ in range(rank)))
+        fresh = self._fresh(domain, dtype, tuple(pick(self.rng, self.palette) for _ in range(rank)))
+        if self.rng.random() < 0.15 or not existing:
+            return [fresh, *latest, *earlier]
+        return [*latest, *earlier, fresh] if self.rng.random() < 0.75 else [*earlier, fresh]
 
     def _next_operand(self, op: OpDef, attrs: dict, operands: list[Operand], domain: str, numeric: DType):
         """The first candidate the type rule accepts after `operands` (the
@@ -274,8 +283,12 @@ class ProgramBuilder:
         return None
 
     def _fresh(self, domain: str, dtype: DType, shape: tuple) -> Fresh:
+        """A new argument of values drawn from `domain`; real floats are
+        sometimes scaled by a power of ten, for a wider range of magnitudes."""
         concrete = tuple(self.bindings[d] if isinstance(d, str) else d for d in shape)
         values = draw("real" if domain == "any" else domain, concrete, self.rng, dtype)
+        if dtype.is_float and domain in ("real", "any"):
+            values = (values * pick(self.rng, SCALES)).astype(dtype.numpy)
         return Fresh(TensorType(dtype, shape), values)
 
     def _related_shapes(self, first: tuple) -> list[tuple]:

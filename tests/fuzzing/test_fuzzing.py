@@ -7,6 +7,7 @@ slice compiles one case per form and one MLP natively."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -150,3 +151,17 @@ def test_campaign_counts_programs() -> None:
     assert tally.mismatches == 0
     assert tally.programs >= 30
     assert tally.summary() == f"checked {tally.programs} programs, 0 mismatches"
+
+
+def dying_backend(graph: Graph):
+    """A backend whose process dies, as on a crash in native code."""
+    os._exit(3)
+
+
+def test_campaign_reports_a_unit_that_kills_its_worker() -> None:
+    lines = []
+    tally = run_campaign(seed=3, programs=1, jobs=2, backend=dying_backend, report=lines.append)
+    assert tally.units == 2
+    assert tally.mismatches == 2
+    assert sum("the process checking it died" in line for line in lines) == 2
+    assert "python tests/fuzz.py --seed 3 --unit 0" in lines[0]
