@@ -9,7 +9,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from ..types import Dim, Shape, TensorType
+from ..types import BATCH, Dim, Shape, TensorType
 
 MAX_RANK = 4
 """Shapes proposed here stay at or below this rank."""
@@ -61,7 +61,7 @@ def broadcasts(types: Sequence[TensorType]) -> list[Shape]:
     """Shapes the first input broadcasts to: a new leading axis (of size 1,
     3 or the batch symbol B), and each size-1 axis stretched to 3 or to B."""
     shape = types[0].shape
-    sizes: tuple[Dim, ...] = (1, 3, "B")
+    sizes: tuple[Dim, ...] = (1, 3, BATCH)
     found: list[Shape] = [shape] + [(d, *shape) for d in sizes]
     for i, d in enumerate(shape):
         if d == 1:
