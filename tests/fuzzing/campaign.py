@@ -183,11 +183,18 @@ def _shrunk(
     small = shrink(case, differences, backend, seconds)
     lines = [f"shrunk to {len(small.graph.nodes)} nodes:", print_graph(small.graph)]
     for name, value in small.arguments.items():
-        lines.append(f"  %{name} = {np.array2string(np.asarray(value), threshold=8, precision=9)}")
+        lines.append(f"  %{name}: {_summary(np.asarray(value))}")
     lines += _listed(check(small, backend))
     if save_dir is not None:
         lines.append(f"saved: python tests/fuzz.py --replay {save_case(small, save_dir / f'{label}.npz')}")
     return lines
+
+
+def _summary(array: np.ndarray) -> str:
+    """An argument in one line: its values when few, else dtype, shape and range."""
+    if array.size <= 6:
+        return np.array2string(array, precision=17, separator=", ").replace("\n", "")
+    return f"{array.dtype}{list(array.shape)} in [{array.min().item()!r}, {array.max().item()!r}]"
 
 
 def save_case(case: Case, path: Path) -> Path:

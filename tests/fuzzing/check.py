@@ -12,7 +12,7 @@ from ember.ir import Graph, RunResult
 from ember.runtime.native import GraphFunction
 
 from .cases import Case
-from .tolerance import NOISY_RUNS, Difference, compare, error_model, results, run, tolerances
+from .tolerance import NOISY_RUNS, Difference, compare, error_model, results, run, scales, tolerances
 
 Runner = Callable[[Mapping[str, np.ndarray]], RunResult]
 Backend = Callable[[Graph], Runner]
@@ -41,7 +41,13 @@ def check(case: Case, backend: Backend = native, seed: int = 0) -> list[Differen
     try:
         exact = trajectory(lambda args: run(case.graph, args), case)
         model = error_model(case.graph)
-        centre = trajectory(lambda args: run(model, args), case)
+        floors = []
+
+        def centre_step(args):
+            floors.append(results(scales(model, args)))
+            return run(model, args)
+
+        centre = trajectory(centre_step, case)
         noise = np.random.default_rng(seed)
         noisy = [trajectory(lambda args: run(model, args, noise), case) for _ in range(NOISY_RUNS)]
     except Exception as e:
@@ -52,7 +58,7 @@ def check(case: Case, backend: Backend = native, seed: int = 0) -> list[Differen
         return [Difference("native", f"raised {type(e).__name__}: {e}")]
     found = []
     for step, (a, x) in enumerate(zip(actual, exact, strict=True)):
-        limits = tolerances(centre[step], [n[step] for n in noisy])
+        limits = tolerances(centre[step], [n[step] for n in noisy], floors[step])
         for difference in compare(a, x, limits):
             difference.step = step
             found.append(difference)

@@ -26,7 +26,7 @@ from ember.ir import Graph, parse
 
 from .cases import FLOATS, TRAIN_STEPS, random_optimizer
 from .graphs import pick
-from .tolerance import NOISY_RUNS, Difference, Results, compare, error_model, run, tolerances
+from .tolerance import NOISY_RUNS, Difference, Results, compare, error_model, run, scales, tolerances
 
 WIDTHS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 129, 255, 256, 300)
 ROWS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64)
@@ -130,12 +130,13 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
         `graph` (its error model) from `arguments` (one dict per run, the
         first for the exact run, each updated after its run)."""
         model = error_model(graph)
+        floors = results_of(scales(model, arguments[0]))
         runs = []
         for i, args in enumerate(arguments):
             result = run(model, args, noise if i else None)
             args.update(result.updates)
             runs.append(results_of(result))
-        for difference in compare(actual, exact, tolerances(runs[0], runs[1:])):
+        for difference in compare(actual, exact, tolerances(runs[0], runs[1:], floors)):
             difference.step = step
             found.append(difference)
 

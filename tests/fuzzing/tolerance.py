@@ -12,7 +12,8 @@ bound is measured instead, by Monte Carlo arithmetic:
 
 - `run(..., noise=rng)` runs the reference interpreter with every float
   argument, and every float result of an op that rounds, moved by
-  NOISE_ULPS ulp of its scale in a random direction (element by element).
+  NOISE_ULPS/2 to NOISE_ULPS ulp of its scale in a random direction
+  (element by element).
   The scale of a result is the larger of |result| and the op applied to the
   magnitudes of its inputs: for a sum that is the sum of |terms|, for a
   matmul |A| @ |B|, so long reductions get room for their summation order.
@@ -24,11 +25,13 @@ bound is measured instead, by Monte Carlo arithmetic:
   log_softmax near 0 is off by the rounding of its sum, far more than a few
   ulp of its result);
 - an element's tolerance is SAFETY times the largest distance of NOISY_RUNS
-  such runs from an exact run of the error model, plus the smallest normal
-  number (subnormal results are flushed differently by vector and scalar
-  code). Native results are compared with the reference's run of the graph
-  itself, so a wrong expansion is still caught: it moves the exact and the
-  noisy runs of the model alike.
+  such runs from an exact run of the error model, or NOISE_ULPS ulp of the
+  scale of its last rounding when that is larger (moves that happen to
+  cancel in every run must still leave room for the last op's own error),
+  plus the smallest normal number (subnormal results are flushed
+  differently by vector and scalar code). Native results are compared with
+  the reference's run of the graph itself, so a wrong expansion is still
+  caught: it moves the exact and the noisy runs of the model alike.
 
 NOISE_ULPS = 64 covers a few ulp per op and the ordering of sums of up to
 about 500 terms; SAFETY = 4 absorbs the chance that random directions
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ember.compiler.lower import lower_for_codegen
-from ember.ir import Graph, RunResult, Value
+from ember.ir import DType, Graph, Node, RunResult, Value
 from ember.ir.interpreter import bind_symbols, evaluate
 
 NOISE_ULPS = 64
@@ -72,26 +75,59 @@ def run(graph: Graph, arguments: Mapping[str, np.ndarray], noise: np.random.Gene
     )
 
 
+def scales(graph: Graph, arguments: Mapping[str, np.ndarray]) -> RunResult:
+    """The scale of the last rounding of each float output and update (see
+    `values`), the floor of their tolerances, named like a run's results."""
+    found: dict[Value, np.ndarray] = {}
+    values(graph, arguments, scales=found)
+    pick = lambda named: {k: found[v] for k, v in named.items() if v in found}
+    return RunResult(outputs=pick(graph.outputs), updates=pick(graph.updates))
+
+
 def values(
-    graph: Graph, arguments: Mapping[str, np.ndarray], noise: np.random.Generator | None = None
+    graph: Graph,
+    arguments: Mapping[str, np.ndarray],
+    noise: np.random.Generator | None = None,
+    scales: dict[Value, np.ndarray] | None = None,
 ) -> dict[Value, np.ndarray]:
-    """Every value of `graph` in one run of `run`."""
+    """Every value of `graph` in one run of `run`; with `scales`, also the
+    scale of each float value's rounding: for an op that rounds, the larger
+    of |result| and the op on its inputs' magnitudes; for an argument or an
+    op that picks elements, |value|; for a constant, 0; layout ops move the
+    scales of their input."""
     bindings = bind_symbols(graph, arguments)
     env: dict[Value, np.ndarray] = {}
     with np.errstate(all="ignore"):
         for a in graph.arguments:
             array = arguments[a.name]  # type: ignore[index]
             env[a] = _perturb(array, np.abs(array), noise) if noise is not None else array
+            if scales is not None and array.dtype.kind == "f":
+                scales[a] = np.abs(array)
         for node in graph.nodes:
             inputs = [env[v] for v in node.inputs]
             result = evaluate(node.op, node.attrs, inputs, node.output.type, bindings)
-            if noise is not None and _rounds(node.op.kind, result, inputs):
-                magnitudes = [np.abs(x) if x.dtype.kind in "fi" else x for x in inputs]
-                scale = np.abs(evaluate(node.op, node.attrs, magnitudes, node.output.type, bindings))
-                scale = np.maximum(np.abs(result), np.where(np.isfinite(scale), scale, 0))
-                result = _perturb(result, scale, noise)
+            if result.dtype.kind == "f" and (noise is not None or scales is not None):
+                rounds = _rounds(node.op.kind, result, inputs)
+                scale = _scale(node, result, inputs, rounds, bindings, scales)
+                if noise is not None and rounds:
+                    result = _perturb(result, scale, noise)
+                if scales is not None:
+                    scales[node.output] = scale
             env[node.output] = result
     return env
+
+
+def _scale(node: Node, result: np.ndarray, inputs: list[np.ndarray], rounds: bool, bindings, scales) -> np.ndarray:
+    op, attrs, out = node.op, node.attrs, node.output.type
+    if rounds:
+        magnitudes = [np.abs(x) if x.dtype.kind in "fi" else x for x in inputs]
+        scale = np.abs(evaluate(op, attrs, magnitudes, out, bindings))
+        return np.maximum(np.abs(result), np.where(np.isfinite(scale), scale, 0))
+    if op.kind == "source":
+        return np.zeros(result.shape)
+    if op.kind == "layout" and scales is not None and node.inputs[0] in scales:
+        return evaluate(op, attrs, [scales[node.inputs[0]]], out.with_dtype(DType.float64), bindings)
+    return np.abs(result)
 
 
 def _rounds(kind: str, result: np.ndarray, inputs: list[np.ndarray]) -> bool:
@@ -107,11 +143,13 @@ def _rounds(kind: str, result: np.ndarray, inputs: list[np.ndarray]) -> bool:
 
 
 def _perturb(array: np.ndarray, scale: np.ndarray, noise: np.random.Generator) -> np.ndarray:
+    """`array` moved by NOISE_ULPS/2 to NOISE_ULPS ulp of `scale`, each element
+    in a random direction (the sizes vary, so that two moves seldom cancel)."""
     if array.dtype.kind != "f":
         return array
     ulp = np.finfo(array.dtype).eps * NOISE_ULPS
-    direction = noise.integers(0, 2, size=array.shape).astype(array.dtype) * 2 - 1
-    return (array + direction * (ulp * scale).astype(array.dtype)).astype(array.dtype)
+    step = noise.uniform(0.5, 1.0, array.shape) * noise.choice([-1.0, 1.0], array.shape)
+    return (array + step * ulp * scale).astype(array.dtype)
 
 
 Results = dict[str, np.ndarray]
@@ -122,9 +160,10 @@ def results(run_result: RunResult) -> Results:
     return {**run_result.outputs, **run_result.updates}
 
 
-def tolerances(centre: Results, noisy: list[Results]) -> dict[str, np.ndarray | None]:
-    """Per result, the allowed |native - reference| per element (None: exact),
-    from noisy runs of the error model and its exact run `centre`."""
+def tolerances(centre: Results, noisy: list[Results], floors: Results) -> dict[str, np.ndarray | None]:
+    """Per result, the allowed |native - reference| per element (None: exact):
+    from the noisy runs of the error model and its exact run `centre`, and
+    at least the noise of its last rounding (`floors`: the scales)."""
     out: dict[str, np.ndarray | None] = {}
     for name, reference in centre.items():
         if reference.dtype.kind != "f":
@@ -133,7 +172,8 @@ def tolerances(centre: Results, noisy: list[Results]) -> dict[str, np.ndarray | 
         with np.errstate(all="ignore"):
             spread = np.max([np.abs(r[name].astype(np.float64) - reference) for r in noisy], axis=0)
         spread = np.where(np.isnan(spread), np.inf, spread)
-        out[name] = SAFETY * spread + float(np.finfo(reference.dtype).tiny)
+        floor = NOISE_ULPS * float(np.finfo(reference.dtype).eps) * floors.get(name, 0.0)
+        out[name] = SAFETY * np.maximum(spread, floor) + float(np.finfo(reference.dtype).tiny)
     return out
 
 
