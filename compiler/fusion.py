@@ -224,6 +224,23 @@ def _copies_for_reshapes(graph: Graph, members: set[Node]) -> set[Node]:
     return stored - members
 
 
+def _copies_for_matmuls(graph: Graph, members: set[Node], inline: set[Node]) -> set[Node]:
+    """Layout nodes a matmul reads that are views of an inline scalar (a
+    reshape or broadcast of a constant): a matmul reads its operands from
+    memory, and an inline scalar has none, so the view is stored."""
+    stored = set()
+    for node in graph.nodes:
+        if node_class(node) != "matmul":
+            continue
+        for operand in node.inputs:
+            base = operand
+            while base.node is not None and node_class(base.node) == "layout" and base.node not in members:
+                base = base.node.inputs[0]
+            if base.node in inline and base is not operand:
+                stored.add(operand.node)
+    return stored
+
+
 def fuse(graph: Graph) -> FusedGraph:
     """Partition `graph` (lowered: see `lower_for_codegen`) into kernels."""
     order = {node: i for i, node in enumerate(graph.nodes)}
@@ -231,6 +248,7 @@ def fuse(graph: Graph) -> FusedGraph:
     escaping = set(graph.outputs.values()) | set(graph.updates.values())
     members = {n for n in graph.nodes if (n not in inline and node_class(n) != "layout") or n.output in escaping}
     members |= _copies_for_reshapes(graph, members)
+    members |= _copies_for_matmuls(graph, members, inline)
     groups = {n: _Group(n) for n in graph.nodes if n in members}
     edges = _edges(graph, members)
     for p, u, fusible in edges:

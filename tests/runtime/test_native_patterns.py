@@ -383,6 +383,35 @@ def test_scalar_update_copied_after_its_inputs_are_overwritten() -> None:
 
 
 @functools.cache
+def matmul_of_scalar_views_graph() -> Graph:
+    """Matmul operands that are views of inline scalars: a reshaped constant,
+    a broadcast scalar argument, a transposed reshape of a size."""
+
+    def build(b, v):
+        ones = b.reshape(b.constant(value=2.0, dtype="f64"), shape=[1, 1])
+        filled = b.broadcast_to(v["s"], shape=[3, "B"])
+        count = b.reshape(b.size(v["x"], axes=[0], dtype="f64"), shape=[1, 1])
+        return {
+            "constant": b.matmul(ones, v["row"]),
+            "broadcast": b.matmul(filled, v["x"]),
+            "size": b.matmul(b.transpose(count, perm=[1, 0]), v["row"], transpose_a=True),
+        }
+
+    inputs = {"x": tensor(F64, ("B", 5)), "row": tensor(F64, (1, 5)), "s": tensor(F64, ())}
+    return make_graph("matmul_of_scalar_views", inputs, build)
+
+
+def test_matmul_of_views_of_inline_scalars() -> None:
+    """A matmul reads its operands from memory, where a constant or scalar
+    computation computed inline has no buffer: such views are stored first."""
+    graph = matmul_of_scalar_views_graph()
+    rng = np.random.default_rng(29)
+    for batch in (1, 4):
+        args = {a.name: draw("real", a.type.concrete_shape({"B": batch}), rng, F64) for a in graph.arguments}
+        check_all(graph, args, TOL[F64], f"B={batch}")
+
+
+@functools.cache
 def transposed_update_graph() -> Graph:
     def build(b, v):
         p, q = v["p"], v["q"]
