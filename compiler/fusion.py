@@ -133,6 +133,10 @@ class _Group:
         return any(node_class(n) == "reduce" for n in self.nodes)
 
     @property
+    def has_one_hot(self) -> bool:
+        return any(n.op.name == "one_hot" for n in self.nodes)
+
+    @property
     def domain(self) -> Shape:
         return iteration_domain(self.nodes[0])
 
@@ -192,6 +196,8 @@ def _can_merge(a: _Group, b: _Group) -> bool:
         return False
     if (a.has_matmul or b.has_matmul) and (a.has_reduction or b.has_reduction):
         return False
+    if (a.has_matmul or b.has_matmul) and (a.has_one_hot or b.has_one_hot):
+        return False  # one_hot computes from the loop index, which a matmul's epilogue does not have
     if a.domain != b.domain:
         return False
     return not _reaches(a, b, skip=b)

@@ -383,6 +383,30 @@ def test_scalar_update_copied_after_its_inputs_are_overwritten() -> None:
 
 
 @functools.cache
+def matmul_plus_one_hot_graph() -> Graph:
+    """logits + one_hot(labels): the one_hot could join the matmul's epilogue."""
+
+    def build(b, v):
+        logits = b.matmul(v["x"], v["w"], transpose_b=True)
+        return {"out": b.add(logits, b.one_hot(v["y"], num_classes=5, dtype="f32"))}
+
+    inputs = {"x": tensor(F32, ("B", 7)), "w": tensor(F32, (5, 7)), "y": tensor("i64", ("B",))}
+    return make_graph("matmul_plus_one_hot", inputs, build)
+
+
+def test_one_hot_stays_out_of_a_matmul_epilogue() -> None:
+    """one_hot computes from the loop index, which the epilogue (run on the
+    matmul's register tiles) does not have: it gets a kernel of its own."""
+    graph = matmul_plus_one_hot_graph()
+    assert [ops for ops in kernel_ops(program(graph)) if "matmul" in ops] == [["matmul", "add"]]
+    rng = np.random.default_rng(30)
+    for batch in (1, 9):
+        args = {"x": draw("real", (batch, 7), rng, F32), "w": draw("real", (5, 7), rng, F32)}
+        args["y"] = rng.integers(0, 5, batch)
+        check_all(graph, args, TOL[F32], f"B={batch}")
+
+
+@functools.cache
 def matmul_of_scalar_views_graph() -> Graph:
     """Matmul operands that are views of inline scalars: a reshaped constant,
     a broadcast scalar argument, a transposed reshape of a size."""
