@@ -133,6 +133,10 @@ class _Group:
         return any(node_class(n) == "reduce" for n in self.nodes)
 
     @property
+    def has_one_hot(self) -> bool:
+        return any(n.op.name == "one_hot" for n in self.nodes)
+
+    @property
     def domain(self) -> Shape:
         return iteration_domain(self.nodes[0])
 
@@ -192,6 +196,8 @@ def _can_merge(a: _Group, b: _Group) -> bool:
         return False
     if (a.has_matmul or b.has_matmul) and (a.has_reduction or b.has_reduction):
         return False
+    if (a.has_matmul or b.has_matmul) and (a.has_one_hot or b.has_one_hot):
+        return False  # one_hot computes from the loop index, which a matmul's epilogue does not have
     if a.domain != b.domain:
         return False
     return not _reaches(a, b, skip=b)
@@ -224,6 +230,23 @@ def _copies_for_reshapes(graph: Graph, members: set[Node]) -> set[Node]:
     return stored - members
 
 
+def _copies_for_matmuls(graph: Graph, members: set[Node], inline: set[Node]) -> set[Node]:
+    """Layout nodes a matmul reads that are views of an inline scalar (a
+    reshape or broadcast of a constant): a matmul reads its operands from
+    memory, and an inline scalar has none, so the view is stored."""
+    stored = set()
+    for node in graph.nodes:
+        if node_class(node) != "matmul":
+            continue
+        for operand in node.inputs:
+            base = operand
+            while base.node is not None and node_class(base.node) == "layout" and base.node not in members:
+                base = base.node.inputs[0]
+            if base.node in inline and base is not operand:
+                stored.add(operand.node)
+    return stored
+
+
 def fuse(graph: Graph) -> FusedGraph:
     """Partition `graph` (lowered: see `lower_for_codegen`) into kernels."""
     order = {node: i for i, node in enumerate(graph.nodes)}
@@ -231,6 +254,7 @@ def fuse(graph: Graph) -> FusedGraph:
     escaping = set(graph.outputs.values()) | set(graph.updates.values())
     members = {n for n in graph.nodes if (n not in inline and node_class(n) != "layout") or n.output in escaping}
     members |= _copies_for_reshapes(graph, members)
+    members |= _copies_for_matmuls(graph, members, inline)
     groups = {n: _Group(n) for n in graph.nodes if n in members}
     edges = _edges(graph, members)
     for p, u, fusible in edges:

@@ -3,14 +3,16 @@ semantics say. It is the oracle every compiled kernel is tested against."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import DTypeError, ShapeError
 from .graph import Graph, Value
-from .types import concrete_shape
+from .opdef import OpDef
+from .types import TensorType, concrete_shape
 
 
 @dataclass
@@ -46,23 +48,30 @@ def bind_symbols(graph: Graph, arguments: Mapping[str, np.ndarray]) -> dict[str,
     return bindings
 
 
+def evaluate(
+    op: OpDef, attrs: Mapping[str, Any], inputs: Sequence[np.ndarray], out: TensorType, bindings: Mapping[str, int]
+) -> np.ndarray:
+    """One op applied to NumPy arrays, as `interpret` runs it: symbols in
+    shape attributes bound, the result converted to `out`'s dtype and its
+    shape checked. NumPy's floating-point warnings are the caller's to silence."""
+    concrete = {
+        a.name: concrete_shape(attrs[a.name], bindings) if a.kind == "shape" else attrs[a.name] for a in op.attrs
+    }
+    result = np.asarray(op.evaluate(*inputs, **concrete)).astype(out.dtype.numpy, copy=False)
+    expected = out.concrete_shape(bindings)
+    if result.shape != expected:
+        raise ShapeError(f"'{op.name}' produced shape {result.shape}, expected {out} = {expected}")
+    return result
+
+
 def interpret(graph: Graph, arguments: Mapping[str, np.ndarray]) -> RunResult:
     """Run `graph` on NumPy arrays named like its arguments."""
     bindings = bind_symbols(graph, arguments)
     env: dict[Value, np.ndarray] = {a: arguments[a.name] for a in graph.arguments}  # type: ignore[index]
     with np.errstate(all="ignore"):
         for node in graph.nodes:
-            attrs = {
-                a.name: concrete_shape(node.attrs[a.name], bindings) if a.kind == "shape" else node.attrs[a.name]
-                for a in node.op.attrs
-            }
-            result = np.asarray(node.op.evaluate(*(env[v] for v in node.inputs), **attrs))
-            out = node.output.type
-            result = result.astype(out.dtype.numpy, copy=False)
-            expected = out.concrete_shape(bindings)
-            if result.shape != expected:
-                raise ShapeError(f"'{node.op.name}' produced shape {result.shape}, expected {out} = {expected}")
-            env[node.output] = result
+            inputs = [env[v] for v in node.inputs]
+            env[node.output] = evaluate(node.op, node.attrs, inputs, node.output.type, bindings)
     return RunResult(
         outputs={k: env[v] for k, v in graph.outputs.items()},
         updates={k: env[v] for k, v in graph.updates.items()},

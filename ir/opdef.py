@@ -30,11 +30,18 @@ ATTR_KINDS = ("int", "float", "bool", "scalar", "ints", "shape", "dtype")
 
 @dataclass(frozen=True, slots=True)
 class Attr:
-    """An attribute of an op: its name, kind (one of `ATTR_KINDS`) and default."""
+    """An attribute of an op: its name, kind (one of `ATTR_KINDS`) and default.
+
+    `examples(input_types)` returns values of the attribute that the op's
+    type rule accepts for inputs of those types (see `ir/ops/examples.py`),
+    so that program generators can use the op without knowing it. Without
+    it, generators draw from a few values of the kind (both booleans, every
+    dtype, small numbers)."""
 
     name: str
     kind: str
     default: Any = REQUIRED
+    examples: Callable[[Sequence[TensorType]], Sequence[Any]] | None = None
 
     def normalize(self, op: str, value: Any) -> Any:
         """Check `value` and convert it to the canonical Python form."""

@@ -230,7 +230,7 @@ class MatmulEmitter:
         share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
         even = b.mul(b.sdiv(b.add(share, i64(plan.nr - 1)), i64(plan.nr)), i64(plan.nr))
         even = _max(b, even, i64(plan.nr))
-        even_count = b.sdiv(b.add(n, b.sub(even, i64(1))), even)
+        even_count = _max(b, b.sdiv(b.add(n, b.sub(even, i64(1))), even), i64(1))  # one (empty) task when N = 0
         one_row = b.icmp_signed("==", m, i64(1))
         return b.select(one_row, even_count, count), b.select(one_row, even, columns)
 

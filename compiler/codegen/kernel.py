@@ -176,7 +176,9 @@ class KernelEmitter:
     def load(self, access: Access, point: Point, lanes: int) -> Val:
         """The elements `access` reads at `point`: a vector load where the
         innermost stride is 1, one element splatted where it is 0, a gather otherwise."""
-        if access.base.node in self.program.inline:  # a broadcast scalar
+        # An inline scalar is computed here, except by a copy kernel: it runs last and
+        # moves the value its writer stored, after params and state are updated in place.
+        if access.base.node in self.program.inline and not self.kernel.copy:
             return Math(self.b, lanes).widen(self.inline_value(access.base.node))
         dtype = access.base.type.dtype
         inner = access.strides[-1] if access.strides else Poly()

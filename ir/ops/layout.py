@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..opdef import Attr, OpDef
 from ..types import TensorType, broadcast_shapes
+from . import examples
 
 
 def _split(shape: Sequence) -> tuple[int, Counter]:
@@ -60,7 +61,7 @@ OPS = [
         lambda x, shape: x.reshape(shape),
         lambda b, n, g, w: [b.reshape(g, shape=n.inputs[0].type.shape)],
         "layout",
-        attrs=(Attr("shape", "shape"),),
+        attrs=(Attr("shape", "shape", examples=examples.reshapes),),
         domains=("any",),
         doc="same elements, new shape (row-major order)",
     ),
@@ -71,7 +72,7 @@ OPS = [
         lambda x, perm: np.transpose(x, perm),
         _transpose_vjp,
         "layout",
-        attrs=(Attr("perm", "ints"),),
+        attrs=(Attr("perm", "ints", examples=examples.permutations),),
         domains=("any",),
         doc="permute axes: result axis i is input axis perm[i]",
     ),
@@ -82,7 +83,7 @@ OPS = [
         lambda x, shape: np.broadcast_to(x, shape),
         lambda b, n, g, w: [g],
         "layout",
-        attrs=(Attr("shape", "shape"),),
+        attrs=(Attr("shape", "shape", examples=examples.broadcasts),),
         domains=("any",),
         doc="repeat along size-1 and new leading axes (NumPy rules)",
     ),

@@ -11,9 +11,10 @@ import numpy as np
 from ..errors import ShapeError
 from ..opdef import Attr, OpDef
 from ..types import TensorType, normalize_axes
+from . import examples
 from .rules import float_unary, require_float, require_numeric
 
-REDUCE_ATTRS = (Attr("axes", "ints"), Attr("keepdims", "bool", False))
+REDUCE_ATTRS = (Attr("axes", "ints", examples=examples.axis_subsets), Attr("keepdims", "bool", False))
 
 
 def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple:
@@ -71,18 +72,24 @@ def _max_vjp(b, node, g, wanted):
     return [b.select(mask, b.div(g_keep, count), 0.0)]
 
 
-def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    # np.mean's own division, without its warning for an empty axis (the mean is NaN).
+def _mean(x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    # np.mean's own sum and division, without its warning for a mean of no elements (0 / 0).
     return np.sum(x, axis=axis, keepdims=keepdims) / math.prod(x.shape[a] for a in axis)
 
 
+def _max(x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    # Over no elements, the identity native code starts from: -inf, or the integer minimum.
+    lowest = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    return np.max(x, axis=axis, keepdims=keepdims, initial=lowest)
+
+
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = x - _max(x, axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - _max(x, axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
@@ -125,9 +132,15 @@ def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, nee
 
 OPS = [
     reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes", lambda m, a, x: m.add(a, x), 0.0),
-    reduction("mean", _mean, _mean_vjp, "mean over axes", None, None, float_only=True),
+    reduction("mean", _mean, _mean_vjp, "mean over axes (NaN over no elements)", None, None, float_only=True),
     reduction(
-        "max", np.max, _max_vjp, "max over axes", lambda m, a, x: m.maximum(a, x), -math.inf, needs_elements=True
+        "max",
+        _max,
+        _max_vjp,
+        "max over axes (a static axis of length 0 is an error; B = 0 gives the lowest value)",
+        lambda m, a, x: m.maximum(a, x),
+        -math.inf,
+        needs_elements=True,
     ),
     OpDef(
         "softmax",
@@ -136,7 +149,7 @@ OPS = [
         _softmax,
         _softmax_vjp,
         "softmax",
-        attrs=(Attr("axis", "int", -1),),
+        attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="exp(x) / sum(exp(x)) along axis, computed stably",
     ),
@@ -147,7 +160,7 @@ OPS = [
         _log_softmax,
         _log_softmax_vjp,
         "softmax",
-        attrs=(Attr("axis", "int", -1),),
+        attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="x - log(sum(exp(x))) along axis, computed stably",
     ),

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import DTypeError, IRError, ShapeError
 from ..opdef import Attr, OpDef
 from ..types import TensorType, normalize_axes
+from . import examples
 
 
 def _constant_infer(types: Sequence[TensorType], attrs: Mapping[str, Any]) -> TensorType:
@@ -68,7 +69,7 @@ OPS = [
         lambda x, axes, dtype: np.asarray(math.prod(x.shape[a] for a in axes), dtype.numpy),
         None,
         "source",
-        attrs=(Attr("axes", "ints"), Attr("dtype", "dtype")),
+        attrs=(Attr("axes", "ints", examples=examples.axis_subsets), Attr("dtype", "dtype")),
         domains=("any",),
         doc="the number of elements along axes of the input (known at run time for B)",
     ),

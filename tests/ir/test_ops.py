@@ -236,6 +236,34 @@ def test_reduction_edge_values() -> None:
     np.testing.assert_array_equal(run_op("sum", x, axes=[1]), [-INF, NAN, NAN])
 
 
+def run_on_empty_batch(op: str, dtype: str, **attrs) -> np.ndarray:
+    """`op` of an input typed [B, 3], run by the reference with B = 0 (a
+    static axis of length 0 is refused by max's and softmax's type rules)."""
+    graph = Graph(op)
+    x = graph.add_argument("x", t(f"{dtype}[B,3]"))
+    graph.outputs["out"] = Builder(graph).emit(op, x, **attrs)
+    return interpret(graph, {"x": np.zeros((0, 3), DType.parse(dtype).numpy)}).outputs["out"]
+
+
+@pytest.mark.parametrize(("dtype", "lowest"), [("f32", -INF), ("f64", -INF), ("i32", -(2**31)), ("i64", -(2**63))])
+def test_max_over_an_empty_batch_is_the_lowest_value(dtype: str, lowest: float) -> None:
+    """The identity max starts from (native code starts there too); sum gives 0."""
+    np.testing.assert_array_equal(run_on_empty_batch("max", dtype, axes=[0]), [lowest] * 3)
+    np.testing.assert_array_equal(run_on_empty_batch("max", dtype, axes=[0, 1], keepdims=True), [[lowest]])
+    np.testing.assert_array_equal(run_on_empty_batch("sum", dtype, axes=[0]), [0, 0, 0])
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_along_an_empty_batch_axis(op: str) -> None:
+    assert run_on_empty_batch(op, "f64", axis=0).shape == (0, 3)
+
+
+def test_mean_over_no_elements_is_nan_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(run_op("mean", np.zeros((0, 3)), axes=[0])).all()
+
+
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     """Softmax of each row, from `math` (inputs of moderate size only)."""
     out = []
@@ -522,3 +550,22 @@ def test_value_errors_name_the_op(op: str, types: list[str], attrs: dict, messag
 )
 def test_result_types(op: str, types: list[str], attrs: dict, expected: str) -> None:
     assert build(op, types, **attrs).type == t(expected)
+
+
+# -- attribute examples (what program generators draw) -------------------------
+
+EXAMPLE_INPUTS = ["f32[B,6,4]", "f64[3,1]", "f32[B]", "f32[]", "f64[2,B,1,5]"]
+
+
+@pytest.mark.parametrize(
+    ("op", "attr"), [(op.name, a.name) for op in OPS.values() for a in op.attrs if a.examples], ids=str
+)
+@pytest.mark.parametrize("input_type", EXAMPLE_INPUTS)
+def test_attribute_examples_pass_the_type_rule(op: str, attr: str, input_type: str) -> None:
+    """Every example value of an attribute, for an input of any rank (with a
+    symbolic axis or not), is one the op's type rule accepts."""
+    examples = OPS[op].attr_index[attr].examples([t(input_type)])
+    assert examples or t(input_type).rank == 0  # a scalar has no axis
+    dtypes = {a.name: "f32" for a in OPS[op].attrs if a.kind == "dtype"}  # size's result type
+    for value in examples:
+        build(op, [input_type], **dtypes, **{attr: value})

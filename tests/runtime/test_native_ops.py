@@ -348,7 +348,7 @@ def check_reduction(op: str, dtype: DType, graph: Graph, args: dict[str, np.ndar
 def test_reduction_matches_reference(op: str, dtype: DType) -> None:
     graph = reduction_graph(op, dtype)
     rng = np.random.default_rng(2)
-    for batch in (1, 5, 33):
+    for batch in (0, 1, 5, 33):  # no rows: sums of no elements are 0, maxima the lowest value
         args = {k: draw("real", concrete(s, batch), rng, dtype) for k, s in REDUCTION_INPUTS.items()}
         check_reduction(op, dtype, graph, args, f"B={batch}")
 
@@ -486,6 +486,7 @@ def test_matmul_matches_reference(ta: bool, tb: bool, dtype: DType) -> None:
     sizes = MATMUL_SIZES
     shapes = [(m, n, sizes[(i + 2 * j) % len(sizes)]) for i, m in enumerate(sizes) for j, n in enumerate(sizes)]
     shapes += [(m, n, 1) for m, n in [(1, 1), (7, 33), (70, 70)]] + [(70, 70, 70), (3, 5, 0), (0, 4, 3)]
+    shapes += [(1, 0, 3), (1, 0, 0), (5, 0, 3)]  # no columns, also for one row (a matrix-vector product)
     for m, n, k in shapes:
         a, b = matmul_arrays(ta, tb, m, n, k, rng, dtype)
         actual, expected = run_both(graph, {"a": a, "b": b})

@@ -358,6 +358,84 @@ def test_adam_update_of_one_param_is_one_kernel() -> None:
 
 
 @functools.cache
+def scalar_momentum_graph() -> Graph:
+    """SGD with momentum and weight decay of a scalar param: m' = 0.9 m + 0.01 p,
+    p' = p - lr * m'. Both new values are scalars computed from scalar
+    arguments (inline: recomputed in every kernel that uses them)."""
+
+    def build(b, v):
+        m = b.add(b.mul(v["m"], 0.9), b.mul(v["p"], 0.01))
+        return {}, {"p": b.sub(v["p"], b.mul(m, v["lr"])), "m": m}
+
+    return make_graph(
+        "scalar_momentum", {"lr": tensor(F32, ())}, build, params={"p": tensor(F32, ())}, state={"m": tensor(F32, ())}
+    )
+
+
+def test_scalar_update_copied_after_its_inputs_are_overwritten() -> None:
+    """p is written in place after the kernel that reads it for m'; m' then
+    goes through a copy, which must copy the stored m', not compute it again
+    from the new p."""
+    graph = scalar_momentum_graph()
+    assert [k.kind for k in program(graph).kernels][-1] == "copy"
+    args = {"lr": np.array(0.5, np.float32), "p": np.array(-1.7, np.float32), "m": np.array(0.25, np.float32)}
+    check_all(graph, args, TOL[F32])
+
+
+@functools.cache
+def matmul_plus_one_hot_graph() -> Graph:
+    """logits + one_hot(labels): the one_hot could join the matmul's epilogue."""
+
+    def build(b, v):
+        logits = b.matmul(v["x"], v["w"], transpose_b=True)
+        return {"out": b.add(logits, b.one_hot(v["y"], num_classes=5, dtype="f32"))}
+
+    inputs = {"x": tensor(F32, ("B", 7)), "w": tensor(F32, (5, 7)), "y": tensor("i64", ("B",))}
+    return make_graph("matmul_plus_one_hot", inputs, build)
+
+
+def test_one_hot_stays_out_of_a_matmul_epilogue() -> None:
+    """one_hot computes from the loop index, which the epilogue (run on the
+    matmul's register tiles) does not have: it gets a kernel of its own."""
+    graph = matmul_plus_one_hot_graph()
+    assert [ops for ops in kernel_ops(program(graph)) if "matmul" in ops] == [["matmul", "add"]]
+    rng = np.random.default_rng(30)
+    for batch in (1, 9):
+        args = {"x": draw("real", (batch, 7), rng, F32), "w": draw("real", (5, 7), rng, F32)}
+        args["y"] = rng.integers(0, 5, batch)
+        check_all(graph, args, TOL[F32], f"B={batch}")
+
+
+@functools.cache
+def matmul_of_scalar_views_graph() -> Graph:
+    """Matmul operands that are views of inline scalars: a reshaped constant,
+    a broadcast scalar argument, a transposed reshape of a size."""
+
+    def build(b, v):
+        ones = b.reshape(b.constant(value=2.0, dtype="f64"), shape=[1, 1])
+        filled = b.broadcast_to(v["s"], shape=[3, "B"])
+        count = b.reshape(b.size(v["x"], axes=[0], dtype="f64"), shape=[1, 1])
+        return {
+            "constant": b.matmul(ones, v["row"]),
+            "broadcast": b.matmul(filled, v["x"]),
+            "size": b.matmul(b.transpose(count, perm=[1, 0]), v["row"], transpose_a=True),
+        }
+
+    inputs = {"x": tensor(F64, ("B", 5)), "row": tensor(F64, (1, 5)), "s": tensor(F64, ())}
+    return make_graph("matmul_of_scalar_views", inputs, build)
+
+
+def test_matmul_of_views_of_inline_scalars() -> None:
+    """A matmul reads its operands from memory, where a constant or scalar
+    computation computed inline has no buffer: such views are stored first."""
+    graph = matmul_of_scalar_views_graph()
+    rng = np.random.default_rng(29)
+    for batch in (1, 4):
+        args = {a.name: draw("real", a.type.concrete_shape({"B": batch}), rng, F64) for a in graph.arguments}
+        check_all(graph, args, TOL[F64], f"B={batch}")
+
+
+@functools.cache
 def transposed_update_graph() -> Graph:
     def build(b, v):
         p, q = v["p"], v["q"]
