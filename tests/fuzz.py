@@ -1,14 +1,17 @@
-"""Differential fuzzing of ember's native backend against the reference
-interpreter (see tests/fuzzing/).
+"""Fuzzing (see tests/fuzzing/): differential fuzzing of ember's native
+backend against the reference interpreter, and generated calls to the
+public API checked against its contract.
 
     python tests/fuzz.py --minutes 10          # a campaign; ends with "checked N programs, M mismatches"
     python tests/fuzz.py --programs 200 --seed 7
     python tests/fuzz.py --seed 7 --unit 12     # check one unit of that campaign again
     python tests/fuzz.py --replay CASE.npz     # check a saved (shrunk) failing case again
+    python tests/fuzz.py --api 10000           # API calls; "checked N calls (R rejected), M contract violations"
 
 A mismatch is reported with its campaign seed and unit, its differences,
-and the shrunk graph's IR; the shrunk case is saved for `--replay`. The
-exit status is 1 when anything differed.
+and the shrunk graph's IR; the shrunk case is saved for `--replay`. A
+contract violation is reported with the shrunk call. The exit status is 1
+when anything differed or was violated.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import ember  # noqa: E402, F401
 
 sys.path.insert(0, str(TESTS))
 
+from fuzzing.api import check_calls  # noqa: E402
 from fuzzing.campaign import check_unit, load_case, run_campaign  # noqa: E402
 from fuzzing.check import check  # noqa: E402
 
@@ -45,7 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit", type=int, help="check only this unit of the campaign (as a mismatch report names it)")
     parser.add_argument("--replay", type=Path, help="check one case saved by an earlier campaign")
     parser.add_argument("--save-dir", type=Path, help="where shrunk failing cases go (default: a temporary folder)")
+    parser.add_argument("--api", type=int, metavar="CALLS", help="check this many generated calls to the public API")
+    parser.add_argument(
+        "--backend", default="native", choices=["native", "reference"], help="the backend --api calls (default: native)"
+    )
     args = parser.parse_args(argv)
+    if args.api is not None:
+        start = time.monotonic()
+        tally = check_calls(args.api, args.backend, args.seed)
+        for violation in tally.violations:
+            print(f"contract violated: {violation}")
+        print(f"seed {args.seed}, {args.backend} backend: {time.monotonic() - start:.0f} s")
+        print(tally.summary())
+        return 1 if tally.violations else 0
     if args.replay:
         differences = check(load_case(args.replay))
         for d in differences:
