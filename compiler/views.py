@@ -48,7 +48,11 @@ class View:
         that needs a copy (the view's elements are not laid out compatibly).
 
         Non-unit dims of the old and new shapes are matched in groups of equal
-        element count; each old group must be contiguous in memory."""
+        element count; each old group must be contiguous in memory. A tensor
+        with a static dimension of 0 has no elements to lay out: any shape
+        of it is a view."""
+        if 0 in self.shape:
+            return View(self.base, tuple(shape), row_major_strides(shape), self.offset)
         old = [(Poly.of(d), s) for d, s in zip(self.shape, self.strides, strict=True) if d != 1]
         new = [k for k, d in enumerate(shape) if d != 1]
         strides = [Poly()] * len(shape)

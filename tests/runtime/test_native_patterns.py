@@ -508,3 +508,20 @@ def test_reshape_of_a_transpose_as_an_output() -> None:
     x = np.arange(24, dtype=np.float32).reshape(4, 6)
     actual, _ = run_both(graph, {"x": x})
     np.testing.assert_array_equal(actual.outputs["flat"], x.T.reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "new_shape"),
+    [((0, 4), (4, 0)), ((0, 4), (0,)), ((3, 0, 2), (0, 6)), (("B", 0), (0, "B")), (("B", 0, 3), ("B", 3, 0))],
+)
+def test_reshape_of_a_tensor_with_no_elements(shape: tuple, new_shape: tuple) -> None:
+    """A static dimension of 0 leaves nothing to lay out: any reshape is a
+    view (fusion took it for a copy of the argument's producer, and there is none)."""
+
+    def build(b, v):
+        return {"y": b.exp(b.reshape(v["x"], shape=list(new_shape)))}
+
+    graph = make_graph("reshape_empty", {"x": tensor(F32, shape)}, build)
+    x = np.zeros([3 if d == "B" else d for d in shape], np.float32)
+    actual, expected = run_both(graph, {"x": x})
+    assert actual.outputs["y"].shape == expected.outputs["y"].shape == tuple(3 if d == "B" else d for d in new_shape)
