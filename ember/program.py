@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +18,7 @@ from .compiler.optimizers import LEARNING_RATE
 from .ir import ConfigError, DType, Graph, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
+from .runtime.locks import ForkSafeLock
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
@@ -62,8 +61,7 @@ class Program:
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        self._lock = threading.RLock()  # guards the parameters, the state and the executable's buffers
-        _PROGRAMS.add(self)
+        self._lock = ForkSafeLock()  # guards the parameters, the state and the executable's buffers
         self.dtype = dtype
         self.batch_size = batch_size
         self.seed = seed
@@ -96,7 +94,7 @@ class Program:
             self._native = build_native(
                 self._graphs, self._params.byte_offsets, self._state.byte_offsets, host_target(), self.log
             )
-            self._exec = NativeExecutable(self._native, self._params, self._state)
+            self._exec = NativeExecutable(self._native, self._params, self._state, self._lock)
         else:
             self._exec = ReferenceExecutable(self._graphs, self._params, self._state)
 
@@ -368,16 +366,3 @@ def parse_dtype(dtype: Any) -> DType:
     if parsed is None or not parsed.is_float:
         raise ConfigError(f'dtype must be "float32" or "float64", got {dtype!r}')
     return parsed
-
-
-_PROGRAMS: weakref.WeakSet[Program] = weakref.WeakSet()
-
-
-def _unlock_after_fork() -> None:
-    """A forked child has none of its parent's other threads: a lock one of
-    them held at the fork would never be released."""
-    for program in list(_PROGRAMS):
-        program._lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_unlock_after_fork)

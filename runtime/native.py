@@ -16,9 +16,6 @@ ones follow. `release_memory` frees everything at once."""
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
-import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -31,6 +28,7 @@ from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError
 from ..ir.interpreter import bind_symbols
 from . import jit, threads
 from .arena import Arena, aligned_array, aligned_empty
+from .locks import ForkSafeLock
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -97,14 +95,14 @@ class NativeExecutable:
 
     name = "native"
 
-    def __init__(self, build: NativeBuild, params: Arena, state: Arena) -> None:
+    def __init__(self, build: NativeBuild, params: Arena, state: Arena, lock: ForkSafeLock | None = None) -> None:
+        """`lock`: the owner's lock, when it guards the arenas as well (a Program's)."""
         self.build = build
         self.params = params
         self.state = state
         self._threads = _Memory()  # one slice per thread, shared by the entries (calls never overlap)
         self._entries: dict[str, _Entry] = {}
-        self.lock = threading.RLock()  # one call at a time: calls share the argument blocks and buffers
-        _EXECUTABLES.add(self)
+        self.lock = lock or ForkSafeLock()  # one call at a time: calls share the argument blocks and buffers
         self.entry(build.main)
 
     def entry(self, graph: str) -> _Entry:
@@ -204,19 +202,6 @@ class NativeExecutable:
                         f"native {entry.program.name}: input {name} has shape {array.shape}, expected {type}"
                     )
         return sizes
-
-
-_EXECUTABLES: weakref.WeakSet[NativeExecutable] = weakref.WeakSet()
-
-
-def _unlock_after_fork() -> None:
-    """A forked child has none of its parent's other threads: a lock one of
-    them held at the fork would never be released."""
-    for executable in list(_EXECUTABLES):
-        executable.lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_unlock_after_fork)
 
 
 class GraphFunction:
