@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -96,12 +97,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
 def read_settings(meta: dict[str, Any]) -> Settings:
     """Check each setting's type and range (not yet against the graphs)."""
     expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
-    missing = [name for name in expected if name not in meta]
-    if missing:
-        raise CheckpointError(f"setting {missing[0]!r} is missing")
-    unknown = [name for name in meta if name not in expected]
-    if unknown:
-        raise CheckpointError(f"unknown setting {unknown[0]!r}; expected {', '.join(expected)}")
+    _require_names("setting", meta, expected)
     _expect("dtype", meta["dtype"] in DTYPES, " or ".join(map(repr, DTYPES)), meta)
     _expect("batch_size", _is_int(meta["batch_size"]) and meta["batch_size"] >= 1, "an integer >= 1", meta)
     _expect("seed", _is_int(meta["seed"]) and meta["seed"] >= 0, "an integer >= 0", meta)
@@ -334,12 +330,7 @@ def exact_arrays(
 ) -> dict[str, np.ndarray]:
     """`given`, which must have exactly the names in `layout` and, for each,
     exactly its (shape, dtype)."""
-    missing = [name for name in layout if name not in given]
-    if missing:
-        raise CheckpointError(f"{what} {missing[0]!r} is missing")
-    unknown = [name for name in given if name not in layout]
-    if unknown:
-        raise CheckpointError(f"unknown {what} {unknown[0]!r}; expected {', '.join(layout) or 'none'}")
+    _require_names(what, given, layout)
     for name, (shape, dtype) in layout.items():
         got = given[name]
         if got.dtype != dtype or got.shape != tuple(shape):
@@ -348,3 +339,14 @@ def exact_arrays(
                 f"got a {got.dtype} array of shape {got.shape}"
             )
     return {name: given[name] for name in layout}
+
+
+def _require_names(what: str, given: Iterable[str], expected: Iterable[str]) -> None:
+    """`given` names exactly the `expected` entries: none missing, none unknown."""
+    given, expected = list(given), list(expected)
+    missing = [name for name in expected if name not in given]
+    if missing:
+        raise CheckpointError(f"{what} {missing[0]!r} is missing")
+    unknown = [name for name in given if name not in expected]
+    if unknown:
+        raise CheckpointError(f"unknown {what} {unknown[0]!r}; expected {', '.join(expected) or 'none'}")
