@@ -149,9 +149,9 @@ def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[
         return f"{args[0]} {_SYMBOLS[node.op.name]} {args[1]}"
     if node.op.name == "constant":
         return repr(node.attrs["value"])
-    if node.op.name == "size":
-        dims = [str(node.inputs[0].type.shape[a]) for a in node.attrs["axes"]]
-        return "*".join(dims) or "1"
+    if node.op.counts is not None:
+        dims = node.op.counts(node.inputs[0].type.shape, **node.attrs)
+        return "*".join(map(str, dims)) or "1"
     attrs = format_attrs(node)
     return f"{node.op.name}({', '.join(args)}){attrs}"
 

@@ -70,7 +70,7 @@ def operand_view(node: Node, index: int, domain: Shape, is_stored) -> View:
         assert view is not None, "fusion stores the input of a reshape that needs a copy"
         return view
     value = node.inputs[index]
-    if node.op.name == "one_hot":  # labels[i] for every class j of out[i, j]
+    if node.op.appends_axis:  # labels[i] for every class j of out[i, j]
         view = read_view(value, value.type.shape, is_stored)
         return View(view.base, tuple(domain), (*view.strides, Poly()), view.offset)
     if node_class(node) == "matmul":
@@ -93,7 +93,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
         for v in node.inputs:
             if v.node in inline:
                 visit_inline(v.node)
-            elif v.node is None and node.op.name != "size":
+            elif v.node is None and node.op.counts is None:  # a size reads no data
                 note(v, kernel.domain == ())
 
     if kernel.copy:

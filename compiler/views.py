@@ -1,8 +1,9 @@
 """Strided views: how a kernel reads a stored tensor at its own indices.
 
-Layout ops (broadcast_to, transpose, reshape) and implicit broadcasting
-never move data in compiled code: they compose into a `View`, a base
-tensor plus one stride per index of the reader (0 where it broadcasts)."""
+Layout ops (those whose entry has a `view` rule: broadcast_to, transpose,
+reshape) and implicit broadcasting never move data in compiled code: they
+compose into a `View`, a base tensor plus one stride per index of the
+reader (0 where it broadcasts)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from dataclasses import dataclass, field
 from ..ir import Value
 from ..ir.types import Dim
 from .symbolic import Poly, estimate, product, row_major_strides
-
-LAYOUT_OPS = frozenset({"reshape", "broadcast_to", "transpose"})
 
 
 @dataclass(frozen=True)
@@ -80,22 +79,21 @@ class View:
         return View(self.base, tuple(shape), tuple(strides), self.offset)
 
 
+def is_layout(value: Value) -> bool:
+    """Is `value` computed by a layout op (one whose entry has a view rule)?"""
+    return value.node is not None and value.node.op.view is not None
+
+
 def layout_view(value: Value, is_base: Callable[[Value], bool]) -> View | None:
     """`value` as a view of the first value under it (through layout nodes)
     for which `is_base` holds; None when a reshape on the way needs a copy."""
-    if value.node is None or value.node.op.name not in LAYOUT_OPS or is_base(value):
+    if not is_layout(value) or is_base(value):
         return View.of(value)
     node = value.node
     inner = layout_view(node.inputs[0], is_base)
     if inner is None:
         return None
-    if node.op.name == "broadcast_to":
-        return inner.broadcast(node.attrs["shape"])
-    if node.op.name == "transpose":
-        return inner.transpose(node.attrs["perm"])
-    if node.op.name == "reshape":
-        return inner.reshape(node.attrs["shape"])
-    raise AssertionError(f"not a layout op: {node.op.name}")
+    return node.op.view(inner, **node.attrs)
 
 
 def read_view(value: Value, shape: Sequence[Dim], is_base: Callable[[Value], bool]) -> View:

@@ -122,7 +122,24 @@ class OpDef:
     op: it computes the result from operand values with the methods of
     `compiler.codegen.vecmath.Math` (add, exp, select, compare, ...), at
     whatever vector width the kernel runs. For a reduction, `emit(m, acc, x)`
-    combines two partial results and `identity` starts the accumulation."""
+    combines two partial results and `identity` starts the accumulation.
+
+    What the compiler needs to know beyond that is declared here too, so
+    that adding an op touches its entry and its tests only:
+
+    - `view(v, **attrs)` (layout ops): the strided view of the result, given
+      a view `v` of the input (`compiler.views.View`: its `broadcast`,
+      `transpose`, `reshape`, `slice` methods), or None when the result
+      needs a copy;
+    - `lower(b, node)`: a replacement value built from other ops, for ops the
+      native backend computes through their decomposition (mean, softmax);
+    - `uses_index`: `emit` reads the loop index (`m.index(axis, dtype)`), so
+      its kernel keeps the domain's last axis as its innermost loop;
+    - `appends_axis`: the result has one more, last, axis than the inputs,
+      which are read at the result's leading indices (one_hot);
+    - `counts(shape, **attrs)`: for an op whose value is a number of elements
+      of its input (size), the dims to multiply; such a node reads its
+      input's shape, never its data."""
 
     name: str
     arity: int
@@ -136,6 +153,11 @@ class OpDef:
     commutative: bool = False
     emit: Callable[..., Any] | None = None
     identity: float | None = None
+    view: Callable[..., Any] | None = None
+    lower: Callable[[Builder, Node], Value] | None = None
+    uses_index: bool = False
+    appends_axis: bool = False
+    counts: Callable[..., Sequence[Any]] | None = None
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

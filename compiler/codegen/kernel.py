@@ -146,8 +146,8 @@ class KernelEmitter:
         if node not in self._scalars:
             b = self.prologue
             m = Math(b, 1)
-            if node.op.name == "size":
-                count = self.poly(product(node.inputs[0].type.shape[a] for a in node.attrs["axes"]), b)
+            if node.op.counts is not None:
+                count = self.poly(product(node.op.counts(node.inputs[0].type.shape, **node.attrs)), b)
                 value = m.cast(Val(count, DType.int64), node.output.type.dtype)
             else:
                 operands = [self._scalar_operand(v, b) for v in node.inputs]

@@ -110,7 +110,7 @@ def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
                     reads[(node, i)] = e.operand_access(node, i)
         stores = {v: Access(v, list(identity_strides)) for v in kernel.stores if node_class(v.node) != "reduce"}
     outputs = {r: _output_access(r, domain) for r in reductions}
-    pinned = {len(domain) - 1} if any(n.op.name == "one_hot" for n in kernel.nodes) else set()
+    pinned = {len(domain) - 1} if any(n.op.uses_index for n in kernel.nodes) else set()
     nest = merge_loops(domain, [*reads.values(), *stores.values(), *outputs.values()], reductions, pinned)
     lanes = e.lanes if nest.sizes else 1
 

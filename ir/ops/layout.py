@@ -64,6 +64,7 @@ OPS = [
         attrs=(Attr("shape", "shape", examples=examples.reshapes),),
         domains=("any",),
         doc="same elements, new shape (row-major order)",
+        view=lambda v, shape: v.reshape(shape),
     ),
     OpDef(
         "transpose",
@@ -75,6 +76,7 @@ OPS = [
         attrs=(Attr("perm", "ints", examples=examples.permutations),),
         domains=("any",),
         doc="permute axes: result axis i is input axis perm[i]",
+        view=lambda v, perm: v.transpose(perm),
     ),
     OpDef(
         "broadcast_to",
@@ -86,5 +88,6 @@ OPS = [
         attrs=(Attr("shape", "shape", examples=examples.broadcasts),),
         domains=("any",),
         doc="repeat along size-1 and new leading axes (NumPy rules)",
+        view=lambda v, shape: v.broadcast(shape),
     ),
 ]
