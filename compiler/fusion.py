@@ -27,7 +27,13 @@ from ..ir.types import Shape
 from .ordering import ordered
 from .views import layout_view
 
-_CLASSES = {"matmul": "matmul", "reduction": "reduce", "elementwise": "elementwise", "source": "elementwise"}
+_CLASSES = {
+    "matmul": "matmul",
+    "reduction": "reduce",
+    "scatter": "reduce",  # a pad accumulates into its result as a sum does, at other places
+    "elementwise": "elementwise",
+    "source": "elementwise",
+}
 
 
 def node_class(node: Node) -> str:

@@ -13,7 +13,7 @@ from .fusion import FusedGraph, Kernel, node_class
 from .memory import ALIGNMENT
 from .plan import KernelProgram, operand_view
 from .symbolic import Poly, row_major_strides
-from .views import View, layout_view
+from .views import View, accumulate_view, layout_view
 
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -85,8 +85,8 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
         text = _expression(program, node, namer, indices, kernel)
         name = namer(node.output)
         if node_class(node) == "reduce":
-            target = _output_index(node, indices)
-            lines.append(f"{body_indent}{name}[{target}] {node.op.name}= {text}")
+            target = _output_index(node, indices, kernel.domain, namer)
+            lines.append(f"{body_indent}{target} {node.op.name}= {text}")
         elif node.output in stored:
             lines.append(f"{body_indent}{name}[{','.join(indices)}] = {text}")
         else:
@@ -114,10 +114,14 @@ def _inline_used(program: KernelProgram, kernel: Kernel) -> list[Node]:
     return used
 
 
-def _output_index(node: Node, indices: list[str]) -> str:
+def _output_index(node: Node, indices: list[str], domain, namer: Namer) -> str:
+    """Where a reduction accumulates: `out[i0]` over its kept axes, or (a
+    scatter such as pad) the strided place its rule gives."""
+    if "axes" not in node.attrs:
+        return _read(accumulate_view(node, domain), namer, indices)
     reduced = {a % node.inputs[0].type.rank for a in node.attrs["axes"]}
     kept = [i for k, i in enumerate(indices) if k not in reduced]
-    return ",".join(kept) if kept else ""
+    return f"{namer(node.output)}[{','.join(kept)}]"
 
 
 def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[str], kernel: Kernel) -> str:

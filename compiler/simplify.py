@@ -91,6 +91,8 @@ def algebraic(graph: Graph) -> Graph:
             return x.node.inputs[0]
         if op in ("reshape", "broadcast_to", "cast") and x.type == node.output.type:  # no-op layout or cast
             return x
+        if op in ("slice", "pad") and x.type == node.output.type and set(node.attrs["steps"]) <= {1}:  # whole
+            return x
         if op == "transpose" and list(node.attrs["perm"]) == list(range(x.type.rank)):  # identity perm
             return x
         if op == "transpose" and x.node is not None and x.node.op.name == "transpose":  # fold transposes

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..ir import Value
+from ..ir import Node, Value
 from ..ir.types import Dim
 from .symbolic import Poly, estimate, product, row_major_strides
 
@@ -41,6 +41,24 @@ class View:
 
     def transpose(self, perm: Sequence[int]) -> View:
         return View(self.base, tuple(self.shape[p] for p in perm), tuple(self.strides[p] for p in perm), self.offset)
+
+    def slice(self, starts: Sequence[int], steps: Sequence[int], shape: Sequence[Dim]) -> View:
+        """`shape[k]` elements from `starts[k]` by `steps[k]` along each axis:
+        the offset moves to the first element and each stride scales by its step."""
+        offset = self.offset
+        for start, stride in zip(starts, self.strides, strict=True):
+            offset = offset + stride * start
+        strides = tuple(stride * step for stride, step in zip(self.strides, steps, strict=True))
+        return View(self.base, tuple(shape), strides, offset)
+
+    def unreduce(self, domain: Sequence[Dim], axes: Sequence[int]) -> View:
+        """A reduction's result over `axes` seen from its input's `domain`:
+        every index along a reduced axis lands on the same element (stride 0).
+        The result may keep the reduced axes (size 1) or not."""
+        reduced = {a % len(domain) for a in axes}
+        kept = iter(s for k, s in enumerate(self.strides) if len(self.shape) != len(domain) or k not in reduced)
+        strides = tuple(Poly() if k in reduced else next(kept) for k in range(len(domain)))
+        return View(self.base, tuple(domain), strides, self.offset)
 
     def reshape(self, shape: Sequence[Dim]) -> View | None:
         """The same elements in row-major order with a new shape, or None when
@@ -94,6 +112,12 @@ def layout_view(value: Value, is_base: Callable[[Value], bool]) -> View | None:
     if inner is None:
         return None
     return node.op.view(inner, **node.attrs)
+
+
+def accumulate_view(node: Node, domain: Sequence[Dim]) -> View:
+    """Where a reduction or scatter `node` iterating over `domain` accumulates
+    each index in its result (by the op's `accumulate` rule)."""
+    return node.op.accumulate(View.of(node.output), tuple(domain), **node.attrs)
 
 
 def read_view(value: Value, shape: Sequence[Dim], is_base: Callable[[Value], bool]) -> View:

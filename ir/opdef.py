@@ -131,6 +131,10 @@ class OpDef:
       a view `v` of the input (`compiler.views.View`: its `broadcast`,
       `transpose`, `reshape`, `slice` methods), or None when the result
       needs a copy;
+    - `accumulate(v, domain, **attrs)` (reductions and scatters): where each
+      index of the input's `domain` accumulates in the result, given the
+      whole result as a view `v` (stride 0 along reduced axes; a pad's
+      strided part of its result);
     - `lower(b, node)`: a replacement value built from other ops, for ops the
       native backend computes through their decomposition (mean, softmax);
     - `uses_index`: `emit` reads the loop index (`m.index(axis, dtype)`), so
@@ -154,6 +158,7 @@ class OpDef:
     emit: Callable[..., Any] | None = None
     identity: float | None = None
     view: Callable[..., Any] | None = None
+    accumulate: Callable[..., Any] | None = None
     lower: Callable[[Builder, Node], Value] | None = None
     uses_index: bool = False
     appends_axis: bool = False

@@ -209,16 +209,32 @@ class KernelEmitter:
         return Val(raw, dtype)
 
     def store(self, access: Access, point: Point, value: Val, lanes: int) -> None:
-        """Write `value` where `access` points (contiguous in the innermost dimension)."""
+        """Write `value` where `access` points: a vector store where the
+        innermost stride is 1, a scatter otherwise (a pad's strided part)."""
         dtype = access.base.type.dtype
         data = self.b.zext(value.ir, vector_of(I8, lanes)) if dtype is DType.bool else value.ir
         address = self.address(access, point)
+        inner = access.strides[-1] if access.strides else Poly.of(1)
+        if lanes > 1 and inner != Poly.of(1):
+            self._scatter(data, address, inner, point.mask, _alignment(dtype), lanes)
+            return
         if point.mask is None or lanes == 1:
             self.b.store(data, address, align=_alignment(dtype))
             return
         name = f"llvm.masked.store.{intrinsic_suffix(data.type)}.p0"
         fn = declare(self.b.module, name, VOID, [data.type, PTR, I32, point.mask.type])
         self.b.call(fn, [data, address, ir.Constant(I32, _alignment(dtype)), point.mask])
+
+    def _scatter(self, data: ir.Value, start: ir.Value, stride: Poly, mask, align: int, lanes: int) -> None:
+        """Store the lanes of `data` at `start + lane * stride` elements."""
+        steps = ir.Constant(vector_of(I64, lanes), list(range(lanes)))
+        offsets = self.b.mul(steps, splat(self.b, self.poly(stride), lanes))
+        pointers = self.b.gep(start, [offsets], source_etype=data.type.element)
+        pointers.type = ir.VectorType(PTR, lanes)  # llvmlite types a vector GEP as one pointer
+        mask = mask if mask is not None else constant(vector_of(I1, lanes), 1)
+        name = f"llvm.masked.scatter.{intrinsic_suffix(data.type)}.v{lanes}p0"
+        fn = declare(self.b.module, name, VOID, [data.type, pointers.type, I32, mask.type])
+        self.b.call(fn, [data, pointers, ir.Constant(I32, align), mask])
 
     # -- members ----------------------------------------------------------
     def operand_access(self, node: Node, index: int) -> Access:

@@ -22,6 +22,7 @@ import numpy as np
 from ...ir import DType, Node
 from ..fusion import node_class
 from ..symbolic import Poly, product, row_major_strides
+from ..views import accumulate_view
 from .irutil import I64, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
 from .vecmath import Math, Val, fold_lanes
@@ -36,28 +37,21 @@ class LoopNest:
     axis_to_loop: list[int | None]
 
 
-def _reduced_axes(node: Node) -> set[int]:
-    rank = node.inputs[0].type.rank
-    return {a % rank for a in node.attrs["axes"]}
-
-
 def _output_access(node: Node, domain) -> Access:
     """Where a reduction accumulates, over its input's domain (0 stride on reduced axes)."""
-    reduced = _reduced_axes(node)
-    kept = [d for i, d in enumerate(domain) if i not in reduced]
-    kept_strides = iter(row_major_strides(kept))
-    strides = [Poly() if i in reduced else next(kept_strides) for i in range(len(domain))]
-    return Access(node.output, strides)
+    view = accumulate_view(node, domain)
+    return Access(node.output, list(view.strides), view.offset)
 
 
-def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: set[int]) -> LoopNest:
+def merge_loops(domain, accesses: list[Access], outputs: list[Access], pinned: set[int]) -> LoopNest:
     """Drop size-1 axes; merge neighbours that every access walks
-    contiguously, that every reduction treats alike, and that are not
-    `pinned` (their index is used directly). Rewrites the accesses' strides."""
+    contiguously, that every reduction's output treats alike (both reduced
+    or both kept), and that are not `pinned` (their index is used directly).
+    Rewrites the accesses' strides."""
     axes = [i for i, d in enumerate(domain) if d != 1]
     groups: list[list[int]] = []
     for axis in axes:
-        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, reductions, pinned):
+        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, outputs, pinned):
             groups[-1].append(axis)
         else:
             groups.append([axis])
@@ -70,10 +64,10 @@ def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: 
     return LoopNest([product(domain[a] for a in group) for group in groups], axis_to_loop)
 
 
-def _mergeable(outer: int, inner: int, domain, accesses: list[Access], reductions: list[Node], pinned) -> bool:
+def _mergeable(outer: int, inner: int, domain, accesses: list[Access], outputs: list[Access], pinned) -> bool:
     if outer in pinned or inner in pinned:
         return False
-    if any((outer in _reduced_axes(r)) != (inner in _reduced_axes(r)) for r in reductions):
+    if any((a.strides[outer] == Poly()) != (a.strides[inner] == Poly()) for a in outputs):
         return False
     size = Poly.of(domain[inner])
     return all(a.strides[outer] == a.strides[inner] * size for a in accesses)
@@ -111,7 +105,8 @@ def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
         stores = {v: Access(v, list(identity_strides)) for v in kernel.stores if node_class(v.node) != "reduce"}
     outputs = {r: _output_access(r, domain) for r in reductions}
     pinned = {len(domain) - 1} if any(n.op.uses_index for n in kernel.nodes) else set()
-    nest = merge_loops(domain, [*reads.values(), *stores.values(), *outputs.values()], reductions, pinned)
+    output_accesses = list(outputs.values())
+    nest = merge_loops(domain, [*reads.values(), *stores.values(), *output_accesses], output_accesses, pinned)
     lanes = e.lanes if nest.sizes else 1
 
     for r in outputs:

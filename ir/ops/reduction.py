@@ -152,6 +152,7 @@ def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, nee
         doc=doc,
         emit=combine,
         identity=identity,
+        accumulate=lambda v, domain, axes, keepdims: v.unreduce(domain, axes),
         lower=lower,
     )
 

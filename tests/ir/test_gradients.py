@@ -110,6 +110,9 @@ CASES = [
         Case("broadcast_to", (source,), {"shape": shape})
         for source, shape in [((4,), (3, 4)), ((3, 1), (3, 4)), ((), (2, 3)), ((1, 4), (2, 3, 4))]
     ),
+    Case("slice", ((3, 5),), {"starts": (1, 0), "steps": (1, 2), "shape": (2, 3)}),
+    Case("slice", ((2, 3, 4),), {"starts": (1, 2, 3), "steps": (-1, -1, -2), "shape": (2, 3, 2)}),
+    Case("pad", ((2, 3),), {"starts": (1, 4), "steps": (1, -2), "shape": (4, 5)}),
     Case("cast", ((3, 4),), {"dtype": "f64"}),
     # f64 -> f32 rounds to ~1e-7, so a wider step: the cast is linear, the step adds no error.
     Case("cast", ((3, 4),), {"dtype": "f32"}, eps=1e-2),
