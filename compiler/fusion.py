@@ -30,7 +30,8 @@ from .views import layout_view
 _CLASSES = {
     "matmul": "matmul",
     "reduction": "reduce",
-    "scatter": "reduce",  # a pad accumulates into its result as a sum does, at other places
+    "scatter": "reduce",  # pad and scatter_add accumulate into their results as a sum does, at other places
+    "gather": "elementwise",
     "elementwise": "elementwise",
     "source": "elementwise",
 }
@@ -148,6 +149,12 @@ class _Group:
         return iteration_domain(self.nodes[0])
 
 
+def reads_at_own_index(node: Node, index: int) -> bool:
+    """Does `node` read input `index` at the index it computes (not at the
+    leading indices only, nor by rows of a table)?"""
+    return index not in node.op.leading_inputs and not (node.op.rows == "gather" and index == 0)
+
+
 def _sources(value: Value, members: set[Node], fusible: bool = True) -> list[tuple[Node, bool]]:
     """The member nodes a read of `value` depends on, and whether the read
     is at the producer's own index (fusible) or through a view."""
@@ -166,12 +173,12 @@ def _edges(graph: Graph, members: set[Node]) -> list[tuple[Node, Node, bool]]:
     for u in graph.nodes:
         if u not in members:
             continue
-        for v in u.inputs:
+        for i, v in enumerate(u.inputs):
             for p, direct in _sources(v, members):
                 fusible = (
                     direct
                     and node_class(u) in ("elementwise", "reduce")
-                    and not u.op.appends_axis
+                    and reads_at_own_index(u, i)
                     and node_class(p) in ("elementwise", "matmul", "layout")
                     and v.type.shape == iteration_domain(u)
                     and not (node_class(p) == "matmul" and node_class(u) == "reduce")

@@ -258,6 +258,44 @@ def _dim(name: str, dim: int, rank: int, like: TensorOps) -> int:
     return dim % rank
 
 
+def embedding(
+    input: TensorOps,
+    weight: TensorOps,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+):
+    """Rows of `weight` [num_embeddings, embedding_dim] at the integer indices
+    `input` (any shape) -> [*input.shape, embedding_dim], as PyTorch's
+    `F.embedding`. The `padding_idx` row gets no gradient. Indices in a
+    program's inputs are checked to lie in [0, num_embeddings)."""
+    check_embedding_options(max_norm, scale_grad_by_freq, sparse)
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding needs a weight [num_embeddings, embedding_dim], got {list(weight.shape)} "
+                         f"(at {user_location()})")  # fmt: skip
+    return emit("gather", weight, input, padding_idx=padding_row(padding_idx, weight.shape[0]))
+
+
+def check_embedding_options(max_norm, scale_grad_by_freq: bool, sparse: bool) -> None:
+    """PyTorch options of embeddings that ember does not implement."""
+    for name, value, default in (("max_norm", max_norm, None), ("scale_grad_by_freq", scale_grad_by_freq, False),
+                                 ("sparse", sparse, False)):  # fmt: skip
+        if value is not default and value != default:
+            raise ConfigError(f"embedding: {name}={value!r} is not supported (at {user_location()})")
+
+
+def padding_row(padding_idx: int | None, rows: int) -> int:
+    """`padding_idx` as a row number (negative counts from the end), or -1 for none."""
+    if padding_idx is None:
+        return -1
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, int) or not -rows <= padding_idx < rows:
+        raise ConfigError(f"padding_idx must be an integer in [{-rows}, {rows}), got {padding_idx!r} "
+                          f"(at {user_location()})")  # fmt: skip
+    return padding_idx % rows
+
+
 def one_hot(labels: TensorOps, num_classes: int, dtype: DType | str = DType.float32):
     return emit("one_hot", labels, num_classes=num_classes, dtype=dtype)
 
@@ -269,6 +307,7 @@ __all__ = [
     "cast",
     "cat",
     "div",
+    "embedding",
     "equal",
     "exp",
     "gelu",

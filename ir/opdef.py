@@ -139,8 +139,15 @@ class OpDef:
       native backend computes through their decomposition (mean, softmax);
     - `uses_index`: `emit` reads the loop index (`m.index(axis, dtype)`), so
       its kernel keeps the domain's last axis as its innermost loop;
-    - `appends_axis`: the result has one more, last, axis than the inputs,
-      which are read at the result's leading indices (one_hot);
+    - `leading_inputs`: the inputs that are read at the leading indices of
+      the domain, whose last axis the result adds (one_hot's labels, the
+      indices of gather and scatter_add);
+    - `rows`: "gather" for an op that reads rows of its input 0, a table
+      [rows, columns], at the indices of input 1 (`emit(m, row, indices)`
+      gets `row(indices)`, the current columns of a row, for input 0);
+      "scatter" for one that accumulates its input 0 into the rows of its
+      result named by input 1 (its `emit(m, acc, x, indices, **attrs)` also
+      gets the indices);
     - `counts(shape, **attrs)`: for an op whose value is a number of elements
       of its input (size), the dims to multiply; such a node reads its
       input's shape, never its data."""
@@ -161,7 +168,8 @@ class OpDef:
     accumulate: Callable[..., Any] | None = None
     lower: Callable[[Builder, Node], Value] | None = None
     uses_index: bool = False
-    appends_axis: bool = False
+    leading_inputs: tuple[int, ...] = ()
+    rows: str | None = None
     counts: Callable[..., Sequence[Any]] | None = None
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 

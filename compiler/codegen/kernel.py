@@ -267,6 +267,8 @@ class KernelEmitter:
                 values[node.output] = m.widen(self.inline_value(node))
             elif node_class(node) == "layout":
                 values[node.output] = self.load(access(node, -1), point, lanes)
+            elif node.op.rows == "gather":
+                values[node.output] = self._gather(node, point, lanes, values, access, m, index)
             else:
                 operands = [
                     self.operand(v, node, i, point, lanes, values, access, m) for i, v in enumerate(node.inputs)
@@ -274,9 +276,34 @@ class KernelEmitter:
                 values[node.output] = node.op.emit(m, *operands, **node.attrs)
         return values
 
+    def _gather(self, node: Node, point: Point, lanes: int, values, access, m: Math, index) -> Val:
+        """A gather's value: the current columns of the table row its index names."""
+        indices = self.operand(node.inputs[1], node, 1, point, lanes, values, access, m)
+        table = access(node, 0)
+        rows = node.inputs[0].type.shape[0]
+        row = lambda at: self.load(table, self.row_point(at, rows, point, index), lanes)
+        return node.op.emit(m, row, indices, **node.attrs)
+
+    def row_point(self, indices: Val, rows: int, point: Point, index) -> Point:
+        """The (row, column) of a table [rows, columns] that the current lanes
+        touch: every lane of a vector lies in one row (the columns axis is the
+        innermost loop), which is the index clamped into [0, rows), so that no
+        index reaches outside the table."""
+        b = self.b
+        row = _first_lane(b, Math(b, 1).cast(Val(_first_lane(b, indices.ir), indices.dtype), DType.int64).ir)
+        row = b.select(b.icmp_signed("<", row, i64(0)), i64(0), row)
+        row = b.select(b.icmp_signed(">", row, i64(rows - 1)), i64(rows - 1), row)
+        column = _first_lane(b, index(-1, DType.int64).ir)
+        return Point([row, column], point.mask)
+
     def operand(self, value: Value, node: Node, i: int, point: Point, lanes: int, values, access, m: Math) -> Val:
         if value in values:
             return values[value]
         if value.node in self.program.inline:
             return m.widen(self.inline_value(value.node))
         return self.load(access(node, i), point, lanes)
+
+
+def _first_lane(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """Lane 0 of a vector; a scalar as it is."""
+    return b.extract_element(value, ir.Constant(I32, 0)) if isinstance(value.type, ir.VectorType) else value

@@ -86,7 +86,7 @@ OPS = [
         doc="1 at each label's class index, else 0 (out-of-range labels give all zeros)",
         emit=lambda m, y, num_classes, dtype: m.cast(m.compare("eq", y, m.index(-1, y.dtype)), dtype),
         uses_index=True,
-        appends_axis=True,
+        leading_inputs=(0,),
     ),
     OpDef(
         "cast",

@@ -793,6 +793,52 @@ def test_slices_and_pads(dtype: DType) -> None:
             assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
 
 
+@functools.cache
+def rows_graph(dtype: DType, index_dtype: DType) -> Graph:
+    """gather and scatter_add: rows of tables (stored or through views) at
+    indices of several shapes, fused with elementwise work, with columns of
+    one and of more than a vector."""
+
+    def build(b, v):
+        t, i, i2, x = v["t"], v["i"], v["i2"], v["x"]
+        return {
+            "rows": b.gather(t, i),
+            "rows2": b.gather(t, i2),
+            "of_transpose": b.gather(b.transpose(v["tt"], perm=[1, 0]), i),
+            "one_column": b.gather(v["t1"], i2),
+            "fused": b.add(b.mul(b.gather(t, i), 2.0), x),
+            "scatter": b.scatter_add(x, i, rows=10),
+            "scatter_skip": b.scatter_add(b.mul(x, x), i, rows=10, skip=3),
+            "scatter2": b.scatter_add(b.gather(t, i2), i2, rows=12),
+            "scatter_one_column": b.scatter_add(b.gather(v["t1"], i2), i2, rows=4),
+        }
+
+    shapes = {"t": (10, COLUMNS), "tt": (COLUMNS, 10), "t1": (10, 1), "x": ("B", COLUMNS)}
+    inputs = {k: tensor(dtype, s) for k, s in shapes.items()}
+    inputs |= {"i": tensor(index_dtype, ("B",)), "i2": tensor(index_dtype, ("B", 3))}
+    return make_graph(f"rows_{dtype}_{index_dtype}", inputs, build)
+
+
+@pytest.mark.parametrize("index_dtype", INTS, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_gather_and_scatter_add(dtype: DType, index_dtype: DType) -> None:
+    """Exact, and indices outside the table (negative too) are clamped into it."""
+    graph = rows_graph(dtype, index_dtype)
+    rng = np.random.default_rng(16)
+    for batch in (0, 1, 5, 33):
+        args = {}
+        for a in graph.inputs:
+            shape = concrete(a.type.shape, batch)
+            args[a.name] = (
+                rng.integers(-3, 13, shape).astype(index_dtype.numpy)
+                if a.type.dtype.is_int
+                else draw("real", shape, rng, dtype)
+            )
+        actual, expected = run_both(graph, args)
+        for name in expected.outputs:
+            assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
+
+
 # -- coverage -------------------------------------------------------------------------
 
 GRAPHS = [
@@ -807,6 +853,7 @@ GRAPHS = [
     size_graph,
     *(functools.partial(layout_graph, d) for d in LAYOUT_DTYPES),
     *(functools.partial(slice_graph, d) for d in LAYOUT_DTYPES),
+    *(functools.partial(rows_graph, d, i) for d in FLOATS for i in INTS),
 ]
 """Every graph the tests above compile."""
 
