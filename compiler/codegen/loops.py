@@ -39,7 +39,8 @@ class LoopNest:
 
 
 def _output_access(node: Node, domain) -> Access:
-    """Where a reduction accumulates, over its input's domain (0 stride on reduced axes)."""
+    """Where a reduction accumulates, over its input's domain, by its op's
+    accumulate rule (stride 0 along reduced axes; a pad's strided part)."""
     view = accumulate_view(node, domain)
     return Access(node.output, list(view.strides), view.offset)
 
