@@ -10,8 +10,8 @@ registers. Some nodes never form kernels:
 - *inline* nodes: scalar computations over constants, sizes and scalar
   arguments (a learning rate, a bias correction), evaluated once at the
   start of every kernel that uses them;
-- *layout* nodes (reshape, broadcast_to, transpose): they become strided
-  views of a stored value (see `views.py`).
+- *layout* nodes (ops with a `view` rule: reshape, broadcast_to,
+  transpose): they become strided views of a stored value (see `views.py`).
 
 The partition is greedy, consumer first: matmul epilogues merge first,
 then elementwise producers into their elementwise or reduction consumers,
@@ -25,22 +25,26 @@ from dataclasses import dataclass, field
 from ..ir import Graph, IRError, Node, Value
 from ..ir.types import Shape
 from .ordering import ordered
-from .views import LAYOUT_OPS, layout_view
+from .views import layout_view
 
-REDUCTION_OPS = frozenset({"sum", "max"})
+_CLASSES = {
+    "matmul": "matmul",
+    "reduction": "reduce",
+    "scatter": "reduce",  # pad and scatter_add accumulate into their results as a sum does, at other places
+    "gather": "elementwise",
+    "elementwise": "elementwise",
+    "source": "elementwise",
+}
 
 
 def node_class(node: Node) -> str:
-    """`matmul`, `reduce`, `layout` or `elementwise` (what fusion sees of an op)."""
+    """`matmul`, `reduce`, `layout` or `elementwise` (what fusion sees of an
+    op, by its entry); ops with a `lower` rule never get here."""
     op = node.op
-    if op.kind == "matmul":
-        return "matmul"
-    if op.name in REDUCTION_OPS:
-        return "reduce"
-    if op.name in LAYOUT_OPS:
+    if op.lower is None and op.kind in _CLASSES:
+        return _CLASSES[op.kind]
+    if op.lower is None and op.view is not None:
         return "layout"
-    if op.kind in ("elementwise", "source"):
-        return "elementwise"
     raise IRError(f"op '{op.name}' must be lowered before fusion (see compiler/lower.py)")
 
 
@@ -99,10 +103,14 @@ def inline_nodes(graph: Graph) -> set[Node]:
     """Scalar nodes computable from constants, sizes and scalar arguments alone."""
     inline: set[Node] = set()
     for node in graph.nodes:
-        if node.op.name in ("constant", "size") or (
-            node_class(node) == "elementwise"
-            and node.output.type.rank == 0
-            and all((v.node is None and v.type.rank == 0) or v.node in inline for v in node.inputs)
+        if (
+            node.op.arity == 0
+            or node.op.counts is not None
+            or (
+                node_class(node) == "elementwise"
+                and node.output.type.rank == 0
+                and all((v.node is None and v.type.rank == 0) or v.node in inline for v in node.inputs)
+            )
         ):
             inline.add(node)
     return inline
@@ -133,12 +141,18 @@ class _Group:
         return any(node_class(n) == "reduce" for n in self.nodes)
 
     @property
-    def has_one_hot(self) -> bool:
-        return any(n.op.name == "one_hot" for n in self.nodes)
+    def uses_index(self) -> bool:
+        return any(n.op.uses_index for n in self.nodes)
 
     @property
     def domain(self) -> Shape:
         return iteration_domain(self.nodes[0])
+
+
+def reads_at_own_index(node: Node, index: int) -> bool:
+    """Does `node` read input `index` at the index it computes (not at the
+    leading indices only, nor by rows of a table)?"""
+    return index not in node.op.leading_inputs and not (node.op.rows == "gather" and index == 0)
 
 
 def _sources(value: Value, members: set[Node], fusible: bool = True) -> list[tuple[Node, bool]]:
@@ -159,12 +173,12 @@ def _edges(graph: Graph, members: set[Node]) -> list[tuple[Node, Node, bool]]:
     for u in graph.nodes:
         if u not in members:
             continue
-        for v in u.inputs:
+        for i, v in enumerate(u.inputs):
             for p, direct in _sources(v, members):
                 fusible = (
                     direct
                     and node_class(u) in ("elementwise", "reduce")
-                    and u.op.name != "one_hot"
+                    and reads_at_own_index(u, i)
                     and node_class(p) in ("elementwise", "matmul", "layout")
                     and v.type.shape == iteration_domain(u)
                     and not (node_class(p) == "matmul" and node_class(u) == "reduce")
@@ -196,8 +210,8 @@ def _can_merge(a: _Group, b: _Group) -> bool:
         return False
     if (a.has_matmul or b.has_matmul) and (a.has_reduction or b.has_reduction):
         return False
-    if (a.has_matmul or b.has_matmul) and (a.has_one_hot or b.has_one_hot):
-        return False  # one_hot computes from the loop index, which a matmul's epilogue does not have
+    if (a.has_matmul or b.has_matmul) and (a.uses_index or b.uses_index):
+        return False  # the loop index (one_hot) is not there in a matmul's epilogue
     if a.domain != b.domain:
         return False
     return not _reaches(a, b, skip=b)
@@ -219,13 +233,13 @@ def _merge(a: _Group, b: _Group) -> None:
 
 
 def _copies_for_reshapes(graph: Graph, members: set[Node]) -> set[Node]:
-    """Layout nodes to store because a reshape of them cannot be a view (a
+    """Layout nodes to store because a layout op of them cannot be a view (a
     reshape of a transposed or broadcast tensor that is not contiguous)."""
     stored = set(members)
     for node in graph.nodes:
         # The reshape itself may be stored (an output): its view must start below it.
         is_base = lambda v, out=node.output: v is not out and v.node in stored
-        if node.op.name == "reshape" and layout_view(node.output, is_base) is None:
+        if node_class(node) == "layout" and layout_view(node.output, is_base) is None:
             stored.add(node.inputs[0].node)
     return stored - members
 

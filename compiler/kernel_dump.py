@@ -11,9 +11,9 @@ from ..ir import Node, Value
 from ..ir.printer import Namer, format_attrs, format_node
 from .fusion import FusedGraph, Kernel, node_class
 from .memory import ALIGNMENT
-from .plan import KernelProgram, operand_view
+from .plan import KernelProgram, is_table, operand_view
 from .symbolic import Poly, row_major_strides
-from .views import View, layout_view
+from .views import View, accumulate_view, layout_view
 
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -85,8 +85,8 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
         text = _expression(program, node, namer, indices, kernel)
         name = namer(node.output)
         if node_class(node) == "reduce":
-            target = _output_index(node, indices)
-            lines.append(f"{body_indent}{name}[{target}] {node.op.name}= {text}")
+            target = _output_index(program, node, indices, kernel, namer)
+            lines.append(f"{body_indent}{target} {node.op.name}= {text}")
         elif node.output in stored:
             lines.append(f"{body_indent}{name}[{','.join(indices)}] = {text}")
         else:
@@ -114,23 +114,34 @@ def _inline_used(program: KernelProgram, kernel: Kernel) -> list[Node]:
     return used
 
 
-def _output_index(node: Node, indices: list[str]) -> str:
+def _output_index(program: KernelProgram, node: Node, indices: list[str], kernel: Kernel, namer: Namer) -> str:
+    """Where a reduction accumulates: `out[i0]` over its kept axes, the row
+    its index names (scatter_add), or (pad) the strided place its rule gives."""
+    if node.op.rows == "scatter":
+        return f"{namer(node.output)}[{_operand(program, node, 1, namer, indices, kernel)}, {indices[-1]}]"
+    if "axes" not in node.attrs:
+        return _read(accumulate_view(node, kernel.domain), namer, indices)
     reduced = {a % node.inputs[0].type.rank for a in node.attrs["axes"]}
     kept = [i for k, i in enumerate(indices) if k not in reduced]
-    return ",".join(kept) if kept else ""
+    return f"{namer(node.output)}[{','.join(kept)}]"
+
+
+def _operand(program: KernelProgram, node: Node, i: int, namer: Namer, indices: list[str], kernel: Kernel) -> str:
+    """How `node` reads input `i`: a member's name or a read from memory."""
+    v = node.inputs[i]
+    if v.node in kernel.nodes or v.node in program.inline or node in program.inline:
+        return namer(v)
+    view = operand_view(node, i, kernel.domain, program.is_stored)
+    if view.base.node in program.inline:
+        return namer(view.base)
+    if is_table(node, i):
+        return namer(view.base)
+    return _read(view, namer, indices)
 
 
 def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[str], kernel: Kernel) -> str:
-    members = set(kernel.nodes)
-
     def operand(i: int) -> str:
-        v = node.inputs[i]
-        if v.node in members or v.node in program.inline or node in program.inline:
-            return namer(v)
-        view = operand_view(node, i, kernel.domain, program.is_stored)
-        if view.base.node in program.inline:
-            return namer(view.base)
-        return _read(view, namer, indices)
+        return _operand(program, node, i, namer, indices, kernel)
 
     if node.op.name == "matmul":
         a, b = (operand_view(node, i, kernel.domain, program.is_stored) for i in range(2))
@@ -144,14 +155,16 @@ def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[
         return _read(view, namer, indices) if view is not None else namer(node.inputs[0])
     if node_class(node) == "reduce":
         return operand(0)
+    if node.op.rows == "gather":
+        return f"{operand(0)}[{operand(1)}, {indices[-1]}]"
     args = [operand(i) for i in range(len(node.inputs))]
     if node.op.name in _SYMBOLS and len(args) == 2:
         return f"{args[0]} {_SYMBOLS[node.op.name]} {args[1]}"
     if node.op.name == "constant":
         return repr(node.attrs["value"])
-    if node.op.name == "size":
-        dims = [str(node.inputs[0].type.shape[a]) for a in node.attrs["axes"]]
-        return "*".join(dims) or "1"
+    if node.op.counts is not None:
+        dims = node.op.counts(node.inputs[0].type.shape, **node.attrs)
+        return "*".join(map(str, dims)) or "1"
     attrs = format_attrs(node)
     return f"{node.op.name}({', '.join(args)}){attrs}"
 
@@ -170,7 +183,8 @@ def _read(view: View, namer: Namer, indices: list[str]) -> str:
             break
         picks.append(matches[0])
     else:
-        if view.offset == Poly():
+        walked = [k for k, s in enumerate(view.strides) if s != Poly() and view.shape[k] != 1]
+        if view.offset == Poly() and len(walked) == sum(p != "0" for p in picks):  # every index is shown
             return f"{namer(view.base)}[{','.join(picks)}]"
     terms = [f"{s}*{i}" if s != Poly.of(1) else i for s, i in zip(view.strides, indices, strict=True) if s != Poly()]
     if view.offset != Poly():

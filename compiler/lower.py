@@ -1,10 +1,10 @@
 """Lowering before fusion: rewrite ops the native backend does not compile
 directly into ones it does.
 
-- `mean` becomes `sum` times the reciprocal of the element count;
-- `softmax` and `log_softmax` become max / subtract / exp / sum / log|div,
-  the numerically stable forms, so fusion sees ordinary reductions and
-  elementwise ops it can merge with their producers and consumers;
+- every op with a `lower` rule in its entry is replaced by what the rule
+  builds (`mean` by `sum` times the reciprocal of the count, `softmax` and
+  `log_softmax` by their stable max / subtract / exp / sum forms), so fusion
+  sees ordinary reductions and elementwise ops it can merge;
 - every output and update gets a value of its own computed by a node (an
   argument or a value shared by two results is copied), so each result has
   exactly one kernel that writes it; an update of a param to itself is dropped."""
@@ -17,20 +17,7 @@ from .simplify import cse
 
 
 def _lower_node(b: Builder, node: Node) -> Value | None:
-    op = node.op.name
-    if op == "mean":
-        x = node.inputs[0]
-        count = b.size(x, axes=node.attrs["axes"], dtype=x.type.dtype)
-        return b.mul(b.sum(x, axes=node.attrs["axes"], keepdims=node.attrs["keepdims"]), b.div(1.0, count))
-    if op in ("softmax", "log_softmax"):
-        x = node.inputs[0]
-        axes = [node.attrs["axis"] % x.type.rank]
-        shifted = b.sub(x, b.max(x, axes=axes, keepdims=True))
-        if op == "softmax":
-            e = b.exp(shifted)
-            return b.div(e, b.sum(e, axes=axes, keepdims=True))
-        return b.sub(shifted, b.log(b.sum(b.exp(shifted), axes=axes, keepdims=True)))
-    return None
+    return node.op.lower(b, node) if node.op.lower is not None else None
 
 
 def _own_results(graph: Graph) -> Graph:
@@ -49,6 +36,6 @@ def _own_results(graph: Graph) -> Graph:
 
 
 def lower_for_codegen(graph: Graph) -> Graph:
-    """`graph` with mean, softmax and log_softmax expanded into primitives,
+    """`graph` with every op that has a `lower` rule expanded into primitives,
     and a node of its own for every output and update."""
     return _own_results(cse(rewrite(graph, _lower_node)))

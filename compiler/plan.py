@@ -70,13 +70,18 @@ def operand_view(node: Node, index: int, domain: Shape, is_stored) -> View:
         assert view is not None, "fusion stores the input of a reshape that needs a copy"
         return view
     value = node.inputs[index]
-    if node.op.name == "one_hot":  # labels[i] for every class j of out[i, j]
+    if index in node.op.leading_inputs:  # labels[i] for every class j of out[i, j]
         view = read_view(value, value.type.shape, is_stored)
         return View(view.base, tuple(domain), (*view.strides, Poly()), view.offset)
-    if node_class(node) == "matmul":
+    if node_class(node) == "matmul" or is_table(node, index):  # read as a whole by index
         return read_view(value, value.type.shape, is_stored)
     shape = node.inputs[0].type.shape if node_class(node) == "reduce" else node.output.type.shape
     return read_view(value, shape, is_stored)
+
+
+def is_table(node: Node, index: int) -> bool:
+    """Is input `index` of `node` a table that it reads by rows (gather)?"""
+    return node.op.rows == "gather" and index == 0
 
 
 def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bool]:
@@ -93,7 +98,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
         for v in node.inputs:
             if v.node in inline:
                 visit_inline(v.node)
-            elif v.node is None and node.op.name != "size":
+            elif v.node is None and node.op.counts is None:  # a size reads no data
                 note(v, kernel.domain == ())
 
     if kernel.copy:
@@ -111,6 +116,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
             view = operand_view(node, i, kernel.domain, is_stored)
             same_index = (
                 node_class(node) != "matmul"
+                and not is_table(node, i)
                 and view.strides == identity
                 and view.offset == Poly()
                 and product(view.base.type.shape) == product(kernel.domain)

@@ -4,6 +4,7 @@ to a fixed point."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -43,9 +44,9 @@ def fold_constants(graph: Graph) -> Graph:
 
     def rule(b: Builder, node: Node) -> Value | None:
         out = node.output.type
-        if node.op.name == "size" and all(isinstance(node.inputs[0].type.shape[a], int) for a in node.attrs["axes"]):
-            axes = node.attrs["axes"]
-            return b.const(int(np.prod([node.inputs[0].type.shape[a] for a in axes])), out.dtype)
+        dims = node.op.counts(node.inputs[0].type.shape, **node.attrs) if node.op.counts is not None else None
+        if dims is not None and all(isinstance(d, int) for d in dims):
+            return b.const(math.prod(dims), out.dtype)
         if node.op.arity == 0 or out.rank != 0 or any(_constant_value(v) is None for v in node.inputs):
             return None
         args = [np.asarray(_constant_value(v), v.type.dtype.numpy) for v in node.inputs]
@@ -89,6 +90,8 @@ def algebraic(graph: Graph) -> Graph:
         if op == "neg" and x.node is not None and x.node.op.name == "neg":  # -(-x) -> x
             return x.node.inputs[0]
         if op in ("reshape", "broadcast_to", "cast") and x.type == node.output.type:  # no-op layout or cast
+            return x
+        if op in ("slice", "pad") and x.type == node.output.type and set(node.attrs["steps"]) <= {1}:  # whole
             return x
         if op == "transpose" and list(node.attrs["perm"]) == list(range(x.type.rank)):  # identity perm
             return x

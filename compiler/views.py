@@ -1,8 +1,9 @@
 """Strided views: how a kernel reads a stored tensor at its own indices.
 
-Layout ops (broadcast_to, transpose, reshape) and implicit broadcasting
-never move data in compiled code: they compose into a `View`, a base
-tensor plus one stride per index of the reader (0 where it broadcasts)."""
+Layout ops (those whose entry has a `view` rule: broadcast_to, transpose,
+reshape) and implicit broadcasting never move data in compiled code: they
+compose into a `View`, a base tensor plus one stride per index of the
+reader (0 where it broadcasts)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..ir import Value
+from ..ir import Node, Value
 from ..ir.types import Dim
 from .symbolic import Poly, estimate, product, row_major_strides
-
-LAYOUT_OPS = frozenset({"reshape", "broadcast_to", "transpose"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,24 @@ class View:
 
     def transpose(self, perm: Sequence[int]) -> View:
         return View(self.base, tuple(self.shape[p] for p in perm), tuple(self.strides[p] for p in perm), self.offset)
+
+    def slice(self, starts: Sequence[int], steps: Sequence[int], shape: Sequence[Dim]) -> View:
+        """`shape[k]` elements from `starts[k]` by `steps[k]` along each axis:
+        the offset moves to the first element and each stride scales by its step."""
+        offset = self.offset
+        for start, stride in zip(starts, self.strides, strict=True):
+            offset = offset + stride * start
+        strides = tuple(stride * step for stride, step in zip(self.strides, steps, strict=True))
+        return View(self.base, tuple(shape), strides, offset)
+
+    def unreduce(self, domain: Sequence[Dim], axes: Sequence[int]) -> View:
+        """A reduction's result over `axes` seen from its input's `domain`:
+        every index along a reduced axis lands on the same element (stride 0).
+        The result may keep the reduced axes (size 1) or not."""
+        reduced = {a % len(domain) for a in axes}
+        kept = iter(s for k, s in enumerate(self.strides) if len(self.shape) != len(domain) or k not in reduced)
+        strides = tuple(Poly() if k in reduced else next(kept) for k in range(len(domain)))
+        return View(self.base, tuple(domain), strides, self.offset)
 
     def reshape(self, shape: Sequence[Dim]) -> View | None:
         """The same elements in row-major order with a new shape, or None when
@@ -80,22 +97,27 @@ class View:
         return View(self.base, tuple(shape), tuple(strides), self.offset)
 
 
+def is_layout(value: Value) -> bool:
+    """Is `value` computed by a layout op (one whose entry has a view rule)?"""
+    return value.node is not None and value.node.op.view is not None
+
+
 def layout_view(value: Value, is_base: Callable[[Value], bool]) -> View | None:
     """`value` as a view of the first value under it (through layout nodes)
     for which `is_base` holds; None when a reshape on the way needs a copy."""
-    if value.node is None or value.node.op.name not in LAYOUT_OPS or is_base(value):
+    if not is_layout(value) or is_base(value):
         return View.of(value)
     node = value.node
     inner = layout_view(node.inputs[0], is_base)
     if inner is None:
         return None
-    if node.op.name == "broadcast_to":
-        return inner.broadcast(node.attrs["shape"])
-    if node.op.name == "transpose":
-        return inner.transpose(node.attrs["perm"])
-    if node.op.name == "reshape":
-        return inner.reshape(node.attrs["shape"])
-    raise AssertionError(f"not a layout op: {node.op.name}")
+    return node.op.view(inner, **node.attrs)
+
+
+def accumulate_view(node: Node, domain: Sequence[Dim]) -> View:
+    """Where a reduction or scatter `node` iterating over `domain` accumulates
+    each index in its result (by the op's `accumulate` rule)."""
+    return node.op.accumulate(View.of(node.output), tuple(domain), **node.attrs)
 
 
 def read_view(value: Value, shape: Sequence[Dim], is_base: Callable[[Value], bool]) -> View:

@@ -4,11 +4,14 @@ Arguments may be Tensors, Parameters or Python numbers."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 from collections.abc import Sequence
 
-from .ir import ConfigError, DType, ShapeError
-from .tensor import TensorOps, emit, user_location
+from .ir import ConfigError, DType, DTypeError, ShapeError
+from .tensor import Tensor, TensorOps, emit, user_location
 
 Like = TensorOps | float | int
 
@@ -175,6 +178,124 @@ def broadcast_to(x: TensorOps, shape: Sequence[int | str]):
     return emit("broadcast_to", x, shape=list(shape))
 
 
+def cat(tensors: Sequence[TensorOps], dim: int = 0, *, axis: int | None = None):
+    """Join tensors along an existing axis `dim` (PyTorch's `torch.cat`; `axis=`
+    is NumPy's name for it). Shapes must agree except along `dim`. Each tensor
+    is padded with zeros to the result's shape at its place and the pads are
+    added, so the gradient of each is a slice of the result's."""
+    tensors = _joined("cat", tensors)
+    rank = tensors[0].ndim
+    dim = _dim("cat", _pick_dim(dim, axis), rank, tensors[0])
+    _check_joinable(tensors, dim)
+    if len(tensors) == 1:
+        return Tensor(tensors[0]._value())
+    offsets = [0, *itertools.accumulate(t.shape[dim] for t in tensors)]
+    shape = [*tensors[0].shape[:dim], offsets[-1], *tensors[0].shape[dim + 1 :]]
+    parts = [
+        emit("pad", t, starts=[start if k == dim else 0 for k in range(rank)], shape=shape)
+        for t, start in zip(tensors, offsets, strict=False)
+    ]
+    return functools.reduce(operator.add, parts)
+
+
+def _check_joinable(tensors: list[TensorOps], dim: int) -> None:
+    """Same rank, dtype and sizes except along `dim`, which is not the batch axis."""
+    first = tensors[0]
+    shapes = ", ".join(f"{t.dtype}{list(t.shape)}" for t in tensors)
+    if any(t.ndim > dim and isinstance(t.shape[dim], str) for t in tensors):
+        raise ShapeError(
+            f"cat along axis {dim}, the batch axis (its size is known only at run time), "
+            f"is not supported: {shapes} (at {user_location()})"
+        )
+    for t in tensors:
+        if t.dtype is not first.dtype:
+            raise DTypeError(f"cat needs tensors of one dtype, got {shapes} (at {user_location()})")
+        if t.ndim != first.ndim or _without(t.shape, dim) != _without(first.shape, dim):
+            raise ShapeError(
+                f"cat along axis {dim} needs equal sizes on the other axes, got {shapes} (at {user_location()})"
+            )
+
+
+def _without(shape: Sequence, dim: int) -> list:
+    return [d for k, d in enumerate(shape) if k != dim]
+
+
+def stack(tensors: Sequence[TensorOps], dim: int = 0, *, axis: int | None = None):
+    """Join tensors of one shape along a new axis `dim` (PyTorch's `torch.stack`)."""
+    tensors = _joined("stack", tensors)
+    rank = tensors[0].ndim + 1
+    dim = _dim("stack", _pick_dim(dim, axis), rank, tensors[0])
+    for t in tensors:
+        if t.shape != tensors[0].shape:
+            shapes = ", ".join(str(list(u.shape)) for u in tensors)
+            raise ShapeError(f"stack needs tensors of one shape, got {shapes} (at {user_location()})")
+    shape = [*tensors[0].shape[:dim], 1, *tensors[0].shape[dim:]]
+    return cat([emit("reshape", t, shape=shape) for t in tensors], dim)
+
+
+def _joined(name: str, tensors) -> list[TensorOps]:
+    if isinstance(tensors, TensorOps) or not isinstance(tensors, Sequence) or not tensors:
+        raise ConfigError(f"{name} takes a non-empty list or tuple of tensors (at {user_location()})")
+    for t in tensors:
+        if not isinstance(t, TensorOps):
+            raise ConfigError(f"{name} takes tensors, got a {type(t).__name__} (at {user_location()})")
+    return list(tensors)
+
+
+def _pick_dim(dim: int, axis: int | None) -> int:
+    if axis is None:
+        return dim
+    if dim not in (0, axis):
+        raise ConfigError(f"pass dim= or axis=, not both (got dim={dim}, axis={axis}) (at {user_location()})")
+    return axis
+
+
+def _dim(name: str, dim: int, rank: int, like: TensorOps) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -rank <= dim < rank:
+        raise ShapeError(
+            f"{name}: dim {dim!r} is out of range for tensors of shape {list(like.shape)} (at {user_location()})"
+        )
+    return dim % rank
+
+
+def embedding(
+    input: TensorOps,
+    weight: TensorOps,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+):
+    """Rows of `weight` [num_embeddings, embedding_dim] at the integer indices
+    `input` (any shape) -> [*input.shape, embedding_dim], as PyTorch's
+    `F.embedding`. The `padding_idx` row gets no gradient. Indices in a
+    program's inputs are checked to lie in [0, num_embeddings)."""
+    check_embedding_options(max_norm, scale_grad_by_freq, sparse)
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding needs a weight [num_embeddings, embedding_dim], got {list(weight.shape)} "
+                         f"(at {user_location()})")  # fmt: skip
+    return emit("gather", weight, input, padding_idx=padding_row(padding_idx, weight.shape[0]))
+
+
+def check_embedding_options(max_norm, scale_grad_by_freq: bool, sparse: bool) -> None:
+    """PyTorch options of embeddings that ember does not implement."""
+    for name, value, default in (("max_norm", max_norm, None), ("scale_grad_by_freq", scale_grad_by_freq, False),
+                                 ("sparse", sparse, False)):  # fmt: skip
+        if value is not default and value != default:
+            raise ConfigError(f"embedding: {name}={value!r} is not supported (at {user_location()})")
+
+
+def padding_row(padding_idx: int | None, rows: int) -> int:
+    """`padding_idx` as a row number (negative counts from the end), or -1 for none."""
+    if padding_idx is None:
+        return -1
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, int) or not -rows <= padding_idx < rows:
+        raise ConfigError(f"padding_idx must be an integer in [{-rows}, {rows}), got {padding_idx!r} "
+                          f"(at {user_location()})")  # fmt: skip
+    return padding_idx % rows
+
+
 def one_hot(labels: TensorOps, num_classes: int, dtype: DType | str = DType.float32):
     return emit("one_hot", labels, num_classes=num_classes, dtype=dtype)
 
@@ -184,7 +305,9 @@ __all__ = [
     "add",
     "broadcast_to",
     "cast",
+    "cat",
     "div",
+    "embedding",
     "equal",
     "exp",
     "gelu",
@@ -208,6 +331,7 @@ __all__ = [
     "sigmoid",
     "softmax",
     "sqrt",
+    "stack",
     "sub",
     "sum",
     "tanh",

@@ -22,7 +22,7 @@ from .runtime.locks import ForkSafeLock
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
-from .runtime.validation import check_array, check_labels, check_rows
+from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
@@ -71,6 +71,7 @@ class Program:
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
         self._sources = {"predict": predict_graph}
+        self._index_inputs = index_inputs(predict_graph) | (index_inputs(loss_graph) if loss_graph else {})
         inference = build_inference(predict_graph, self.log)
         self._graphs = {"predict": inference["simplified"]}
         self._stages = inference
@@ -155,6 +156,7 @@ class Program:
     def predict(self, x: Any) -> np.ndarray:
         """The model's output for `x` (any number of rows)."""
         x = check_array(INPUT, x, self.input_type)
+        self._check_indices({INPUT: (INPUT, x)})
         with self._lock:
             return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
 
@@ -280,7 +282,16 @@ class Program:
         y = check_array(names[1], y, self.target_type, rows=rows)
         if self.loss_info.get("num_classes"):
             check_labels(names[1], y, self.loss_info["num_classes"])
+        self._check_indices({INPUT: (names[0], x), TARGET: (names[1], y)})
         return x, y
+
+    def _check_indices(self, arrays: dict[str, tuple[str, np.ndarray]]) -> None:
+        """Inputs that index embedding tables must name rows of them: native
+        code clamps any index into its table, but a wrong index is the
+        caller's mistake, reported before anything runs."""
+        for arg, rows in self._index_inputs.items():
+            if arg in arrays:
+                check_indices(*arrays[arg], rows)
 
     def _checkpoint(self) -> Checkpoint:
         """Everything a checkpoint holds, taken at one moment."""

@@ -170,6 +170,12 @@ class TensorOps:
     def __ge__(self, other) -> Tensor:
         return emit("ge", self, other)
 
+    def __getitem__(self, key) -> Tensor:
+        """Basic indexing (integers, slices, `...`, `None`): a strided view."""
+        from .indexing import getitem
+
+        return getitem(self, key)
+
     def sum(self, axis=None, keepdims=False):
         from . import functional as F
 

@@ -122,7 +122,35 @@ class OpDef:
     op: it computes the result from operand values with the methods of
     `compiler.codegen.vecmath.Math` (add, exp, select, compare, ...), at
     whatever vector width the kernel runs. For a reduction, `emit(m, acc, x)`
-    combines two partial results and `identity` starts the accumulation."""
+    combines two partial results and `identity` starts the accumulation.
+
+    What the compiler needs to know beyond that is declared here too, so
+    that adding an op touches its entry and its tests only:
+
+    - `view(v, **attrs)` (layout ops): the strided view of the result, given
+      a view `v` of the input (`compiler.views.View`: its `broadcast`,
+      `transpose`, `reshape`, `slice` methods), or None when the result
+      needs a copy;
+    - `accumulate(v, domain, **attrs)` (reductions and scatters): where each
+      index of the input's `domain` accumulates in the result, given the
+      whole result as a view `v` (stride 0 along reduced axes; a pad's
+      strided part of its result);
+    - `lower(b, node)`: a replacement value built from other ops, for ops the
+      native backend computes through their decomposition (mean, softmax);
+    - `uses_index`: `emit` reads the loop index (`m.index(axis, dtype)`), so
+      its kernel keeps the domain's last axis as its innermost loop;
+    - `leading_inputs`: the inputs that are read at the leading indices of
+      the domain, whose last axis the result adds (one_hot's labels, the
+      indices of gather and scatter_add);
+    - `rows`: "gather" for an op that reads rows of its input 0, a table
+      [rows, columns], at the indices of input 1 (`emit(m, row, indices)`
+      gets `row(indices)`, the current columns of a row, for input 0);
+      "scatter" for one that accumulates its input 0 into the rows of its
+      result named by input 1 (its `emit(m, acc, x, indices, **attrs)` also
+      gets the indices);
+    - `counts(shape, **attrs)`: for an op whose value is a number of elements
+      of its input (size), the dims to multiply; such a node reads its
+      input's shape, never its data."""
 
     name: str
     arity: int
@@ -136,6 +164,13 @@ class OpDef:
     commutative: bool = False
     emit: Callable[..., Any] | None = None
     identity: float | None = None
+    view: Callable[..., Any] | None = None
+    accumulate: Callable[..., Any] | None = None
+    lower: Callable[[Builder, Node], Value] | None = None
+    uses_index: bool = False
+    leading_inputs: tuple[int, ...] = ()
+    rows: str | None = None
+    counts: Callable[..., Sequence[Any]] | None = None
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import BATCH, DType, DTypeError, InputError, ShapeError, TensorType
+from ..ir import BATCH, DType, DTypeError, Graph, InputError, ShapeError, TensorType
 
 _ACCEPTED_KINDS = {
     "float": "fiu",  # floats, and integers converted to the program's float type
@@ -86,6 +86,38 @@ def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
             f"{name}[{i}] = {labels.flat[i]} is not a class index in [0, {num_classes}) "
             f"({bad.size} labels out of range)"
         )
+
+
+def index_inputs(graph: Graph) -> dict[str, int]:
+    """The inputs of `graph` whose values index the rows of a table (an
+    embedding's indices), each with the fewest rows it indexes. Values reach
+    the index operand of a gather or scatter_add through layout ops and casts."""
+    bounds: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op.rows is None:
+            continue
+        rows = node.inputs[0].type.shape[0] if node.op.rows == "gather" else node.attrs["rows"]
+        source = node.inputs[1]
+        while source.node is not None and (source.node.op.view is not None or source.node.op.name == "cast"):
+            source = source.node.inputs[0]
+        if source.node is None and source.role == "input":
+            bounds[source.name] = min(rows, bounds.get(source.name, rows))
+    return bounds
+
+
+def check_indices(name: str, indices: np.ndarray, rows: int) -> None:
+    """Row indices must lie in [0, rows) (floats are cast toward zero first)."""
+    values = np.trunc(indices) if indices.dtype.kind == "f" else indices
+    with np.errstate(invalid="ignore"):
+        bad = ~((values >= 0) & (values < rows))
+    if not bad.any():
+        return
+    where = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), indices.shape))
+    shown = ",".join(map(str, where))
+    raise InputError(
+        f"{name}[{shown}] = {indices[where]} is not a row index in [0, {rows}) of an embedding table "
+        f"({int(bad.sum())} indices out of range)"
+    )
 
 
 def check_rows(name: str, array: np.ndarray, minimum: int = 1) -> int:

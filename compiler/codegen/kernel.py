@@ -146,8 +146,8 @@ class KernelEmitter:
         if node not in self._scalars:
             b = self.prologue
             m = Math(b, 1)
-            if node.op.name == "size":
-                count = self.poly(product(node.inputs[0].type.shape[a] for a in node.attrs["axes"]), b)
+            if node.op.counts is not None:
+                count = self.poly(product(node.op.counts(node.inputs[0].type.shape, **node.attrs)), b)
                 value = m.cast(Val(count, DType.int64), node.output.type.dtype)
             else:
                 operands = [self._scalar_operand(v, b) for v in node.inputs]
@@ -209,16 +209,32 @@ class KernelEmitter:
         return Val(raw, dtype)
 
     def store(self, access: Access, point: Point, value: Val, lanes: int) -> None:
-        """Write `value` where `access` points (contiguous in the innermost dimension)."""
+        """Write `value` where `access` points: a vector store where the
+        innermost stride is 1, a scatter otherwise (a pad's strided part)."""
         dtype = access.base.type.dtype
         data = self.b.zext(value.ir, vector_of(I8, lanes)) if dtype is DType.bool else value.ir
         address = self.address(access, point)
+        inner = access.strides[-1] if access.strides else Poly.of(1)
+        if lanes > 1 and inner != Poly.of(1):
+            self._scatter(data, address, inner, point.mask, _alignment(dtype), lanes)
+            return
         if point.mask is None or lanes == 1:
             self.b.store(data, address, align=_alignment(dtype))
             return
         name = f"llvm.masked.store.{intrinsic_suffix(data.type)}.p0"
         fn = declare(self.b.module, name, VOID, [data.type, PTR, I32, point.mask.type])
         self.b.call(fn, [data, address, ir.Constant(I32, _alignment(dtype)), point.mask])
+
+    def _scatter(self, data: ir.Value, start: ir.Value, stride: Poly, mask, align: int, lanes: int) -> None:
+        """Store the lanes of `data` at `start + lane * stride` elements."""
+        steps = ir.Constant(vector_of(I64, lanes), list(range(lanes)))
+        offsets = self.b.mul(steps, splat(self.b, self.poly(stride), lanes))
+        pointers = self.b.gep(start, [offsets], source_etype=data.type.element)
+        pointers.type = ir.VectorType(PTR, lanes)  # llvmlite types a vector GEP as one pointer
+        mask = mask if mask is not None else constant(vector_of(I1, lanes), 1)
+        name = f"llvm.masked.scatter.{intrinsic_suffix(data.type)}.v{lanes}p0"
+        fn = declare(self.b.module, name, VOID, [data.type, pointers.type, I32, mask.type])
+        self.b.call(fn, [data, pointers, ir.Constant(I32, align), mask])
 
     # -- members ----------------------------------------------------------
     def operand_access(self, node: Node, index: int) -> Access:
@@ -251,6 +267,8 @@ class KernelEmitter:
                 values[node.output] = m.widen(self.inline_value(node))
             elif node_class(node) == "layout":
                 values[node.output] = self.load(access(node, -1), point, lanes)
+            elif node.op.rows == "gather":
+                values[node.output] = self._gather(node, point, lanes, values, access, m, index)
             else:
                 operands = [
                     self.operand(v, node, i, point, lanes, values, access, m) for i, v in enumerate(node.inputs)
@@ -258,9 +276,34 @@ class KernelEmitter:
                 values[node.output] = node.op.emit(m, *operands, **node.attrs)
         return values
 
+    def _gather(self, node: Node, point: Point, lanes: int, values, access, m: Math, index) -> Val:
+        """A gather's value: the current columns of the table row its index names."""
+        indices = self.operand(node.inputs[1], node, 1, point, lanes, values, access, m)
+        table = access(node, 0)
+        rows = node.inputs[0].type.shape[0]
+        row = lambda at: self.load(table, self.row_point(at, rows, point, index), lanes)
+        return node.op.emit(m, row, indices, **node.attrs)
+
+    def row_point(self, indices: Val, rows: int, point: Point, index) -> Point:
+        """The (row, column) of a table [rows, columns] that the current lanes
+        touch: every lane of a vector lies in one row (the columns axis is the
+        innermost loop), which is the index clamped into [0, rows), so that no
+        index reaches outside the table."""
+        b = self.b
+        row = _first_lane(b, Math(b, 1).cast(Val(_first_lane(b, indices.ir), indices.dtype), DType.int64).ir)
+        row = b.select(b.icmp_signed("<", row, i64(0)), i64(0), row)
+        row = b.select(b.icmp_signed(">", row, i64(rows - 1)), i64(rows - 1), row)
+        column = _first_lane(b, index(-1, DType.int64).ir)
+        return Point([row, column], point.mask)
+
     def operand(self, value: Value, node: Node, i: int, point: Point, lanes: int, values, access, m: Math) -> Val:
         if value in values:
             return values[value]
         if value.node in self.program.inline:
             return m.widen(self.inline_value(value.node))
         return self.load(access(node, i), point, lanes)
+
+
+def _first_lane(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """Lane 0 of a vector; a scalar as it is."""
+    return b.extract_element(value, ir.Constant(I32, 0)) if isinstance(value.type, ir.VectorType) else value

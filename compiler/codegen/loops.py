@@ -21,7 +21,9 @@ import numpy as np
 
 from ...ir import DType, Node
 from ..fusion import node_class
+from ..plan import is_table
 from ..symbolic import Poly, product, row_major_strides
+from ..views import accumulate_view
 from .irutil import I64, for_range, i64, lane_mask, vector_of
 from .kernel import Access, KernelEmitter, Point
 from .vecmath import Math, Val, fold_lanes
@@ -36,28 +38,22 @@ class LoopNest:
     axis_to_loop: list[int | None]
 
 
-def _reduced_axes(node: Node) -> set[int]:
-    rank = node.inputs[0].type.rank
-    return {a % rank for a in node.attrs["axes"]}
-
-
 def _output_access(node: Node, domain) -> Access:
-    """Where a reduction accumulates, over its input's domain (0 stride on reduced axes)."""
-    reduced = _reduced_axes(node)
-    kept = [d for i, d in enumerate(domain) if i not in reduced]
-    kept_strides = iter(row_major_strides(kept))
-    strides = [Poly() if i in reduced else next(kept_strides) for i in range(len(domain))]
-    return Access(node.output, strides)
+    """Where a reduction accumulates, over its input's domain, by its op's
+    accumulate rule (stride 0 along reduced axes; a pad's strided part)."""
+    view = accumulate_view(node, domain)
+    return Access(node.output, list(view.strides), view.offset)
 
 
-def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: set[int]) -> LoopNest:
-    """Drop size-1 axes; merge neighbours that every access walks
-    contiguously, that every reduction treats alike, and that are not
-    `pinned` (their index is used directly). Rewrites the accesses' strides."""
-    axes = [i for i, d in enumerate(domain) if d != 1]
+def merge_loops(domain, accesses: list[Access], outputs: list[Access], pinned: set[int]) -> LoopNest:
+    """Drop size-1 axes (but `pinned` ones); merge neighbours that every access walks
+    contiguously, that every reduction's output treats alike (both reduced
+    or both kept), and that are not `pinned` (their index is used directly).
+    Rewrites the accesses' strides."""
+    axes = [i for i, d in enumerate(domain) if d != 1 or i in pinned]
     groups: list[list[int]] = []
     for axis in axes:
-        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, reductions, pinned):
+        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, outputs, pinned):
             groups[-1].append(axis)
         else:
             groups.append([axis])
@@ -70,10 +66,10 @@ def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: 
     return LoopNest([product(domain[a] for a in group) for group in groups], axis_to_loop)
 
 
-def _mergeable(outer: int, inner: int, domain, accesses: list[Access], reductions: list[Node], pinned) -> bool:
+def _mergeable(outer: int, inner: int, domain, accesses: list[Access], outputs: list[Access], pinned) -> bool:
     if outer in pinned or inner in pinned:
         return False
-    if any((outer in _reduced_axes(r)) != (inner in _reduced_axes(r)) for r in reductions):
+    if any((a.strides[outer] == Poly()) != (a.strides[inner] == Poly()) for a in outputs):
         return False
     size = Poly.of(domain[inner])
     return all(a.strides[outer] == a.strides[inner] * size for a in accesses)
@@ -109,29 +105,37 @@ def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
                 if v.node not in kernel.nodes and v.node not in e.program.inline and node_class(node) != "matmul":
                     reads[(node, i)] = e.operand_access(node, i)
         stores = {v: Access(v, list(identity_strides)) for v in kernel.stores if node_class(v.node) != "reduce"}
-    outputs = {r: _output_access(r, domain) for r in reductions}
-    pinned = {len(domain) - 1} if any(n.op.name == "one_hot" for n in kernel.nodes) else set()
-    nest = merge_loops(domain, [*reads.values(), *stores.values(), *outputs.values()], reductions, pinned)
+    outputs = {r: _output_access(r, domain) for r in reductions if r.op.rows is None}
+    pinned = {len(domain) - 1} if any(n.op.uses_index for n in kernel.nodes) else set()
+    output_accesses = list(outputs.values())
+    walked = [a for (node, i), a in reads.items() if node is None or not is_table(node, i)]  # tables: by rows
+    nest = merge_loops(domain, [*walked, *stores.values(), *output_accesses], output_accesses, pinned)
     lanes = e.lanes if nest.sizes else 1
 
-    for r in outputs:
+    for r in reductions:
         _fill(e, r, lanes)
 
-    inner_reduced = [r for r in reductions if nest.sizes and outputs[r].strides[-1] == Poly()]
+    inner_reduced = [r for r in outputs if nest.sizes and outputs[r].strides[-1] == Poly()]
 
     def body(point: Point, width: int, accumulators: dict[Node, ir.Value]) -> None:
         m = Math(e.b, width)
         if kernel.copy:
             e.store(stores[kernel.copy[1]], point, e.load(reads[(None, 0)], point, width), width)
             return
-        values = e.evaluate(point, width, lambda node, i: reads[(node, i)], index=_index(e, nest, point, width))
+        index = _index(e, nest, point, width)
+        values = e.evaluate(point, width, lambda node, i: reads[(node, i)], index=index)
         for value, access in stores.items():
             e.store(access, point, values[value], width)
         for r in reductions:
             x = e.operand(r.inputs[0], r, 0, point, width, values, lambda node, i: reads[(node, i)], m)
             if point.mask is not None:
                 x = m.select(Val(point.mask, DType.bool), x, _identity(r, m))
-            if r in accumulators:
+            if r.op.rows == "scatter":
+                indices = e.operand(r.inputs[1], r, 1, point, width, values, lambda node, i: reads[(node, i)], m)
+                table = Access(r.output, list(row_major_strides(r.output.type.shape)))
+                at = e.row_point(indices, r.attrs["rows"], point, index)
+                e.store(table, at, r.op.emit(m, e.load(table, at, width), x, indices, **r.attrs), width)
+            elif r in accumulators:
                 acc = Val(e.b.load(accumulators[r], typ=x.ir.type), x.dtype)
                 e.b.store(r.op.emit(m, acc, x).ir, accumulators[r])
             else:

@@ -37,6 +37,55 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class Embedding(Module):
+    """A lookup table: `forward(indices)` returns the rows of `weight`
+    [num_embeddings, embedding_dim] at integer indices of any shape, shaped
+    [*indices.shape, embedding_dim] (PyTorch's nn.Embedding). The weight
+    starts from N(0, 1) with the `padding_idx` row zeroed; that row gets no
+    gradient. `max_norm`, `scale_grad_by_freq` and `sparse` are not
+    supported (a ConfigError)."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> None:
+        for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"Embedding: {name} must be a positive integer, got {n!r}")
+        F.check_embedding_options(max_norm, scale_grad_by_freq, sparse)
+        if padding_idx is not None:
+            padding_idx = F.padding_row(padding_idx, num_embeddings)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        self.weight = Parameter((num_embeddings, embedding_dim), init=_embedding_init(padding_idx))
+
+    def forward(self, indices):
+        return F.embedding(indices, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
+
+
+def _embedding_init(padding_idx: int | None) -> Initializer:
+    """N(0, 1), as PyTorch's nn.Embedding, with the padding row zeroed."""
+
+    def init(rng, shape, fan_in, fan_out):
+        weight = rng.normal(0.0, 1.0, shape)
+        if padding_idx is not None:
+            weight[padding_idx] = 0.0
+        return weight
+
+    return init
+
+
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ..errors import IRError
 from ..opdef import OpDef
-from . import elementwise, layout, linalg, reduction, source
+from . import elementwise, layout, linalg, reduction, rows, source
 
-OPS: dict[str, OpDef] = {op.name: op for table in (elementwise, reduction, layout, linalg, source) for op in table.OPS}
+OPS: dict[str, OpDef] = {
+    op.name: op for table in (elementwise, reduction, layout, linalg, source, rows) for op in table.OPS
+}
 
 
 def get_op(name: str) -> OpDef:

@@ -70,5 +70,51 @@ def broadcasts(types: Sequence[TensorType]) -> list[Shape]:
     return _unique(s for s in found if len(s) <= MAX_RANK)
 
 
+def slice_starts(types: Sequence[TensorType]) -> list[tuple[int, ...]]:
+    """Starts of a slice or pad of the first input: all 0, 1 where an axis
+    has room, and each fixed axis's last index."""
+    shape = types[0].shape
+    fixed = [isinstance(d, int) for d in shape]
+    return _unique(
+        [
+            tuple(0 for _ in shape),
+            tuple(1 if f and d > 1 else 0 for f, d in zip(fixed, shape, strict=True)),
+            tuple(d - 1 if f and d > 0 else 0 for f, d in zip(fixed, shape, strict=True)),
+        ]
+    )
+
+
+def slice_steps(types: Sequence[TensorType]) -> list[tuple[int, ...]]:
+    """Steps of a slice: all 1, 2 along fixed axes, -1 along fixed axes."""
+    shape = types[0].shape
+    return _unique([tuple(1 for _ in shape)] + [tuple(s if isinstance(d, int) else 1 for d in shape) for s in (2, -1)])
+
+
+def pad_steps(types: Sequence[TensorType]) -> list[tuple[int, ...]]:
+    """Steps of a pad: all 1, and 2 along fixed axes (a negative step needs a
+    start other than the default 0)."""
+    return slice_steps(types)[:2]
+
+
+def slice_shapes(types: Sequence[TensorType]) -> list[Shape]:
+    """Result shapes of a slice: whole, about half of each fixed axis, one element of each."""
+    shape = types[0].shape
+    return _unique(
+        [shape]
+        + [
+            tuple(f(d) if isinstance(d, int) else d for d in shape)
+            for f in (lambda d: (d + 1) // 2, lambda d: min(d, 1))
+        ]
+    )
+
+
+def pad_shapes(types: Sequence[TensorType]) -> list[Shape]:
+    """Result shapes of a pad: the input's, one more along fixed axes, twice as long."""
+    shape = types[0].shape
+    longer = tuple(d + 1 if isinstance(d, int) else d for d in shape)
+    doubled = tuple(2 * d if isinstance(d, int) else d for d in shape)
+    return _unique([shape, longer, doubled])
+
+
 def _unique(shapes) -> list[Shape]:
     return list(dict.fromkeys(shapes))

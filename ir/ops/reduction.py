@@ -114,7 +114,32 @@ def _log_softmax_vjp(b, node, g, wanted):
     return [b.sub(g, b.mul(b.exp(node.output), total))]
 
 
-def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, needs_elements=False) -> OpDef:
+def _lower_mean(b, node):
+    """sum times the reciprocal of the element count."""
+    x = node.inputs[0]
+    count = b.size(x, axes=node.attrs["axes"], dtype=x.type.dtype)
+    return b.mul(b.sum(x, axes=node.attrs["axes"], keepdims=node.attrs["keepdims"]), b.div(1.0, count))
+
+
+def _shifted(b, node):
+    """x minus its max along the axis (the stable form), and that axis."""
+    x = node.inputs[0]
+    axes = [node.attrs["axis"] % x.type.rank]
+    return b.sub(x, b.max(x, axes=axes, keepdims=True)), axes
+
+
+def _lower_softmax(b, node):
+    shifted, axes = _shifted(b, node)
+    e = b.exp(shifted)
+    return b.div(e, b.sum(e, axes=axes, keepdims=True))
+
+
+def _lower_log_softmax(b, node):
+    shifted, axes = _shifted(b, node)
+    return b.sub(shifted, b.log(b.sum(b.exp(shifted), axes=axes, keepdims=True)))
+
+
+def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, needs_elements=False, lower=None) -> OpDef:
     return OpDef(
         name,
         1,
@@ -127,12 +152,23 @@ def reduction(name, evaluate, vjp, doc, combine, identity, float_only=False, nee
         doc=doc,
         emit=combine,
         identity=identity,
+        accumulate=lambda v, domain, axes, keepdims: v.unreduce(domain, axes),
+        lower=lower,
     )
 
 
 OPS = [
     reduction("sum", np.sum, lambda b, n, g, w: [_expand(b, g, n)], "sum over axes", lambda m, a, x: m.add(a, x), 0.0),
-    reduction("mean", _mean, _mean_vjp, "mean over axes (NaN over no elements)", None, None, float_only=True),
+    reduction(
+        "mean",
+        _mean,
+        _mean_vjp,
+        "mean over axes (NaN over no elements)",
+        None,
+        None,
+        float_only=True,
+        lower=_lower_mean,
+    ),
     reduction(
         "max",
         _max,
@@ -152,6 +188,7 @@ OPS = [
         attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="exp(x) / sum(exp(x)) along axis, computed stably",
+        lower=_lower_softmax,
     ),
     OpDef(
         "log_softmax",
@@ -163,5 +200,6 @@ OPS = [
         attrs=(Attr("axis", "int", -1, examples=examples.axes),),
         domains=("real",),
         doc="x - log(sum(exp(x))) along axis, computed stably",
+        lower=_lower_log_softmax,
     ),
 ]

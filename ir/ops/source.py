@@ -72,6 +72,7 @@ OPS = [
         attrs=(Attr("axes", "ints", examples=examples.axis_subsets), Attr("dtype", "dtype")),
         domains=("any",),
         doc="the number of elements along axes of the input (known at run time for B)",
+        counts=lambda shape, axes, dtype: [shape[a] for a in axes],
     ),
     OpDef(
         "one_hot",
@@ -84,6 +85,8 @@ OPS = [
         domains=("label",),
         doc="1 at each label's class index, else 0 (out-of-range labels give all zeros)",
         emit=lambda m, y, num_classes, dtype: m.cast(m.compare("eq", y, m.index(-1, y.dtype)), dtype),
+        uses_index=True,
+        leading_inputs=(0,),
     ),
     OpDef(
         "cast",

@@ -68,6 +68,12 @@ def distinct(rng: np.random.Generator, shapes: Shapes) -> list[np.ndarray]:
     return [0.1 * rng.permutation(math.prod(shape)).reshape(shape) - 0.5]
 
 
+def rows_and_indices(rng: np.random.Generator, shapes: Shapes) -> list[np.ndarray]:
+    """A float table or values, and indices into 4 rows with repeats."""
+    values, indices = shapes
+    return [rng.normal(size=values), np.array([0, 2, 2, 3, 0, 2][: math.prod(indices)]).reshape(indices)]
+
+
 BROADCASTS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (3, 4)), ((3, 4), (3, 1)), ((3, 1), (1, 4)), ((3, 4), ())]
 REDUCE_AXES = [(0,), (1,), (-1,), (0, 2), (0, 1, 2), ()]
 
@@ -110,6 +116,13 @@ CASES = [
         Case("broadcast_to", (source,), {"shape": shape})
         for source, shape in [((4,), (3, 4)), ((3, 1), (3, 4)), ((), (2, 3)), ((1, 4), (2, 3, 4))]
     ),
+    Case("slice", ((3, 5),), {"starts": (1, 0), "steps": (1, 2), "shape": (2, 3)}),
+    Case("slice", ((2, 3, 4),), {"starts": (1, 2, 3), "steps": (-1, -1, -2), "shape": (2, 3, 2)}),
+    Case("pad", ((2, 3),), {"starts": (1, 4), "steps": (1, -2), "shape": (4, 5)}),
+    Case("gather", ((4, 3), (6,)), draw=rows_and_indices),
+    Case("gather", ((4, 3), (2, 3)), draw=rows_and_indices),  # padding_idx is not a derivative: test_embedding
+    Case("scatter_add", ((6, 3), (6,)), {"rows": 4}, draw=rows_and_indices),
+    Case("scatter_add", ((2, 3, 5), (2, 3)), {"rows": 4, "skip": 0}, draw=rows_and_indices),
     Case("cast", ((3, 4),), {"dtype": "f64"}),
     # f64 -> f32 rounds to ~1e-7, so a wider step: the cast is linear, the step adds no error.
     Case("cast", ((3, 4),), {"dtype": "f32"}, eps=1e-2),

@@ -395,10 +395,46 @@ def test_cast(x: list, dtype: str, expected: list) -> None:
     np.testing.assert_array_equal(result, np.array(expected, result.dtype))
 
 
+@pytest.mark.parametrize(
+    ("starts", "steps", "shape", "index"),
+    [
+        ((0, 2), (1, 1), (3, 4), np.s_[:, 2:6]),
+        ((0, 0), (1, 2), (3, 4), np.s_[:, ::2]),
+        ((2, 7), (-1, -1), (3, 8), np.s_[::-1, ::-1]),
+        ((1, 6), (1, -3), (2, 3), np.s_[1:, 6::-3]),
+        ((0, 1), (1, 1), (3, 0), np.s_[:, 1:1]),
+    ],
+)
+def test_slice_and_pad_semantics(starts, steps, shape, index) -> None:
+    x = np.arange(24.0).reshape(3, 8)
+    part = run_op("slice", x, starts=starts, steps=steps, shape=shape)
+    np.testing.assert_array_equal(part, x[index])
+    padded = np.zeros_like(x)
+    padded[index] = x[index]
+    np.testing.assert_array_equal(run_op("pad", part, starts=starts, steps=steps, shape=x.shape), padded)
+
+
+def test_gather_reads_rows_and_clamps_indices() -> None:
+    table = np.arange(12.0).reshape(4, 3)
+    indices = np.array([[2, 0], [3, 3], [-5, 9]])
+    np.testing.assert_array_equal(run_op("gather", table, indices), table[[[2, 0], [3, 3], [0, 3]]])
+
+
+def test_scatter_add_accumulates_repeats_in_order_and_skips() -> None:
+    values = np.arange(15.0).reshape(5, 3)
+    indices = np.array([1, 3, 1, 7, 0], np.int32)
+    want = np.zeros((4, 3))
+    for row, i in zip(values, np.clip(indices, 0, 3), strict=True):
+        want[i] += row
+    np.testing.assert_array_equal(run_op("scatter_add", values, indices, rows=4), want)
+    want[1] = 0
+    np.testing.assert_array_equal(run_op("scatter_add", values, indices, rows=4, skip=1), want)
+
+
 def test_every_op_has_a_semantics_test() -> None:
     elsewhere = {
         "logical_and", "select", "softmax", "log_softmax", "matmul", "transpose",
-        "reshape", "broadcast_to", "constant", "size", "one_hot", "cast",
+        "reshape", "broadcast_to", "constant", "size", "one_hot", "cast", "slice", "pad", "gather", "scatter_add",
     }  # fmt: skip
     tested = {*UNARY, *BINARY, *COMPARISONS, *REDUCTIONS, *elsewhere}
     assert tested == set(OPS)

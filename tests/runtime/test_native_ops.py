@@ -748,6 +748,97 @@ def test_layout_ops_as_outputs(dtype: DType) -> None:
             assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
 
 
+@functools.cache
+def slice_graph(dtype: DType) -> Graph:
+    """Slices as views (outputs, operands of elementwise ops, under other
+    layout ops) and pads (the slices' transpose) written by strided stores."""
+
+    def part(b, x, starts, steps, shape):
+        return b.slice(x, starts=starts, steps=steps, shape=shape)
+
+    def build(b, v):
+        r3, m, st = v["r3"], v["m"], v["st"]
+        outputs = {
+            "columns": part(b, m, [0, 2], [1, 1], ["B", 6]),
+            "every_other": part(b, m, [0, 0], [1, 2], ["B", 7]),
+            "reversed": part(b, st, [3, 5, 4], [-1, -1, -1], [4, 6, 5]),
+            "strided3": part(b, r3, [1, 0, 16], [1, 1, -3], [2, "B", 6]),
+            "one_column": part(b, m, [0, 12], [1, 1], ["B", 1]),
+            "empty": part(b, st, [0, 2, 0], [1, 1, 1], [4, 0, 5]),
+            "of_transpose": part(b, b.transpose(m, perm=[1, 0]), [3, 0], [2, 1], [4, "B"]),
+            "reshape_of_slice": b.reshape(part(b, st, [1, 0, 0], [2, 1, 1], [2, 6, 5]), shape=[60]),
+            "reshape_of_strided": b.reshape(part(b, st, [0, 0, 1], [1, 1, 2], [4, 6, 2]), shape=[48]),
+        }
+        if dtype is not DType.bool:
+            outputs["sum_of_slices"] = b.add(part(b, m, [0, 0], [1, 2], ["B", 6]), part(b, m, [0, 1], [1, 2], ["B", 6]))
+            outputs["pad"] = b.pad(m, starts=[0, 3], steps=[1, 1], shape=["B", 20])
+            outputs["pad_strided"] = b.pad(st, starts=[0, 1, 8], steps=[1, 2, -2], shape=[4, 13, 9])
+            outputs["pad_of_sum"] = b.pad(b.add(m, m), starts=[0, 1], steps=[1, 3], shape=["B", 40])
+            outputs["pad_of_slice"] = b.pad(part(b, st, [0, 0, 1], [1, 1, 2], [4, 6, 2]), shape=[4, 6, 5],
+                                            starts=[0, 0, 1], steps=[1, 1, 2])  # fmt: skip
+        return outputs
+
+    shapes = {"r3": (3, "B", 17), "m": ("B", COLUMNS), "st": (4, 6, 5)}
+    return make_graph(f"slice_{dtype}", {k: tensor(dtype, s) for k, s in shapes.items()}, build)
+
+
+@pytest.mark.parametrize("dtype", LAYOUT_DTYPES, ids=str)
+def test_slices_and_pads(dtype: DType) -> None:
+    graph = slice_graph(dtype)
+    rng = np.random.default_rng(15)
+    for batch in (0, 1, 5, 33):
+        args = {a.name: draw("real", concrete(a.type.shape, batch), rng, dtype) for a in graph.inputs}
+        actual, expected = run_both(graph, args)
+        for name in expected.outputs:
+            assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
+
+
+@functools.cache
+def rows_graph(dtype: DType, index_dtype: DType) -> Graph:
+    """gather and scatter_add: rows of tables (stored or through views) at
+    indices of several shapes, fused with elementwise work, with columns of
+    one and of more than a vector."""
+
+    def build(b, v):
+        t, i, i2, x = v["t"], v["i"], v["i2"], v["x"]
+        return {
+            "rows": b.gather(t, i),
+            "rows2": b.gather(t, i2),
+            "of_transpose": b.gather(b.transpose(v["tt"], perm=[1, 0]), i),
+            "one_column": b.gather(v["t1"], i2),
+            "fused": b.add(b.mul(b.gather(t, i), 2.0), x),
+            "scatter": b.scatter_add(x, i, rows=10),
+            "scatter_skip": b.scatter_add(b.mul(x, x), i, rows=10, skip=3),
+            "scatter2": b.scatter_add(b.gather(t, i2), i2, rows=12),
+            "scatter_one_column": b.scatter_add(b.gather(v["t1"], i2), i2, rows=4),
+        }
+
+    shapes = {"t": (10, COLUMNS), "tt": (COLUMNS, 10), "t1": (10, 1), "x": ("B", COLUMNS)}
+    inputs = {k: tensor(dtype, s) for k, s in shapes.items()}
+    inputs |= {"i": tensor(index_dtype, ("B",)), "i2": tensor(index_dtype, ("B", 3))}
+    return make_graph(f"rows_{dtype}_{index_dtype}", inputs, build)
+
+
+@pytest.mark.parametrize("index_dtype", INTS, ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_gather_and_scatter_add(dtype: DType, index_dtype: DType) -> None:
+    """Exact, and indices outside the table (negative too) are clamped into it."""
+    graph = rows_graph(dtype, index_dtype)
+    rng = np.random.default_rng(16)
+    for batch in (0, 1, 5, 33):
+        args = {}
+        for a in graph.inputs:
+            shape = concrete(a.type.shape, batch)
+            args[a.name] = (
+                rng.integers(-3, 13, shape).astype(index_dtype.numpy)
+                if a.type.dtype.is_int
+                else draw("real", shape, rng, dtype)
+            )
+        actual, expected = run_both(graph, args)
+        for name in expected.outputs:
+            assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
+
+
 # -- coverage -------------------------------------------------------------------------
 
 GRAPHS = [
@@ -761,6 +852,8 @@ GRAPHS = [
     constant_graph,
     size_graph,
     *(functools.partial(layout_graph, d) for d in LAYOUT_DTYPES),
+    *(functools.partial(slice_graph, d) for d in LAYOUT_DTYPES),
+    *(functools.partial(rows_graph, d, i) for d in FLOATS for i in INTS),
 ]
 """Every graph the tests above compile."""
 
