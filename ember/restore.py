@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -65,7 +66,7 @@ def program_from_bytes(data: bytes) -> Program:
 
 def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
-    predict, model = read_graphs(checkpoint.texts, settings.dtype)
+    predict, model = read_graphs(upgrade_texts(checkpoint.texts, checkpoint.meta["version"]), settings.dtype)
     check_training_settings(settings, model)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
@@ -216,6 +217,19 @@ def _expect(name: str, ok: bool, expected: str, meta: dict[str, Any]) -> None:
 
 
 # -- graphs ------------------------------------------------------------------
+OLD_GELU = re.compile(r"(= )gelu(?= )")
+"""Op `gelu` in a line of IR text (`%3: f32[B,8] = gelu %2`)."""
+
+
+def upgrade_texts(texts: dict[str, str], version: int) -> dict[str, str]:
+    """The IR texts of a checkpoint of format `version` in today's op names:
+    before version 3, op `gelu` was the tanh approximation, now `gelu_tanh`
+    (`gelu` is the exact form, as torch.nn.GELU())."""
+    if version < 3:
+        return {name: OLD_GELU.sub(r"\1gelu_tanh", text) for name, text in texts.items()}
+    return texts
+
+
 def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None]:
     """The `predict` graph and, for a training program, the `model` graph
     (forward pass and loss), each checked; the forward pass of `model` must

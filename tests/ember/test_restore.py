@@ -10,7 +10,7 @@ import pytest
 
 import ember
 from ember import nn, optim
-from ember.runtime.checkpoint import FORMAT
+from ember.runtime.checkpoint import FORMAT, VERSION
 
 Change = Callable[[dict, dict], None]
 """Edits a checkpoint in place: (settings, npz entries other than meta)."""
@@ -377,3 +377,34 @@ def test_a_version_1_checkpoint_shuffles_from_its_seed(tmp_path, regression, ass
     write_entries(path, {**meta, "version": 1, "rng": None}, entries)
     with pytest.raises(ember.CheckpointError, match="unknown setting 'rng'"):
         ember.load(path)
+
+
+def gelu_classifier(approximate: str) -> ember.Program:
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(approximate=approximate), nn.Linear(8, 3))
+    return ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1), dtype="float64")
+
+
+def test_gelu_of_a_version_2_checkpoint_is_the_tanh_form(tmp_path):
+    """Before version 3, op gelu was the tanh approximation (now gelu_tanh)."""
+    prog = gelu_classifier("tanh")
+    path = tmp_path / "v2.npz"
+    prog.save(path)
+    meta, entries = read_entries(path)
+    for key in ("ir/predict", "ir/model"):
+        text = str(entries[key])
+        assert " = gelu_tanh " in text
+        entries[key] = np.array(text.replace(" = gelu_tanh ", " = gelu "))  # as version 2 wrote it
+    write_entries(path, {**meta, "version": 2}, entries)
+    loaded = ember.load(path)
+    assert " = gelu_tanh " in loaded.dump("graph")
+    x = np.linspace(-3, 3, 20).reshape(5, 4)
+    np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
+
+
+@pytest.mark.skipif(VERSION < 3, reason="exact GELU is recorded from checkpoint version 3 on")
+def test_exact_gelu_survives_a_checkpoint(tmp_path):
+    prog = gelu_classifier("none")
+    prog.save(tmp_path / "m.npz")
+    loaded = ember.load(tmp_path / "m.npz")
+    x = np.linspace(-3, 3, 20).reshape(5, 4)
+    np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
