@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 from .ir import ConfigError, DType, ShapeError
@@ -352,14 +353,26 @@ def transpose(x: TensorOps, axes: Sequence[int] | None = None):
 
 
 def reshape(x: TensorOps, shape: Sequence[int | str]):
-    """Reshape; one dimension may be -1, inferred from the others."""
+    """Reshape; one dimension may be -1, inferred from the others: a size, or
+    a symbolic size such as the batch B that the other dimensions leave out
+    (`x.view(-1, 784)` of an x of shape [B, 28, 28])."""
     shape = list(shape)
     if shape.count(-1) == 1:
-        known = [d for d in shape if d != -1]
-        if _symbols(known) != _symbols(x.shape):
-            raise ShapeError(f"cannot infer -1 in reshape of {list(x.shape)} to {shape} (at {user_location()})")
-        shape[shape.index(-1)] = _static_size(x.shape) // builtins.max(_static_size(known), 1)
+        shape[shape.index(-1)] = _inferred_dimension(x.shape, [d for d in shape if d != -1])
     return emit("reshape", x, shape=shape)
+
+
+def _inferred_dimension(source: Sequence[int | str], known: Sequence[int | str]) -> int | str:
+    missing = Counter(_symbols(source)) - Counter(_symbols(known))
+    extra = Counter(_symbols(known)) - Counter(_symbols(source))
+    sizes = (_static_size(source), _static_size(known))
+    if not missing and not extra and sizes[1] and sizes[0] % sizes[1] == 0:
+        return sizes[0] // sizes[1]
+    if builtins.sum(missing.values()) == 1 and not extra and sizes[0] == sizes[1]:
+        return next(iter(missing))
+    raise ShapeError(
+        f"cannot infer -1 in reshape of {list(source)} to a shape with {list(known)} (at {user_location()})"
+    )
 
 
 def flatten(x: TensorOps, start_dim: int = 0, end_dim: int = -1):

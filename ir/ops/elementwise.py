@@ -134,11 +134,11 @@ def _relu6_of_shift(x):
 
 
 def _hardswish_vjp(b, node, g, wanted):
-    # As PyTorch: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above 3
+    # As PyTorch (2.x): 0 up to -3, x/3 + 1/2 strictly between, 1 from 3 on
     (x,) = node.inputs
     ramp = b.add(b.div(x, 3.0), 0.5)
-    inner = b.select(b.le(x, 3.0), b.mul(g, ramp), g)
-    return [b.select(b.lt(x, -3.0), 0.0, inner)]
+    inner = b.select(b.lt(x, 3.0), b.mul(g, ramp), g)
+    return [b.select(b.le(x, -3.0), 0.0, inner)]
 
 
 def _hardsigmoid_vjp(b, node, g, wanted):

