@@ -216,11 +216,11 @@ class TensorOps:
     def relu(self) -> Tensor:
         return _functional().relu(self)
 
-    def softmax(self, dim=None, **kwargs) -> Tensor:
-        return _functional().softmax(self, dim, **kwargs)
+    def softmax(self, *args, **kwargs) -> Tensor:
+        return _functional().softmax(self, *args, **kwargs)
 
-    def log_softmax(self, dim=None, **kwargs) -> Tensor:
-        return _functional().log_softmax(self, dim, **kwargs)
+    def log_softmax(self, *args, **kwargs) -> Tensor:
+        return _functional().log_softmax(self, *args, **kwargs)
 
     def sum(self, *args, **kwargs) -> Tensor:
         return _functional().sum(self, *args, **kwargs)

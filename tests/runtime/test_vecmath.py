@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 import pytest
 from native_helpers import EPS, FLOATS, VECMATH_RTOL, make_graph, native, tensor
 
+import ember
+from ember import functional as F
+from ember import nn
 from ember.ir import DType, Graph, interpret
 
 LONG = np.longdouble
@@ -346,3 +350,19 @@ def test_every_lane_of_a_vector_is_computed(dtype: DType) -> None:
             np.testing.assert_allclose(
                 outputs[name], np.resize(want, n + 3)[3:], rtol=2 * EPS[dtype], atol=0, err_msg=f"{name} n={n}"
             )
+
+
+def test_activations_compile_to_packed_arithmetic_without_calls() -> None:
+    """No scalar libm call and no call at all in the fused kernel of every
+    activation built on exp, log, erf, log1p and expm1: packed multiplies."""
+
+    class Activations(nn.Module):
+        def forward(self, x):
+            total = F.erf(x) + F.gelu(x) + F.gelu(x, approximate="tanh") + F.silu(x) + F.mish(x)
+            total = total + F.elu(x) + F.softplus(x) + F.hardswish(x) + F.hardsigmoid(x)
+            return total + F.log1p(x.abs()) + F.expm1(x)
+
+    for dtype, packed in (("float32", "ps"), ("float64", "pd")):
+        asm = ember.compile(Activations(), input_shape=(64,), dtype=dtype).dump("asm")
+        assert not [line for line in asm.splitlines() if re.search(r"\bcall", line)]
+        assert re.search(rf"\bv?(mul|fmadd\d*){packed}\b", asm), f"no packed {dtype} arithmetic"
