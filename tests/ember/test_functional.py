@@ -110,6 +110,8 @@ def test_var_and_std_corrections(x):
     for kwargs, ddof in [({"unbiased": False}, 0), ({"correction": 0}, 0), ({"correction": 2}, 2), ({}, 1)]:
         np.testing.assert_allclose(run(lambda t, k=kwargs: F.var(t, dim=2, **k), x), np.var(x, 2, ddof=ddof))
         np.testing.assert_allclose(run(lambda t, k=kwargs: t.std(2, **k), x), np.std(x, 2, ddof=ddof))
+    for backend in BACKENDS:  # over the batch axis: N is known when the program runs
+        np.testing.assert_allclose(run(lambda t: t.var(0), x, backend), np.var(x, 0, ddof=1), rtol=1e-12)
     with pytest.raises(ember.ConfigError, match="unbiased= or correction="):
         run(lambda t: F.var(t, 1, unbiased=True, correction=1), x)
 
