@@ -141,16 +141,18 @@ def sigmoid(x: Like):
     return emit("sigmoid", x)
 
 
-def relu(x: Like):
+def relu(x: Like, inplace: bool = False):
+    """max(x, 0). `inplace`, here and in the other activations that PyTorch
+    gives it, is accepted and ignored: traced tensors have no storage."""
     return emit("relu", x)
 
 
-def relu6(x: Like):
+def relu6(x: Like, inplace: bool = False):
     """min(max(x, 0), 6), as torch.nn.functional.relu6 (gradient 0 at 0 and 6)."""
     return hardtanh(x, 0.0, 6.0)
 
 
-def hardtanh(x: Like, min_val: float = -1.0, max_val: float = 1.0):
+def hardtanh(x: Like, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
     """`x` limited to [min_val, max_val]; as PyTorch, the gradient is 1
     strictly inside the interval and 0 at and beyond its ends."""
     if min_val > max_val:
@@ -159,7 +161,7 @@ def hardtanh(x: Like, min_val: float = -1.0, max_val: float = 1.0):
     return where(x >= max_val, max_val, x)
 
 
-def leaky_relu(x: Like, negative_slope: float = 0.01):
+def leaky_relu(x: Like, negative_slope: float = 0.01, inplace: bool = False):
     return emit("leaky_relu", x, alpha=negative_slope)
 
 
@@ -177,7 +179,7 @@ def prelu(x: TensorOps, weight: TensorOps):
     return where(x > 0, x, weight * x)
 
 
-def elu(x: Like, alpha: float = 1.0):
+def elu(x: Like, alpha: float = 1.0, inplace: bool = False):
     """x where x > 0, else alpha * (e**x - 1)."""
     return emit("elu", x, alpha=alpha)
 
@@ -192,12 +194,12 @@ def gelu(x: Like, approximate: str = "none"):
     raise ConfigError(f'gelu: approximate must be "none" or "tanh", got {approximate!r} (at {user_location()})')
 
 
-def silu(x: Like):
+def silu(x: Like, inplace: bool = False):
     """x * sigmoid(x)."""
     return emit("silu", x)
 
 
-def mish(x: Like):
+def mish(x: Like, inplace: bool = False):
     """x * tanh(softplus(x))."""
     return emit("mish", x)
 
@@ -212,12 +214,12 @@ def softsign(x: Like):
     return x / (abs(x) + 1.0)
 
 
-def hardswish(x: Like):
+def hardswish(x: Like, inplace: bool = False):
     """x * relu6(x + 3) / 6."""
     return emit("hardswish", x)
 
 
-def hardsigmoid(x: Like):
+def hardsigmoid(x: Like, inplace: bool = False):
     """relu6(x + 3) / 6."""
     return emit("hardsigmoid", x)
 

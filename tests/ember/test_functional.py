@@ -207,3 +207,10 @@ def test_unsqueeze_and_squeeze(x):
     assert run(lambda t: t.squeeze(), x[:1]).shape == (1, 3, 4)
     with pytest.raises(ember.ShapeError, match="unsqueeze: dim 4 is out of range"):
         run(lambda t: t.unsqueeze(4), x)
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh", "leaky_relu", "elu", "silu", "mish", "hardswish"])
+def test_inplace_is_accepted_and_changes_nothing(x, name):
+    """PyTorch code passes inplace=True; a traced tensor has no storage to reuse."""
+    fn = getattr(F, name)
+    np.testing.assert_array_equal(run(lambda t: fn(t, inplace=True), x), run(fn, x))

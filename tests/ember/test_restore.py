@@ -10,7 +10,8 @@ import pytest
 
 import ember
 from ember import nn, optim
-from ember.runtime.checkpoint import FORMAT, VERSION
+from ember.runtime import checkpoint
+from ember.runtime.checkpoint import FORMAT
 
 Change = Callable[[dict, dict], None]
 """Edits a checkpoint in place: (settings, npz entries other than meta)."""
@@ -384,7 +385,14 @@ def gelu_classifier(approximate: str) -> ember.Program:
     return ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1), dtype="float64")
 
 
-def test_gelu_of_a_version_2_checkpoint_is_the_tanh_form(tmp_path):
+@pytest.fixture
+def writes_version_3(monkeypatch):
+    """The checkpoint module as it is once the format is version 3."""
+    monkeypatch.setattr(checkpoint, "VERSION", 3)
+    monkeypatch.setattr(checkpoint, "READABLE_VERSIONS", (1, 2, 3))
+
+
+def test_gelu_of_a_version_2_checkpoint_is_the_tanh_form(tmp_path, writes_version_3):
     """Before version 3, op gelu was the tanh approximation (now gelu_tanh)."""
     prog = gelu_classifier("tanh")
     path = tmp_path / "v2.npz"
@@ -399,12 +407,19 @@ def test_gelu_of_a_version_2_checkpoint_is_the_tanh_form(tmp_path):
     assert " = gelu_tanh " in loaded.dump("graph")
     x = np.linspace(-3, 3, 20).reshape(5, 4)
     np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
+    assert np.abs(gelu_classifier("none").predict(x) - prog.predict(x)).max() > 0
 
 
-@pytest.mark.skipif(VERSION < 3, reason="exact GELU is recorded from checkpoint version 3 on")
-def test_exact_gelu_survives_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("version_3", [False, True])
+def test_exact_gelu_survives_a_checkpoint(tmp_path, monkeypatch, version_3):
+    """In files of version 3, and in those this ember writes while its format is still version 2."""
+    if version_3:
+        monkeypatch.setattr(checkpoint, "VERSION", 3)
+        monkeypatch.setattr(checkpoint, "READABLE_VERSIONS", (1, 2, 3))
     prog = gelu_classifier("none")
     prog.save(tmp_path / "m.npz")
+    assert read_entries(tmp_path / "m.npz")[0]["version"] == checkpoint.VERSION
     loaded = ember.load(tmp_path / "m.npz")
+    assert " = gelu " in loaded.dump("graph")
     x = np.linspace(-3, 3, 20).reshape(5, 4)
     np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
