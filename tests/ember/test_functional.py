@@ -214,3 +214,21 @@ def test_inplace_is_accepted_and_changes_nothing(x, name):
     """PyTorch code passes inplace=True; a traced tensor has no storage to reuse."""
     fn = getattr(F, name)
     np.testing.assert_array_equal(run(lambda t: fn(t, inplace=True), x), run(fn, x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prelu_weights_apply_along_axis_1(x, backend):
+    """One slope per channel of [B, C, L], as torch.nn.PReLU(C)."""
+    prelu = nn.PReLU(3, init=0.1)
+    prog = ember.compile(prelu, input_shape=x.shape[1:], dtype="float64", backend=backend)
+    slopes = np.array([0.1, -0.5, 2.0])
+    prog.set_parameters({"weight": slopes})
+    expected = np.where(x > 0, x, x * slopes[:, None])
+    np.testing.assert_array_equal(prog.predict(x), expected)
+    assert repr(prelu) == "PReLU(num_parameters=3)"
+
+
+def test_prelu_weights_must_fit_the_channels(x):
+    with pytest.raises(ember.ShapeError, match=r"prelu: weight of shape \[4\] does not fit input") as info:
+        ember.compile(nn.PReLU(4), input_shape=x.shape[1:])  # four slopes, three channels
+    assert "(at " in str(info.value)
