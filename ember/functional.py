@@ -1,28 +1,54 @@
 """Functional ops for use inside a traced `forward`: `ember.relu(x)`,
 `ember.sum(x, axis=1)`, `ember.where(c, x, y)`... Each appends IR nodes.
-Arguments may be Tensors, Parameters or Python numbers."""
+Arguments may be Tensors, Parameters or Python numbers.
+
+Reductions take NumPy's `axis=`/`keepdims=` and PyTorch's `dim=`/`keepdim=`
+alike. This module defines `abs`, `max`, `min`, `pow` and `sum` as ops: its
+own code reaches Python's built-ins through `builtins`."""
 
 from __future__ import annotations
 
+import builtins
 import functools
 import itertools
 import math
 import operator
+from collections import Counter
 from collections.abc import Sequence
 
 from .ir import ConfigError, DType, DTypeError, ShapeError
-from .tensor import Tensor, TensorOps, emit, user_location
+from .tensor import Tensor, TensorOps, active_trace, emit, user_location
 
 Like = TensorOps | float | int
+Axis = int | Sequence[int] | None
 
 
-def _axes(x: TensorOps, axis: int | Sequence[int] | None) -> list[int]:
+def _axes(x: TensorOps, axis: Axis) -> list[int]:
     rank = x.ndim
     axes = list(range(rank)) if axis is None else [axis] if isinstance(axis, int) else list(axis)
     for a in axes:
         if not -rank <= a < rank:
             raise ShapeError(f"axis {a} is out of range for a tensor of shape {list(x.shape)} (at {user_location()})")
-    return sorted({a % rank for a in axes})
+    normalized = [a % rank for a in axes]
+    if len(set(normalized)) != len(normalized):
+        raise ShapeError(
+            f"axes {list(axes)} name an axis of a tensor of shape {list(x.shape)} twice (at {user_location()})"
+        )
+    return sorted(normalized)
+
+
+def _either(numpy_name: str, numpy_value, torch_name: str, torch_value, default):
+    """The value given under NumPy's or PyTorch's name for one argument (not both)."""
+    if numpy_value is not None and torch_value is not None:
+        raise ConfigError(f"give {numpy_name}= or {torch_name}=, not both (at {user_location()})")
+    if numpy_value is not None:
+        return numpy_value
+    return torch_value if torch_value is not None else default
+
+
+def _reduce(op: str, x: TensorOps, axis: Axis, keepdims: bool | None, dim: Axis, keepdim: bool | None):
+    axes = _axes(x, _either("axis", axis, "dim", dim, None))
+    return emit(op, x, axes=axes, keepdims=_either("keepdims", keepdims, "keepdim", keepdim, False))
 
 
 # -- elementwise -------------------------------------------------------------
@@ -66,8 +92,18 @@ def exp(x: Like):
     return emit("exp", x)
 
 
+def expm1(x: Like):
+    """e**x - 1, accurate for small x."""
+    return emit("expm1", x)
+
+
 def log(x: Like):
     return emit("log", x)
+
+
+def log1p(x: Like):
+    """log(1 + x), accurate for small x."""
+    return emit("log1p", x)
 
 
 def sqrt(x: Like):
@@ -82,25 +118,116 @@ def tanh(x: Like):
     return emit("tanh", x)
 
 
+def erf(x: Like):
+    """The error function."""
+    return emit("erf", x)
+
+
+def clamp(x: Like, min: Like | None = None, max: Like | None = None):
+    """`x` limited to [min, max], as torch.clamp: either bound may be None
+    (not both); where min > max the result is max; NaN stays NaN. The
+    gradient reaches x where min <= x <= max, and each bound where it wins."""
+    if min is None and max is None:
+        raise ConfigError(f"clamp needs min or max (at {user_location()})")
+    if min is not None:
+        x = where(x < min, min, x)
+    if max is not None:
+        x = where(x > max, max, x)
+    return x
+
+
+clip = clamp
+
+
+# -- activations ---------------------------------------------------------------
 def sigmoid(x: Like):
     return emit("sigmoid", x)
 
 
-def relu(x: Like):
+def relu(x: Like, inplace: bool = False):
+    """max(x, 0). `inplace`, here and in the other activations that PyTorch
+    gives it, is accepted and ignored: traced tensors have no storage."""
     return emit("relu", x)
 
 
-def leaky_relu(x: Like, negative_slope: float = 0.01):
+def relu6(x: Like, inplace: bool = False):
+    """min(max(x, 0), 6), as torch.nn.functional.relu6 (gradient 0 at 0 and 6)."""
+    return hardtanh(x, 0.0, 6.0)
+
+
+def hardtanh(x: Like, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+    """`x` limited to [min_val, max_val]; as PyTorch, the gradient is 1
+    strictly inside the interval and 0 at and beyond its ends."""
+    if min_val > max_val:
+        raise ConfigError(f"hardtanh: min_val {min_val} is above max_val {max_val} (at {user_location()})")
+    x = where(x <= min_val, min_val, x)
+    return where(x >= max_val, max_val, x)
+
+
+def leaky_relu(x: Like, negative_slope: float = 0.01, inplace: bool = False):
     return emit("leaky_relu", x, alpha=negative_slope)
 
 
-def gelu(x: Like, approximate: str = "tanh"):
-    """GELU with the tanh approximation, as torch.nn.GELU(approximate="tanh")."""
-    if approximate != "tanh":
-        raise ConfigError(f'ember implements GELU with approximate="tanh" only, got approximate={approximate!r}')
-    return emit("gelu", x)
+def prelu(x: TensorOps, weight: TensorOps):
+    """`x` where x > 0, else weight * x, with one weight per channel (axis 1)
+    or a single weight, as torch.nn.functional.prelu."""
+    count = weight.shape[0] if weight.ndim == 1 else -1
+    if weight.ndim != 1 or (count != 1 and (x.ndim < 2 or x.shape[1] != count)):
+        raise ShapeError(
+            f"prelu: weight of shape {list(weight.shape)} does not fit input of shape {list(x.shape)}: it needs "
+            f"one weight, or one per channel (axis 1) (at {user_location()})"
+        )
+    if count != 1 and x.ndim > 2:
+        weight = reshape(weight, (count, *[1] * (x.ndim - 2)))
+    return where(x > 0, x, weight * x)
 
 
+def elu(x: Like, alpha: float = 1.0, inplace: bool = False):
+    """x where x > 0, else alpha * (e**x - 1)."""
+    return emit("elu", x, alpha=alpha)
+
+
+def gelu(x: Like, approximate: str = "none"):
+    """GELU as torch.nn.functional.gelu: exact (0.5x(1 + erf(x / sqrt(2))))
+    by default, or its tanh approximation with approximate="tanh"."""
+    if approximate == "none":
+        return emit("gelu", x)
+    if approximate == "tanh":
+        return emit("gelu_tanh", x)
+    raise ConfigError(f'gelu: approximate must be "none" or "tanh", got {approximate!r} (at {user_location()})')
+
+
+def silu(x: Like, inplace: bool = False):
+    """x * sigmoid(x)."""
+    return emit("silu", x)
+
+
+def mish(x: Like, inplace: bool = False):
+    """x * tanh(softplus(x))."""
+    return emit("mish", x)
+
+
+def softplus(x: Like, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + e**(beta x)) / beta, and x itself where beta x > threshold (as PyTorch)."""
+    return emit("softplus", x, beta=beta, threshold=threshold)
+
+
+def softsign(x: Like):
+    """x / (1 + |x|)."""
+    return x / (abs(x) + 1.0)
+
+
+def hardswish(x: Like, inplace: bool = False):
+    """x * relu6(x + 3) / 6."""
+    return emit("hardswish", x)
+
+
+def hardsigmoid(x: Like, inplace: bool = False):
+    """relu6(x + 3) / 6."""
+    return emit("hardsigmoid", x)
+
+
+# -- comparisons and selection ---------------------------------------------------
 def equal(x: Like, y: Like):
     return emit("eq", x, y)
 
@@ -110,8 +237,27 @@ def not_equal(x: Like, y: Like):
 
 
 def where(condition: TensorOps, x: Like, y: Like):
-    """`x` where `condition` is true, else `y` (broadcasting all three)."""
+    """`x` where `condition` is true, else `y` (broadcasting all three).
+    Where both branches are Python numbers, they become constants of the
+    model's float dtype (booleans stay booleans)."""
+    numbers = not isinstance(x, TensorOps) and not isinstance(y, TensorOps)
+    if numbers and not (isinstance(x, bool) and isinstance(y, bool)):
+        dtype = _float_dtype()
+        x, y = (constant(v, dtype) for v in (x, y))
     return emit("select", condition, x, y)
+
+
+def _float_dtype() -> DType:
+    """The float dtype of the model being traced: that of its first float argument."""
+    for argument in active_trace().graph.arguments:
+        if argument.type.dtype.is_float:
+            return argument.type.dtype
+    return DType.float32
+
+
+def constant(value: float | int | bool, dtype: DType | str):
+    """A scalar constant of `dtype`."""
+    return emit("constant", value=value, dtype=dtype)
 
 
 def cast(x: TensorOps, dtype: DType | str):
@@ -119,24 +265,80 @@ def cast(x: TensorOps, dtype: DType | str):
 
 
 # -- reductions and normalization -------------------------------------------
-def sum(x: TensorOps, axis: int | Sequence[int] | None = None, keepdims: bool = False):
-    return emit("sum", x, axes=_axes(x, axis), keepdims=keepdims)
+def sum(
+    x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
+):
+    return _reduce("sum", x, axis, keepdims, dim, keepdim)
 
 
-def mean(x: TensorOps, axis: int | Sequence[int] | None = None, keepdims: bool = False):
-    return emit("mean", x, axes=_axes(x, axis), keepdims=keepdims)
+def mean(
+    x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
+):
+    return _reduce("mean", x, axis, keepdims, dim, keepdim)
 
 
-def max(x: TensorOps, axis: int | Sequence[int] | None = None, keepdims: bool = False):
-    return emit("max", x, axes=_axes(x, axis), keepdims=keepdims)
+def max(
+    x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
+):
+    """The largest element over axes (torch.amax: values only; ties share the gradient)."""
+    return _reduce("max", x, axis, keepdims, dim, keepdim)
 
 
-def softmax(x: TensorOps, axis: int = -1):
-    return emit("softmax", x, axis=_axes(x, axis)[0])
+def min(
+    x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
+):
+    """The smallest element over axes (torch.amin: values only; ties share the gradient)."""
+    return neg(max(neg(x), axis, keepdims, dim=dim, keepdim=keepdim))
 
 
-def log_softmax(x: TensorOps, axis: int = -1):
-    return emit("log_softmax", x, axis=_axes(x, axis)[0])
+amax = max
+amin = min
+
+
+def var(
+    x: TensorOps,
+    axis: Axis = None,
+    unbiased: bool | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+    correction: float | None = None,
+):
+    """The variance over axes, as torch.var: the sum of squared deviations
+    divided by N - correction (default 1, Bessel's correction; unbiased=False
+    means correction=0). No more than N - correction elements give inf or NaN."""
+    if unbiased is not None and correction is not None:
+        raise ConfigError(f"var: give unbiased= or correction=, not both (at {user_location()})")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    axes = _axes(x, _either("axis", axis, "dim", dim, None))
+    keep = _either("keepdims", keepdims, "keepdim", keepdim, False)
+    deviation = x - mean(x, axes, keepdims=True)
+    count = emit("size", x, axes=axes, dtype=x.dtype)
+    return sum(deviation * deviation, axes, keepdims=keep) / maximum(count - correction, 0.0)
+
+
+def std(
+    x: TensorOps,
+    axis: Axis = None,
+    unbiased: bool | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+    correction: float | None = None,
+):
+    """The standard deviation over axes, as torch.std: sqrt of `var`."""
+    return sqrt(var(x, axis, unbiased, keepdims, dim=dim, keepdim=keepdim, correction=correction))
+
+
+def softmax(x: TensorOps, axis: int | None = None, *, dim: int | None = None):
+    return emit("softmax", x, axis=_axes(x, _either("axis", axis, "dim", dim, -1))[0])
+
+
+def log_softmax(x: TensorOps, axis: int | None = None, *, dim: int | None = None):
+    return emit("log_softmax", x, axis=_axes(x, _either("axis", axis, "dim", dim, -1))[0])
 
 
 # -- linear algebra and layout ----------------------------------------------
@@ -156,14 +358,61 @@ def transpose(x: TensorOps, axes: Sequence[int] | None = None):
 
 
 def reshape(x: TensorOps, shape: Sequence[int | str]):
-    """Reshape; one dimension may be -1, inferred from the others."""
+    """Reshape; one dimension may be -1, inferred from the others: a size, or
+    a symbolic size such as the batch B that the other dimensions leave out
+    (`x.view(-1, 784)` of an x of shape [B, 28, 28])."""
     shape = list(shape)
     if shape.count(-1) == 1:
-        known = [d for d in shape if d != -1]
-        if _symbols(known) != _symbols(x.shape):
-            raise ShapeError(f"cannot infer -1 in reshape of {list(x.shape)} to {shape} (at {user_location()})")
-        shape[shape.index(-1)] = _static_size(x.shape) // max(_static_size(known), 1)
+        shape[shape.index(-1)] = _inferred_dimension(x.shape, [d for d in shape if d != -1])
     return emit("reshape", x, shape=shape)
+
+
+def _inferred_dimension(source: Sequence[int | str], known: Sequence[int | str]) -> int | str:
+    missing = Counter(_symbols(source)) - Counter(_symbols(known))
+    extra = Counter(_symbols(known)) - Counter(_symbols(source))
+    sizes = (_static_size(source), _static_size(known))
+    if not missing and not extra and sizes[1] and sizes[0] % sizes[1] == 0:
+        return sizes[0] // sizes[1]
+    if builtins.sum(missing.values()) == 1 and not extra and sizes[0] == sizes[1]:
+        return next(iter(missing))
+    raise ShapeError(
+        f"cannot infer -1 in reshape of {list(source)} to a shape with {list(known)} (at {user_location()})"
+    )
+
+
+def flatten(x: TensorOps, start_dim: int = 0, end_dim: int = -1):
+    """Axes start_dim..end_dim merged into one, as torch.flatten. The batch
+    axis B merges only with axes of size 1 (its size is known when the program runs)."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = _axes(x, start_dim)[0], _axes(x, end_dim)[0]
+    if start > end:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (at {user_location()})")
+    merged = x.shape[start : end + 1]
+    symbols = _symbols(merged)
+    if symbols and (len(symbols) > 1 or _static_size(merged) != 1):
+        raise ShapeError(
+            f"flatten cannot merge axes {start}..{end} of shape {list(x.shape)}: symbolic size "
+            f"{symbols[0]} merges only with axes of size 1 (at {user_location()})"
+        )
+    size = symbols[0] if symbols else _static_size(merged)
+    return reshape(x, (*x.shape[:start], size, *x.shape[end + 1 :]))
+
+
+def unsqueeze(x: TensorOps, dim: int):
+    """`x` with a new axis of size 1 at `dim` (from -rank-1 to rank), as torch.unsqueeze."""
+    rank = x.ndim
+    if not -rank - 1 <= dim <= rank:
+        raise ShapeError(f"unsqueeze: dim {dim} is out of range for shape {list(x.shape)} (at {user_location()})")
+    position = dim % (rank + 1)
+    return reshape(x, (*x.shape[:position], 1, *x.shape[position:]))
+
+
+def squeeze(x: TensorOps, dim: Axis = None):
+    """`x` without its axes of size 1 (only those in `dim`, if given), as
+    torch.squeeze. A symbolic axis such as the batch B is never removed."""
+    axes = _axes(x, dim)
+    return reshape(x, [d for i, d in enumerate(x.shape) if not (i in axes and d == 1)])
 
 
 def _symbols(shape: Sequence[int | str]) -> list[str]:
@@ -303,38 +552,62 @@ def one_hot(labels: TensorOps, num_classes: int, dtype: DType | str = DType.floa
 __all__ = [
     "abs",
     "add",
+    "amax",
+    "amin",
     "broadcast_to",
     "cast",
     "cat",
+    "clamp",
+    "clip",
+    "constant",
     "div",
+    "elu",
     "embedding",
     "equal",
+    "erf",
     "exp",
+    "expm1",
+    "flatten",
     "gelu",
+    "hardsigmoid",
+    "hardswish",
+    "hardtanh",
     "leaky_relu",
     "linear",
     "log",
+    "log1p",
     "log_softmax",
     "matmul",
     "max",
     "maximum",
     "mean",
+    "min",
     "minimum",
+    "mish",
     "mul",
     "neg",
     "not_equal",
     "one_hot",
     "pow",
+    "prelu",
     "relu",
+    "relu6",
     "reshape",
     "rsqrt",
     "sigmoid",
+    "silu",
     "softmax",
+    "softplus",
+    "softsign",
     "sqrt",
+    "squeeze",
     "stack",
+    "std",
     "sub",
     "sum",
     "tanh",
     "transpose",
+    "unsqueeze",
+    "var",
     "where",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -23,6 +24,7 @@ from .compiler.optimizers import STEP
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
+from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
@@ -65,7 +67,7 @@ def program_from_bytes(data: bytes) -> Program:
 
 def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
-    predict, model = read_graphs(checkpoint.texts, settings.dtype)
+    predict, model = read_graphs(upgrade_texts(checkpoint.texts, checkpoint.meta["version"]), settings.dtype)
     check_training_settings(settings, model)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
@@ -216,6 +218,24 @@ def _expect(name: str, ok: bool, expected: str, meta: dict[str, Any]) -> None:
 
 
 # -- graphs ------------------------------------------------------------------
+OLD_GELU = re.compile(r"(= )gelu(?= )")
+"""Op `gelu` in a line of IR text (`%3: f32[B,8] = gelu %2`)."""
+
+EXACT_GELU_VERSION = 3
+"""The first checkpoint format version whose op `gelu` is the exact form."""
+
+
+def upgrade_texts(texts: dict[str, str], version: int) -> dict[str, str]:
+    """The IR texts of a checkpoint of format `version` in today's op names:
+    before version 3, op `gelu` was the tanh approximation, now `gelu_tanh`
+    (`gelu` is the exact form, as torch.nn.GELU()). While this ember still
+    writes an older version number, its own files hold the exact form under
+    that number, and are read as it wrote them."""
+    if version < EXACT_GELU_VERSION <= checkpoint_format.VERSION:
+        return {name: OLD_GELU.sub(r"\1gelu_tanh", text) for name, text in texts.items()}
+    return texts
+
+
 def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None]:
     """The `predict` graph and, for a training program, the `model` graph
     (forward pass and loss), each checked; the forward pass of `model` must

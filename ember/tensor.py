@@ -176,25 +176,108 @@ class TensorOps:
 
         return getitem(self, key)
 
-    def sum(self, axis=None, keepdims=False):
-        from . import functional as F
+    # Methods as PyTorch's, each the function of ember.functional of the same
+    # name (reductions take dim=/keepdim= or axis=/keepdims=).
+    def exp(self) -> Tensor:
+        return _functional().exp(self)
 
-        return F.sum(self, axis, keepdims)
+    def expm1(self) -> Tensor:
+        return _functional().expm1(self)
 
-    def mean(self, axis=None, keepdims=False):
-        from . import functional as F
+    def log(self) -> Tensor:
+        return _functional().log(self)
 
-        return F.mean(self, axis, keepdims)
+    def log1p(self) -> Tensor:
+        return _functional().log1p(self)
 
-    def max(self, axis=None, keepdims=False):
-        from . import functional as F
+    def sqrt(self) -> Tensor:
+        return _functional().sqrt(self)
 
-        return F.max(self, axis, keepdims)
+    def rsqrt(self) -> Tensor:
+        return _functional().rsqrt(self)
 
-    def reshape(self, *shape):
-        from . import functional as F
+    def abs(self) -> Tensor:
+        return _functional().abs(self)
 
-        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape)
+    def neg(self) -> Tensor:
+        return _functional().neg(self)
+
+    def erf(self) -> Tensor:
+        return _functional().erf(self)
+
+    def pow(self, exponent) -> Tensor:
+        return _functional().pow(self, exponent)
+
+    def clamp(self, min=None, max=None) -> Tensor:
+        return _functional().clamp(self, min, max)
+
+    clip = clamp
+
+    def sigmoid(self) -> Tensor:
+        return _functional().sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        return _functional().tanh(self)
+
+    def relu(self) -> Tensor:
+        return _functional().relu(self)
+
+    def softmax(self, *args, **kwargs) -> Tensor:
+        return _functional().softmax(self, *args, **kwargs)
+
+    def log_softmax(self, *args, **kwargs) -> Tensor:
+        return _functional().log_softmax(self, *args, **kwargs)
+
+    def sum(self, *args, **kwargs) -> Tensor:
+        return _functional().sum(self, *args, **kwargs)
+
+    def mean(self, *args, **kwargs) -> Tensor:
+        return _functional().mean(self, *args, **kwargs)
+
+    def max(self, *args, **kwargs) -> Tensor:
+        """The largest element over axes: values only, as torch.amax."""
+        return _functional().max(self, *args, **kwargs)
+
+    def min(self, *args, **kwargs) -> Tensor:
+        """The smallest element over axes: values only, as torch.amin."""
+        return _functional().min(self, *args, **kwargs)
+
+    amax = max
+    amin = min
+
+    def var(self, *args, **kwargs) -> Tensor:
+        return _functional().var(self, *args, **kwargs)
+
+    def std(self, *args, **kwargs) -> Tensor:
+        return _functional().std(self, *args, **kwargs)
+
+    def reshape(self, *shape) -> Tensor:
+        """`reshape(2, -1)` or `reshape((2, -1))`; one dimension may be -1."""
+        return _functional().reshape(self, _shape_arguments(shape))
+
+    def view(self, *shape) -> Tensor:
+        """As `reshape`: traced tensors have no storage to share."""
+        return self.reshape(*shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return _functional().flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return _functional().unsqueeze(self, dim)
+
+    def squeeze(self, dim=None) -> Tensor:
+        return _functional().squeeze(self, dim)
+
+
+def _functional():
+    from . import functional  # imported late: functional imports this module
+
+    return functional
+
+
+def _shape_arguments(shape: tuple) -> tuple:
+    """The dimensions given as `f(2, 3)` or as `f((2, 3))`."""
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
 
 
 class Tensor(TensorOps):

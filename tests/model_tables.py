@@ -10,6 +10,15 @@ ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.1),
     "gelu": nn.GELU,
     "softmax": nn.Softmax,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "silu": nn.SiLU,
+    "mish": nn.Mish,
+    "elu": lambda: nn.ELU(0.5),
+    "softplus": lambda: nn.Softplus(beta=2.0),
+    "hardswish": nn.Hardswish,
+    "relu6": nn.ReLU6,
+    "softsign": nn.Softsign,
+    "prelu": nn.PReLU,
 }
 LOSSES = {
     "mse": nn.MSELoss,

@@ -1,27 +1,61 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
-from .layers import GELU, Embedding, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import (
+    ELU,
+    GELU,
+    Embedding,
+    Flatten,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    Mish,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Softsign,
+    Tanh,
+)
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .module import Module, Parameter, Sequential
 
 __all__ = [
+    "ELU",
     "GELU",
     "LOSSES",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "Embedding",
+    "Flatten",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "Identity",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "Loss",
     "MSELoss",
+    "Mish",
     "Module",
+    "PReLU",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "Tanh",
     "init",
 ]

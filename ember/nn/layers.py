@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import functional as F
 from ..ir import ConfigError
 from .init import Initializer
@@ -86,9 +88,23 @@ def _embedding_init(padding_idx: int | None) -> Initializer:
     return init
 
 
+def _inplace(inplace: bool, first: bool = False) -> str:
+    """PyTorch's extra_repr part for `inplace` (accepted, and ignored: traced
+    tensors have no storage to modify)."""
+    if not inplace:
+        return ""
+    return "inplace=True" if first else ", inplace=True"
+
+
 class ReLU(Module):
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
     def forward(self, x):
         return F.relu(x)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
 
 
 class Sigmoid(Module):
@@ -102,30 +118,162 @@ class Tanh(Module):
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         self.negative_slope = negative_slope
+        self.inplace = inplace
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}{_inplace(self.inplace)}"
 
 
 class GELU(Module):
-    """GELU with the tanh approximation: the same function as
-    torch.nn.GELU(approximate="tanh") (PyTorch's own default is the exact erf form)."""
+    """GELU as torch.nn.GELU: exact, 0.5x(1 + erf(x / sqrt(2))), by default;
+    approximate="tanh" for 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))."""
 
-    def __init__(self, approximate: str = "tanh") -> None:
-        if approximate != "tanh":
-            raise ConfigError(f'GELU: ember implements approximate="tanh" only, got {approximate!r}')
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ConfigError(f'GELU: approximate must be "none" or "tanh", got {approximate!r}')
         self.approximate = approximate
 
     def forward(self, x):
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class SiLU(Module):
+    """x * sigmoid(x)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.silu(x)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
+
+
+class Mish(Module):
+    """x * tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.mish(x)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
+
+
+class ELU(Module):
+    """x where x > 0, else alpha * (e**x - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}{_inplace(self.inplace)}"
+
+
+class Softplus(Module):
+    """log(1 + e**(beta x)) / beta, and x where beta x > threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        self.beta = beta
+        self.threshold = threshold
+
+    def forward(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardswish(Module):
+    """x * relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.hardswish(x)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
+
+
+class Hardsigmoid(Module):
+    """relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
+
+
+class Hardtanh(Module):
+    """`x` limited to [min_val, max_val] (gradient 0 at the ends, as PyTorch)."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        if not max_val > min_val:
+            raise ConfigError(f"Hardtanh: max_val must be above min_val, got min_val={min_val}, max_val={max_val}")
+        self.min_val = min_val
+        self.max_val = max_val
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}{_inplace(self.inplace)}"
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return _inplace(self.inplace, first=True)
+
+
+class Softsign(Module):
+    """x / (1 + |x|)."""
+
+    def forward(self, x):
+        return F.softsign(x)
+
+
+class PReLU(Module):
+    """x where x > 0, else weight * x, with a learnable `weight` of shape
+    [num_parameters]: one slope for all channels, or one per channel (axis 1)."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
+        if not isinstance(num_parameters, int) or isinstance(num_parameters, bool) or num_parameters < 1:
+            raise ConfigError(f"PReLU: num_parameters must be a positive integer, got {num_parameters!r}")
+        self.num_parameters = num_parameters
+        self.weight = Parameter((num_parameters,), init=lambda rng, shape, fan_in, fan_out: np.full(shape, init))
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
 
 
 class Softmax(Module):
@@ -137,6 +285,35 @@ class Softmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """log(softmax(x)) along `dim`, computed stably. Without `dim`, as
+    PyTorch's legacy choice: axis 0 for inputs of rank 0, 1 or 3, else axis 1."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim
+
+    def forward(self, x):
+        dim = self.dim if self.dim is not None else (0 if x.ndim in (0, 1, 3) else 1)
+        return F.log_softmax(x, dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Flatten(Module):
+    """Axes start_dim..end_dim merged into one (by default all but the batch axis)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, x):
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Identity(Module):

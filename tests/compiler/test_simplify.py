@@ -297,7 +297,8 @@ def test_dce_of_graph_without_outputs_removes_everything():
 
 
 # -- property: simplify changes nothing observable -----------------------------
-ACTIVATIONS = [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.Softmax]
+ACTIVATIONS = [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.Softmax, nn.SiLU, nn.Mish, nn.ELU, nn.Softplus]
+ACTIVATIONS += [nn.Hardswish, nn.Hardsigmoid, nn.ReLU6, nn.Hardtanh, nn.Softsign, nn.PReLU]
 LOSSES = [
     nn.MSELoss,
     nn.CrossEntropyLoss,

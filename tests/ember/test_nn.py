@@ -106,7 +106,7 @@ def test_repr():
     assert repr(model) == (
         "Sequential(\n"
         "  (0): Linear(in_features=4, out_features=8, bias=True)\n"
-        "  (1): GELU(approximate='tanh')\n"
+        "  (1): GELU(approximate='none')\n"
         "  (2): Sequential(\n"
         "    (0): LeakyReLU(negative_slope=0.2)\n"
         "    (1): Linear(in_features=8, out_features=2, bias=False)\n"
@@ -297,7 +297,8 @@ def test_tracing_errors_explain_themselves(model, error, words, marker, training
         assert f"{__file__}:{line_of(marker)} in forward" in message
 
 
-def test_gelu_only_has_the_tanh_form():
-    with pytest.raises(ember.ConfigError, match='approximate="tanh" only'):
-        nn.GELU(approximate="none")
-    assert nn.GELU().approximate == "tanh"
+def test_gelu_is_exact_by_default_as_pytorch():
+    assert nn.GELU().approximate == "none"
+    assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
+    with pytest.raises(ember.ConfigError, match='approximate must be "none" or "tanh"'):
+        nn.GELU(approximate="erf")

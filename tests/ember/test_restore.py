@@ -10,6 +10,7 @@ import pytest
 
 import ember
 from ember import nn, optim
+from ember.runtime import checkpoint
 from ember.runtime.checkpoint import FORMAT
 
 Change = Callable[[dict, dict], None]
@@ -377,3 +378,48 @@ def test_a_version_1_checkpoint_shuffles_from_its_seed(tmp_path, regression, ass
     write_entries(path, {**meta, "version": 1, "rng": None}, entries)
     with pytest.raises(ember.CheckpointError, match="unknown setting 'rng'"):
         ember.load(path)
+
+
+def gelu_classifier(approximate: str) -> ember.Program:
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(approximate=approximate), nn.Linear(8, 3))
+    return ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1), dtype="float64")
+
+
+@pytest.fixture
+def writes_version_3(monkeypatch):
+    """The checkpoint module as it is once the format is version 3."""
+    monkeypatch.setattr(checkpoint, "VERSION", 3)
+    monkeypatch.setattr(checkpoint, "READABLE_VERSIONS", (1, 2, 3))
+
+
+def test_gelu_of_a_version_2_checkpoint_is_the_tanh_form(tmp_path, writes_version_3):
+    """Before version 3, op gelu was the tanh approximation (now gelu_tanh)."""
+    prog = gelu_classifier("tanh")
+    path = tmp_path / "v2.npz"
+    prog.save(path)
+    meta, entries = read_entries(path)
+    for key in ("ir/predict", "ir/model"):
+        text = str(entries[key])
+        assert " = gelu_tanh " in text
+        entries[key] = np.array(text.replace(" = gelu_tanh ", " = gelu "))  # as version 2 wrote it
+    write_entries(path, {**meta, "version": 2}, entries)
+    loaded = ember.load(path)
+    assert " = gelu_tanh " in loaded.dump("graph")
+    x = np.linspace(-3, 3, 20).reshape(5, 4)
+    np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
+    assert np.abs(gelu_classifier("none").predict(x) - prog.predict(x)).max() > 0
+
+
+@pytest.mark.parametrize("version_3", [False, True])
+def test_exact_gelu_survives_a_checkpoint(tmp_path, monkeypatch, version_3):
+    """In files of version 3, and in those this ember writes while its format is still version 2."""
+    if version_3:
+        monkeypatch.setattr(checkpoint, "VERSION", 3)
+        monkeypatch.setattr(checkpoint, "READABLE_VERSIONS", (1, 2, 3))
+    prog = gelu_classifier("none")
+    prog.save(tmp_path / "m.npz")
+    assert read_entries(tmp_path / "m.npz")[0]["version"] == checkpoint.VERSION
+    loaded = ember.load(tmp_path / "m.npz")
+    assert " = gelu " in loaded.dump("graph")
+    x = np.linspace(-3, 3, 20).reshape(5, 4)
+    np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))

@@ -7,6 +7,7 @@ slice compiles one case per form and one MLP natively."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -121,15 +122,18 @@ def test_a_wrong_op_is_a_mismatch(op: str) -> None:
 
 
 def test_shrink_keeps_only_the_wrong_op() -> None:
-    """A case of 4 programs whose exp is wrong shrinks to the exp and at most
-    one op after it (when no result is the exp itself)."""
+    """A case of 4 programs whose exp is wrong shrinks to the exp and the
+    chain of ops from it to one result (cutting a node makes its value an
+    input, so the ops between the exp and a result stay)."""
     backend = reference_with("exp", lambda x: np.exp(x) * (1 + 1e-3))
     case = next(c for c in (make_case(s, "forward", 4) for s in range(20)) if check(c, backend))
     assert len(case.graph.nodes) > 10
     small = shrink(case, check(case, backend), backend, seconds=60)
-    ops = [node.op.name for node in small.graph.nodes]
-    assert ops[0] == "exp", ops
-    assert len(ops) <= 2, ops
+    nodes = small.graph.nodes
+    assert nodes[0].op.name == "exp", [node.op.name for node in nodes]
+    assert len(nodes) <= 3, [node.op.name for node in nodes]
+    assert all(before.output in after.inputs for before, after in itertools.pairwise(nodes))
+    assert len(small.graph.outputs) + len(small.graph.updates) == 1
     assert check(small, backend)
 
 

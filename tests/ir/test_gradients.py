@@ -74,11 +74,27 @@ def rows_and_indices(rng: np.random.Generator, shapes: Shapes) -> list[np.ndarra
     return [rng.normal(size=values), np.array([0, 2, 2, 3, 0, 2][: math.prod(indices)]).reshape(indices)]
 
 
+def away_from_kinks(rng: np.random.Generator, shapes: Shapes) -> list[np.ndarray]:
+    """Inputs in [-5, 5], at least 0.1 away from hardswish's kinks at -3 and 3."""
+    (shape,) = shapes
+    x = rng.uniform(-5, 5, shape)
+    return [np.where(np.abs(np.abs(x) - 3) < 0.1, x * 0.9, x)]
+
+
+ACTIVATIONS = ["erf", "log1p", "expm1", "gelu", "gelu_tanh", "silu", "mish", "hardswish", "hardsigmoid"]
+
 BROADCASTS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (3, 4)), ((3, 4), (3, 1)), ((3, 1), (1, 4)), ((3, 4), ())]
 REDUCE_AXES = [(0,), (1,), (-1,), (0, 2), (0, 1, 2), ()]
 
 CASES = [
-    *(Case(op, ((3, 4),)) for op in ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu"]),
+    *(Case(op, ((3, 4),)) for op in ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu"]),
+    *(Case(op, ((3, 4),)) for op in ACTIVATIONS),
+    *(Case(op, ((4, 5),), draw=away_from_kinks) for op in ["hardswish", "hardsigmoid", "mish", "silu", "erf", "gelu"]),
+    *(Case("elu", ((3, 4),), {"alpha": alpha}) for alpha in (1.0, 0.3)),
+    *(
+        Case("softplus", ((4, 5),), {"beta": beta, "threshold": threshold}, draw=away_from_kinks)
+        for beta, threshold in [(1.0, 20.0), (2.0, 3.0), (0.5, 1.0)]
+    ),
     Case("exp", ((),)),
     Case("sigmoid", ((2, 3, 2),)),
     *(Case("leaky_relu", ((3, 4),), {"alpha": alpha}) for alpha in (0.01, 0.2, -0.5)),
@@ -257,6 +273,23 @@ def test_max_reduction_ties_share_the_gradient() -> None:
     graph.outputs["loss"] = b.sum(b.max(x, axes=[1]), axes=[0])
     grads = interpret(autodiff(graph), {"x": np.array([[3.0, 1.0, 3.0], [0.0, 2.0, 2.0]])}).outputs
     np.testing.assert_array_equal(grads["x.grad"], [[0.5, 0.0, 0.5], [0.0, 0.5, 0.5]])
+
+
+def gradient_at(op: str, x: list[float], **attrs) -> np.ndarray:
+    graph = Graph(op)
+    value = graph.add_argument("x", TensorType(DType.float64, (len(x),)), "param")
+    b = Builder(graph)
+    graph.outputs["loss"] = b.sum(b.emit(op, value, **attrs), axes=[0])
+    return interpret(autodiff(graph), {"x": np.array(x)}).outputs["x.grad"]
+
+
+def test_gradients_at_kinks_are_pytorchs() -> None:
+    """hardswish: 0 at -3 and 1 at 3; hardsigmoid: 0 at both ends; elu:
+    the alpha branch at 0; softplus: 1 past the threshold."""
+    np.testing.assert_array_equal(gradient_at("hardswish", [-3.0, 3.0, -4.0, 4.0, 0.0]), [0.0, 1.0, 0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(gradient_at("hardsigmoid", [-3.0, 3.0, 0.0]), [0.0, 0.0, 1 / 6])
+    np.testing.assert_array_equal(gradient_at("elu", [0.0, 1.0], alpha=0.5), [0.5, 1.0])
+    np.testing.assert_array_equal(gradient_at("softplus", [30.0, 100.0], beta=1.0, threshold=20.0), [1.0, 1.0])
 
 
 def test_relu_gradient_is_zero_at_zero() -> None:

@@ -30,8 +30,21 @@ def _sigmoid(v: float) -> float:
     return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
 
 
-def _gelu(v: float) -> float:
+def _gelu_tanh(v: float) -> float:
     return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+
+
+def _gelu(v: float) -> float:
+    return 0.5 * v * (1 + math.erf(v / math.sqrt(2)))
+
+
+def _softplus(v: float) -> float:
+    return math.log1p(math.exp(v))  # v is at most 2 here
+
+
+def _ramp(v: float) -> float:
+    """min(max(v + 3, 0), 6) / 6."""
+    return min(max(v + 3, 0), 6) / 6
 
 
 UNARY = {
@@ -47,6 +60,16 @@ UNARY = {
     "relu": lambda v: v if v > 0 else 0.0,
     "leaky_relu": lambda v: v if v > 0 else 0.01 * v,
     "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
+    "erf": math.erf,
+    "log1p": math.log1p,
+    "expm1": math.expm1,
+    "silu": lambda v: v * _sigmoid(v),
+    "elu": lambda v: v if v > 0 else math.expm1(v),
+    "softplus": _softplus,
+    "mish": lambda v: v * math.tanh(_softplus(v)),
+    "hardswish": lambda v: v * _ramp(v),
+    "hardsigmoid": _ramp,
 }
 BINARY = {
     "add": operator.add,
@@ -103,10 +126,33 @@ def test_leaky_relu_alpha() -> None:
     np.testing.assert_array_equal(run_op("leaky_relu", np.array([-2.0, 0.0, 3.0]), alpha=0.25), [-0.5, 0.0, 3.0])
 
 
-def test_gelu_is_the_tanh_approximation(rng: np.random.Generator) -> None:
+def test_gelu_tanh_is_the_tanh_approximation(rng: np.random.Generator) -> None:
     x = rng.normal(scale=3.0, size=50)
     expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-    np.testing.assert_allclose(run_op("gelu", x), expected, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(run_op("gelu_tanh", x), expected, rtol=1e-14, atol=1e-300)
+
+
+def test_gelu_is_exact(rng: np.random.Generator) -> None:
+    """x times the standard normal CDF (as torch.nn.GELU()), not the tanh form."""
+    x = rng.normal(scale=3.0, size=50)
+    expected = [v * 0.5 * math.erfc(-v / math.sqrt(2)) for v in x]
+    np.testing.assert_allclose(run_op("gelu", x), expected, rtol=1e-12, atol=1e-15)
+    assert np.abs(run_op("gelu", x) - run_op("gelu_tanh", x)).max() > 1e-5
+
+
+def test_elu_alpha_and_softplus_beta_threshold() -> None:
+    x = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_allclose(run_op("elu", x, alpha=0.5), [0.5 * math.expm1(-2.0), 0.0, 3.0], rtol=1e-15)
+    # beta x > threshold gives x itself (PyTorch); 1.5 * 3 = 4.5 > 4, 1.5 * 2 = 3 is not
+    x = np.array([-1.0, 2.0, 3.0])
+    expected = [math.log1p(math.exp(-1.5)) / 1.5, math.log1p(math.exp(3.0)) / 1.5, 3.0]
+    np.testing.assert_allclose(run_op("softplus", x, beta=1.5, threshold=4.0), expected, rtol=1e-15)
+
+
+def test_hard_activations_at_their_kinks() -> None:
+    x = np.array([-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.0])
+    np.testing.assert_array_equal(run_op("hardsigmoid", x), [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
+    np.testing.assert_array_equal(run_op("hardswish", x), [0.0, 0.0, -0.375, 0.0, 1.125, 3.0, 4.0])
 
 
 @pytest.mark.parametrize("op", COMPARISONS)
@@ -148,7 +194,17 @@ EDGES = [
     ("sigmoid", [0.0, 1000.0, -1000.0, INF, -INF, TINY, NAN], [0.5, 1.0, 0.0, 1.0, 0.0, 0.5, NAN]),
     ("relu", [NAN, -INF, INF, -1e300, TINY], [NAN, 0.0, INF, 0.0, TINY]),
     ("leaky_relu", [NAN, -INF, INF, -100.0], [NAN, -INF, INF, -1.0]),
-    ("gelu", [0.0, 1000.0, -1000.0, 1e200, -1e200, NAN], [0.0, 1000.0, 0.0, 1e200, 0.0, NAN]),
+    ("gelu_tanh", [0.0, 1000.0, -1000.0, 1e200, -1e200, NAN], [0.0, 1000.0, 0.0, 1e200, 0.0, NAN]),
+    ("gelu", [0.0, 1000.0, -1000.0, 1e200, INF, NAN], [0.0, 1000.0, 0.0, 1e200, INF, NAN]),
+    ("erf", [0.0, -0.0, INF, -INF, 10.0, -10.0, TINY, NAN], [0.0, -0.0, 1.0, -1.0, 1.0, -1.0, TINY, NAN]),
+    ("log1p", [0.0, -1.0, INF, -2.0, TINY, NAN], [0.0, -INF, INF, NAN, TINY, NAN]),
+    ("expm1", [0.0, INF, -INF, 1000.0, TINY, NAN], [0.0, INF, -1.0, INF, TINY, NAN]),
+    ("silu", [0.0, INF, -1000.0, 1000.0, NAN], [0.0, INF, 0.0, 1000.0, NAN]),
+    ("elu", [0.0, INF, -INF, -1000.0, NAN], [0.0, INF, -1.0, -1.0, NAN]),
+    ("softplus", [100.0, -1000.0, INF, -INF, NAN], [100.0, 0.0, INF, 0.0, NAN]),
+    ("mish", [0.0, INF, -1000.0, 1000.0, NAN], [0.0, INF, 0.0, 1000.0, NAN]),
+    ("hardswish", [-3.0, 3.0, -10.0, INF, NAN], [0.0, 3.0, 0.0, INF, NAN]),
+    ("hardsigmoid", [-3.0, 3.0, INF, -INF, NAN], [0.0, 1.0, 1.0, 0.0, NAN]),
     ("abs", [-INF, -0.0, NAN], [INF, 0.0, NAN]),
     ("neg", [INF, 0.0, NAN], [-INF, -0.0, NAN]),
     ("sign", [-INF, -3.0, 0.0, TINY, NAN], [-1.0, -1.0, 0.0, 1.0, NAN]),

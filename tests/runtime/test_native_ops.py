@@ -127,12 +127,18 @@ CORE_CASES = {
 
 # -- the ops, their dtypes and tolerances ---------------------------------------
 
-FLOAT_UNARY = ["neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "leaky_relu", "gelu"]
+FLOAT_UNARY = ["neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "leaky_relu"]
+FLOAT_UNARY += ["erf", "log1p", "expm1", "gelu", "gelu_tanh", "silu", "elu", "softplus", "mish"]
+FLOAT_UNARY += ["hardswish", "hardsigmoid"]
 INT_UNARY = ["neg", "abs", "sign"]
 FLOAT_BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "pow"]
 INT_BINARY = ["add", "sub", "mul", "maximum", "minimum"]
 COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"]
-ATTRS = {"leaky_relu": {"alpha": 0.1}}  # not a float32 number: the constant's rounding shows
+ATTRS = {  # not float32 numbers: the constants' rounding shows
+    "leaky_relu": {"alpha": 0.1},
+    "elu": {"alpha": 0.7},
+    "softplus": {"beta": 1.3, "threshold": 10.0},
+}
 
 FULL_SHAPES = {"add", "neg", "exp", "lt", "select", "logical_and"}
 """Ops that run every shape case, in every dtype they take."""
@@ -146,7 +152,8 @@ ELEMENTWISE = sorted(
     key=lambda case: (case[0], case[1].value),
 )
 
-TRANSCENDENTAL = {"exp", "log", "tanh", "sigmoid", "gelu", "pow"}
+TRANSCENDENTAL = {"exp", "log", "tanh", "sigmoid", "gelu", "gelu_tanh", "pow", "erf", "log1p", "expm1", "silu", "elu"}
+TRANSCENDENTAL |= {"softplus", "mish"}
 SIGNED_ZERO_FREE = {"maximum", "minimum", "relu"}
 """Ops whose sign of a zero result NumPy does not fix: np.maximum(0.0, -0.0)
 is -0.0 on its SIMD path, while LLVM's maximum (IEEE 754-2019) gives +0.0."""
@@ -157,10 +164,12 @@ def elementwise_tol(op: str, dtype: DType) -> Tol:
     if op not in TRANSCENDENTAL or not dtype.is_float:
         return Tol(zero_sign=op not in SIGNED_ZERO_FREE)
     rt, eps = transcendental_rtol(dtype), EPS[dtype]
-    if op == "sigmoid":  # 1 / (1 + exp(-x)): exp's error damped by e/(1+e) < 1, then two roundings
+    if op in ("sigmoid", "silu"):  # x / (1 + exp(-x)): exp's error damped by e/(1+e) < 1, then two roundings
         return Tol(rt + 2 * eps)
-    if op == "gelu":  # 0.5x(1 + tanh(u)): tanh's error is absolute in 1 + tanh, times 0.5|x| <= 1 here
+    if op in ("gelu", "gelu_tanh"):  # 0.5x(1 + f(u)): f's error is absolute in 1 + f, times 0.5|x| <= 1 here
         return Tol(rt + 4 * eps, atol=rt)
+    if op in ("softplus", "mish", "elu"):  # a few roundings around exp, log1p or expm1
+        return Tol(rt + 4 * eps)
     if op == "pow":  # exp(y log x): log's error grows by |y log x| <= 2 ln 2 on the domain
         return Tol((rt + eps) * (1 + 2 * math.log(2)))
     return Tol(rt)
@@ -169,7 +178,7 @@ def elementwise_tol(op: str, dtype: DType) -> Tol:
 def edge_scale(op: str, expected: np.ndarray, *xs: np.ndarray) -> np.ndarray:
     """What the error of a transcendental op is relative to, per element."""
     with np.errstate(all="ignore"):
-        if op == "gelu":
+        if op in ("gelu", "gelu_tanh"):
             return np.maximum(np.abs(expected), 0.5 * np.abs(xs[0]))
         if op == "pow":  # relative to |x**y| (1 + |y log x|); 0 where the result is 0 or not finite
             x, y = (np.asarray(v, np.float64) for v in xs)

@@ -57,7 +57,7 @@ def check_all(graph: Graph, args: dict[str, np.ndarray], tol: Tol, label: str = 
 
 # -- matmul epilogues -------------------------------------------------------------
 
-ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu"]
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh", "silu", "mish", "hardswish"]
 IN_FEATURES, OUT_FEATURES = 19, 37
 """K and N: neither a multiple of the 6-row tile nor of the 2-vector panel."""
 
