@@ -131,7 +131,9 @@ def test_shrink_keeps_only_the_wrong_op() -> None:
     small = shrink(case, check(case, backend), backend, seconds=60)
     nodes = small.graph.nodes
     assert nodes[0].op.name == "exp", [node.op.name for node in nodes]
-    assert len(nodes) <= 3, [node.op.name for node in nodes]
+    # What is left is one path from the exp to a result: how long depends on the
+    # program drawn (and so on the op table), that it is a path does not.
+    assert len(nodes) < len(case.graph.nodes) // 2, [node.op.name for node in nodes]
     assert all(before.output in after.inputs for before, after in itertools.pairwise(nodes))
     assert len(small.graph.outputs) + len(small.graph.updates) == 1
     assert check(small, backend)
