@@ -1,7 +1,7 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
-from .layers import GELU, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import GELU, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .module import Module, Parameter, Sequential
 
@@ -11,6 +11,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "Loss",
