@@ -50,14 +50,18 @@ def _output_access(node: Node, domain) -> Access:
     return Access(node.output, strides)
 
 
-def merge_loops(domain, accesses: list[Access], reductions: list[Node], pinned: set[int]) -> LoopNest:
+def merge_loops(
+    domain, accesses: list[Access], reductions: list[Node], pinned: set[int], split: int | None = None
+) -> LoopNest:
     """Drop size-1 axes; merge neighbours that every access walks
-    contiguously, that every reduction treats alike, and that are not
-    `pinned` (their index is used directly). Rewrites the accesses' strides."""
+    contiguously, that every reduction treats alike, that are not `pinned`
+    (their index is used directly) and that lie on the same side of axis
+    `split` (a row kernel's rows from its row axes). Rewrites the accesses' strides."""
     axes = [i for i, d in enumerate(domain) if d != 1]
     groups: list[list[int]] = []
     for axis in axes:
-        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, reductions, pinned):
+        same_side = split is None or (groups and (groups[-1][-1] < split) == (axis < split))
+        if groups and same_side and _mergeable(groups[-1][-1], axis, domain, accesses, reductions, pinned):
             groups[-1].append(axis)
         else:
             groups.append([axis])

@@ -166,3 +166,27 @@ def test_training_matches_pytorch(backend):
         assert program.train_step(x, y) == pytest.approx(loss.item(), rel=1e-10)
     for name, p in model.named_parameters():
         np.testing.assert_allclose(program.parameters[name], p.detach().numpy(), rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+def _fused_kernels(dump: str) -> list[str]:
+    """The kernels of a `fused` dump, each as its block of text."""
+    return ["kernel" + block for block in dump.split("\nkernel")[1:]]
+
+
+def test_fused_dump_shows_each_normalization_as_one_kernel():
+    """Linear-LayerNorm-GELU-Linear: LayerNorm's forward (and the GELU after it)
+    is one kernel that sweeps each row three times; its backward is one more."""
+    model = nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 10))
+    program = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-3))
+    kernels = _fused_kernels(program.dump("fused"))
+    row_sums = [k for k in kernels if "[B,64]" in k and "{axes=[1], keepdims=true}" in k]
+    forward = [k for k in kernels if "rsqrt" in k]
+    assert len(forward) == 1
+    assert forward[0].startswith("kernel k1: rows over [B,64] in 3 sweeps per row")
+    assert "gelu" in forward[0]
+    assert len(row_sums) == 2  # the forward's mean and variance; the backward's two sums over each row
+    backward = next(k for k in row_sums if k is not forward[0])
+    assert backward.count("{axes=[1], keepdims=true}") == 2
+    kernels_text = program.dump("kernels")
+    assert "k1: rows over [B,64], 3 sweeps per row" in kernels_text
+    assert "sweep 2: for (i1) in [64]:" in kernels_text
