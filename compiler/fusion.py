@@ -341,21 +341,28 @@ def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
 # at its own row. Any other read crosses kernels through memory.
 
 
+ROW_BUFFER_BYTES = 16 * 1024
+"""The most a row kernel keeps in row buffers (on the stack, in L1): each
+holds one row of a member that later sweeps read again. Beyond it, or
+for rows of symbolic size, later sweeps compute such members again."""
+
+
 @dataclass
 class RowSchedule:
     """How a row kernel runs, row by row: sweeps over the row axes
     `domain[outer:]`. A row member is due in sweep `phase[node]`; sweep k
-    evaluates `evaluate[k]` (its due members that are stored or reduced,
-    and what they need: members of earlier sweeps are computed again, or
-    read back from memory if they are in `reload[k]`, stored by an earlier
-    sweep). A member of `scalars` runs once per row after sweep
-    `phase[node]` (-1: before the first)."""
+    evaluates `evaluate[k]`: its due members that are stored or reduced and
+    what they need. A member an earlier sweep computed is read back in
+    `reload[k]`, from memory if the kernel stores it, else from its row
+    buffer if it is in `keep`, else computed again. A member of `scalars`
+    runs once per row after sweep `phase[node]` (-1: before the first)."""
 
     outer: int
     scalars: set[Node]
     phase: dict[Node, int]
     evaluate: list[list[Node]]
     reload: list[set[Node]]
+    keep: set[Node]
 
     @property
     def sweeps(self) -> int:
@@ -534,29 +541,57 @@ def _row_schedule(kernel: Kernel, outer: int, scalars: set[Node]) -> RowSchedule
             at_index = [phase[p] for p in sources[n] if p not in scalars and node_class(p) != "reduce"]
             phase[n] = max([0, *per_row, *at_index])
     row = [n for n in kernel.nodes if n not in scalars]
-    stored = set(kernel.stores)
+    stored = {v.node for v in kernel.stores}
+    sweeps = 1 + max((phase[n] for n in row), default=0)
+    roots = [[n for n in row if phase[n] == k and (node_class(n) == "reduce" or n in stored)] for k in range(sweeps)]
+    recomputed, _ = _sweep_members(roots, phase, sources, scalars, stored)
+    keep = _row_buffers(kernel, outer, recomputed, stored)
+    evaluate, reload = _sweep_members(roots, phase, sources, scalars, stored | keep)
+    return RowSchedule(outer, set(scalars), phase, evaluate, reload, keep)
+
+
+def _sweep_members(roots, phase, sources, scalars, kept) -> tuple[list[list[Node]], list[set[Node]]]:
+    """Per sweep, the row members it evaluates to compute its `roots` (in
+    graph order), and those it reads back: members of `kept` that an
+    earlier sweep computed."""
+    order = {n: i for i, n in enumerate(phase)}
+    done: set[Node] = set()
     evaluate, reload = [], []
-    for sweep in range(1 + max((phase[n] for n in row), default=0)):
-        roots = [n for n in row if phase[n] == sweep and (node_class(n) == "reduce" or n.output in stored)]
-        needed, reloaded = _sweep_members(roots, sweep, phase, sources, scalars, stored)
-        evaluate.append([n for n in kernel.nodes if n in needed])
+    for sweep_roots in roots:
+        needed: set[Node] = set()
+        reloaded: set[Node] = set()
+        stack = list(sweep_roots)
+        while stack:
+            n = stack.pop()
+            if n in needed:
+                continue
+            needed.add(n)
+            if n in kept and n in done:
+                reloaded.add(n)
+                continue
+            stack += [p for p in sources[n] if p not in scalars and node_class(p) != "reduce"]
+        done |= needed
+        evaluate.append(sorted(needed, key=order.__getitem__))
         reload.append(reloaded)
-    return RowSchedule(outer, set(scalars), phase, evaluate, reload)
+    return evaluate, reload
 
 
-def _sweep_members(roots, sweep: int, phase, sources, scalars, stored) -> tuple[set[Node], set[Node]]:
-    """The row members sweep `sweep` evaluates to compute `roots`, and those
-    of them it reads back from memory (stored by an earlier sweep)."""
-    needed: set[Node] = set()
-    reloaded: set[Node] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n in needed:
-            continue
-        needed.add(n)
-        if phase[n] < sweep and n.output in stored:
-            reloaded.add(n)
-            continue
-        stack += [p for p in sources[n] if p not in scalars and node_class(p) != "reduce"]
-    return needed, reloaded
+def _row_buffers(kernel: Kernel, outer: int, evaluate: list[list[Node]], stored: set[Node]) -> set[Node]:
+    """The members to keep in row buffers: those more than one sweep would
+    compute, while their rows fit ROW_BUFFER_BYTES (a row is a few KB at
+    MLP widths: a store and a load in L1 cost less than computing an exp
+    or a tanh again, and about what a subtraction costs)."""
+    row = product(kernel.domain[outer:])
+    if not row.is_constant:
+        return set()
+    counts: dict[Node, int] = {}
+    for nodes in evaluate:
+        for n in nodes:
+            counts[n] = counts.get(n, 0) + 1
+    keep, total = set(), 0
+    for n, count in counts.items():
+        size = row.constant * n.output.type.dtype.itemsize
+        if count > 1 and n not in stored and node_class(n) != "reduce" and total + size <= ROW_BUFFER_BYTES:
+            keep.add(n)
+            total += size
+    return keep

@@ -6,7 +6,7 @@ each as a loop nest in pseudo-C over its domain, and the buffer plan (where
 every tensor lives and which kernels touch it). A row kernel shows its
 loop over rows and, inside it, each sweep over the row followed by the
 per-row scalars computed after it; a row reduction (`sum=`) starts from
-its identity at each row."""
+its identity at each row, and `%v[row:j]` is the row buffer of `%v`."""
 
 from __future__ import annotations
 
@@ -152,6 +152,8 @@ def _row_kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer, indi
         if node.output in stored and not again:
             at = row_index if node in schedule.scalars else ",".join(indices)
             return f"{prefix}{name}[{at}] = {text}"
+        if node in schedule.keep and not again:
+            return f"{prefix}{name}[row:{','.join(rows)}] = {text}"
         return f"{prefix}{name} = {text}"
 
     for sweep in range(-1, schedule.sweeps):
@@ -161,7 +163,8 @@ def _row_kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer, indi
             )
             for n in schedule.evaluate[sweep]:
                 if n in schedule.reload[sweep]:
-                    lines.append(f"{indent}  {namer(n.output)} = {namer(n.output)}[{','.join(indices)}]")
+                    at = ",".join(indices) if n.output in stored else f"row:{','.join(rows)}"
+                    lines.append(f"{indent}  {namer(n.output)} = {namer(n.output)}[{at}]")
                 else:
                     lines.append(line(n, indent + "  ", again=schedule.phase[n] < sweep))
         for n in kernel.nodes:

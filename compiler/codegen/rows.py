@@ -10,24 +10,31 @@ registers, folded to one value per row at its end. Between sweeps the
 scalar members run once per row (lanes == 1) on those folded values, and
 later sweeps see them splatted across the vector: no memory round trip.
 
-A later sweep that needs a row member of an earlier one reloads it if
-the kernel stores it (its row is still in L1), and otherwise recomputes it
-from the kernel's inputs (cheaper than a store and a load for the short
-chains LayerNorm and softmax have)."""
+A later sweep that needs a row member of an earlier one reads it back:
+from the tensor the kernel stores, or from a row buffer on the stack that
+the first sweep to compute it fills (both still in L1); rows too large for
+row buffers compute it again."""
 
 from __future__ import annotations
+
+import functools
 
 import llvmlite.ir as ir
 
 from ...ir import DType, Node, Value
 from ..fusion import RowSchedule, node_class, row_reduction_outer
 from ..plan import operand_view
-from ..symbolic import Poly, row_major_strides
+from ..symbolic import Poly, product, row_major_strides
 from ..views import View
 from .irutil import for_range, i64, lane_mask
 from .kernel import Access, KernelEmitter, Point
 from .loops import LoopNest, _fill, _identity, _index, _output_access, merge_loops
 from .vecmath import Math, Val, fold_lanes
+
+PARTIALS = 4
+"""Partial accumulators per row reduction: the vector adds of one
+accumulator form a chain of dependent instructions (3-4 cycles each), so
+four of them, combined at the end of the row, keep the adders busy."""
 
 
 def emit_row_kernel(e: KernelEmitter) -> ir.Function:
@@ -73,7 +80,14 @@ class RowKernel:
         self.scalar_stores = {
             v: self._per_row(View.of(v)) for v in stored if v.node in self.scalars or v.node in self.row_reductions
         }
+        row_size = product(self.domain[outer:])
+        self.row_buffers = {}
+        for node in self.schedule.keep:
+            e.local_array(node.output, row_size.constant)
+            strides = [*[Poly()] * outer, *row_major_strides(self.domain[outer:])]
+            self.row_buffers[node.output] = Access(node.output, strides)
         accesses = [*self.reads.values(), *self.row_stores.values(), *self.scalar_stores.values()]
+        accesses += self.row_buffers.values()
         accesses += self.column_reductions.values()
         pinned = {len(self.domain) - 1} if any(n.op.name == "one_hot" for n in kernel.nodes) else set()
         reductions = [n for n in kernel.nodes if node_class(n) == "reduce"]
@@ -133,6 +147,10 @@ class RowKernel:
                 if node.output in self.scalar_stores:
                     self.e.store(self.scalar_stores[node.output], point, scalars[node.output], 1)
 
+    def _kept(self, node: Node) -> Access:
+        """Where an earlier sweep left `node`'s row: its stored tensor or its row buffer."""
+        return self.row_stores.get(node.output) or self.row_buffers[node.output]
+
     def _compute(self, node: Node, point: Point, m: Math, values, scalars) -> Val:
         """Member `node`'s value at `point`, `m.lanes` wide."""
         if node in self.e.program.inline:
@@ -156,20 +174,23 @@ class RowKernel:
         b = self.e.b
         nodes, reloaded = self.schedule.evaluate[sweep], self.schedule.reload[sweep]
         m = Math(b, self.width)
-        accumulators: dict[Node, ir.Value] = {}
+        accumulators: dict[Node, list[ir.Value]] = {}
         for r in self.e.kernel.reductions:
             if self.schedule.phase[r] == sweep and self._along_row(r):
-                accumulators[r] = self.e.stack_slot(m.type(r.output.type.dtype))
-                b.store(_identity(r, m).ir, accumulators[r])
+                accumulators[r] = [self.e.stack_slot(m.type(r.output.type.dtype)) for _ in range(PARTIALS)]
+                for slot in accumulators[r]:
+                    b.store(_identity(r, m).ir, slot)
 
-        def body(point: Point, width: int) -> None:
-            self._body(sweep, nodes, reloaded, point, width, scalars, accumulators)
+        def body(point: Point, width: int, part: int) -> None:
+            self._body(sweep, nodes, reloaded, point, width, scalars, {r: a[part] for r, a in accumulators.items()})
 
-        self._row_loops(self.outer_loops, indices, body)
+        self._row_loops(self.outer_loops, indices, body, PARTIALS if accumulators else 1)
         point = Point([*indices, *[i64(0)] * self.row_loops])
-        for r, slot in accumulators.items():
+        for r, slots in accumulators.items():
             dtype = r.output.type.dtype
-            total = fold_lanes(b, Val(b.load(slot, typ=m.type(dtype)), dtype), self.width, r.op.emit)
+            partials = [Val(b.load(slot, typ=m.type(dtype)), dtype) for slot in slots]
+            vector = functools.reduce(lambda x, y: r.op.emit(m, x, y), partials)
+            total = fold_lanes(b, vector, self.width, r.op.emit)
             if r in self.column_reductions:  # this row's share of a sum over rows too
                 output = self.column_reductions[r]
                 total = r.op.emit(Math(b, 1), self.e.load(output, point, 1), total)
@@ -179,23 +200,29 @@ class RowKernel:
             if r.output in self.scalar_stores:
                 self.e.store(self.scalar_stores[r.output], point, total, 1)
 
-    def _row_loops(self, depth: int, indices: list[ir.Value], body) -> None:
-        """Loops over the row axes: vectors along the innermost, then a masked remainder."""
+    def _row_loops(self, depth: int, indices: list[ir.Value], body, parts: int) -> None:
+        """Loops over the row axes. Along the innermost: `parts` vectors at a
+        time, each adding into its own partial accumulators (`body(point,
+        width, part)`), then single vectors, then a masked remainder."""
         b = self.e.b
         if depth == len(self.nest.sizes):
-            body(Point(indices), 1)  # a row of one element
+            body(Point(indices), 1, 0)  # a row of one element
             return
         size = self.e.poly(self.nest.sizes[depth])
         if depth < len(self.nest.sizes) - 1:
             with for_range(b, i64(0), size, 1, name=f"j{depth}") as j:
-                self._row_loops(depth + 1, [*indices, j], body)
+                self._row_loops(depth + 1, [*indices, j], body, parts)
             return
         lanes = self.width
+        blocks = b.and_(size, i64(-lanes * parts))
+        with for_range(b, i64(0), blocks, lanes * parts, name=f"j{depth}") as j:
+            for part in range(parts):
+                body(Point([*indices, b.add(j, i64(part * lanes))]), lanes, part)
         start = b.and_(size, i64(-lanes))
-        with for_range(b, i64(0), start, lanes, name=f"j{depth}") as j:
-            body(Point([*indices, j]), lanes)
+        with for_range(b, blocks, start, lanes, name=f"j{depth}") as j:
+            body(Point([*indices, j]), lanes, 0)
         with b.if_then(b.icmp_signed("<", start, size)):
-            body(Point([*indices, start], lane_mask(b, b.sub(size, start), lanes)), lanes)
+            body(Point([*indices, start], lane_mask(b, b.sub(size, start), lanes)), lanes, 0)
 
     def _body(self, sweep, nodes, reloaded, point: Point, width: int, scalars, accumulators) -> None:
         e = self.e
@@ -203,13 +230,15 @@ class RowKernel:
         values: dict[Value, Val] = {}
         for node in nodes:
             if node in reloaded:
-                values[node.output] = e.load(self.row_stores[node.output], point, width)
+                values[node.output] = e.load(self._kept(node), point, width)
                 continue
             if node_class(node) == "reduce":
                 x = self._operand(node, 0, point, width, values, scalars)
                 self._accumulate(node, x, point, m, accumulators)
                 continue
             values[node.output] = self._compute(node, point, m, values, scalars)
+            if node.output in self.row_buffers:
+                e.store(self.row_buffers[node.output], point, values[node.output], width)
             if self.schedule.phase[node] == sweep and node.output in self.row_stores:
                 e.store(self.row_stores[node.output], point, values[node.output], width)
 

@@ -168,3 +168,28 @@ def test_softmax_forward_and_backward_are_one_kernel() -> None:
     assert len(rows) == 1
     assert rows[0].rows.sweeps == 4  # max; exp and its sum; softmax, loss and the gradient's dot; the gradient
     assert all(n.op.name in ("reshape", "broadcast_to") for k in plan.kernels if k not in rows for n in k.nodes)
+
+
+def test_a_later_sweep_reads_back_an_exp_from_its_row_buffer() -> None:
+    """softmax's exp(x - max) is computed once per element: the sweep that sums
+    it keeps it in a row buffer for the sweep that divides it."""
+    plan = program(training_graph("softmax", 257, F32))
+    (kernel,) = [k for k in plan.kernels if k.kind == "rows"]
+    assert "exp" in {n.op.name for n in kernel.rows.keep}
+    assert sum(n.op.name == "exp" for nodes in kernel.rows.evaluate for n in nodes if n not in kernel.rows.keep) == 0
+
+
+@functools.cache
+def symbolic_rows_graph() -> Graph:
+    """softmax over rows of symbolic length: no row buffer, so later sweeps compute exp again."""
+    return make_graph("symbolic_rows", {"x": tensor(F32, (3, "B"))}, lambda b, v: {"y": b.softmax(v["x"], axis=1)})
+
+
+def test_rows_of_symbolic_length() -> None:
+    graph = symbolic_rows_graph()
+    (kernel,) = program(graph).kernels
+    assert kernel.rows.sweeps == 3
+    assert not kernel.rows.keep
+    rng = np.random.default_rng(7)
+    for length in (0, 1, 7, 40):
+        check(graph, {"x": rng.standard_normal((3, length)).astype(np.float32)}, F32, f"length {length}")
