@@ -26,9 +26,10 @@ from ..fusion import RowSchedule, node_class, row_reduction_outer
 from ..plan import operand_view
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View
-from .irutil import for_range, i64, lane_mask
+from .irutil import I64, PTR, VOID, declare, for_range, i64, lane_mask
 from .kernel import Access, KernelEmitter, Point
 from .loops import LoopNest, _fill, _identity, _index, _output_access, merge_loops
+from .threads import TASK_POINTER
 from .vecmath import Math, Val, fold_lanes
 
 PARTIALS = 4
@@ -37,10 +38,44 @@ accumulator form a chain of dependent instructions (3-4 cycles each), so
 four of them, combined at the end of the row, keep the adders busy."""
 
 
+PARALLEL_ELEMENTS = 1 << 16
+"""Row kernels over fewer elements run on the calling thread alone (a round
+of the thread pool costs a few microseconds; a sweep over 64K floats about 10)."""
+
+
 def emit_row_kernel(e: KernelEmitter) -> ir.Function:
-    """The function of a row kernel."""
-    RowKernel(e).emit()
+    """The function of a row kernel. Its rows split into one task per core
+    when there are enough of them, they form one loop, and no reduction adds
+    across rows (threads would race on its sums)."""
+    kernel = RowKernel(e)
+    if kernel.outer_loops != 1 or kernel.column_reductions:
+        kernel.emit()
+        return e.finish()
+    b = e.b
+    task_emitter = KernelEmitter(e.program, e.kernel, e.fn.module, e.target, ".task", (I64, I64))
+    task = RowKernel(task_emitter)
+    rows, row_size = e.poly(kernel.nest.sizes[0]), e.poly(product(kernel.nest.sizes[1:]))
+    tasks, _ = _split_rows(b, rows, e.target.cores)
+    task.emit_task(_split_rows(task_emitter.b, task.rows(), e.target.cores)[1])
+    function = task_emitter.finish()
+    parallel = b.and_(
+        b.icmp_signed(">=", b.mul(rows, row_size), i64(PARALLEL_ELEMENTS)), b.icmp_signed(">", tasks, i64(1))
+    )
+    with b.if_else(parallel) as (then, otherwise):
+        with then:
+            run = declare(b.module, "ember_parallel_for", VOID, [TASK_POINTER, PTR, I64])
+            b.call(run, [function, e.fn.args[0], tasks])
+        with otherwise, for_range(b, i64(0), tasks, 1, name="t") as t:
+            b.call(function, [e.fn.args[0], t, i64(0)])
     return e.finish()
+
+
+def _split_rows(b: ir.IRBuilder, rows: ir.Value, cores: int) -> tuple[ir.Value, ir.Value]:
+    """(tasks, rows per task): one task per core, fewer when rows are few (at least one)."""
+    tasks = b.select(b.icmp_signed("<", rows, i64(cores)), rows, i64(cores))
+    tasks = b.select(b.icmp_signed("<", tasks, i64(1)), i64(1), tasks)
+    chunk = b.sdiv(b.add(rows, b.sub(tasks, i64(1))), tasks)
+    return tasks, chunk
 
 
 class RowKernel:
@@ -122,9 +157,24 @@ class RowKernel:
 
     # -- emission -----------------------------------------------------------------
     def emit(self) -> None:
+        """Every row, on this thread."""
         for r in self.column_reductions:
             _fill(self.e, r, self.e.lanes)
         self._rows(0, [])
+
+    def rows(self) -> ir.Value:
+        """The number of rows (of a kernel whose rows form one loop)."""
+        return self.e.poly(self.nest.sizes[0])
+
+    def emit_task(self, chunk: ir.Value) -> None:
+        """The body of task `t` (the function's second argument): rows
+        [t * chunk, min((t + 1) * chunk, rows))."""
+        b = self.e.b
+        start = b.mul(self.e.fn.args[1], chunk)
+        stop = b.add(start, chunk)
+        stop = b.select(b.icmp_signed("<", stop, self.rows()), stop, self.rows())
+        with for_range(b, start, stop, 1, name="row0") as i:
+            self._rows(1, [i])
 
     def _rows(self, depth: int, indices: list[ir.Value]) -> None:
         if depth < self.outer_loops:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from native_helpers import Tol, assert_matches, make_graph, native, run_both, tensor
 
+import ember
 from ember.compiler.autodiff import autodiff
 from ember.compiler.plan import KernelProgram
 from ember.compiler.simplify import simplify
@@ -135,16 +136,21 @@ def _kernels_with(plan: KernelProgram, op: str) -> list:
     return [k for k in plan.kernels if any(n.op.name == op for n in k.nodes)]
 
 
+@functools.cache
+def layer_norm_forward_graph(width: int) -> Graph:
+    def build(b, v):
+        return {"y": b.add(b.mul(layer_norm(b, v["x"], [1]), v["w"]), v["c"])}
+
+    params = {"w": tensor(F32, (width,)), "c": tensor(F32, (width,))}
+    return make_graph(f"layer_norm_forward_{width}", {"x": tensor(F32, ("B", width))}, build, params=params)
+
+
 def test_layer_norm_forward_is_one_kernel_of_three_sweeps() -> None:
     """The mean, the variance and the normalized, scaled and shifted output:
     one kernel that sweeps each row three times, with the mean and the
     reciprocal standard deviation computed once per row in between."""
 
-    def build(b, v):
-        return {"y": b.add(b.mul(layer_norm(b, v["x"], [1]), v["w"]), v["c"])}
-
-    params = {"w": tensor(F32, (37,)), "c": tensor(F32, (37,))}
-    graph = make_graph("layer_norm_forward", {"x": tensor(F32, ("B", 37))}, build, params=params)
+    graph = layer_norm_forward_graph(37)
     plan = program(graph)
     assert len(plan.kernels) == 1
     (kernel,) = plan.kernels
@@ -193,3 +199,22 @@ def test_rows_of_symbolic_length() -> None:
     rng = np.random.default_rng(7)
     for length in (0, 1, 7, 40):
         check(graph, {"x": rng.standard_normal((3, length)).astype(np.float32)}, F32, f"length {length}")
+
+
+@pytest.fixture
+def restore_threads():
+    previous = ember.get_num_threads()
+    yield
+    ember.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_split_across_threads(restore_threads, threads: int) -> None:
+    """Enough rows (here 77K elements) run as one task per core on the
+    thread pool; a partial last task and fewer rows than cores as well."""
+    ember.set_num_threads(threads)
+    graph = layer_norm_forward_graph(129)
+    rng = np.random.default_rng(11)
+    for batch in (601, 1, 2, 3):
+        check(graph, arguments(graph, rng, batch), F32, f"B={batch} threads={threads}")
+    assert "ember_parallel_for" in native(graph).build.dump("llvm")
