@@ -352,10 +352,11 @@ class RowSchedule:
     """How a row kernel runs, row by row: sweeps over the row axes
     `domain[outer:]`. A row member is due in sweep `phase[node]`; sweep k
     evaluates `evaluate[k]`: its due members that are stored or reduced and
-    what they need. A member an earlier sweep computed is read back in
-    `reload[k]`, from memory if the kernel stores it, else from its row
-    buffer if it is in `keep`, else computed again. A member of `scalars`
-    runs once per row after sweep `phase[node]` (-1: before the first)."""
+    what they need. Of those an earlier sweep computed, the ones in
+    `reload[k]` are read back, from memory if the kernel stores them, else
+    from their row buffers (`keep`); the others are computed again. A
+    member of `scalars` runs once per row after sweep `phase[node]` (-1:
+    before the first)."""
 
     outer: int
     scalars: set[Node]
