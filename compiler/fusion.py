@@ -16,7 +16,11 @@ registers. Some nodes never form kernels:
 The partition is greedy, consumer first: matmul epilogues merge first,
 then elementwise producers into their elementwise or reduction consumers,
 as long as the kernels still form a DAG and every edge inside a kernel
-reads a value at the index where it was computed."""
+reads a value at the index where it was computed. Last, row fusion joins
+kernels into *row kernels* (see `RowSchedule`): a reduction over the
+innermost axes, the per-row scalars computed from it and the consumers
+that read them broadcast along the row, so LayerNorm or softmax is one
+pass over each row's data instead of a kernel per step."""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 from ..ir import Graph, IRError, Node, Value
 from ..ir.types import Shape
 from .ordering import ordered
-from .views import layout_view
+from .symbolic import Poly, product, row_major_strides
+from .views import View, layout_view, read_view
 
 _CLASSES = {
     "matmul": "matmul",
@@ -65,6 +70,7 @@ class Kernel:
     nodes: list[Node]
     stores: list[Value] = field(default_factory=list)
     copy: tuple[Value, Value] | None = None
+    rows: RowSchedule | None = None
 
     @property
     def matmul(self) -> Node | None:
@@ -78,6 +84,8 @@ class Kernel:
     def kind(self) -> str:
         if self.copy:
             return "copy"
+        if self.rows:
+            return "rows"
         return "matmul" if self.matmul else "reduce" if self.reductions else "elementwise"
 
     def __repr__(self) -> str:
@@ -124,6 +132,8 @@ class _Group:
         self.parent: _Group = self
         self.succ: dict[_Group, bool] = {}  # successor group -> every edge to it is fusible
         self.pred: set[_Group] = set()
+        self.rows: tuple[Shape, int] | None = None  # a row kernel's (domain, outer rank)
+        self.scalars: set[Node] = set()  # a row kernel's members computed once per row
 
     def find(self) -> _Group:
         root = self
@@ -288,7 +298,12 @@ def fuse(graph: Graph) -> FusedGraph:
             try_merge(p, u)
     for p, u, _ in candidates:
         try_merge(p, u)
+    _merge_rows(graph, groups, edges, order)
     return _build(graph, groups, members, inline, escaping, order)
+
+
+def _group_domain(g: _Group, nodes: list[Node]) -> Shape:
+    return g.rows[0] if g.rows is not None else iteration_domain(nodes[0])
 
 
 def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
@@ -307,15 +322,303 @@ def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
     placed = ordered(roots, group_deps, lambda g: order[roots[g][0]])
     if placed is None:
         raise IRError("fusion produced a cycle between kernels")  # a bug in the merge rules
-    kernels = {g: Kernel(f"k{i}", iteration_domain(roots[g][0]), roots[g]) for i, g in enumerate(placed)}
+    kernels = {g: Kernel(f"k{i}", _group_domain(g, roots[g]), roots[g]) for i, g in enumerate(placed)}
     kernel_of = {n: kernels[g] for g, nodes in roots.items() for n in nodes}
     readers: dict[Value, set[Kernel]] = {}
     for n in members:
         for v in n.inputs:
             for p, direct in _sources(v, members):
-                if kernel_of[p] is not kernel_of[n] or not direct:
+                # A row kernel reads its own members through views in registers (row fusion checked each read).
+                if kernel_of[p] is not kernel_of[n] or not (direct or groups[n].find().rows):
                     readers.setdefault(p.output, set()).add(kernel_of[n])
     for kernel in kernels.values():
         kernel.stores = [n.output for n in kernel.nodes if n.output in escaping or n.output in readers]
+    for g, kernel in kernels.items():
+        if g.rows is not None:
+            kernel.rows = _row_schedule(kernel, g.rows[1], g.scalars)
     depends = {kernels[g]: {kernels[d] for d in deps} for g, deps in group_deps.items()}
     return FusedGraph(graph, [kernels[g] for g in placed], inline, kernel_of, depends)
+
+
+# -- row fusion ----------------------------------------------------------------
+#
+# A row kernel over `domain` splits its axes at `outer`: each index of the
+# outer axes is a row, the remaining (innermost) axes span it. Its members
+# have one of two levels:
+#   - row members (elementwise ops over `domain`, and reductions) run at each
+#     element of the row, in the sweep their inputs allow;
+#   - scalar members (elementwise ops over the outer shape, size-1 axes aside)
+#     run once per row, between sweeps, on the results of row reductions
+#     (reductions of whole rows) and of other scalars.
+# Inside the kernel a row member reads a row member at its own index and a
+# scalar broadcast along the row; a scalar reads scalars and row reductions
+# at its own row. Any other read crosses kernels through memory.
+
+
+ROW_BUFFER_BYTES = 16 * 1024
+"""The most a row kernel keeps in row buffers (on the stack, in L1): each
+holds one row of a member that later sweeps read again. Beyond it, or
+for rows of symbolic size, later sweeps compute such members again."""
+
+
+@dataclass
+class RowSchedule:
+    """How a row kernel runs, row by row: sweeps over the row axes
+    `domain[outer:]`. A row member is due in sweep `phase[node]`; sweep k
+    evaluates `evaluate[k]`: its due members that are stored or reduced and
+    what they need. Of those an earlier sweep computed, the ones in
+    `reload[k]` are read back, from memory if the kernel stores them, else
+    from their row buffers (`keep`); the others are computed again. A
+    member of `scalars` runs once per row after sweep `phase[node]` (-1:
+    before the first)."""
+
+    outer: int
+    scalars: set[Node]
+    phase: dict[Node, int]
+    evaluate: list[list[Node]]
+    reload: list[set[Node]]
+    keep: set[Node]
+
+    @property
+    def sweeps(self) -> int:
+        return len(self.evaluate)
+
+
+def _outer_rank(domain: Shape, row_axes: set[int]) -> int:
+    """The outer rank that puts `row_axes` in the row: one past the last other axis of size != 1."""
+    return max((j + 1 for j, d in enumerate(domain) if d != 1 and j not in row_axes), default=0)
+
+
+def row_reduction_outer(node: Node) -> int | None:
+    """The outer rank at which reduction `node` reduces whole rows, or None
+    when it reduces an outer axis (a column sum accumulates in memory)."""
+    domain = node.inputs[0].type.shape
+    reduced = {a % len(domain) for a in node.attrs["axes"]}
+    outer = _outer_rank(domain, reduced)
+    return outer if all(a >= outer or domain[a] == 1 for a in reduced) else None
+
+
+def _reduction_fits_rows(node: Node, domain: Shape, outer: int) -> bool:
+    """Can a row kernel at `outer` compute reduction `node`? It sums whole
+    rows in registers, or keeps the row's last axis and adds vectors in
+    memory; a reduction over the last axis that keeps another row axis
+    would need a register per kept index."""
+    reduced = {a % len(domain) for a in node.attrs["axes"]}
+    row_axes = {j for j in range(outer, len(domain)) if domain[j] != 1}
+    return row_axes <= reduced or max(row_axes, default=-1) not in reduced
+
+
+def _non_unit(shape) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
+def _is_identity(view: View, shape: Shape) -> bool:
+    """Does `view`, read over `shape`, visit its base in row-major order?"""
+    strides = row_major_strides(shape)
+    return (
+        view.offset == Poly()
+        and product(view.base.type.shape) == product(shape)
+        and all(d == 1 or s == want for d, s, want in zip(shape, view.strides, strides, strict=True))
+    )
+
+
+def _is_row_broadcast(view: View, domain: Shape, outer: int) -> bool:
+    """Does `view`, read over `domain`, give every element of row `o` the
+    element `o` of its base (one value per row)?"""
+    strides = row_major_strides(domain[:outer])
+    return (
+        view.offset == Poly()
+        and product(view.base.type.shape) == product(domain[:outer])
+        and all(d == 1 or s == want for d, s, want in zip(domain[:outer], view.strides, strides, strict=False))
+        and all(d == 1 or s == Poly() for d, s in zip(domain[outer:], view.strides[outer:], strict=True))
+    )
+
+
+def _read_shape(node: Node) -> Shape:
+    return node.inputs[0].type.shape if node_class(node) == "reduce" else node.output.type.shape
+
+
+def _edge_views(a: _Group, b: _Group) -> list[tuple[Node, Node, View | None]]:
+    """Every read by a member of `b` of a member of `a`: (producer, consumer, view over the consumer's domain)."""
+    members = set(a.nodes)
+    views = []
+    for u in b.nodes:
+        for v in u.inputs:
+            for p, _ in _sources(v, members):
+                try:
+                    view = read_view(v, _read_shape(u), lambda x, out=p.output: x is out)
+                except AssertionError:
+                    view = None  # a reshape on the way needs a copy
+                views.append((p, u, None if u.op.leading_inputs else view))
+    return views
+
+
+def _row_candidates(g: _Group) -> list[tuple[Shape, tuple[int, ...], bool]] | None:
+    """The ways group `g` can sit in a row kernel: (domain, the outer ranks
+    it suggests, as scalars). A row kernel's outer rank is fixed; the outer
+    ranks of a group's reductions are only preferences (a reduction that
+    is not of whole rows accumulates in memory). None when `g` cannot be in
+    a row kernel at all."""
+    if any(node_class(n) in ("matmul", "layout") or n.op.rows or n.op.kind == "scatter" for n in g.nodes):
+        return None  # matmuls, and ops that address rows or places of their own (gather, pad, scatter_add)
+    if g.rows is not None:
+        return [(g.rows[0], (g.rows[1],), False)]
+    reductions = [n for n in g.nodes if node_class(n) == "reduce"]
+    outers = {row_reduction_outer(r) for r in reductions} - {None}
+    options = [(g.domain, tuple(sorted(outers, reverse=True)), False)]
+    if not reductions and not g.uses_index:
+        options.append((g.domain, (), True))
+    return options
+
+
+def _row_merge(a: _Group, b: _Group) -> tuple[Shape, int, set[Node]] | None:
+    """The row kernel producer `a` and consumer `b` can form: (domain, outer
+    rank, scalar members), or None."""
+    options_a, options_b = _row_candidates(a), _row_candidates(b)
+    if options_a is None or options_b is None:
+        return None
+    views = _edge_views(a, b)
+    for domain_a, outers_a, scalar_a in options_a:
+        for domain_b, outers_b, scalar_b in options_b:
+            if scalar_a and scalar_b:
+                continue
+            domain = domain_b if scalar_a else domain_a
+            if not scalar_a and not scalar_b and domain_a != domain_b:
+                continue
+            scalars = a.scalars | b.scalars
+            scalars |= set(a.nodes) if scalar_a else set(b.nodes) if scalar_b else set()
+            for outer in _outer_choices(a, b, outers_a, outers_b, domain, views):
+                if _rows_valid(domain, outer, scalars, a, b, views):
+                    return domain, outer, scalars
+    return None
+
+
+def _outer_choices(a: _Group, b: _Group, outers_a, outers_b, domain: Shape, views) -> list[int]:
+    """The outer ranks worth trying: a row kernel's own, else the groups'
+    reductions' (largest first), else what the first read broadcasts along."""
+    fixed = {g.rows[1] for g in (a, b) if g.rows is not None}
+    if fixed:
+        return list(fixed) if len(fixed) == 1 else []
+    choices = sorted({*outers_a, *outers_b}, reverse=True)
+    if views and views[0][2] is not None:
+        broadcast = {j for j, s in enumerate(views[0][2].strides) if s == Poly()}
+        choices.append(_outer_rank(domain, broadcast))
+    return choices
+
+
+def _rows_valid(domain: Shape, outer: int, scalars: set[Node], a: _Group, b: _Group, views) -> bool:
+    """Do the members of `a` and `b` fit a row kernel with these levels, and
+    does every read from `a` by `b` stay in registers?"""
+    row_shape = _non_unit(domain[:outer])
+    for n in (*a.nodes, *b.nodes):
+        if node_class(n) == "reduce" and not _reduction_fits_rows(n, domain, outer):
+            return False
+        if n in scalars and _non_unit(n.output.type.shape) != row_shape:
+            return False
+        if n not in scalars and _read_shape(n) != domain:
+            return False
+    for p, u, view in views:
+        if view is None:
+            return False
+        per_row = p in scalars or (node_class(p) == "reduce")
+        if node_class(p) == "reduce" and row_reduction_outer(p) != outer:
+            return False  # a column reduction is complete only at the end of the kernel
+        if u in scalars:
+            ok = per_row and _is_identity(view, u.output.type.shape)
+        elif per_row:
+            ok = _is_row_broadcast(view, domain, outer)
+        else:
+            ok = _is_identity(view, domain)
+        if not ok:
+            return False
+    return True
+
+
+def _merge_rows(graph: Graph, groups: dict[Node, _Group], edges, order: dict[Node, int]) -> None:
+    """Join groups into row kernels along the edges that row fusion keeps in
+    registers, consumer first. Groups that write an update stay out: a
+    later sweep could read a param after its row was written in place."""
+    updates = set(graph.updates.values())
+    for p, u, _ in sorted(edges, key=lambda e: (-order[e[1]], order[e[0]])):
+        a, b = groups[p].find(), groups[u].find()
+        if a is b or a in b.succ or _reaches(a, b, skip=b):
+            continue
+        if any(n.output in updates for n in (*a.nodes, *b.nodes)):
+            continue
+        merged = _row_merge(a, b)
+        if merged is not None:
+            domain, outer, scalars = merged
+            _merge(a, b)
+            a.rows, a.scalars = (domain, outer), scalars
+
+
+def _row_schedule(kernel: Kernel, outer: int, scalars: set[Node]) -> RowSchedule:
+    """Each member's sweep: a row member runs once its inputs are there (a
+    row reduction's result or a scalar from sweep k, in sweep k + 1); a
+    scalar right after the sweep that finishes its last input. Then what
+    each sweep evaluates."""
+    members = set(kernel.nodes)
+    sources = {n: [p for v in n.inputs for p, _ in _sources(v, members)] for n in kernel.nodes}
+    phase: dict[Node, int] = {}
+    for n in kernel.nodes:  # in graph order: producers first
+        if n in scalars:
+            phase[n] = max((phase[p] for p in sources[n]), default=-1)
+        else:
+            per_row = [phase[p] + 1 for p in sources[n] if p in scalars or node_class(p) == "reduce"]
+            at_index = [phase[p] for p in sources[n] if p not in scalars and node_class(p) != "reduce"]
+            phase[n] = max([0, *per_row, *at_index])
+    row = [n for n in kernel.nodes if n not in scalars]
+    stored = {v.node for v in kernel.stores}
+    sweeps = 1 + max((phase[n] for n in row), default=0)
+    roots = [[n for n in row if phase[n] == k and (node_class(n) == "reduce" or n in stored)] for k in range(sweeps)]
+    recomputed, _ = _sweep_members(roots, phase, sources, scalars, stored)
+    keep = _row_buffers(kernel, outer, recomputed, stored)
+    evaluate, reload = _sweep_members(roots, phase, sources, scalars, stored | keep)
+    return RowSchedule(outer, set(scalars), phase, evaluate, reload, keep)
+
+
+def _sweep_members(roots, phase, sources, scalars, kept) -> tuple[list[list[Node]], list[set[Node]]]:
+    """Per sweep, the row members it evaluates to compute its `roots` (in
+    graph order), and those it reads back: members of `kept` that an
+    earlier sweep computed."""
+    order = {n: i for i, n in enumerate(phase)}
+    done: set[Node] = set()
+    evaluate, reload = [], []
+    for sweep_roots in roots:
+        needed: set[Node] = set()
+        reloaded: set[Node] = set()
+        stack = list(sweep_roots)
+        while stack:
+            n = stack.pop()
+            if n in needed:
+                continue
+            needed.add(n)
+            if n in kept and n in done:
+                reloaded.add(n)
+                continue
+            stack += [p for p in sources[n] if p not in scalars and node_class(p) != "reduce"]
+        done |= needed
+        evaluate.append(sorted(needed, key=order.__getitem__))
+        reload.append(reloaded)
+    return evaluate, reload
+
+
+def _row_buffers(kernel: Kernel, outer: int, evaluate: list[list[Node]], stored: set[Node]) -> set[Node]:
+    """The members to keep in row buffers: those more than one sweep would
+    compute, while their rows fit ROW_BUFFER_BYTES (a row is a few KB at
+    MLP widths: a store and a load in L1 cost less than computing an exp
+    or a tanh again, and about what a subtraction costs)."""
+    row = product(kernel.domain[outer:])
+    if not row.is_constant:
+        return set()
+    counts: dict[Node, int] = {}
+    for nodes in evaluate:
+        for n in nodes:
+            counts[n] = counts.get(n, 0) + 1
+    keep, total = set(), 0
+    for n, count in counts.items():
+        size = row.constant * n.output.type.dtype.itemsize
+        if count > 1 and n not in stored and node_class(n) != "reduce" and total + size <= ROW_BUFFER_BYTES:
+            keep.add(n)
+            total += size
+    return keep

@@ -3,13 +3,16 @@
 `fused` lists each kernel with the IR lines of its members. `kernels`
 shows the program the code generator sees: the kernels in execution order,
 each as a loop nest in pseudo-C over its domain, and the buffer plan (where
-every tensor lives and which kernels touch it)."""
+every tensor lives and which kernels touch it). A row kernel shows its
+loop over rows and, inside it, each sweep over the row followed by the
+per-row scalars computed after it; a row reduction (`sum=`) starts from
+its identity at each row, and `%v[row:j]` is the row buffer of `%v`."""
 
 from __future__ import annotations
 
 from ..ir import Node, Value
 from ..ir.printer import Namer, format_attrs, format_node
-from .fusion import FusedGraph, Kernel, node_class
+from .fusion import FusedGraph, Kernel, node_class, row_reduction_outer
 from .memory import ALIGNMENT
 from .plan import KernelProgram, is_table, operand_view
 from .symbolic import Poly, row_major_strides
@@ -24,8 +27,14 @@ def format_fused(fused: FusedGraph, name: str) -> str:
     lines = [f"fused {name}: {len(fused.kernels)} kernels from {len(fused.graph.nodes)} nodes"]
     for kernel in fused.kernels:
         stores = ", ".join(namer(v) for v in kernel.stores)
-        lines.append(f"kernel {kernel.name}: {kernel.kind} over [{_dims(kernel.domain)}] -> {stores or 'nothing'}")
-        lines += [f"  {format_node(n, namer)}" for n in kernel.nodes]
+        sweeps = f" in {_sweeps(kernel)} per row" if kernel.rows else ""
+        lines.append(
+            f"kernel {kernel.name}: {kernel.kind} over [{_dims(kernel.domain)}]{sweeps} -> {stores or 'nothing'}"
+        )
+        if kernel.rows:
+            lines += _fused_row_lines(kernel, namer)
+        else:
+            lines += [f"  {format_node(n, namer)}" for n in kernel.nodes]
     inline = [n for n in fused.graph.nodes if n in fused.inline]
     if inline:
         lines.append("inline scalars (computed at the top of each kernel that uses them):")
@@ -61,6 +70,8 @@ def _dims(shape) -> str:
 def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[str]:
     indices = [f"i{k}" for k in range(len(kernel.domain))]
     header = f"{kernel.name}: {kernel.kind} over [{_dims(kernel.domain)}]"
+    if kernel.rows:
+        header += f", {_sweeps(kernel)} per row"
     if kernel.copy:
         source, target = kernel.copy
         at = ",".join(indices)
@@ -72,8 +83,12 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
     lines = [header]
     inline = [n for n in _inline_used(program, kernel) if n not in kernel.nodes]
     lines += [f"  let {namer(n.output)} = {_expression(program, n, namer, indices, kernel)}" for n in inline]
+    row_reductions = _row_reductions(kernel) if kernel.rows else []
     for r in kernel.reductions:
-        lines.append(f"  {namer(r.output)}[*] = {r.op.identity}")
+        if r not in row_reductions:
+            lines.append(f"  {namer(r.output)}[*] = {r.op.identity}")
+    if kernel.rows:
+        return lines + _row_kernel_lines(program, kernel, namer, indices)
     loop = ", ".join(indices) if indices else ""
     body_indent = "    " if indices else "  "
     if indices:
@@ -92,6 +107,77 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
         else:
             lines.append(f"{body_indent}{name} = {text}")
     return lines
+
+
+def _sweeps(kernel: Kernel) -> str:
+    count = kernel.rows.sweeps
+    return f"{count} sweep" if count == 1 else f"{count} sweeps"
+
+
+def _fused_row_lines(kernel: Kernel, namer: Namer) -> list[str]:
+    """A row kernel's members grouped by sweep, each sweep followed by the
+    per-row scalars computed after it."""
+    schedule = kernel.rows
+    lines = []
+    for sweep in range(-1, schedule.sweeps):
+        row = [n for n in kernel.nodes if n not in schedule.scalars and schedule.phase[n] == sweep]
+        scalars = [n for n in kernel.nodes if n in schedule.scalars and schedule.phase[n] == sweep]
+        if row:
+            lines.append(f"  sweep {sweep}:")
+            lines += [f"    {format_node(n, namer)}" for n in row]
+        if scalars:
+            lines.append("  per row, before the first sweep:" if sweep < 0 else f"  per row, after sweep {sweep}:")
+            lines += [f"    {format_node(n, namer)}" for n in scalars]
+    return lines
+
+
+def _row_kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer, indices: list[str]) -> list[str]:
+    """A row kernel as a loop over rows holding its sweeps and scalars."""
+    schedule = kernel.rows
+    outer, rows = indices[: schedule.outer], indices[schedule.outer :]
+    row_index = ",".join(i for i, d in zip(outer, kernel.domain, strict=False) if d != 1)
+    stored = set(kernel.stores)
+    lines = []
+    indent = "  "
+    if outer:
+        lines.append(f"  for ({', '.join(outer)}) in [{_dims(kernel.domain[: schedule.outer])}]:")
+        indent = "    "
+
+    def line(node: Node, prefix: str, again: bool = False) -> str:
+        text = _expression(program, node, namer, indices, kernel)
+        name = namer(node.output)
+        if node_class(node) == "reduce":
+            target = name if node in _row_reductions(kernel) else _output_index(program, node, indices, kernel, namer)
+            return f"{prefix}{target} {node.op.name}= {text}"
+        if node.output in stored and not again:
+            at = row_index if node in schedule.scalars else ",".join(indices)
+            return f"{prefix}{name}[{at}] = {text}"
+        if node in schedule.keep and not again:
+            return f"{prefix}{name}[row:{','.join(rows)}] = {text}"
+        return f"{prefix}{name} = {text}"
+
+    for sweep in range(-1, schedule.sweeps):
+        if sweep >= 0:
+            lines.append(
+                f"{indent}sweep {sweep}: for ({', '.join(rows)}) in [{_dims(kernel.domain[schedule.outer :])}]:"
+            )
+            for n in schedule.evaluate[sweep]:
+                if n in schedule.reload[sweep]:
+                    at = ",".join(indices) if n.output in stored else f"row:{','.join(rows)}"
+                    lines.append(f"{indent}  {namer(n.output)} = {namer(n.output)}[{at}]")
+                else:
+                    lines.append(line(n, indent + "  ", again=schedule.phase[n] < sweep))
+        for n in kernel.nodes:
+            if n in schedule.scalars and schedule.phase[n] == sweep:
+                lines.append(line(n, indent))
+        for r in _row_reductions(kernel):
+            if schedule.phase[r] == sweep and r.output in stored:
+                lines.append(f"{indent}{namer(r.output)}[{row_index}] = {namer(r.output)}")
+    return lines
+
+
+def _row_reductions(kernel: Kernel) -> list[Node]:
+    return [n for n in kernel.reductions if row_reduction_outer(n) == kernel.rows.outer]
 
 
 def _inline_used(program: KernelProgram, kernel: Kernel) -> list[Node]:
@@ -141,6 +227,9 @@ def _operand(program: KernelProgram, node: Node, i: int, namer: Namer, indices: 
 
 def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[str], kernel: Kernel) -> str:
     def operand(i: int) -> str:
+        v = node.inputs[i]
+        if kernel.rows and _member_base(v, set(kernel.nodes)) is not None:
+            return namer(_member_base(v, set(kernel.nodes)))  # a row kernel reads its members in registers
         return _operand(program, node, i, namer, indices, kernel)
 
     if node.op.name == "matmul":
@@ -167,6 +256,13 @@ def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[
         return "*".join(map(str, dims)) or "1"
     attrs = format_attrs(node)
     return f"{node.op.name}({', '.join(args)}){attrs}"
+
+
+def _member_base(value: Value, members: set[Node]) -> Value | None:
+    """The kernel member whose value `value` is (through layout views), if any."""
+    while value.node is not None and value.node not in members and node_class(value.node) == "layout":
+        value = value.node.inputs[0]
+    return value if value.node in members else None
 
 
 def _read(view: View, namer: Namer, indices: list[str]) -> str:

@@ -291,6 +291,37 @@ def min(
     return neg(max(neg(x), axis, keepdims, dim=dim, keepdim=keepdim))
 
 
+def layer_norm(
+    x: TensorOps,
+    normalized_shape: int | Sequence[int],
+    weight: TensorOps | None = None,
+    bias: TensorOps | None = None,
+    eps: float = 1e-5,
+):
+    """PyTorch's layer normalization: `(x - mean) / sqrt(var + eps) * weight + bias`
+    over the last `len(normalized_shape)` axes, with the biased variance."""
+    shape = _normalized_shape(normalized_shape)
+    tail = tuple(x.shape[x.ndim - len(shape) :]) if len(shape) <= x.ndim else None
+    if tail != shape:
+        raise ShapeError(
+            f"layer_norm: normalized_shape {list(shape)} does not match the last axes of an input of shape "
+            f"{list(x.shape)} (at {user_location()})"
+        )
+    axes = list(range(x.ndim - len(shape), x.ndim))
+    centered = x - mean(x, axes, keepdims=True)
+    y = centered * rsqrt(mean(centered * centered, axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
+
+
+def _normalized_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ShapeError(f"normalized_shape must be positive integers, got {normalized_shape!r} (at {user_location()})")
+    return shape
+
+
 amax = max
 amin = min
 
@@ -572,6 +603,7 @@ __all__ = [
     "hardsigmoid",
     "hardswish",
     "hardtanh",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log",

@@ -101,6 +101,13 @@ class KernelEmitter:
         """A stack slot in the entry block, which LLVM promotes to a register."""
         return self.allocas.alloca(type)
 
+    def local_array(self, value: Value, count: int) -> None:
+        """Hold `value` in a stack array of `count` elements (a row kernel's
+        row buffer) instead of a buffer of the plan: accesses to it address the array."""
+        array = self.allocas.alloca(ir.ArrayType(memory_type(value.type.dtype), count))
+        array.type = PTR  # llvmlite types an alloca by its contents; LLVM's pointers are opaque
+        self._pointers[value] = array
+
     # -- values computed once, at the top of the function -------------
     def _in_prologue(self, make: Callable[[ir.IRBuilder], ir.Value]) -> ir.Value:
         return make(self.prologue)

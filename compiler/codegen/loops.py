@@ -45,15 +45,19 @@ def _output_access(node: Node, domain) -> Access:
     return Access(node.output, list(view.strides), view.offset)
 
 
-def merge_loops(domain, accesses: list[Access], outputs: list[Access], pinned: set[int]) -> LoopNest:
+def merge_loops(
+    domain, accesses: list[Access], outputs: list[Access], pinned: set[int], split: int | None = None
+) -> LoopNest:
     """Drop size-1 axes (but `pinned` ones); merge neighbours that every access walks
     contiguously, that every reduction's output treats alike (both reduced
-    or both kept), and that are not `pinned` (their index is used directly).
-    Rewrites the accesses' strides."""
+    or both kept), that are not `pinned` (their index is used directly) and
+    that lie on the same side of axis `split` (a row kernel's rows from its
+    row axes). Rewrites the accesses' strides."""
     axes = [i for i, d in enumerate(domain) if d != 1 or i in pinned]
     groups: list[list[int]] = []
     for axis in axes:
-        if groups and _mergeable(groups[-1][-1], axis, domain, accesses, outputs, pinned):
+        same_side = split is None or (groups and (groups[-1][-1] < split) == (axis < split))
+        if groups and same_side and _mergeable(groups[-1][-1], axis, domain, accesses, outputs, pinned):
             groups[-1].append(axis)
         else:
             groups.append([axis])

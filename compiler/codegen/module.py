@@ -19,6 +19,7 @@ from .gemm_library import Blocking, GemmLibrary, blocking
 from .irutil import PTR, VOID
 from .kernel import KernelEmitter
 from .loops import emit_loop_kernel
+from .rows import emit_row_kernel
 from .target import Target
 
 
@@ -44,6 +45,8 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
         if kernel in plans:
             scratch = maximum(scratch, shared_scratch(program, kernel, plans[kernel]))
             functions.append(emit_matmul_kernel(emitter, plans[kernel], thread_bytes, library))
+        elif kernel.rows is not None:
+            functions.append(emit_row_kernel(emitter))
         else:
             functions.append(emit_loop_kernel(emitter))
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=program.name)

@@ -42,6 +42,10 @@ def zeros(rng, shape, fan_in, fan_out):
     return np.zeros(shape)
 
 
+def ones(rng, shape, fan_in, fan_out):
+    return np.ones(shape)
+
+
 INITIALIZERS: dict[str, Initializer] = {
     "default": pytorch_default,
     "pytorch": pytorch_default,
@@ -51,6 +55,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "he": he,
     "kaiming": he,
     "zeros": zeros,
+    "ones": ones,
 }
 
 

@@ -1,6 +1,8 @@
-"""Layers: `Linear` and the activation modules."""
+"""Layers: `Linear`, `LayerNorm` and the activation modules."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,6 +96,38 @@ def _inplace(inplace: bool, first: bool = False) -> str:
     if not inplace:
         return ""
     return "inplace=True" if first else ", inplace=True"
+
+
+class LayerNorm(Module):
+    """Layer normalization over the last `len(normalized_shape)` axes, as
+    torch.nn.LayerNorm: `weight` starts at ones and `bias` at zeros (both of
+    shape `normalized_shape`), present when `elementwise_affine` (`bias` also
+    needs `bias=True`)."""
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+    ) -> None:
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ConfigError(f"LayerNorm: normalized_shape must be positive integers, got {normalized_shape!r}")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+            raise ConfigError(f"LayerNorm: eps must be a non-negative number, got {eps!r}")
+        self.normalized_shape = shape
+        self.eps = float(eps)
+        self.elementwise_affine = elementwise_affine
+        self.weight = Parameter(shape, init="ones") if elementwise_affine else None
+        self.bias = Parameter(shape, init="zeros") if elementwise_affine and bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        shape = self.normalized_shape
+        return f"{shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class ReLU(Module):

@@ -324,7 +324,7 @@ def test_the_allocation_probe_sees_an_allocation_proportional_to_the_model():
 # -- 6. fusion and vector code -------------------------------------------------
 VECTOR_REGISTER = "zmm" if host_target().vector_bits >= 512 else "ymm"
 OP_LINE = re.compile(r"^\s+%\S+: \S+ = \w+", re.M)
-KERNEL_HEADER = re.compile(r"^k\d+: (matmul|reduce|elementwise|copy) over \[", re.M)
+KERNEL_HEADER = re.compile(r"^k\d+: (matmul|rows|reduce|elementwise|copy) over \[", re.M)
 LIBM = re.compile(r"^_*(exp|exp2|expm1|log|log2|log10|log1p|tanh|sinh|cosh|pow|erf|erfc|sqrt|cbrt)[fl]?(_finite)?$")
 
 
