@@ -11,7 +11,11 @@ registers. Some nodes never form kernels:
   arguments (a learning rate, a bias correction), evaluated once at the
   start of every kernel that uses them;
 - *layout* nodes (reshape, broadcast_to, transpose): they become strided
-  views of a stored value (see `views.py`).
+  views of a stored value (see `views.py`);
+- *recomputed* nodes: values that are functions of the element index and
+  scalars alone (random numbers, and elementwise ops over them and inline
+  scalars), computed again at each index by every kernel that reads them,
+  so a dropout mask never touches memory (see `recomputed_nodes`).
 
 The partition is greedy, consumer first: matmul epilogues merge first,
 then elementwise producers into their elementwise or reduction consumers,
@@ -89,6 +93,7 @@ class FusedGraph:
     inline: set[Node]
     kernel_of: dict[Node, Kernel]
     depends: dict[Kernel, set[Kernel]]
+    recomputed: set[Node] = field(default_factory=set)
 
     @property
     def stored(self) -> set[Value]:
@@ -106,6 +111,51 @@ def inline_nodes(graph: Graph) -> set[Node]:
         ):
             inline.add(node)
     return inline
+
+
+def recomputed_nodes(graph: Graph, inline: set[Node]) -> set[Node]:
+    """Nodes every kernel that reads them computes again at its own index
+    instead of loading: `element_index` ops (random_uniform) over inline
+    scalars and scalar arguments, and elementwise ops of the same shape over
+    such nodes and scalars, as long as every reader is an elementwise op or
+    reduction that reads them at its own index. A node read otherwise
+    (through a view, by a matmul, broadcast to another shape, as a result)
+    is stored, and so are the nodes computed from it."""
+    escaping = {v.node for v in (*graph.outputs.values(), *graph.updates.values())}
+    recomputed: set[Node] = set()
+    for node in graph.nodes:
+        if node in inline or node in escaping or node_class(node) != "elementwise":
+            continue
+        if not all(_from_scalars_or(v, inline, recomputed) for v in node.inputs):
+            continue
+        if node.op.element_index or any(
+            v.node in recomputed and v.type.shape == node.output.type.shape for v in node.inputs
+        ):
+            recomputed.add(node)
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            for v in node.inputs:
+                if v.node in recomputed and not _reads_at_own_index(node, v, recomputed):
+                    recomputed.discard(v.node)
+                    changed = True
+            if node in recomputed and not all(_from_scalars_or(v, inline, recomputed) for v in node.inputs):
+                recomputed.discard(node)
+                changed = True
+    return recomputed
+
+
+def _from_scalars_or(value: Value, inline: set[Node], recomputed: set[Node]) -> bool:
+    """Is `value` an inline scalar, a scalar argument or a recomputed node?"""
+    return value.node in inline or value.node in recomputed or (value.node is None and value.type.rank == 0)
+
+
+def _reads_at_own_index(reader: Node, value: Value, recomputed: set[Node]) -> bool:
+    """Does `reader` read `value` at the index it computes (so it can recompute it)?"""
+    if reader in recomputed:
+        return value.type.shape == reader.output.type.shape
+    return node_class(reader) in ("elementwise", "reduce") and value.type.shape == iteration_domain(reader)
 
 
 class _Group:
@@ -151,7 +201,7 @@ def _sources(value: Value, members: set[Node], fusible: bool = True) -> list[tup
         return [(node, fusible)]
     if node_class(node) == "layout":
         return _sources(node.inputs[0], members, fusible=False)
-    return []  # inline: constants, sizes and scalar arguments only
+    return []  # inline or recomputed: computed by the reader from scalars (and the index) alone
 
 
 def _edges(graph: Graph, members: set[Node]) -> list[tuple[Node, Node, bool]]:
@@ -251,8 +301,12 @@ def fuse(graph: Graph) -> FusedGraph:
     """Partition `graph` (lowered: see `lower_for_codegen`) into kernels."""
     order = {node: i for i, node in enumerate(graph.nodes)}
     inline = inline_nodes(graph)
+    recomputed = recomputed_nodes(graph, inline)
     escaping = set(graph.outputs.values()) | set(graph.updates.values())
-    members = {n for n in graph.nodes if (n not in inline and node_class(n) != "layout") or n.output in escaping}
+    computed_by_readers = inline | recomputed
+    members = {
+        n for n in graph.nodes if (n not in computed_by_readers and node_class(n) != "layout") or n.output in escaping
+    }
     members |= _copies_for_reshapes(graph, members)
     members |= _copies_for_matmuls(graph, members, inline)
     groups = {n: _Group(n) for n in graph.nodes if n in members}
@@ -274,10 +328,10 @@ def fuse(graph: Graph) -> FusedGraph:
             try_merge(p, u)
     for p, u, _ in candidates:
         try_merge(p, u)
-    return _build(graph, groups, members, inline, escaping, order)
+    return _build(graph, groups, members, inline, recomputed, escaping, order)
 
 
-def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
+def _build(graph, groups, members, inline, recomputed, escaping, order) -> FusedGraph:
     roots: dict[_Group, list[Node]] = {}
     for n in graph.nodes:
         if n in members:
@@ -304,4 +358,4 @@ def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
     for kernel in kernels.values():
         kernel.stores = [n.output for n in kernel.nodes if n.output in escaping or n.output in readers]
     depends = {kernels[g]: {kernels[d] for d in deps} for g, deps in group_deps.items()}
-    return FusedGraph(graph, [kernels[g] for g in placed], inline, kernel_of, depends)
+    return FusedGraph(graph, [kernels[g] for g in placed], inline, kernel_of, depends, recomputed)

@@ -30,6 +30,10 @@ def format_fused(fused: FusedGraph, name: str) -> str:
     if inline:
         lines.append("inline scalars (computed at the top of each kernel that uses them):")
         lines += [f"  {format_node(n, namer)}" for n in inline]
+    recomputed = [n for n in fused.graph.nodes if n in fused.recomputed]
+    if recomputed:
+        lines.append("recomputed (computed at each element by each kernel that reads them, never stored):")
+        lines += [f"  {format_node(n, namer)}" for n in recomputed]
     return "\n".join(lines) + "\n"
 
 
@@ -79,6 +83,8 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
     if indices:
         lines.append(f"  for ({loop}) in [{_dims(kernel.domain)}]:")
     stored = set(kernel.stores)
+    for node in _used(program, kernel, program.recomputed):
+        lines.append(f"{body_indent}{namer(node.output)} = {_expression(program, node, namer, indices, kernel)}")
     for node in kernel.nodes:
         if node in program.inline and node.output not in stored:
             continue
@@ -95,14 +101,22 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
 
 
 def _inline_used(program: KernelProgram, kernel: Kernel) -> list[Node]:
+    return _used(program, kernel, program.inline)
+
+
+def _used(program: KernelProgram, kernel: Kernel, wanted: set[Node]) -> list[Node]:
+    """The nodes of `wanted` (inline or recomputed) that `kernel` computes for
+    its members, inputs first."""
     used: list[Node] = []
+    computed_by_readers = program.inline | program.recomputed
 
     def visit(value: Value) -> None:
         node = value.node
-        if node in program.inline and node not in used:
+        if node in computed_by_readers and node not in used:
             for v in node.inputs:
                 visit(v)
-            used.append(node)
+            if node in wanted:
+                used.append(node)
 
     for node in kernel.nodes:
         for v in node.inputs:
@@ -125,7 +139,7 @@ def _expression(program: KernelProgram, node: Node, namer: Namer, indices: list[
 
     def operand(i: int) -> str:
         v = node.inputs[i]
-        if v.node in members or v.node in program.inline or node in program.inline:
+        if v.node in members or v.node in program.inline or v.node in program.recomputed or node in program.inline:
             return namer(v)
         view = operand_view(node, i, kernel.domain, program.is_stored)
         if view.base.node in program.inline:

@@ -122,7 +122,12 @@ class OpDef:
     op: it computes the result from operand values with the methods of
     `compiler.codegen.vecmath.Math` (add, exp, select, compare, ...), at
     whatever vector width the kernel runs. For a reduction, `emit(m, acc, x)`
-    combines two partial results and `identity` starts the accumulation."""
+    combines two partial results and `identity` starts the accumulation.
+
+    `element_index` marks an op whose value at an element depends on that
+    element's flat row-major index (its `emit` calls `m.flat_index()`): its
+    values are a function of the index and its scalar inputs, so kernels
+    recompute them where they are read instead of storing them."""
 
     name: str
     arity: int
@@ -136,6 +141,7 @@ class OpDef:
     commutative: bool = False
     emit: Callable[..., Any] | None = None
     identity: float | None = None
+    element_index: bool = False
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
