@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 
 from .ir import ConfigError, DType, ShapeError
-from .tensor import TensorOps, emit, user_location
+from .tensor import TensorOps, emit, random_uniform, user_location
 
 Like = TensorOps | float | int
 
@@ -115,6 +115,22 @@ def cast(x: TensorOps, dtype: DType | str):
     return emit("cast", x, dtype=dtype)
 
 
+def dropout(x: TensorOps, p: float = 0.5, training: bool = True):
+    """PyTorch's dropout: in training, zero each element with probability `p`
+    and scale the others by 1/(1-p); the identity otherwise. The mask comes
+    from random numbers keyed by the program's seed, its step counter (a new
+    mask every training step) and the element's index, computed inside the
+    kernels that use it, so it is never stored, forward or backward."""
+    if not isinstance(p, int | float) or isinstance(p, bool) or not 0 <= p <= 1:
+        raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r} (at {user_location()})")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0  # as PyTorch: zeros, and NaN where x is inf or NaN
+    keep = random_uniform(x.shape, x.dtype) >= p
+    return x * (cast(keep, x.dtype) * (1 / (1 - p)))  # x * mask as PyTorch: inf or NaN dropped is NaN
+
+
 # -- reductions and normalization -------------------------------------------
 def sum(x: TensorOps, axis: int | Sequence[int] | None = None, keepdims: bool = False):
     return emit("sum", x, axes=_axes(x, axis), keepdims=keepdims)
@@ -185,6 +201,7 @@ __all__ = [
     "broadcast_to",
     "cast",
     "div",
+    "dropout",
     "equal",
     "exp",
     "gelu",

@@ -1,7 +1,7 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
-from .layers import GELU, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import GELU, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .module import Module, Parameter, Sequential
 
@@ -10,6 +10,7 @@ __all__ = [
     "LOSSES",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "Dropout",
     "Identity",
     "LeakyReLU",
     "Linear",

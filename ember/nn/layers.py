@@ -1,4 +1,4 @@
-"""Layers: `Linear` and the activation modules."""
+"""Layers: `Linear`, `Dropout` and the activation modules."""
 
 from __future__ import annotations
 
@@ -88,6 +88,23 @@ class Softmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class Dropout(Module):
+    """Zero each element with probability `p` and scale the others by
+    1/(1-p) in training; the identity in eval mode (see `F.dropout`)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        if not isinstance(p, int | float) or isinstance(p, bool) or not 0 <= p <= 1:
+            raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+        self.p = p
+        self.inplace = inplace  # accepted for PyTorch's signature; ember never writes a tensor in place
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):
