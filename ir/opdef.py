@@ -116,7 +116,8 @@ class OpDef:
     `shape` attributes are already replaced by their sizes when it is called.
     `vjp` is None for ops that have no gradient (comparisons, constants...).
     `domains` names, per input, the values the op is meant for
-    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`).
+    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`, and `seed`: a
+    scalar int64 of any value, such as a random seed or a step counter).
 
     `emit(m, *operands, **attrs)` is the native code rule of an elementwise
     op: it computes the result from operand values with the methods of

@@ -112,7 +112,7 @@ OPS = [
             Attr("dtype", "dtype"),
             Attr("stream", "int", 0),
         ),
-        domains=("any", "any"),
+        domains=("seed", "seed"),
         doc="values in [0, 1) from Philox4x32-10 keyed by (seed, step, stream) and the element index",
         emit=lambda m, seed, step, shape, dtype, stream: m.random_uniform(seed, step, stream, dtype),
         element_index=True,
