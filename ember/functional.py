@@ -5,7 +5,10 @@ Arguments may be Tensors, Parameters or Python numbers."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
+
+import numpy as np
 
 from .ir import ConfigError, DType, ShapeError
 from .tensor import TensorOps, emit, random_uniform, user_location
@@ -121,14 +124,20 @@ def dropout(x: TensorOps, p: float = 0.5, training: bool = True):
     from random numbers keyed by the program's seed, its step counter (a new
     mask every training step) and the element's index, computed inside the
     kernels that use it, so it is never stored, forward or backward."""
-    if not isinstance(p, int | float) or isinstance(p, bool) or not 0 <= p <= 1:
-        raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r} (at {user_location()})")
+    p = dropout_probability(p)
     if not training or p == 0:
         return x
     if p == 1:
         return x * 0.0  # as PyTorch: zeros, and NaN where x is inf or NaN
     keep = random_uniform(x.shape, x.dtype) >= p
     return x * (cast(keep, x.dtype) * (1 / (1 - p)))  # x * mask as PyTorch: inf or NaN dropped is NaN
+
+
+def dropout_probability(p: object) -> float:
+    """`p` as a dropout probability: a real number in [0, 1], else a ConfigError."""
+    if not isinstance(p, numbers.Real) or isinstance(p, bool | np.bool_) or not 0 <= p <= 1:
+        raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r} (at {user_location()})")
+    return float(p)
 
 
 # -- reductions and normalization -------------------------------------------

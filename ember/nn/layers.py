@@ -95,9 +95,8 @@ class Dropout(Module):
     1/(1-p) in training; the identity in eval mode (see `F.dropout`)."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        if not isinstance(p, int | float) or isinstance(p, bool) or not 0 <= p <= 1:
-            raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r}")
-        self.p = p
+        F.dropout_probability(p)
+        self.p = p  # as given, as PyTorch keeps it
         self.inplace = inplace  # accepted for PyTorch's signature; ember never writes a tensor in place
 
     def forward(self, x):

@@ -777,9 +777,18 @@ def random_graph(dtype: DType) -> Graph:
             "broadcast": b.add(x, uniform((1, COLUMNS), 5)),
             "row_sums": b.sum(b.select(keep(("B", COLUMNS), 6, 0.25), x, 0.0), axes=[1]),
             "epilogue": b.select(keep(("B", 9), 7), b.relu(product), 0.0),
+            "two_loops": b.select(keep(("B", COLUMNS), 8), x, v["row"]),  # the row's broadcast keeps B apart
+            "middle_sums": b.sum(b.select(keep((3, "B", 17), 9), v["x3"], 0.0), axes=[1]),
         }
 
-    inputs = {"x": tensor(dtype, ("B", COLUMNS)), "xt": tensor(dtype, (COLUMNS, "B")), "seed": SEED, "step": STEP}
+    inputs = {
+        "x": tensor(dtype, ("B", COLUMNS)),
+        "xt": tensor(dtype, (COLUMNS, "B")),
+        "row": tensor(dtype, (COLUMNS,)),
+        "x3": tensor(dtype, (3, "B", 17)),
+        "seed": SEED,
+        "step": STEP,
+    }
     return make_graph(f"random_{dtype}", inputs, build, params={"w": tensor(dtype, (9, COLUMNS))})
 
 
@@ -793,13 +802,15 @@ def test_random_uniform_matches_reference_bit_for_bit(dtype: DType) -> None:
         args = {
             "x": draw("positive", (batch, COLUMNS), rng, dtype),
             "xt": draw("real", (COLUMNS, batch), rng, dtype),
+            "row": draw("real", (COLUMNS,), rng, dtype),
+            "x3": draw("positive", (3, batch, 17), rng, dtype),
             "w": draw("positive", (9, COLUMNS), rng, dtype),
             "seed": np.asarray(seed, np.int64),
             "step": np.asarray(step, np.int64),
         }
         actual, expected = run_both(graph, args)
         for name in expected.outputs:
-            tol = Tol(rtol=COLUMNS * EPS[dtype]) if name in ("row_sums", "epilogue") else EXACT
+            tol = Tol(rtol=COLUMNS * EPS[dtype]) if name in ("row_sums", "middle_sums", "epilogue") else EXACT
             assert_matches(actual.outputs[name], expected.outputs[name], tol, f"{name} B={batch}")
         np.testing.assert_array_equal(actual.outputs["epilogue"] == 0, expected.outputs["epilogue"] == 0)
 
