@@ -178,16 +178,6 @@ def test_the_seed_keys_the_masks() -> None:
     assert np.mean(masks_program(features=64, seed=1).predict(x) == first) < 0.7
 
 
-def test_the_masks_depend_on_the_step_counter() -> None:
-    """Two programs from one checkpoint at different counters draw different masks."""
-    prog = training_program(dtype="float64")
-    x, y = batch(dtype="float64")
-    at_zero = copy.deepcopy(prog).gradients(x, y)
-    prog.gradients(x, y)
-    at_one = copy.deepcopy(prog).gradients(x, y)
-    assert not np.array_equal(at_zero["0.weight"], at_one["0.weight"])
-
-
 # -- gradients -----------------------------------------------------------------------
 
 
@@ -207,11 +197,11 @@ def test_float64_gradients_match_finite_differences_with_the_mask_fixed() -> Non
     """The loss at one step counter is a smooth function of the params (the
     mask is fixed), so its gradient is checked by central differences,
     evaluated by the reference interpreter at that same counter."""
-    native = training_program("float64", hidden=6)
+    native = training_program("float64", hidden=3)
     x, y = batch(rows=10, dtype="float64")
     native.gradients(x, y)  # step 0; the check runs at step 1
     params = native.parameters
-    oracle = training_program("float64", backend="reference", hidden=6, lr=0.0)
+    oracle = training_program("float64", backend="reference", hidden=3, lr=0.0)
     oracle.gradients(x, y)
     analytic = native.gradients(x, y)
 
