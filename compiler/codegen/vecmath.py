@@ -329,22 +329,40 @@ def philox4x32(m: Math, counter: list[ir.Value], key: list[ir.Value]) -> list[ir
     counter words and two key words in, four random words out. Each round's
     32x32->64-bit products are one widening multiply per word pair."""
     b = m.b
-    wide = vector_of(ir.IntType(64), m.lanes)
+    mulhilo = _mulhilo_pairs if m.lanes > 1 else _mulhilo
     c0, c1, c2, c3 = counter
     k0, k1 = key
     for round_ in range(PHILOX_ROUNDS):
         if round_:
             k0, k1 = b.add(k0, m._u32(PHILOX_W[0])), b.add(k1, m._u32(PHILOX_W[1]))
-        hi0, lo0 = _mulhilo(b, c0, PHILOX_M[0], wide)
-        hi1, lo1 = _mulhilo(b, c2, PHILOX_M[1], wide)
+        hi0, lo0 = mulhilo(b, c0, PHILOX_M[0])
+        hi1, lo1 = mulhilo(b, c2, PHILOX_M[1])
         c0, c1, c2, c3 = b.xor(b.xor(hi1, c1), k0), lo1, b.xor(b.xor(hi0, c3), k1), lo0
     return [c0, c1, c2, c3]
 
 
-def _mulhilo(b: ir.IRBuilder, x: ir.Value, multiplier: int, wide: ir.Type) -> tuple[ir.Value, ir.Value]:
+def _mulhilo(b: ir.IRBuilder, x: ir.Value, multiplier: int) -> tuple[ir.Value, ir.Value]:
     """The high and low 32-bit words of the 64-bit product x * multiplier."""
-    product = b.mul(b.zext(x, wide), constant(wide, multiplier))
-    return b.trunc(b.lshr(product, constant(wide, 32)), x.type), b.trunc(product, x.type)
+    wide = ir.IntType(64)
+    product = b.mul(b.zext(x, wide), ir.Constant(wide, multiplier))
+    return b.trunc(b.lshr(product, ir.Constant(wide, 32)), x.type), b.trunc(product, x.type)
+
+
+def _mulhilo_pairs(b: ir.IRBuilder, x: ir.Value, multiplier: int) -> tuple[ir.Value, ir.Value]:
+    """`_mulhilo` on a vector of 32-bit words, seen as 64-bit pairs: one
+    32x32->64 multiply (vpmuludq) for the even words, one for the odd ones,
+    and blends that put the halves back in place, with no shuffle across
+    lanes (zero-extending the whole vector and truncating back costs more)."""
+    words = x.type.count
+    pairs = ir.VectorType(ir.IntType(64), words // 2)
+    low_half, shift = constant(pairs, 0xFFFFFFFF), constant(pairs, 32)
+    x_pairs = b.bitcast(x, pairs)
+    even = b.mul(b.and_(x_pairs, low_half), constant(pairs, multiplier))  # products of words 0, 2, 4...
+    odd = b.mul(b.lshr(x_pairs, shift), constant(pairs, multiplier))  # of words 1, 3, 5...
+    take_odd = ir.Constant(ir.VectorType(ir.IntType(32), words), [i + words * (i % 2) for i in range(words)])
+    high = b.shuffle_vector(b.bitcast(b.lshr(even, shift), x.type), b.bitcast(odd, x.type), take_odd)
+    low = b.shuffle_vector(b.bitcast(even, x.type), b.bitcast(b.shl(odd, shift), x.type), take_odd)
+    return high, low
 
 
 def fold_lanes(b: ir.IRBuilder, vector: Val, lanes: int, combine: Callable[[Math, Val, Val], Val]) -> Val:
