@@ -129,7 +129,8 @@ def dropout(x: TensorOps, p: float = 0.5, training: bool = True):
         return x
     if p == 1:
         return x * 0.0  # as PyTorch: zeros, and NaN where x is inf or NaN
-    keep = random_uniform(x.shape, x.dtype) >= p
+    uniform = random_uniform(x.shape or (1,), x.dtype)  # random_uniform makes tensors of rank >= 1
+    keep = (uniform if x.shape else reshape(uniform, ())) >= p
     return x * (cast(keep, x.dtype) * (1 / (1 - p)))  # x * mask as PyTorch: inf or NaN dropped is NaN
 
 

@@ -102,6 +102,24 @@ def test_survivors_are_what_pytorch_makes_of_them() -> None:
         np.testing.assert_array_equal(out[kept], x[kept] * scale)
 
 
+class ScaledBySum(nn.Module):
+    def forward(self, x):
+        return x * F.dropout(F.sum(x), 0.5)  # dropout of a scalar
+
+
+def test_dropout_of_a_scalar() -> None:
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    results = {
+        backend: [
+            ember.compile(ScaledBySum(), input_shape=(3,), dtype="float64", backend=backend, seed=seed).predict(x)
+            for seed in range(6)
+        ]
+        for backend in ("native", "reference")
+    }
+    np.testing.assert_array_equal(results["native"], results["reference"])
+    assert {float(out[0, 0]) for out in results["native"]} == {0.0, 42.0}  # dropped, or kept and doubled
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.5, math.nan, True, "0.5"])
 def test_p_outside_zero_one_is_a_config_error(p) -> None:
     with pytest.raises(ConfigError, match="dropout probability has to be between 0 and 1"):
