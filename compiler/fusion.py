@@ -11,7 +11,11 @@ registers. Some nodes never form kernels:
   arguments (a learning rate, a bias correction), evaluated once at the
   start of every kernel that uses them;
 - *layout* nodes (ops with a `view` rule: reshape, broadcast_to,
-  transpose): they become strided views of a stored value (see `views.py`).
+  transpose): they become strided views of a stored value (see `views.py`);
+- *recomputed* nodes: values that are functions of the element index and
+  scalars alone (random numbers, and elementwise ops over them and inline
+  scalars), computed again at each index by every kernel that reads them,
+  so a dropout mask never touches memory (see `recomputed_nodes`).
 
 The partition is greedy, consumer first: matmul epilogues merge first,
 then elementwise producers into their elementwise or reduction consumers,
@@ -101,6 +105,7 @@ class FusedGraph:
     inline: set[Node]
     kernel_of: dict[Node, Kernel]
     depends: dict[Kernel, set[Kernel]]
+    recomputed: set[Node] = field(default_factory=set)
 
     @property
     def stored(self) -> set[Value]:
@@ -122,6 +127,56 @@ def inline_nodes(graph: Graph) -> set[Node]:
         ):
             inline.add(node)
     return inline
+
+
+def recomputed_nodes(graph: Graph, inline: set[Node]) -> set[Node]:
+    """Nodes every kernel that reads them computes again at its own index
+    instead of loading: `element_index` ops (random_uniform) over inline
+    scalars and scalar arguments, and elementwise ops of the same shape over
+    such nodes and scalars, as long as every reader is an elementwise op or
+    reduction that reads them at its own index. A node read otherwise
+    (through a view, by a matmul, broadcast to another shape, as a result)
+    is stored, and so are the nodes computed from it."""
+    escaping = {v.node for v in (*graph.outputs.values(), *graph.updates.values())}
+    recomputed: set[Node] = set()
+    for node in graph.nodes:
+        if node in inline or node in escaping or node_class(node) != "elementwise":
+            continue
+        if not all(_from_scalars_or(v, inline, recomputed) for v in node.inputs):
+            continue
+        if node.op.element_index or any(
+            v.node in recomputed and v.type.shape == node.output.type.shape for v in node.inputs
+        ):
+            recomputed.add(node)
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            for v in node.inputs:
+                if v.node in recomputed and not _reads_at_own_index(node, v, recomputed):
+                    recomputed.discard(v.node)
+                    changed = True
+            if node in recomputed and not all(_from_scalars_or(v, inline, recomputed) for v in node.inputs):
+                recomputed.discard(node)
+                changed = True
+    return recomputed
+
+
+def _from_scalars_or(value: Value, inline: set[Node], recomputed: set[Node]) -> bool:
+    """Is `value` an inline scalar, a scalar argument or a recomputed node?"""
+    return value.node in inline or value.node in recomputed or (value.node is None and value.type.rank == 0)
+
+
+def _reads_at_own_index(reader: Node, value: Value, recomputed: set[Node]) -> bool:
+    """Does `reader` read `value` at the index it computes (so it can recompute it)?"""
+    if reader in recomputed:
+        return value.type.shape == reader.output.type.shape
+    positions = [i for i, v in enumerate(reader.inputs) if v is value]
+    return (
+        node_class(reader) in ("elementwise", "reduce")
+        and value.type.shape == iteration_domain(reader)
+        and all(reads_at_own_index(reader, i) for i in positions)
+    )
 
 
 class _Group:
@@ -175,7 +230,7 @@ def _sources(value: Value, members: set[Node], fusible: bool = True) -> list[tup
         return [(node, fusible)]
     if node_class(node) == "layout":
         return _sources(node.inputs[0], members, fusible=False)
-    return []  # inline: constants, sizes and scalar arguments only
+    return []  # inline or recomputed: computed by the reader from scalars (and the index) alone
 
 
 def _edges(graph: Graph, members: set[Node]) -> list[tuple[Node, Node, bool]]:
@@ -275,8 +330,12 @@ def fuse(graph: Graph) -> FusedGraph:
     """Partition `graph` (lowered: see `lower_for_codegen`) into kernels."""
     order = {node: i for i, node in enumerate(graph.nodes)}
     inline = inline_nodes(graph)
+    recomputed = recomputed_nodes(graph, inline)
     escaping = set(graph.outputs.values()) | set(graph.updates.values())
-    members = {n for n in graph.nodes if (n not in inline and node_class(n) != "layout") or n.output in escaping}
+    computed_by_readers = inline | recomputed
+    members = {
+        n for n in graph.nodes if (n not in computed_by_readers and node_class(n) != "layout") or n.output in escaping
+    }
     members |= _copies_for_reshapes(graph, members)
     members |= _copies_for_matmuls(graph, members, inline)
     groups = {n: _Group(n) for n in graph.nodes if n in members}
@@ -298,15 +357,15 @@ def fuse(graph: Graph) -> FusedGraph:
             try_merge(p, u)
     for p, u, _ in candidates:
         try_merge(p, u)
-    _merge_rows(graph, groups, edges, order)
-    return _build(graph, groups, members, inline, escaping, order)
+    _merge_rows(graph, groups, edges, order, recomputed)
+    return _build(graph, groups, members, inline, recomputed, escaping, order)
 
 
 def _group_domain(g: _Group, nodes: list[Node]) -> Shape:
     return g.rows[0] if g.rows is not None else iteration_domain(nodes[0])
 
 
-def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
+def _build(graph, groups, members, inline, recomputed, escaping, order) -> FusedGraph:
     roots: dict[_Group, list[Node]] = {}
     for n in graph.nodes:
         if n in members:
@@ -337,7 +396,7 @@ def _build(graph, groups, members, inline, escaping, order) -> FusedGraph:
         if g.rows is not None:
             kernel.rows = _row_schedule(kernel, g.rows[1], g.scalars)
     depends = {kernels[g]: {kernels[d] for d in deps} for g, deps in group_deps.items()}
-    return FusedGraph(graph, [kernels[g] for g in placed], inline, kernel_of, depends)
+    return FusedGraph(graph, [kernels[g] for g in placed], inline, kernel_of, depends, recomputed)
 
 
 # -- row fusion ----------------------------------------------------------------
@@ -459,8 +518,11 @@ def _row_candidates(g: _Group) -> list[tuple[Shape, tuple[int, ...], bool]] | No
     ranks of a group's reductions are only preferences (a reduction that
     is not of whole rows accumulates in memory). None when `g` cannot be in
     a row kernel at all."""
-    if any(node_class(n) in ("matmul", "layout") or n.op.rows or n.op.kind == "scatter" for n in g.nodes):
-        return None  # matmuls, and ops that address rows or places of their own (gather, pad, scatter_add)
+    if any(
+        node_class(n) in ("matmul", "layout") or n.op.rows or n.op.kind == "scatter" or n.op.element_index
+        for n in g.nodes
+    ):  # matmuls, ops that address rows or places of their own (gather, pad, scatter_add), stored random numbers
+        return None
     if g.rows is not None:
         return [(g.rows[0], (g.rows[1],), False)]
     reductions = [n for n in g.nodes if node_class(n) == "reduce"]
@@ -534,10 +596,12 @@ def _rows_valid(domain: Shape, outer: int, scalars: set[Node], a: _Group, b: _Gr
     return True
 
 
-def _merge_rows(graph: Graph, groups: dict[Node, _Group], edges, order: dict[Node, int]) -> None:
+def _merge_rows(graph: Graph, groups: dict[Node, _Group], edges, order: dict[Node, int], recomputed: set[Node]) -> None:
     """Join groups into row kernels along the edges that row fusion keeps in
     registers, consumer first. Groups that write an update stay out: a
-    later sweep could read a param after its row was written in place."""
+    later sweep could read a param after its row was written in place. A
+    member computed once per row may not read a recomputed value (a random
+    number is drawn at an element of the row, which such a member lacks)."""
     updates = set(graph.updates.values())
     for p, u, _ in sorted(edges, key=lambda e: (-order[e[1]], order[e[0]])):
         a, b = groups[p].find(), groups[u].find()
@@ -546,6 +610,8 @@ def _merge_rows(graph: Graph, groups: dict[Node, _Group], edges, order: dict[Nod
         if any(n.output in updates for n in (*a.nodes, *b.nodes)):
             continue
         merged = _row_merge(a, b)
+        if merged is not None and any(v.node in recomputed for n in merged[2] for v in n.inputs):
+            merged = None
         if merged is not None:
             domain, outer, scalars = merged
             _merge(a, b)

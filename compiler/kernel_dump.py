@@ -10,6 +10,8 @@ its identity at each row, and `%v[row:j]` is the row buffer of `%v`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..ir import Node, Value
 from ..ir.printer import Namer, format_attrs, format_node
 from .fusion import FusedGraph, Kernel, node_class, row_reduction_outer
@@ -39,6 +41,10 @@ def format_fused(fused: FusedGraph, name: str) -> str:
     if inline:
         lines.append("inline scalars (computed at the top of each kernel that uses them):")
         lines += [f"  {format_node(n, namer)}" for n in inline]
+    recomputed = [n for n in fused.graph.nodes if n in fused.recomputed]
+    if recomputed:
+        lines.append("recomputed (computed at each element by each kernel that reads them, never stored):")
+        lines += [f"  {format_node(n, namer)}" for n in recomputed]
     return "\n".join(lines) + "\n"
 
 
@@ -94,6 +100,8 @@ def _kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer) -> list[
     if indices:
         lines.append(f"  for ({loop}) in [{_dims(kernel.domain)}]:")
     stored = set(kernel.stores)
+    for node in _used(program, kernel.nodes, program.recomputed):
+        lines.append(f"{body_indent}{namer(node.output)} = {_expression(program, node, namer, indices, kernel)}")
     for node in kernel.nodes:
         if node in program.inline and node.output not in stored:
             continue
@@ -161,6 +169,8 @@ def _row_kernel_lines(program: KernelProgram, kernel: Kernel, namer: Namer, indi
             lines.append(
                 f"{indent}sweep {sweep}: for ({', '.join(rows)}) in [{_dims(kernel.domain[schedule.outer :])}]:"
             )
+            for n in _used(program, schedule.evaluate[sweep], program.recomputed):
+                lines.append(f"{indent}  {namer(n.output)} = {_expression(program, n, namer, indices, kernel)}")
             for n in schedule.evaluate[sweep]:
                 if n in schedule.reload[sweep]:
                     at = ",".join(indices) if n.output in stored else f"row:{','.join(rows)}"
@@ -181,19 +191,27 @@ def _row_reductions(kernel: Kernel) -> list[Node]:
 
 
 def _inline_used(program: KernelProgram, kernel: Kernel) -> list[Node]:
+    return _used(program, kernel.nodes, program.inline)
+
+
+def _used(program: KernelProgram, members: Sequence[Node], wanted: set[Node]) -> list[Node]:
+    """The nodes of `wanted` (inline or recomputed) that a kernel computes for
+    `members`, inputs first."""
     used: list[Node] = []
+    computed_by_readers = program.inline | program.recomputed
 
     def visit(value: Value) -> None:
         node = value.node
-        if node in program.inline and node not in used:
+        if node in computed_by_readers and node not in used:
             for v in node.inputs:
                 visit(v)
-            used.append(node)
+            if node in wanted:
+                used.append(node)
 
-    for node in kernel.nodes:
+    for node in members:
         for v in node.inputs:
             visit(v)
-            if v.node is not None and node_class(v.node) == "layout" and v.node not in kernel.nodes:
+            if v.node is not None and node_class(v.node) == "layout" and v.node not in members:
                 base = layout_view(v, program.is_stored)
                 if base is not None:
                     visit(base.base)
@@ -215,7 +233,7 @@ def _output_index(program: KernelProgram, node: Node, indices: list[str], kernel
 def _operand(program: KernelProgram, node: Node, i: int, namer: Namer, indices: list[str], kernel: Kernel) -> str:
     """How `node` reads input `i`: a member's name or a read from memory."""
     v = node.inputs[i]
-    if v.node in kernel.nodes or v.node in program.inline or node in program.inline:
+    if v.node in kernel.nodes or v.node in program.inline or v.node in program.recomputed or node in program.inline:
         return namer(v)
     view = operand_view(node, i, kernel.domain, program.is_stored)
     if view.base.node in program.inline:

@@ -15,7 +15,7 @@ end writes it back. One run of the program allocates nothing."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape
@@ -52,6 +52,8 @@ class KernelProgram:
     regions: tuple[str, ...]
     workspace: tuple[Poly, ...]
     """The size in bytes of each workspace slot (region `workspace:N`)."""
+    recomputed: set[Node] = field(default_factory=set)
+    """Nodes computed at each index by the kernels that read them (see `fusion.recomputed_nodes`)."""
 
     def is_stored(self, value: Value) -> bool:
         return value in self.buffers
@@ -84,9 +86,12 @@ def is_table(node: Node, index: int) -> bool:
     return node.op.rows == "gather" and index == 0
 
 
-def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bool]:
+def kernel_reads(
+    kernel: Kernel, inline: set[Node], is_stored, recomputed: frozenset[Node] | set[Node] = frozenset()
+) -> dict[Value, bool]:
     """The stored tensors `kernel` reads, each with True when every read is at
-    the index the kernel writes (so writing the new value in place is safe)."""
+    the index the kernel writes (so writing the new value in place is safe).
+    Inline and recomputed nodes count by what they read themselves."""
     reads: dict[Value, bool] = {}
     members = set(kernel.nodes)
     identity = row_major_strides(kernel.domain)
@@ -96,7 +101,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
 
     def visit_inline(node: Node) -> None:
         for v in node.inputs:
-            if v.node in inline:
+            if v.node in inline or v.node in recomputed:
                 visit_inline(v.node)
             elif v.node is None and node.op.counts is None:  # a size reads no data
                 note(v, kernel.domain == ())
@@ -110,7 +115,7 @@ def kernel_reads(kernel: Kernel, inline: set[Node], is_stored) -> dict[Value, bo
         for i, v in enumerate(node.inputs):
             if v.node in members:
                 continue
-            if v.node in inline:
+            if v.node in inline or v.node in recomputed:
                 visit_inline(v.node)
                 continue
             view = operand_view(node, i, kernel.domain, is_stored)
@@ -152,7 +157,7 @@ def plan(
         buffers[v] = Buffer(f"out:{out_name}", Poly(), _nbytes(v))
     stored = fused.stored | set(graph.arguments)
     is_stored = stored.__contains__
-    reads = {k: kernel_reads(k, fused.inline, is_stored) for k in fused.kernels}
+    reads = {k: kernel_reads(k, fused.inline, is_stored, fused.recomputed) for k in fused.kernels}
     writer = {v: k for k in fused.kernels for v in k.stores}
 
     deps = {k: set(d) for k, d in fused.depends.items()}
@@ -186,7 +191,7 @@ def plan(
         + [f"workspace:{i}" for i in range(len(workspace))]
         + ["scratch", "threads"]
     )
-    return KernelProgram(name, graph, order, fused.inline, buffers, symbols, regions, workspace)
+    return KernelProgram(name, graph, order, fused.inline, buffers, symbols, regions, workspace, fused.recomputed)
 
 
 def _place_workspace(order: list[Kernel], reads: dict[Kernel, dict[Value, bool]], buffers: dict) -> tuple[Poly, ...]:

@@ -12,12 +12,15 @@ import builtins
 import functools
 import itertools
 import math
+import numbers
 import operator
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from .ir import ConfigError, DType, DTypeError, ShapeError
-from .tensor import Tensor, TensorOps, active_trace, emit, user_location
+from .tensor import Tensor, TensorOps, active_trace, emit, random_uniform, user_location
 
 Like = TensorOps | float | int
 Axis = int | Sequence[int] | None
@@ -262,6 +265,29 @@ def constant(value: float | int | bool, dtype: DType | str):
 
 def cast(x: TensorOps, dtype: DType | str):
     return emit("cast", x, dtype=dtype)
+
+
+def dropout(x: TensorOps, p: float = 0.5, training: bool = True):
+    """PyTorch's dropout: in training, zero each element with probability `p`
+    and scale the others by 1/(1-p); the identity otherwise. The mask comes
+    from random numbers keyed by the program's seed, its step counter (a new
+    mask every training step) and the element's index, computed inside the
+    kernels that use it, so it is never stored, forward or backward."""
+    p = dropout_probability(p)
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0  # as PyTorch: zeros, and NaN where x is inf or NaN
+    uniform = random_uniform(x.shape or (1,), x.dtype)  # random_uniform makes tensors of rank >= 1
+    keep = (uniform if x.shape else reshape(uniform, ())) >= p
+    return x * (cast(keep, x.dtype) * (1 / (1 - p)))  # x * mask as PyTorch: inf or NaN dropped is NaN
+
+
+def dropout_probability(p: object) -> float:
+    """`p` as a dropout probability: a real number in [0, 1], else a ConfigError."""
+    if not isinstance(p, numbers.Real) or isinstance(p, bool | np.bool_) or not 0 <= p <= 1:
+        raise ConfigError(f"dropout probability has to be between 0 and 1, but got {p!r} (at {user_location()})")
+    return float(p)
 
 
 # -- reductions and normalization -------------------------------------------
@@ -592,6 +618,7 @@ __all__ = [
     "clip",
     "constant",
     "div",
+    "dropout",
     "elu",
     "embedding",
     "equal",

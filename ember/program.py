@@ -23,6 +23,7 @@ from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
+from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
@@ -70,6 +71,7 @@ class Program:
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
+        self._rng_step = 0
         self._sources = {"predict": predict_graph}
         self._index_inputs = index_inputs(predict_graph) | (index_inputs(loss_graph) if loss_graph else {})
         inference = build_inference(predict_graph, self.log)
@@ -90,6 +92,7 @@ class Program:
         self._state = Arena(state_shapes, dtype.numpy)
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
+        self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -136,6 +139,13 @@ class Program:
         self._lr = _learning_rate(value, self.dtype)
 
     @property
+    def rng_step(self) -> int:
+        """The step counter that keys random numbers (dropout masks): every
+        training-mode run (train_step, gradients, each step of fit) draws with
+        it and then advances it, so each step gets a new mask. Checkpoints keep it."""
+        return self._rng_step
+
+    @property
     def pass_seconds(self) -> dict[str, float]:
         """Compile time spent in each pass, in seconds."""
         return dict(self.log.seconds)
@@ -158,14 +168,15 @@ class Program:
         x = check_array(INPUT, x, self.input_type)
         self._check_indices({INPUT: (INPUT, x)})
         with self._lock:
-            return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
+            return self._exec.run("predict", {INPUT: x, **self._rng_inputs("predict")})[PREDICTION].copy()
 
     def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
         self._require_training("gradients")
         x, y = self._check_batch(x, y)
         with self._lock:
-            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
+            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y, **self._rng_inputs("gradients")})
+            self._advance_rng("gradients")
         return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
@@ -311,21 +322,40 @@ class Program:
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state
+            meta["rng_step"] = self._rng_step
             return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
 
-    def _restore(self, state: Mapping[str, np.ndarray], rng: Any) -> None:
-        """Set the optimizer state and (unless None) the shuffling RNG's state
-        from a checkpoint, whose arrays ember.restore checked."""
+    def _restore(self, state: Mapping[str, np.ndarray], rng: Any, rng_step: int = 0) -> None:
+        """Set the optimizer state, (unless None) the shuffling RNG's state and
+        the random numbers' step counter from a checkpoint, which ember.restore checked."""
         with self._lock:
             for name, value in state.items():
                 np.copyto(self._state[name], value)
             if rng is not None:
                 self._rng.bit_generator.state = rng
+            self._rng_step = rng_step
 
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
         lr = np.asarray(self.lr, self.dtype.numpy)
         with self._lock:
-            return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
+            inputs = {INPUT: x, TARGET: y, LEARNING_RATE: lr, **self._rng_inputs("train")}
+            loss = float(self._exec.run("train", inputs)[LOSS])
+            self._advance_rng("train")
+            return loss
+
+    def _rng_inputs(self, graph: str) -> dict[str, np.ndarray]:
+        """The seed (modulo 2^64) and step counter for `graph`, if it draws
+        random numbers. Call with the lock held."""
+        if graph not in self._random:
+            return {}
+        seed = np.uint64(self.seed % 2**64).astype(np.int64)
+        return {RNG_SEED: np.asarray(seed), RNG_STEP: np.asarray(self._rng_step, np.int64)}
+
+    def _advance_rng(self, graph: str) -> None:
+        """After a training-mode run of `graph` that drew random numbers: the
+        next one draws new ones (as every PyTorch forward in train mode does)."""
+        if graph in self._random:
+            self._rng_step += 1
 
     def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         with self._lock:  # every chunk sees the same parameters
@@ -336,7 +366,7 @@ class Program:
         rows = x.shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
             xs, ys = x[start : start + EVAL_CHUNK_ROWS], y[start : start + EVAL_CHUNK_ROWS]
-            out = self._exec.run("evaluate", {INPUT: xs, TARGET: ys})
+            out = self._exec.run("evaluate", {INPUT: xs, TARGET: ys, **self._rng_inputs("evaluate")})
             weight = len(xs) if self.loss_info.get("reduction", "mean") == "mean" else 1
             total_loss += float(out[LOSS]) * weight
             correct += _correct(self.loss_info.get("name"), out[PREDICTION], ys)

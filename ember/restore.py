@@ -21,15 +21,19 @@ import numpy as np
 
 from .compiler import OPTIMIZERS, Optimizer, dce
 from .compiler.optimizers import STEP
-from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, parse, print_graph, verify
+from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
+from .tensor import RNG_INPUTS
 from .trace import INPUT, LOSS, PREDICTION, TARGET
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
+
+RNG_STEP_SETTING = "rng_step"
+"""The step counter of random numbers (dropout masks): optional, 0 when absent."""
 
 DTYPES = ("float32", "float64")
 PICKLED = "of a pickled Program"
@@ -47,6 +51,7 @@ class Settings:
     loss: dict[str, Any]
     optimizer: Optimizer | None
     rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
+    rng_step: int  # the step counter of random numbers (dropout masks)
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -91,7 +96,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     state = exact_arrays("optimizer state", checkpoint.state, state_layout)
     if STEP in state and not _is_step(state[STEP]):
         raise CheckpointError(f"optimizer state {STEP!r} must be a whole number >= 0, got {state[STEP]}")
-    prog._restore(state, settings.rng)
+    prog._restore(state, settings.rng, settings.rng_step)
     return prog
 
 
@@ -99,7 +104,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
 def read_settings(meta: dict[str, Any]) -> Settings:
     """Check each setting's type and range (not yet against the graphs)."""
     expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
-    _require_names("setting", meta, expected)
+    _require_names("setting", [name for name in meta if name != RNG_STEP_SETTING], expected)
     _expect("dtype", meta["dtype"] in DTYPES, " or ".join(map(repr, DTYPES)), meta)
     _expect("batch_size", _is_int(meta["batch_size"]) and meta["batch_size"] >= 1, "an integer >= 1", meta)
     _expect("seed", _is_int(meta["seed"]) and meta["seed"] >= 0, "an integer >= 0", meta)
@@ -109,6 +114,9 @@ def read_settings(meta: dict[str, Any]) -> Settings:
     _expect("loss", isinstance(meta["loss"], dict), "an object", meta)
     if "rng" in meta:
         _expect("rng", _is_pcg64_state(meta["rng"]), "the state of a NumPy PCG64 generator", meta)
+    if RNG_STEP_SETTING in meta:
+        step = meta[RNG_STEP_SETTING]
+        _expect(RNG_STEP_SETTING, _is_int(step) and 0 <= step < 2**63, "an integer in [0, 2**63)", meta)
     return Settings(
         dtype=DType[meta["dtype"]],
         batch_size=meta["batch_size"],
@@ -118,6 +126,7 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         loss=meta["loss"],
         optimizer=read_optimizer(meta["optimizer"]),
         rng=meta.get("rng"),
+        rng_step=meta.get(RNG_STEP_SETTING, 0),
     )
 
 
@@ -278,7 +287,10 @@ def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, 
     params of fixed shape, no optimizer state, no updates; `x` is
     `dtype[B, ...]` and every param is `dtype`."""
     where = f"graph {graph.name!r}"
-    got_inputs = tuple(a.name for a in graph.inputs)
+    got_inputs = tuple(a.name for a in graph.inputs if a.name not in RNG_INPUTS)
+    for a in graph.inputs:
+        if a.name in RNG_INPUTS and a.type != TensorType(DType.int64, ()):
+            raise CheckpointError(f"{where}: input {a.name} (of random numbers) must be i64[], got {a.type}")
     if got_inputs != inputs:
         raise CheckpointError(f"{where} must have inputs {', '.join(inputs)}, got {', '.join(got_inputs) or 'none'}")
     if sorted(graph.outputs) != sorted(outputs):
@@ -297,7 +309,7 @@ def _forward(graph: Graph) -> Graph:
     """The forward pass in `graph`: what computes `out` from `x` and the
     params, under the name `predict`."""
     forward, _ = graph.clone("predict")
-    forward.inputs = [a for a in forward.inputs if a.name == INPUT]
+    forward.inputs = [a for a in forward.inputs if a.name != TARGET]
     forward.outputs = {PREDICTION: forward.outputs[PREDICTION]}
     return dce(forward)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .ir import Builder, DType, EmberError, Graph, Value
+from .ir import Builder, DType, EmberError, Graph, TensorType, Value
 
 if TYPE_CHECKING:
     from .nn.module import Parameter
@@ -79,6 +79,28 @@ def emit(op: str, *operands: Any, **attrs: Any) -> Tensor:
         return Tensor(trace.builder.emit(op, *values, **attrs))
     except EmberError as e:
         raise type(e)(f"{e} (at {user_location()})") from None
+
+
+RNG_SEED = "rng_seed"
+RNG_STEP = "rng_step"
+RNG_INPUTS = (RNG_SEED, RNG_STEP)
+"""The scalar int64 inputs of a graph that draws random numbers: the
+program's seed and its step counter (which the Program passes and advances)."""
+
+
+def random_uniform(shape: tuple, dtype: DType) -> Tensor:
+    """Numbers in [0, 1) of `shape` drawn in the traced graph, keyed by the
+    graph inputs `rng_seed` and `rng_step` (added on first use); each call
+    draws from a stream of its own, so two dropout layers differ."""
+    graph = active_trace().graph
+    seed, step = (_rng_input(graph, name) for name in RNG_INPUTS)
+    stream = sum(node.op.name == "random_uniform" for node in graph.nodes)
+    return emit("random_uniform", Tensor(seed), Tensor(step), shape=shape, dtype=dtype, stream=stream)
+
+
+def _rng_input(graph: Graph, name: str) -> Value:
+    existing = [a for a in graph.inputs if a.name == name]
+    return existing[0] if existing else graph.add_argument(name, TensorType(DType.int64, ()))
 
 
 def as_value(x: Any) -> Value | float | int | bool:

@@ -116,7 +116,8 @@ class OpDef:
     `shape` attributes are already replaced by their sizes when it is called.
     `vjp` is None for ops that have no gradient (comparisons, constants...).
     `domains` names, per input, the values the op is meant for
-    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`).
+    (`real`, `positive`, `nonzero`, `bool`, `label`, `any`, and `seed`: a
+    scalar int64 of any value, such as a random seed or a step counter).
 
     `emit(m, *operands, **attrs)` is the native code rule of an elementwise
     op: it computes the result from operand values with the methods of
@@ -150,7 +151,11 @@ class OpDef:
       gets the indices);
     - `counts(shape, **attrs)`: for an op whose value is a number of elements
       of its input (size), the dims to multiply; such a node reads its
-      input's shape, never its data."""
+      input's shape, never its data;
+    - `element_index`: the op's value at an element depends on that
+      element's flat row-major index (its `emit` calls `m.flat_index()`): its
+      values are a function of the index and its scalar inputs, so kernels
+      recompute them where they are read instead of storing them."""
 
     name: str
     arity: int
@@ -171,6 +176,7 @@ class OpDef:
     leading_inputs: tuple[int, ...] = ()
     rows: str | None = None
     counts: Callable[..., Sequence[Any]] | None = None
+    element_index: bool = False
     attr_index: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

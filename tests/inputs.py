@@ -23,6 +23,8 @@ def draw(domain: str, shape: Sequence[int], rng: np.random.Generator, dtype: DTy
         return rng.random(shape) < 0.5
     if domain == "label":
         return rng.integers(0, NUM_CLASSES, shape).astype(dtype.numpy)
+    if domain == "seed":
+        return rng.integers(-(2**62), 2**62, shape).astype(dtype.numpy)
     if domain not in ("real", "positive", "nonzero", "any"):
         raise ValueError(f"unknown domain {domain!r}")
     if dtype.is_int:

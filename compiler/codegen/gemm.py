@@ -24,6 +24,7 @@ thread pool (threads.py)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -503,7 +504,8 @@ class MatmulEmitter:
         """The kernel's elementwise members on one row vector of C at `point`
         (the matmul's value there), and its stores."""
         given = {self.mm.output: Val(value, self.dtype)}
-        values = e.evaluate(point, self.plan.lanes, e.operand_access, given=given)
+        flat_index = functools.partial(e.flat_index, point, row_major_strides(e.kernel.domain), self.plan.lanes)
+        values = e.evaluate(point, self.plan.lanes, e.operand_access, given=given, flat_index=flat_index)
         for target in e.kernel.stores:
             access = Access(target, list(row_major_strides(e.kernel.domain)))
             e.store(access, point, values[target], self.plan.lanes)

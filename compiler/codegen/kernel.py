@@ -162,9 +162,10 @@ class KernelEmitter:
             self._scalars[node] = value
         return self._scalars[node]
 
-    def _scalar_operand(self, value: Value, b: ir.IRBuilder) -> Val:
+    def _scalar_operand(self, value: Value, b: ir.IRBuilder | None = None) -> Val:
         if value.node in self.program.inline:
             return self.inline_value(value.node)
+        b = b or self.prologue
         dtype = value.type.dtype
         raw = b.load(self.pointer(value), typ=memory_type(dtype))
         return Val(b.icmp_unsigned("!=", raw, ir.Constant(I8, 0)) if dtype is DType.bool else raw, dtype)
@@ -260,12 +261,14 @@ class KernelEmitter:
         access: Callable[[Node, int], Access],
         given: dict[Value, Val] | None = None,
         index: Callable[[int, DType], Val] | None = None,
+        flat_index: Callable[[], Val] | None = None,
     ) -> dict[Value, Val]:
         """The elementwise members' values at `point`. `access(node, i)` says
         where to load an input from memory; `given` holds values computed
         elsewhere (a matmul's tile); `index(axis, dtype)` is the current index
-        along a domain axis (for one_hot)."""
-        m = Math(self.b, lanes, index)
+        along a domain axis (for one_hot), `flat_index()` the row-major
+        position in the domain (for random numbers)."""
+        m = Math(self.b, lanes, index, flat_index)
         values: dict[Value, Val] = dict(given or {})
         for node in self.kernel.nodes:
             if node.output in values or node_class(node) in ("reduce", "matmul"):
@@ -308,7 +311,32 @@ class KernelEmitter:
             return values[value]
         if value.node in self.program.inline:
             return m.widen(self.inline_value(value.node))
+        if value.node in self.program.recomputed:
+            return self.recompute(value, m, values)
         return self.load(access(node, i), point, lanes)
+
+    def recompute(self, value: Value, m: Math, values: dict[Value, Val]) -> Val:
+        """A recomputed value at the current element, from its scalar inputs
+        and the element index (kept in `values` for the other readers)."""
+        if value not in values:
+            operands = [
+                self.recompute(v, m, values) if v.node in self.program.recomputed else m.widen(self._scalar_operand(v))
+                for v in value.node.inputs
+            ]
+            values[value] = value.node.op.emit(m, *operands, **value.node.attrs)
+        return values[value]
+
+    def flat_index(self, point: Point, strides: list[Poly], lanes: int) -> Val:
+        """The row-major position of `point`'s lanes, for loop dimensions that
+        are `strides` elements apart (int64)."""
+        m = Math(self.b, lanes)
+        total = i64(0)
+        for index, stride in zip(point.indices, strides, strict=True):
+            total = self.b.add(total, self.b.mul(index, self.poly(stride)))
+        flat = m.widen(Val(total, DType.int64))
+        if lanes == 1:
+            return flat
+        return m.add(flat, Val(ir.Constant(vector_of(I64, lanes), list(range(lanes))), DType.int64))
 
 
 def _first_lane(b: ir.IRBuilder, value: ir.Value) -> ir.Value:

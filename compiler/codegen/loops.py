@@ -14,6 +14,7 @@ where it keeps that dimension it updates a vector of outputs in place
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -106,7 +107,8 @@ def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
                 reads[(node, -1)] = e.copy_access(node)
                 continue
             for i, v in enumerate(node.inputs):
-                if v.node not in kernel.nodes and v.node not in e.program.inline and node_class(node) != "matmul":
+                computed_here = v.node in kernel.nodes or v.node in e.program.inline or v.node in e.program.recomputed
+                if not computed_here and node_class(node) != "matmul":
                     reads[(node, i)] = e.operand_access(node, i)
         stores = {v: Access(v, list(identity_strides)) for v in kernel.stores if node_class(v.node) != "reduce"}
     outputs = {r: _output_access(r, domain) for r in reductions if r.op.rows is None}
@@ -122,12 +124,13 @@ def emit_loop_kernel(e: KernelEmitter) -> ir.Function:
     inner_reduced = [r for r in outputs if nest.sizes and outputs[r].strides[-1] == Poly()]
 
     def body(point: Point, width: int, accumulators: dict[Node, ir.Value]) -> None:
-        m = Math(e.b, width)
         if kernel.copy:
             e.store(stores[kernel.copy[1]], point, e.load(reads[(None, 0)], point, width), width)
             return
         index = _index(e, nest, point, width)
-        values = e.evaluate(point, width, lambda node, i: reads[(node, i)], index=index)
+        flat_index = functools.partial(e.flat_index, point, row_major_strides(nest.sizes), width)
+        m = Math(e.b, width, index, flat_index)
+        values = e.evaluate(point, width, lambda node, i: reads[(node, i)], index=index, flat_index=flat_index)
         for value, access in stores.items():
             e.store(access, point, values[value], width)
         for r in reductions:

@@ -99,7 +99,7 @@ class RowKernel:
                 base = self._member_base(v)
                 if base is not None:
                     self.registers[(node, i)] = base
-                elif v.node not in e.program.inline:
+                elif v.node not in e.program.inline and v.node not in e.program.recomputed:
                     self.reads[(node, i)] = self._read_access(node, i)
         self.row_reductions = [n for n in kernel.nodes if node_class(n) == "reduce" and row_reduction_outer(n) == outer]
         self.column_reductions = {
@@ -216,6 +216,9 @@ class RowKernel:
         value = node.inputs[i]
         if value.node in self.e.program.inline:
             return m.widen(self.e.inline_value(value.node))
+        if value.node in self.e.program.recomputed:  # a random number of this element: a row member's
+            flat_index = functools.partial(self.e.flat_index, point, row_major_strides(self.nest.sizes), width)
+            return self.e.recompute(value, Math(self.e.b, width, None, flat_index), values)
         return self.e.load(self.reads[(node, i)], point, width)
 
     def _sweep(self, sweep: int, indices: list[ir.Value], scalars: dict[Value, Val]) -> None:
@@ -276,7 +279,8 @@ class RowKernel:
 
     def _body(self, sweep, nodes, reloaded, point: Point, width: int, scalars, accumulators) -> None:
         e = self.e
-        m = Math(e.b, width, _index(e, self.nest, point, width))
+        flat_index = functools.partial(e.flat_index, point, row_major_strides(self.nest.sizes), width)
+        m = Math(e.b, width, _index(e, self.nest, point, width), flat_index)
         values: dict[Value, Val] = {}
         for node in nodes:
             if node in reloaded:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from ...ir import DType
+from ...ir.ops.random import PHILOX_M, PHILOX_ROUNDS, PHILOX_W
 from .irutil import call_intrinsic, constant, scalar_type, splat, vector_of
 
 FAST = ("contract",)  # lets LLVM fuse a*b+c into one FMA; no other rewrite of float math
@@ -107,10 +108,17 @@ ERF_SATURATES = {DType.float32: 4.0, DType.float64: 6.0}
 class Math:
     """Emit elementwise operations at a fixed width (`lanes` == 1: scalars)."""
 
-    def __init__(self, builder: ir.IRBuilder, lanes: int, index: Callable[[int, DType], Val] | None = None) -> None:
+    def __init__(
+        self,
+        builder: ir.IRBuilder,
+        lanes: int,
+        index: Callable[[int, DType], Val] | None = None,
+        flat_index: Callable[[], Val] | None = None,
+    ) -> None:
         self.b = builder
         self.lanes = lanes
         self._index = index
+        self._flat_index = flat_index
 
     # -- values --------------------------------------------------------
     def type(self, dtype: DType) -> ir.Type:
@@ -139,6 +147,12 @@ class Math:
         if self._index is None:
             raise AssertionError("this Math has no loop index")
         return self._index(axis, dtype)
+
+    def flat_index(self) -> Val:
+        """The row-major position (int64) of the current element in the kernel domain."""
+        if self._flat_index is None:
+            raise AssertionError("this Math has no element index")
+        return self._flat_index()
 
     # -- arithmetic ----------------------------------------------------
     def add(self, x, y) -> Val:
@@ -381,6 +395,74 @@ class Math:
         minus_one = self.logical_and(self.compare("eq", x, -1.0), self.compare("eq", self.abs(y), math.inf))
         ones = Val(self.b.or_(ones.ir, minus_one.ir), DType.bool)  # (-1)**+-inf is 1
         return self.select(ones, 1.0, result)
+
+    # -- random numbers ------------------------------------------------
+    def random_uniform(self, seed: Val, step: Val, stream: int, dtype: DType) -> Val:
+        """Floats in [0, 1) from Philox4x32-10 of the current element's index,
+        as `ir/ops/random.py` defines them (bit for bit)."""
+        index = self.flat_index().ir
+        counter = [*self._words(index), self._words(step.ir)[0], self._u32(stream)]
+        words = philox4x32(self, counter, list(self._words(seed.ir)))
+        if dtype is DType.float32:
+            top = self._to_float(self.b.lshr(words[0], self._u32(8)), dtype)
+            return self.mul(top, 2.0**-24)
+        high = self._to_float(self.b.lshr(words[0], self._u32(5)), dtype)
+        low = self._to_float(self.b.lshr(words[1], self._u32(6)), dtype)
+        return self.mul(self.add(self.mul(high, 2.0**26), low), 2.0**-53)
+
+    def _u32(self, value: int) -> ir.Value:
+        return constant(vector_of(ir.IntType(32), self.lanes), value)
+
+    def _words(self, value: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """The low and high 32-bit words of 64-bit integers."""
+        words = vector_of(ir.IntType(32), self.lanes)
+        high = self.b.lshr(value, constant(value.type, 32))
+        return self.b.trunc(value, words), self.b.trunc(high, words)
+
+    def _to_float(self, small: ir.Value, dtype: DType) -> Val:
+        """Unsigned 32-bit integers below 2^31 as floats (exact below 2^24 for float32)."""
+        return Val(self.b.sitofp(small, self.type(dtype)), dtype)
+
+
+def philox4x32(m: Math, counter: list[ir.Value], key: list[ir.Value]) -> list[ir.Value]:
+    """Philox4x32-10 on vectors of 32-bit words (Salmon et al., SC 2011): four
+    counter words and two key words in, four random words out. Each round's
+    32x32->64-bit products are one widening multiply per word pair."""
+    b = m.b
+    mulhilo = _mulhilo_pairs if m.lanes > 1 else _mulhilo
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for round_ in range(PHILOX_ROUNDS):
+        if round_:
+            k0, k1 = b.add(k0, m._u32(PHILOX_W[0])), b.add(k1, m._u32(PHILOX_W[1]))
+        hi0, lo0 = mulhilo(b, c0, PHILOX_M[0])
+        hi1, lo1 = mulhilo(b, c2, PHILOX_M[1])
+        c0, c1, c2, c3 = b.xor(b.xor(hi1, c1), k0), lo1, b.xor(b.xor(hi0, c3), k1), lo0
+    return [c0, c1, c2, c3]
+
+
+def _mulhilo(b: ir.IRBuilder, x: ir.Value, multiplier: int) -> tuple[ir.Value, ir.Value]:
+    """The high and low 32-bit words of the 64-bit product x * multiplier."""
+    wide = ir.IntType(64)
+    product = b.mul(b.zext(x, wide), ir.Constant(wide, multiplier))
+    return b.trunc(b.lshr(product, ir.Constant(wide, 32)), x.type), b.trunc(product, x.type)
+
+
+def _mulhilo_pairs(b: ir.IRBuilder, x: ir.Value, multiplier: int) -> tuple[ir.Value, ir.Value]:
+    """`_mulhilo` on a vector of 32-bit words, seen as 64-bit pairs: one
+    32x32->64 multiply (vpmuludq) for the even words, one for the odd ones,
+    and blends that put the halves back in place, with no shuffle across
+    lanes (zero-extending the whole vector and truncating back costs more)."""
+    words = x.type.count
+    pairs = ir.VectorType(ir.IntType(64), words // 2)
+    low_half, shift = constant(pairs, 0xFFFFFFFF), constant(pairs, 32)
+    x_pairs = b.bitcast(x, pairs)
+    even = b.mul(b.and_(x_pairs, low_half), constant(pairs, multiplier))  # products of words 0, 2, 4...
+    odd = b.mul(b.lshr(x_pairs, shift), constant(pairs, multiplier))  # of words 1, 3, 5...
+    take_odd = ir.Constant(ir.VectorType(ir.IntType(32), words), [i + words * (i % 2) for i in range(words)])
+    high = b.shuffle_vector(b.bitcast(b.lshr(even, shift), x.type), b.bitcast(odd, x.type), take_odd)
+    low = b.shuffle_vector(b.bitcast(even, x.type), b.bitcast(b.shl(odd, shift), x.type), take_odd)
+    return high, low
 
 
 def fold_lanes(b: ir.IRBuilder, vector: Val, lanes: int, combine: Callable[[Math, Val, Val], Val]) -> Val:

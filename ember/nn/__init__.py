@@ -4,6 +4,7 @@ from . import init
 from .layers import (
     ELU,
     GELU,
+    Dropout,
     Embedding,
     Flatten,
     Hardsigmoid,
@@ -34,6 +35,7 @@ __all__ = [
     "LOSSES",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "Dropout",
     "Embedding",
     "Flatten",
     "Hardsigmoid",

@@ -1,4 +1,4 @@
-"""Layers: `Linear`, `LayerNorm` and the activation modules."""
+"""Layers: `Linear`, `Embedding`, `LayerNorm`, `Dropout` and the activation modules."""
 
 from __future__ import annotations
 
@@ -348,6 +348,22 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout(Module):
+    """Zero each element with probability `p` and scale the others by
+    1/(1-p) in training; the identity in eval mode (see `F.dropout`)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        F.dropout_probability(p)
+        self.p = p  # as given, as PyTorch keeps it
+        self.inplace = inplace  # accepted for PyTorch's signature; ember never writes a tensor in place
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):

@@ -60,6 +60,8 @@ class Module:
     """Base class of models and layers. Subclasses define `forward`, which
     ember traces; attributes that are Parameters or Modules are registered."""
 
+    training = True  # layers such as Dropout read it while ember traces the model
+
     def __setattr__(self, name: str, value: Any) -> None:
         registry = self.__dict__.setdefault("_children", [])
         if isinstance(value, Parameter | Module) and name not in registry:

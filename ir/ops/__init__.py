@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from ..errors import IRError
 from ..opdef import OpDef
-from . import elementwise, layout, linalg, reduction, rows, source
+from . import elementwise, layout, linalg, random, reduction, rows, source
 
-OPS: dict[str, OpDef] = {
-    op.name: op for table in (elementwise, reduction, layout, linalg, source, rows) for op in table.OPS
-}
+TABLES = (elementwise, reduction, layout, linalg, source, rows, random)
+OPS: dict[str, OpDef] = {op.name: op for table in TABLES for op in table.OPS}
 
 
 def get_op(name: str) -> OpDef:

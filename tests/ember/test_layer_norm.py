@@ -4,6 +4,8 @@ interpreter, and training steps against PyTorch."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,31 @@ def test_fused_dump_shows_each_normalization_as_one_kernel():
     kernels_text = program.dump("kernels")
     assert "k1: rows over [B,64], 3 sweeps per row" in kernels_text
     assert "sweep 2: for (i1) in [64]:" in kernels_text
+
+
+def test_dropout_after_a_normalization_stays_in_its_row_kernel():
+    """Linear-LayerNorm-GELU-Dropout-Linear: the dropout mask is drawn inside
+    LayerNorm's row kernel (and again in the backward), never stored; native
+    and reference training steps agree, masks included."""
+    model = nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.GELU(), nn.Dropout(0.3), nn.Linear(64, 10))
+    progs = {
+        backend: ember.compile(
+            model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-2), dtype="float64", backend=backend
+        )
+        for backend in ("native", "reference")
+    }
+    fused = progs["native"].dump("fused")
+    forward = [k for k in _fused_kernels(fused) if "rsqrt" in k]
+    assert len(forward) == 1
+    assert forward[0].startswith("kernel k1: rows over [B,64] in 3 sweeps per row")
+    recomputed = fused[fused.index("recomputed (") :]
+    mask = re.search(r"(%\d+): f64\[B,64\] = mul %\d+, %\d+\n", recomputed).group(1)  # the scaled mask
+    assert re.search(rf"= mul %\d+, {mask}$", forward[0], re.M)  # dropout applied in the row kernel
+    assert "random_uniform" in recomputed
+    assert not re.search(rf"^    {mask} +f64\[", progs["native"].dump("kernels"), re.M)  # no buffer holds the mask
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 32)), rng.integers(0, 10, 16)
+    losses = {backend: [prog.train_step(x, y) for _ in range(3)] for backend, prog in progs.items()}
+    np.testing.assert_allclose(losses["native"], losses["reference"], rtol=1e-12)
+    for name, value in progs["reference"].parameters.items():
+        np.testing.assert_allclose(progs["native"].parameters[name], value, rtol=1e-10, atol=1e-12, err_msg=name)

@@ -276,7 +276,7 @@ def calls(draw: Draw, program: str, shapes: dict[str, tuple[int, ...]]) -> Call:
 # -- the contract --------------------------------------------------------------
 def make_program(kind: str, backend: str) -> ember.Program:
     if kind == "classifier":
-        model = nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Linear(8, CLASSES))
+        model = nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, CLASSES))
         return ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=0.01), backend=backend)
     if kind == "regressor":
         model = nn.Sequential(nn.Linear(FEATURES, 5), nn.Tanh(), nn.Linear(5, OUTPUTS))
@@ -287,11 +287,13 @@ def make_program(kind: str, backend: str) -> ember.Program:
 
 @dataclass
 class Snapshot:
-    """A program's parameters, optimizer state and learning rate, exactly."""
+    """A program's parameters, optimizer state, learning rate and the step
+    counter of its random numbers, exactly."""
 
     params: dict[str, bytes]
     state: dict[str, bytes]
     lr: float
+    rng_step: int
 
     @staticmethod
     def of(prog: ember.Program) -> Snapshot:
@@ -299,6 +301,7 @@ class Snapshot:
             {k: v.tobytes() for k, v in prog.parameters.items()},
             {k: v.tobytes() for k, v in prog.optimizer_state.items()},
             prog.lr,
+            prog.rng_step,
         )
 
 

@@ -245,6 +245,8 @@ class ProgramBuilder:
             return DType.bool
         if domain == "label":
             return pick(self.rng, [DType.int32, DType.int64])
+        if domain == "seed":
+            return DType.int64
         return numeric
 
     def _candidates(self, domain: str, dtype: DType) -> list[Entry]:
@@ -259,7 +261,7 @@ class ProgramBuilder:
         existing = self._candidates(domain, dtype)
         latest = [e for e in existing if e.value.node is not None][-2:][::-1]
         earlier = [existing[int(i)] for i in self.rng.permutation(len(existing))]
-        rank = int(self.rng.integers(MAX_RANK + 1))
+        rank = 0 if domain == "seed" else int(self.rng.integers(MAX_RANK + 1))
         fresh = self._fresh(domain, dtype, tuple(pick(self.rng, self.palette) for _ in range(rank)))
         if self.rng.random() < 0.15 or not existing:
             return [fresh, *latest, *earlier]

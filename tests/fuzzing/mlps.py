@@ -3,7 +3,7 @@
 `random_mlp(seed)` draws an `nn.Sequential` of 1 to 4 Linear layers (widths
 from 1 to 300, odd sizes and neighbours of vector widths among them, with
 or without bias, every initializer), an activation or none after each
-(every activation module of `ember.nn`), a loss (every loss, both
+(every activation module of `ember.nn`), sometimes a Dropout, a loss (every loss, both
 reductions, label smoothing), an optimizer (`cases.random_optimizer`), a
 dtype and batch sizes (1 and sizes that are not multiples of the vector
 width). `check_mlp` compiles it with `ember.compile` on the native and the
@@ -23,6 +23,7 @@ import ember
 from ember import nn
 from ember.compiler import Optimizer, build_training, grad_name
 from ember.ir import Graph, parse
+from ember.tensor import RNG_SEED, RNG_STEP
 
 from .cases import FLOATS, TRAIN_STEPS, random_optimizer
 from .graphs import pick
@@ -86,6 +87,8 @@ def random_mlp(seed: int) -> MLP:
         layers.append(nn.Linear(widths[i], widths[i + 1], bias=rng.random() < 0.8, init=pick(rng, INITS)))
         if rng.random() < 0.8:
             layers.append(pick(rng, ACTIVATIONS)(rng))
+        if rng.random() < 0.25:
+            layers.append(nn.Dropout(pick(rng, [0.1, 0.5])))
     loss = pick(rng, LOSSES)(rng)
     dtype = pick(rng, FLOATS).numpy
     rows, predict_rows = pick(rng, ROWS), pick(rng, ROWS)
@@ -135,6 +138,8 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
     params = reference.parameters
     found = compare(native.parameters, params, dict.fromkeys(params))  # the same initial values
     data = {"x": mlp.x, "y": mlp.y}
+    seed = np.asarray(np.uint64(mlp.seed % 2**64).astype(np.int64))
+    at_step = lambda step: {RNG_SEED: seed, RNG_STEP: np.asarray(step, np.int64)}  # the programs' dropout masks
 
     def check(step: int, actual: Results, exact: Results, graph: Graph, arguments: list[dict], results_of) -> None:
         """Compare `actual` with `exact`, within the spread of noisy runs of
@@ -151,7 +156,7 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
             difference.step = step
             found.append(difference)
 
-    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **params}
+    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **params, **at_step(0)}
     check(
         0,
         {"predict": native.predict(mlp.x_predict)},
@@ -166,12 +171,14 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
         native.gradients(mlp.x, mlp.y),
         reference.gradients(mlp.x, mlp.y),
         graphs.gradients,
-        [{**data, **params} for _ in range(NOISY_RUNS + 1)],
+        [{**data, **params, **at_step(0)} for _ in range(NOISY_RUNS + 1)],
         lambda r: {names[k]: v for k, v in r.outputs.items() if k in names},
     )
     lr = np.asarray(reference.lr, mlp.dtype)
     trajectories = [{**data, "lr": lr, **params, **reference.optimizer_state} for _ in range(NOISY_RUNS + 1)]
     for step in range(TRAIN_STEPS):
+        for arguments in trajectories:
+            arguments.update(at_step(step + 1))  # gradients() drew with step 0
         check(
             step,
             _after_step(native, mlp),

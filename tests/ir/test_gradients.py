@@ -144,7 +144,9 @@ CASES = [
     Case("cast", ((3, 4),), {"dtype": "f32"}, eps=1e-2),
 ]
 
-NON_DIFFERENTIABLE = {"sign", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "constant", "size", "one_hot"}
+NON_DIFFERENTIABLE = {
+    "sign", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "constant", "size", "one_hot", "random_uniform",
+}  # fmt: skip
 
 
 def weighted_loss_graph(case: Case, inputs: list[np.ndarray]) -> Graph:

@@ -54,6 +54,7 @@ def rarely(draw_from: st.DrawFn, n: int) -> bool:
 DOMAIN_DTYPES = {
     "bool": [DType.bool],
     "label": [DType.int32, DType.int64],
+    "seed": [DType.int64],
     "any": list(DType),
 }
 """The dtypes an operand from each domain usually has (floats otherwise)."""

@@ -490,7 +490,8 @@ def test_scatter_add_accumulates_repeats_in_order_and_skips() -> None:
 def test_every_op_has_a_semantics_test() -> None:
     elsewhere = {
         "logical_and", "select", "softmax", "log_softmax", "matmul", "transpose",
-        "reshape", "broadcast_to", "constant", "size", "one_hot", "cast", "slice", "pad", "gather", "scatter_add",
+        "reshape", "broadcast_to", "constant", "size", "one_hot", "cast", "random_uniform",
+        "slice", "pad", "gather", "scatter_add",
     }  # fmt: skip
     tested = {*UNARY, *BINARY, *COMPARISONS, *REDUCTIONS, *elsewhere}
     assert tested == set(OPS)
@@ -647,6 +648,8 @@ def test_result_types(op: str, types: list[str], attrs: dict, expected: str) -> 
 # -- attribute examples (what program generators draw) -------------------------
 
 EXAMPLE_INPUTS = ["f32[B,6,4]", "f64[3,1]", "f32[B]", "f32[]", "f64[2,B,1,5]"]
+FIXED_INPUTS = {"random_uniform": ["i64[]", "i64[]"]}
+"""Ops whose inputs have one type (a seed and a step): their examples are built on those."""
 
 
 @pytest.mark.parametrize(
@@ -660,4 +663,4 @@ def test_attribute_examples_pass_the_type_rule(op: str, attr: str, input_type: s
     assert examples or t(input_type).rank == 0  # a scalar has no axis
     dtypes = {a.name: "f32" for a in OPS[op].attrs if a.kind == "dtype"}  # size's result type
     for value in examples:
-        build(op, [input_type], **dtypes, **{attr: value})
+        build(op, FIXED_INPUTS.get(op, [input_type]), **dtypes, **{attr: value})

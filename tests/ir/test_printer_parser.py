@@ -335,6 +335,8 @@ def fits(domain: str, value: Value) -> bool:
         return dtype is DType.bool
     if domain == "label":
         return dtype.is_int
+    if domain == "seed":
+        return dtype is DType.int64
     return domain == "any" or dtype is not DType.bool
 
 

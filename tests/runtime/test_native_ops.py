@@ -848,6 +848,73 @@ def test_gather_and_scatter_add(dtype: DType, index_dtype: DType) -> None:
             assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
 
 
+# -- random numbers ----------------------------------------------------------------------
+
+SEED, STEP = tensor(DType.int64, ()), tensor(DType.int64, ())
+
+
+@functools.cache
+def random_graph(dtype: DType) -> Graph:
+    """random_uniform stored (as outputs, or read through a view or broadcast)
+    and recomputed where it is read: by elementwise ops, a reduction and a
+    matmul's epilogue."""
+
+    def build(b, v):
+        def uniform(shape, stream):
+            return b.random_uniform(v["seed"], v["step"], shape=shape, dtype=dtype, stream=stream)
+
+        def keep(shape, stream, p=0.5):
+            return b.ge(uniform(shape, stream), p)
+
+        x = v["x"]
+        product = b.matmul(x, v["w"], transpose_b=True)
+        return {
+            "u": uniform(("B", COLUMNS), 0),
+            "u3": uniform((3, "B", 17), 1),
+            "one": uniform((1,), 2),
+            "masked": b.select(keep(("B", COLUMNS), 3), b.mul(x, 2.0), 0.0),
+            "transposed": b.select(b.transpose(keep(("B", COLUMNS), 4), perm=[1, 0]), v["xt"], 0.0),
+            "broadcast": b.add(x, uniform((1, COLUMNS), 5)),
+            "row_sums": b.sum(b.select(keep(("B", COLUMNS), 6, 0.25), x, 0.0), axes=[1]),
+            "epilogue": b.select(keep(("B", 9), 7), b.relu(product), 0.0),
+            "two_loops": b.select(keep(("B", COLUMNS), 8), x, v["row"]),  # the row's broadcast keeps B apart
+            "middle_sums": b.sum(b.select(keep((3, "B", 17), 9), v["x3"], 0.0), axes=[1]),
+        }
+
+    inputs = {
+        "x": tensor(dtype, ("B", COLUMNS)),
+        "xt": tensor(dtype, (COLUMNS, "B")),
+        "row": tensor(dtype, (COLUMNS,)),
+        "x3": tensor(dtype, (3, "B", 17)),
+        "seed": SEED,
+        "step": STEP,
+    }
+    return make_graph(f"random_{dtype}", inputs, build, params={"w": tensor(dtype, (9, COLUMNS))})
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_random_uniform_matches_reference_bit_for_bit(dtype: DType) -> None:
+    """The same numbers wherever they are computed; sums and matmuls within
+    their rounding, and the epilogue's zeros (the mask) exactly."""
+    graph = random_graph(dtype)
+    rng = np.random.default_rng(15)
+    for batch, seed, step in [(0, 1, 0), (1, 2, 3), (5, -7, 2**40), (33, 2**62, 9)]:
+        args = {
+            "x": draw("positive", (batch, COLUMNS), rng, dtype),
+            "xt": draw("real", (COLUMNS, batch), rng, dtype),
+            "row": draw("real", (COLUMNS,), rng, dtype),
+            "x3": draw("positive", (3, batch, 17), rng, dtype),
+            "w": draw("positive", (9, COLUMNS), rng, dtype),
+            "seed": np.asarray(seed, np.int64),
+            "step": np.asarray(step, np.int64),
+        }
+        actual, expected = run_both(graph, args)
+        for name in expected.outputs:
+            tol = Tol(rtol=COLUMNS * EPS[dtype]) if name in ("row_sums", "middle_sums", "epilogue") else EXACT
+            assert_matches(actual.outputs[name], expected.outputs[name], tol, f"{name} B={batch}")
+        np.testing.assert_array_equal(actual.outputs["epilogue"] == 0, expected.outputs["epilogue"] == 0)
+
+
 # -- coverage -------------------------------------------------------------------------
 
 GRAPHS = [
@@ -863,6 +930,7 @@ GRAPHS = [
     *(functools.partial(layout_graph, d) for d in LAYOUT_DTYPES),
     *(functools.partial(slice_graph, d) for d in LAYOUT_DTYPES),
     *(functools.partial(rows_graph, d, i) for d in FLOATS for i in INTS),
+    *(functools.partial(random_graph, d) for d in FLOATS),
 ]
 """Every graph the tests above compile."""
 
