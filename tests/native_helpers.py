@@ -49,12 +49,14 @@ def make_graph(
     build: Callable[[Builder, dict[str, Value]], BuildResult],
     params: Mapping[str, TensorType] | None = None,
     state: Mapping[str, TensorType] | None = None,
+    buffers: Mapping[str, TensorType] | None = None,
 ) -> Graph:
     """A graph with the given arguments; `build(b, args)` returns its outputs,
     or a pair (outputs, updates)."""
     graph = Graph(name)
     args: dict[str, Value] = {}
-    for role, table in (("input", inputs), ("param", params or {}), ("state", state or {})):
+    roles = (("input", inputs), ("param", params or {}), ("buffer", buffers or {}), ("state", state or {}))
+    for role, table in roles:
         for arg_name, type in table.items():
             args[arg_name] = graph.add_argument(arg_name, type, role)
     result = build(Builder(graph), args)
