@@ -58,12 +58,18 @@ def compile(
     shape = infer_input_shape(model, input_shape)
     rng = np.random.default_rng(seed)
     params = {name: p.initial_value(rng) for name, p in model.named_parameters()}
+    buffers = {name: b.data for name, b in model.named_buffers()}
     predict_graph = trace_model(model, shape, dt)
-    loss_graph = trace_loss(model, loss, shape, dt) if loss is not None else None
-    loss_info = _loss_info(loss, loss_graph) if loss is not None else None
+    loss_graph = evaluate_graph = loss_info = None
+    if loss is not None:
+        loss_graph = trace_loss(model, loss, shape, dt, training=True)
+        evaluate_graph = trace_loss(model, loss, shape, dt, training=False)
+        loss_info = _loss_info(loss, loss_graph)
     return Program(
         predict_graph=predict_graph,
         params=params,
+        buffers=buffers,
+        evaluate_graph=evaluate_graph,
         dtype=dt,
         batch_size=batch_size,
         seed=int(seed),

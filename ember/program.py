@@ -23,7 +23,7 @@ from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_labels, check_rows
-from .trace import INPUT, LOSS, PREDICTION, TARGET
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICTION, TARGET
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
 """Every stage `Program.dump` knows, in pipeline order."""
@@ -53,6 +53,8 @@ class Program:
         seed: int,
         backend: str,
         loss_graph: Graph | None = None,
+        evaluate_graph: Graph | None = None,
+        buffers: Mapping[str, np.ndarray] | None = None,
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
         lr: float | None = None,
@@ -77,13 +79,21 @@ class Program:
         if loss_graph is not None:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
-            training = build_training(loss_graph, optimizer, self.log)
-            self._sources["model"] = loss_graph
+            training = build_training(loss_graph, optimizer, self.log, evaluate_graph)
+            self._sources[MODEL] = loss_graph
+            if evaluate_graph is not None:
+                self._sources[EVALUATE] = evaluate_graph
             self._stages = training.stages
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
-        self._params = Arena({p.name: p.type.shape for p in predict_graph.params}, dtype.numpy)
+        self._param_names = [p.name for p in predict_graph.params]
+        self._buffer_names = [b.name for b in predict_graph.buffers]
+        # one model arena: the params, then the buffers (native code reads both from it)
+        model_shapes = {a.name: a.type.shape for a in [*predict_graph.params, *predict_graph.buffers]}
+        self._params = Arena(model_shapes, dtype.numpy)
         for name, value in params.items():
             np.copyto(self._params[name], value, casting="same_kind")
+        for name, value in (buffers or {}).items():
+            np.copyto(self._params[name], value, casting="unsafe")  # integer buffers (counts) as floats
         train = self._graphs.get("train")
         state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
         self._state = Arena(state_shapes, dtype.numpy)
@@ -116,7 +126,14 @@ class Program:
     def parameters(self) -> dict[str, np.ndarray]:
         """A copy of every parameter, by name (`0.weight`, `0.bias`, ...)."""
         with self._lock:
-            return self._params.copies()
+            return {name: self._params[name].copy() for name in self._param_names}
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """A copy of every buffer (such as `1.running_mean`), by name, in the
+        program's dtype."""
+        with self._lock:
+            return {name: self._params[name].copy() for name in self._buffer_names}
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
@@ -140,9 +157,9 @@ class Program:
         return dict(self.log.seconds)
 
     def __repr__(self) -> str:
-        count = sum(v.size for v in self._params.views.values())
+        count = sum(self._params[name].size for name in self._param_names)
         what = f"train with {self.optimizer!r}" if self.is_training else "inference"
-        return f"<ember.Program {what}: {len(self._params.views)} params ({count:,} values), {self.backend} backend>"
+        return f"<ember.Program {what}: {len(self._param_names)} params ({count:,} values), {self.backend} backend>"
 
     # -- running -------------------------------------------------------
     def train_step(self, x: Any, y: Any) -> float:
@@ -164,7 +181,7 @@ class Program:
         x, y = self._check_batch(x, y)
         with self._lock:
             outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
-        return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
+        return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Loss (and accuracy, for classification losses) over a whole data set."""
@@ -215,8 +232,8 @@ class Program:
         written; with `strict`, every parameter must be given."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"set_parameters needs a dict of name -> array, got {type(values).__name__}")
-        names = self._params.names()
-        unknown = [k for k in values if k not in self._params]
+        names = self._param_names
+        unknown = [k for k in values if k not in names]
         if unknown:
             raise ConfigError(f"unknown parameter {unknown[0]!r}; this program has {', '.join(names)}")
         missing = [k for k in names if k not in values]
@@ -300,7 +317,9 @@ class Program:
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state
-            return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
+            params = {name: self._params[name].copy() for name in self._param_names}
+            buffers = {name: self._params[name].copy() for name in self._buffer_names}
+            return Checkpoint(meta, texts, params, self._state.copies(), buffers)
 
     def _restore(self, state: Mapping[str, np.ndarray], rng: Any) -> None:
         """Set the optimizer state and (unless None) the shuffling RNG's state

@@ -24,7 +24,7 @@ from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, p
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
-from .trace import INPUT, LOSS, PREDICTION, TARGET
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
@@ -65,15 +65,18 @@ def program_from_bytes(data: bytes) -> Program:
 
 def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
-    predict, model = read_graphs(checkpoint.texts, settings.dtype)
+    predict, model, evaluate = read_graphs(checkpoint.texts, settings.dtype)
     check_training_settings(settings, model)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
     params = exact_arrays("parameter", checkpoint.params, {p.name: (p.type.shape, dtype) for p in predict.params})
+    buffers = exact_arrays("buffer", checkpoint.buffers, {b.name: (b.type.shape, dtype) for b in predict.buffers})
     try:
         prog = Program(
             predict_graph=predict,
             params=params,
+            buffers=buffers,
+            evaluate_graph=evaluate,
             dtype=settings.dtype,
             batch_size=settings.batch_size,
             seed=settings.seed,
@@ -216,31 +219,64 @@ def _expect(name: str, ok: bool, expected: str, meta: dict[str, Any]) -> None:
 
 
 # -- graphs ------------------------------------------------------------------
-def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None]:
+def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None, Graph | None]:
     """The `predict` graph and, for a training program, the `model` graph
-    (forward pass and loss), each checked; the forward pass of `model` must
-    be `predict`."""
-    unknown = [name for name in texts if name not in ("predict", "model")]
+    (forward pass and loss, traced in training mode) and the `evaluate`
+    graph (the same in eval mode; absent from older checkpoints, where
+    `model` serves), each checked. The forward pass of `evaluate` (or
+    `model`) must be `predict`, and all three must take the same params and
+    buffers; only `model` may update anything, and only buffers."""
+    unknown = [name for name in texts if name not in (PREDICT, MODEL, EVALUATE)]
     if unknown:
-        raise CheckpointError(f"unknown IR text {unknown[0]!r}; expected 'predict' (and 'model' for training)")
-    if "predict" not in texts:
+        raise CheckpointError(
+            f"unknown IR text {unknown[0]!r}; expected 'predict' (and 'model', 'evaluate' for training)"
+        )
+    if PREDICT not in texts:
         raise CheckpointError("IR text 'predict' is missing")
-    predict = _parse_graph("predict", texts["predict"])
+    predict = _parse_graph(PREDICT, texts[PREDICT])
     _check_interface(predict, inputs=(INPUT,), outputs=(PREDICTION,), dtype=dtype)
-    if "model" not in texts:
-        return predict, None
-    model = _parse_graph("model", texts["model"])
-    _check_interface(model, inputs=(INPUT, TARGET), outputs=(LOSS, PREDICTION), dtype=dtype)
-    if model.outputs[LOSS].type.shape != () or model.outputs[LOSS].type.dtype != dtype:
-        raise CheckpointError(f"graph 'model' must output a scalar {dtype} loss, got {model.outputs[LOSS].type}")
-    implied, stored = print_graph(_forward(model)).splitlines(), print_graph(_forward(predict)).splitlines()
+    if MODEL not in texts:
+        if EVALUATE in texts:
+            raise CheckpointError("IR text 'evaluate' needs IR text 'model' (a training program has both)")
+        return predict, None, None
+    model = _read_loss_graph(MODEL, texts[MODEL], dtype)
+    evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype) if EVALUATE in texts else None
+    for graph in (model, evaluate or model):
+        _check_same_model(graph, predict)
+    _check_forward(evaluate or model, predict)
+    return predict, model, evaluate
+
+
+def _read_loss_graph(name: str, text: str, dtype: DType) -> Graph:
+    graph = _parse_graph(name, text)
+    _check_interface(graph, inputs=(INPUT, TARGET), outputs=(LOSS, PREDICTION), dtype=dtype)
+    if graph.outputs[LOSS].type.shape != () or graph.outputs[LOSS].type.dtype != dtype:
+        raise CheckpointError(f"graph {name!r} must output a scalar {dtype} loss, got {graph.outputs[LOSS].type}")
+    return graph
+
+
+def _check_same_model(graph: Graph, predict: Graph) -> None:
+    """`graph` takes exactly the params and buffers of `predict`."""
+    want = [f"{a.role} %{a.name}: {a.type}" for a in [*predict.params, *predict.buffers]]
+    got = [f"{a.role} %{a.name}: {a.type}" for a in [*graph.params, *graph.buffers]]
+    if want != got:
+        first = next(i for i, (w, g) in enumerate(itertools.zip_longest(want, got, fillvalue="(nothing)")) if w != g)
+        shown = got[first] if first < len(got) else "(nothing)"
+        raise CheckpointError(
+            f"graph {graph.name!r} must take the params and buffers of graph 'predict': "
+            f"argument {first + 1} of them is {shown!r}, expected {([*want, '(nothing)'])[first]!r}"
+        )
+
+
+def _check_forward(graph: Graph, predict: Graph) -> None:
+    """`predict` computes the forward pass of `graph`, line for line."""
+    implied, stored = print_graph(_forward(graph)).splitlines(), print_graph(_forward(predict)).splitlines()
     for number, (want, got) in enumerate(itertools.zip_longest(implied, stored, fillvalue="(nothing)"), 1):
         if want != got:
             raise CheckpointError(
-                "graph 'predict' does not compute the forward pass of graph 'model': "
+                f"graph 'predict' does not compute the forward pass of graph {graph.name!r}: "
                 f"line {number} of that forward pass is {want.strip()!r}, got {got.strip()!r}"
             )
-    return predict, model
 
 
 def _parse_graph(name: str, text: str) -> Graph:
@@ -255,30 +291,39 @@ def _parse_graph(name: str, text: str) -> Graph:
 
 def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, ...], dtype: DType) -> None:
     """The arguments and outputs ember traces: inputs and outputs by name,
-    params of fixed shape, no optimizer state, no updates; `x` is
-    `dtype[B, ...]` and every param is `dtype`."""
+    params and buffers of fixed shape, no optimizer state, no updates but
+    of buffers in graph `model`; `x` is `dtype[B, ...]` and every param and
+    buffer is `dtype`."""
     where = f"graph {graph.name!r}"
     got_inputs = tuple(a.name for a in graph.inputs)
     if got_inputs != inputs:
         raise CheckpointError(f"{where} must have inputs {', '.join(inputs)}, got {', '.join(got_inputs) or 'none'}")
     if sorted(graph.outputs) != sorted(outputs):
         raise CheckpointError(f"{where} must have outputs {', '.join(outputs)}, got {', '.join(graph.outputs)}")
-    if graph.state or graph.updates:
-        raise CheckpointError(f"{where} must have no optimizer state and no updates (the optimizer adds them)")
+    if graph.state:
+        raise CheckpointError(f"{where} must have no optimizer state (the optimizer adds it)")
+    buffers = {b.name for b in graph.buffers} if graph.name == MODEL else set()
+    for target in graph.updates:
+        if target not in buffers:
+            raise CheckpointError(
+                f"{where} must not update %{target}: only graph 'model' updates, and only buffers "
+                "(the optimizer adds the other updates)"
+            )
     x = graph.inputs[0].type
     if x.dtype != dtype or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
         raise CheckpointError(f"{where}: input {INPUT} must be {dtype}[{BATCH},...] with fixed sizes after {BATCH}")
-    for p in graph.params:
+    for p in [*graph.params, *graph.buffers]:
         if p.type.dtype != dtype or not p.type.is_static:
-            raise CheckpointError(f"{where}: param {p.name} must be {dtype} of a fixed shape, got {p.type}")
+            raise CheckpointError(f"{where}: {p.role} {p.name} must be {dtype} of a fixed shape, got {p.type}")
 
 
 def _forward(graph: Graph) -> Graph:
     """The forward pass in `graph`: what computes `out` from `x` and the
     params, under the name `predict`."""
-    forward, _ = graph.clone("predict")
+    forward, _ = graph.clone(PREDICT)
     forward.inputs = [a for a in forward.inputs if a.name == INPUT]
     forward.outputs = {PREDICTION: forward.outputs[PREDICTION]}
+    forward.updates = {}
     return dce(forward)
 
 

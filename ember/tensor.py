@@ -16,29 +16,33 @@ from typing import TYPE_CHECKING, Any
 from .ir import Builder, DType, EmberError, Graph, Value
 
 if TYPE_CHECKING:
-    from .nn.module import Parameter
+    from .nn.module import Buffer, Parameter
 
 _EMBER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class Trace:
-    """The graph being built and the Value that stands for each Parameter."""
+    """The graph being built, whether `forward` runs in training mode, the
+    Value that stands for each Parameter and Buffer, and the new values
+    assigned to buffers (applied as the graph's updates)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, training: bool = False) -> None:
         self.graph = graph
+        self.training = training
         self.builder = Builder(graph)
         self.params: dict[int, Value] = {}
+        self.buffer_updates: dict[str, Value] = {}
 
-    def bind(self, param: Parameter, value: Value) -> None:
+    def bind(self, param: Parameter | Buffer, value: Value) -> None:
         self.params[id(param)] = value
 
-    def value_of(self, param: Parameter) -> Value:
+    def value_of(self, param: Parameter | Buffer) -> Value:
         try:
             return self.params[id(param)]
         except KeyError:
             raise EmberError(
-                "forward() used a Parameter that is not an attribute of the model "
-                "(assign it to a Module attribute so it gets a name)"
+                f"forward() used a {type(param).__name__} that is not an attribute of the model "
+                f"(assign it to a Module attribute so it gets a name) (at {user_location()})"
             ) from None
 
 
@@ -46,14 +50,30 @@ _ACTIVE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("ember_tr
 
 
 @contextmanager
-def tracing(graph: Graph) -> Iterator[Trace]:
+def tracing(graph: Graph, training: bool = False) -> Iterator[Trace]:
     """Make `graph` the target of tensor operations inside the block."""
-    trace = Trace(graph)
+    trace = Trace(graph, training)
     token = _ACTIVE.set(trace)
     try:
         yield trace
     finally:
         _ACTIVE.reset(token)
+
+
+def record_buffer_update(buffer: Buffer, value: TensorOps, label: str) -> None:
+    """`value` becomes `buffer`'s value after a step traced in training mode
+    (ignored in eval mode). `label` names the attribute in errors."""
+    trace = active_trace()
+    if not trace.training:
+        return
+    target = trace.value_of(buffer)
+    new = value._value()
+    if new.type != target.type:
+        raise EmberError(
+            f"buffer {label} ({target.name}) is {target.type}; the value assigned to it is {new.type} "
+            f"(at {user_location()})"
+        )
+    trace.buffer_updates[target.name] = new  # type: ignore[index]
 
 
 def active_trace() -> Trace:

@@ -1,8 +1,14 @@
-"""Tracing: run a model's `forward` on symbolic tensors to get graph IR."""
+"""Tracing: run a model's `forward` on symbolic tensors to get graph IR.
+
+`forward` is traced once per mode: the inference graph `predict` and the
+loss graph `evaluate` in eval mode, the loss graph `model` (which training
+differentiates) in training mode. Buffers assigned in a training-mode
+forward become the graph's updates."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
 from .nn.layers import Linear
@@ -14,6 +20,9 @@ INPUT = "x"
 TARGET = "y"
 PREDICTION = "out"
 LOSS = "loss"
+PREDICT = "predict"
+MODEL = "model"
+EVALUATE = "evaluate"
 
 
 def infer_input_shape(model: Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
@@ -30,17 +39,33 @@ def infer_input_shape(model: Module, input_shape: Sequence[int] | None) -> tuple
     raise ConfigError("cannot tell the model's input size: it has no Linear layer; pass input_shape=(features,)")
 
 
-def _begin(name: str, model: Module, input_type: TensorType) -> tuple[Graph, list]:
+@contextmanager
+def model_mode(model: Module, training: bool) -> Iterator[None]:
+    """Run the block with every module of `model` in training mode (or eval
+    mode), then give each module back the mode it had."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+
+
+def _begin(name: str, model: Module, input_type: TensorType) -> Graph:
     if not isinstance(model, Module):
         raise ConfigError(f"expected an ember.nn.Module to compile, got {type(model).__name__}")
     graph = Graph(name)
     graph.add_argument(INPUT, input_type)
-    return graph, list(model.named_parameters())
+    return graph
 
 
-def _add_params(graph: Graph, trace, named: list, dtype: DType) -> None:
-    for param_name, p in named:
-        trace.bind(p, graph.add_argument(param_name, TensorType(dtype, p.param_shape), "param"))
+def _add_model_arguments(graph: Graph, trace, model: Module, dtype: DType) -> None:
+    """The model's params, then its buffers, as graph arguments (all in `dtype`)."""
+    for name, p in model.named_parameters():
+        trace.bind(p, graph.add_argument(name, TensorType(dtype, p.param_shape), "param"))
+    for name, b in model.named_buffers():
+        trace.bind(b, graph.add_argument(name, TensorType(dtype, b.shape), "buffer"))
 
 
 def _traced_output(model: Module, x: Tensor) -> Tensor:
@@ -51,21 +76,24 @@ def _traced_output(model: Module, x: Tensor) -> Tensor:
 
 
 def trace_model(model: Module, input_shape: Sequence[int], dtype: DType) -> Graph:
-    """The inference graph `predict`: input `x: dtype[B, *input_shape]`, output `out`."""
-    graph, named = _begin("predict", model, TensorType(dtype, (BATCH, *input_shape)))
-    with tracing(graph) as trace:
-        _add_params(graph, trace, named, dtype)
+    """The inference graph `predict`, traced in eval mode: input
+    `x: dtype[B, *input_shape]`, output `out`."""
+    graph = _begin(PREDICT, model, TensorType(dtype, (BATCH, *input_shape)))
+    with model_mode(model, False), tracing(graph) as trace:
+        _add_model_arguments(graph, trace, model, dtype)
         graph.outputs[PREDICTION] = _traced_output(model, Tensor(graph.inputs[0])).value
     return graph
 
 
-def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DType) -> Graph:
-    """The graph `model`: inputs `x` and target `y`; outputs `loss` and `out`."""
+def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DType, training: bool = True) -> Graph:
+    """The loss graph: inputs `x` and target `y`; outputs `loss` and `out`.
+    In training mode it is the graph `model` (with the buffers' updates),
+    in eval mode the graph `evaluate`."""
     if not isinstance(loss, Loss):
         raise ConfigError(f"loss must be an ember.nn loss such as nn.MSELoss(), got {type(loss).__name__}")
-    graph, named = _begin("model", model, TensorType(dtype, (BATCH, *input_shape)))
-    with tracing(graph) as trace:
-        _add_params(graph, trace, named, dtype)
+    graph = _begin(MODEL if training else EVALUATE, model, TensorType(dtype, (BATCH, *input_shape)))
+    with model_mode(model, training), tracing(graph, training) as trace:
+        _add_model_arguments(graph, trace, model, dtype)
         out = _traced_output(model, Tensor(graph.inputs[0]))
         y = graph.add_argument(TARGET, loss.target_type(out.value.type))
         value = loss(out, Tensor(y)).value
@@ -73,4 +101,5 @@ def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DTy
             raise ShapeError(f"{type(loss).__name__} must produce a scalar, got {value.type}")
         graph.outputs[LOSS] = value
         graph.outputs[PREDICTION] = out.value
+        graph.updates.update(trace.buffer_updates)
     return graph

@@ -3,12 +3,13 @@
 from . import init
 from .layers import GELU, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = [
     "GELU",
     "LOSSES",
     "BCEWithLogitsLoss",
+    "Buffer",
     "CrossEntropyLoss",
     "Identity",
     "LeakyReLU",
@@ -16,6 +17,8 @@ __all__ = [
     "Loss",
     "MSELoss",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Sequential",

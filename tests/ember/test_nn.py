@@ -301,3 +301,84 @@ def test_gelu_only_has_the_tanh_form():
     with pytest.raises(ember.ConfigError, match='approximate="tanh" only'):
         nn.GELU(approximate="none")
     assert nn.GELU().approximate == "tanh"
+
+
+class Tower(nn.Module):
+    """Blocks in a ModuleList and heads in a ModuleDict."""
+
+    def __init__(self) -> None:
+        self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 2)})
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = ember.relu(block(x))
+        return self.heads["a"](x) + self.heads["b"](x)
+
+
+def test_module_list_appends_extends_inserts_and_indexes():
+    layers = [nn.Linear(2, 2) for _ in range(4)]
+    items = nn.ModuleList(layers[:1]).append(layers[1])
+    items.extend(layers[2:3])
+    items.insert(0, layers[3])
+    assert list(items) == [layers[3], layers[0], layers[1], layers[2]]
+    assert len(items) == 4
+    assert items[-1] is layers[2]
+    assert list(items[1:3]) == layers[:2]
+    assert [name for name, _ in items.named_parameters()][:2] == ["0.weight", "0.bias"]
+    items[1] = layers[2]
+    assert items[1] is layers[2]
+    with pytest.raises(ember.ConfigError, match=r"not an ember\.nn\.Module"):
+        items.append("relu")
+    with pytest.raises(IndexError):
+        items[9]
+
+
+def test_module_dict_keeps_insertion_order():
+    heads = nn.ModuleDict({"b": nn.Linear(2, 1)})
+    heads["a"] = nn.Linear(2, 1)
+    heads.update([("c", nn.ReLU())])
+    assert heads.keys() == ["b", "a", "c"]
+    assert "a" in heads
+    assert len(heads) == 3
+    del heads["c"]
+    assert [name for name, _ in heads.items()] == ["b", "a"]
+    with pytest.raises(KeyError):
+        heads["c"]
+    with pytest.raises(ember.ConfigError, match="ModuleDict: a key must be"):
+        heads["x.y"] = nn.ReLU()
+
+
+def test_containers_name_parameters_and_modules_as_pytorch():
+    model = Tower()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == [f"{m}.{p}" for m in ("blocks.0", "blocks.1", "heads.a", "heads.b") for p in ("weight", "bias")]
+    assert [name for name, _ in model.named_modules()] == [
+        "",
+        "blocks",
+        "blocks.0",
+        "blocks.1",
+        "heads",
+        "heads.a",
+        "heads.b",
+    ]
+    prog = ember.compile(model)
+    x = np.ones((3, 4), np.float32)
+    p = {k: v.astype(np.float64) for k, v in prog.parameters.items()}
+    h = x
+    for i in range(2):
+        h = np.maximum(h @ p[f"blocks.{i}.weight"].T + p[f"blocks.{i}.bias"], 0)
+    expected = sum(h @ p[f"heads.{k}.weight"].T + p[f"heads.{k}.bias"] for k in "ab")
+    np.testing.assert_allclose(prog.predict(x), expected, rtol=1e-5)
+
+
+def test_named_parameters_lists_a_modules_own_parameters_before_its_childrens():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            self.inner = nn.Linear(2, 2)
+            self.scale = nn.Parameter((2,), init="zeros")
+
+        def forward(self, x):
+            return self.inner(x) * self.scale
+
+    assert [name for name, _ in Scaled().named_parameters()] == ["scale", "inner.weight", "inner.bias"]

@@ -194,19 +194,41 @@ INVALID_GRAPHS = [
     ),
     pytest.param(
         ir_edit("predict", "relu %1", "tanh %1"),
-        r"graph 'predict' does not compute the forward pass of graph 'model': line 9 of that forward pass is "
+        r"graph 'predict' does not compute the forward pass of graph 'evaluate': line 9 of that forward pass is "
         r"'%2: f32\[B,8\] = relu %1', got '%2: f32\[B,8\] = tanh %1'",
         id="predict-disagrees",
     ),
     pytest.param(
-        ir_edit("model", "relu %1", "sigmoid %1"),
-        "graph 'predict' does not compute the forward pass of graph 'model'",
-        id="model-disagrees",
+        ir_edit("evaluate", "relu %1", "sigmoid %1"),
+        "graph 'predict' does not compute the forward pass of graph 'evaluate'",
+        id="evaluate-disagrees",
     ),
     pytest.param(
         ir_edit("predict", "param %2.bias: f32[3]", "param %2.bias: f32[3]\n  param %scale: f32[3]"),
-        "graph 'predict' does not compute the forward pass of graph 'model'",
+        "graph 'model' must take the params and buffers of graph 'predict': argument 5 of them is '[(]nothing[)]', "
+        r"expected 'param %scale: f32\[3\]'",
         id="predict-has-another-param",
+    ),
+    pytest.param(
+        ir_edit("evaluate", "param %2.bias: f32[3]", "buffer %2.bias: f32[3]"),
+        r"graph 'evaluate' must take the params and buffers of graph 'predict': argument 4 of them is "
+        r"'buffer %2.bias: f32\[3\]', expected 'param %2.bias: f32\[3\]'",
+        id="evaluate-param-as-buffer",
+    ),
+    pytest.param(
+        entry("ir/model", None),
+        "IR text 'evaluate' needs IR text 'model'",
+        id="evaluate-without-model",
+    ),
+    pytest.param(
+        ir_edit("evaluate", "output out = %4", "output out = %4\n  update %0.bias = %0.bias"),
+        "graph 'evaluate' must not update %0.bias: only graph 'model' updates, and only buffers",
+        id="evaluate-updates",
+    ),
+    pytest.param(
+        ir_edit("model", "output out = %4", "output out = %4\n  update %0.bias = %0.bias"),
+        "graph 'model' must not update %0.bias",
+        id="model-updates-a-param",
     ),
     pytest.param(
         ir_edit("predict", "graph predict", "graph forward"),
