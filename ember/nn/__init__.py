@@ -1,6 +1,7 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
+from .batchnorm import BatchNorm1d
 from .layers import GELU, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .module import Buffer, Module, ModuleDict, ModuleList, Parameter, Sequential
@@ -9,6 +10,7 @@ __all__ = [
     "GELU",
     "LOSSES",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
     "Buffer",
     "CrossEntropyLoss",
     "Identity",
