@@ -12,7 +12,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from ..ir import Graph, verify
-from .autodiff import autodiff
+from .autodiff import autodiff, grad_name
 from .optimizers import Optimizer, lower_optimizer
 from .simplify import SIMPLIFY_PASSES, simplify
 
@@ -71,7 +71,7 @@ def training_passes(optimizer: Optimizer, wrt: Sequence[str] | None = None) -> l
     """The passes from a traced loss graph to the simplified training graph;
     `wrt` names the params that train (default: all)."""
     return [
-        Pass("autodiff", lambda g, log: autodiff(g, wrt=wrt), stage="autodiff"),
+        Pass("autodiff", lambda g, log: _trained_only(autodiff(g), wrt), stage="autodiff"),
         Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
         simplify_pass("train"),
     ]
@@ -111,6 +111,16 @@ def build_training(
     gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
     evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
     return TrainingGraphs(stages, train, gradients, evaluate)
+
+
+def _trained_only(graph: Graph, wrt: Sequence[str] | None) -> Graph:
+    """`graph` without the gradient outputs of params not in `wrt` (frozen
+    params): the optimizer then leaves them alone, and simplify drops the
+    work that only they needed."""
+    if wrt is not None:
+        frozen = {grad_name(p.name) for p in graph.params if p.name not in wrt}
+        graph.outputs = {k: v for k, v in graph.outputs.items() if k not in frozen}
+    return graph
 
 
 def _without_updates(graph: Graph) -> Graph:

@@ -15,6 +15,7 @@ from .nn.module import Module
 from .program import DEFAULT_BACKEND, Program, parse_dtype
 from .restore import program_from_checkpoint
 from .runtime.checkpoint import load_checkpoint
+from .state_dict import StateLayout
 from .trace import infer_input_shape, trace_loss, trace_model
 
 
@@ -65,11 +66,14 @@ def compile(
         loss_graph = trace_loss(model, loss, shape, dt, training=True)
         evaluate_graph = trace_loss(model, loss, shape, dt, training=False)
         loss_info = _loss_info(loss, loss_graph)
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     return Program(
         predict_graph=predict_graph,
         params=params,
         buffers=buffers,
         evaluate_graph=evaluate_graph,
+        frozen=frozen,
+        state_layout=StateLayout.of_model(model),
         dtype=dt,
         batch_size=batch_size,
         seed=int(seed),

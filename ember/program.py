@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_labels, check_rows
+from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICTION, TARGET
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
@@ -58,6 +60,8 @@ class Program:
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
         lr: float | None = None,
+        frozen: Sequence[str] = (),
+        state_layout: StateLayout | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
     ) -> None:
@@ -79,7 +83,8 @@ class Program:
         if loss_graph is not None:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
-            training = build_training(loss_graph, optimizer, self.log, evaluate_graph)
+            trained = [p.name for p in loss_graph.params if p.name not in frozen]
+            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained)
             self._sources[MODEL] = loss_graph
             if evaluate_graph is not None:
                 self._sources[EVALUATE] = evaluate_graph
@@ -87,6 +92,8 @@ class Program:
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
         self._param_names = [p.name for p in predict_graph.params]
         self._buffer_names = [b.name for b in predict_graph.buffers]
+        self.frozen = tuple(frozen)
+        self._state_layout = state_layout or StateLayout.default(self._param_names + self._buffer_names)
         # one model arena: the params, then the buffers (native code reads both from it)
         model_shapes = {a.name: a.type.shape for a in [*predict_graph.params, *predict_graph.buffers]}
         self._params = Arena(model_shapes, dtype.numpy)
@@ -248,6 +255,27 @@ class Program:
             for name, array in checked.items():
                 np.copyto(self._params[name], array)
 
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """The parameters and persistent buffers under PyTorch's names and in
+        its order, as NumPy copies (integer buffers such as
+        `num_batches_tracked` as int64, the rest in the program's dtype)."""
+        with self._lock:
+            return give_out(self._state_layout, self._params.copies())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Load parameters and persistent buffers by name from `state_dict`
+        (this program's, or a PyTorch model's: anything NumPy converts, torch
+        tensors included). Every key, shape and dtype is checked before
+        anything is written. With `strict`, keys must match exactly;
+        otherwise the matching ones load. Returns the missing and unexpected
+        keys, as PyTorch does."""
+        shapes = {name: self._params[name].shape for name in self._state_layout.names}
+        arrays, keys = check_state_dict(self._state_layout, shapes, self.dtype, state_dict, strict)
+        with self._lock:
+            for name, array in arrays.items():
+                np.copyto(self._params[name], array)
+        return keys
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the program (IR, parameters, optimizer state, settings and the
         shuffling RNG) to one `.npz` file, atomically. A symlink at `path` is
@@ -308,6 +336,8 @@ class Program:
             "backend": self.backend,
             "lr": self.lr,
             "loss": self.loss_info,
+            "frozen": list(self.frozen),
+            "state_dict": self._state_layout.to_json(),
             "optimizer": (
                 {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
                 if self.optimizer

@@ -24,10 +24,15 @@ from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, p
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
+from .state_dict import INTEGER_DTYPES, StateLayout
 from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
+
+OPTIONAL_SETTINGS = ("frozen", "state_dict")
+"""Settings a checkpoint may lack (written since params could be frozen and
+buffers exist): no frozen params, and a state dict of every param and buffer."""
 
 DTYPES = ("float32", "float64")
 PICKLED = "of a pickled Program"
@@ -45,6 +50,8 @@ class Settings:
     loss: dict[str, Any]
     optimizer: Optimizer | None
     rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
+    frozen: tuple[str, ...]
+    state_layout: StateLayout | None  # None: the default layout
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -67,6 +74,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
     predict, model, evaluate = read_graphs(checkpoint.texts, settings.dtype)
     check_training_settings(settings, model)
+    check_model_settings(settings, predict)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
     params = exact_arrays("parameter", checkpoint.params, {p.name: (p.type.shape, dtype) for p in predict.params})
@@ -85,6 +93,8 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             optimizer=settings.optimizer,
             loss_info=settings.loss,
             lr=settings.lr,
+            frozen=settings.frozen,
+            state_layout=settings.state_layout,
         )
     except EmberError as e:
         raise CheckpointError(f"cannot build the program it describes: {e}") from None
@@ -100,7 +110,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
 def read_settings(meta: dict[str, Any]) -> Settings:
     """Check each setting's type and range (not yet against the graphs)."""
     expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
-    _require_names("setting", meta, expected)
+    _require_names("setting", meta, [*expected, *(name for name in OPTIONAL_SETTINGS if name in meta)])
     _expect("dtype", meta["dtype"] in DTYPES, " or ".join(map(repr, DTYPES)), meta)
     _expect("batch_size", _is_int(meta["batch_size"]) and meta["batch_size"] >= 1, "an integer >= 1", meta)
     _expect("seed", _is_int(meta["seed"]) and meta["seed"] >= 0, "an integer >= 0", meta)
@@ -110,6 +120,11 @@ def read_settings(meta: dict[str, Any]) -> Settings:
     _expect("loss", isinstance(meta["loss"], dict), "an object", meta)
     if "rng" in meta:
         _expect("rng", _is_pcg64_state(meta["rng"]), "the state of a NumPy PCG64 generator", meta)
+    frozen = meta.get("frozen", [])
+    _expect("frozen", _is_name_list(frozen), "a list of distinct parameter names", meta)
+    layout = meta.get("state_dict")
+    if layout is not None:
+        _expect("state_dict", _is_state_layout(layout), "a list of distinct [name, null or integer dtype] pairs", meta)
     return Settings(
         dtype=DType[meta["dtype"]],
         batch_size=meta["batch_size"],
@@ -119,6 +134,8 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         loss=meta["loss"],
         optimizer=read_optimizer(meta["optimizer"]),
         rng=meta.get("rng"),
+        frozen=tuple(frozen),
+        state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
     )
 
 
@@ -183,6 +200,41 @@ def _is_pcg64_state(value: Any) -> bool:
         and _is_int(value["uinteger"])
         and 0 <= value["uinteger"] < 2**32
     )
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)
+
+
+def _is_state_layout(value: Any) -> bool:
+    pairs = isinstance(value, list) and all(
+        isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and (v[1] is None or v[1] in INTEGER_DTYPES)
+        for v in value
+    )
+    return pairs and _is_name_list([name for name, _ in value])
+
+
+def check_model_settings(settings: Settings, predict: Graph) -> None:
+    """Frozen params and the state dict's entries against the graph: frozen
+    names are params; the state dict names params and buffers only, every
+    param among them, and only buffers may be integers."""
+    params, buffers = [p.name for p in predict.params], [b.name for b in predict.buffers]
+    unknown = [name for name in settings.frozen if name not in params]
+    if unknown:
+        raise CheckpointError(f"setting 'frozen' names {unknown[0]!r}, which is not a param of graph 'predict'")
+    if settings.state_layout is None:
+        return
+    names = settings.state_layout.names
+    for name, dtype in settings.state_layout.entries:
+        if name not in params and name not in buffers:
+            raise CheckpointError(
+                f"setting 'state_dict' names {name!r}, which is no param or buffer of graph 'predict'"
+            )
+        if dtype is not None and name in params:
+            raise CheckpointError(f"setting 'state_dict' gives param {name!r} an integer dtype {dtype}")
+    missing = [name for name in params if name not in names]
+    if missing:
+        raise CheckpointError(f"setting 'state_dict' must name every param; {missing[0]!r} is missing")
 
 
 def _is_key(value: Any, table: dict[str, Any]) -> bool:

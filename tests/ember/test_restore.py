@@ -168,6 +168,18 @@ INVALID_SETTINGS = [
         "setting 'optimizer': Adam: invalid beta at index 1: 2.0",
         id="betas-out-of-range",
     ),
+    pytest.param(setting("frozen", "0.weight"), "setting 'frozen' must be a list of distinct param", id="frozen-str"),
+    pytest.param(setting("frozen", ["0.weight"] * 2), "'frozen' must be a list of distinct", id="frozen-twice"),
+    pytest.param(setting("frozen", ["1.weight"]), "'frozen' names '1.weight', which is not a param", id="frozen-name"),
+    pytest.param(setting("state_dict", [["0.weight"]]), "'state_dict' must be a list of distinct", id="layout-pair"),
+    pytest.param(
+        setting("state_dict", [["0.weight", "float16"]]), "'state_dict' must be a list of distinct", id="layout-dtype"
+    ),
+    pytest.param(
+        setting("state_dict", [["0.weight", "int64"]]), "gives param '0.weight' an integer dtype", id="layout-int-param"
+    ),
+    pytest.param(setting("state_dict", [["x", None]]), "names 'x', which is no param or buffer", id="layout-unknown"),
+    pytest.param(setting("state_dict", []), "must name every param; '0.weight' is missing", id="layout-missing"),
     pytest.param(setting("rng", None), "setting 'rng' must be the state of a NumPy PCG64 generator", id="rng-null"),
     pytest.param(nested("rng.bit_generator", "MT19937"), "'rng' must be the state of a NumPy PCG64", id="rng-kind"),
     pytest.param(nested("rng.state.inc", ...), "'rng' must be the state of a NumPy PCG64", id="rng-no-inc"),
@@ -182,6 +194,13 @@ INVALID_SETTINGS = [
 @pytest.mark.parametrize(("change", "message"), INVALID_SETTINGS)
 def test_invalid_settings(saved, tmp_path, change, message):
     check_rejected(saved, tmp_path, change, message)
+
+
+@pytest.mark.parametrize("name", ["frozen", "state_dict"])
+def test_settings_older_checkpoints_lack_take_their_defaults(saved, tmp_path, name):
+    prog = load_changed(saved, tmp_path, without_setting(name))
+    assert prog.frozen == ()
+    assert list(prog.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
 
 
 INVALID_GRAPHS = [
