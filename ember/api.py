@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
+from .inputs import input_type
 from .ir import ConfigError
 from .nn.losses import CrossEntropyLoss, Loss
 from .nn.module import Module
@@ -16,7 +17,7 @@ from .program import DEFAULT_BACKEND, Program, parse_dtype
 from .restore import program_from_checkpoint
 from .runtime.checkpoint import load_checkpoint
 from .state_dict import StateLayout
-from .trace import infer_input_shape, trace_loss, trace_model
+from .trace import trace_loss, trace_model
 
 
 def compile(
@@ -29,6 +30,7 @@ def compile(
     seed: int = 0,
     backend: str = DEFAULT_BACKEND,
     input_shape: Sequence[int] | None = None,
+    example_inputs: Any = None,
     check: bool = False,
     print_after: Sequence[str] = (),
 ) -> Program:
@@ -38,8 +40,10 @@ def compile(
     `gradients`, `evaluate`) as well as predicts; without them it only
     predicts. Parameters are initialized from `seed`. `batch_size` is the
     default minibatch size of `fit` (any batch size runs). `input_shape` is
-    the shape of one example; by default the first Linear layer's
-    `in_features`. `check=True` verifies the IR after every pass.
+    the shape of one float example; `example_inputs` an example input (an
+    array whose first axis is the batch, or a `(shape, dtype)` pair such as
+    `((32, 4), "int64")`) giving the input's shape and dtype. By default
+    the layer that first consumes the input (a Linear, ...) fixes them. `check=True` verifies the IR after every pass.
     `print_after` names passes (see `ember.compiler.PASS_NAMES`) whose
     result graphs are kept in `Program.log.printed`."""
     if (loss is None) != (optimizer is None):
@@ -56,7 +60,7 @@ def compile(
     if unknown:
         raise ConfigError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASS_NAMES)}")
     dt = parse_dtype(dtype)
-    shape = infer_input_shape(model, input_shape)
+    shape = input_type(model, dt, input_shape, example_inputs)
     rng = np.random.default_rng(seed)
     params = {name: p.initial_value(rng) for name, p in model.named_parameters()}
     buffers = {name: b.data for name, b in model.named_buffers()}

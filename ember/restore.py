@@ -35,6 +35,7 @@ OPTIONAL_SETTINGS = ("frozen", "state_dict")
 buffers exist): no frozen params, and a state dict of every param and buffer."""
 
 DTYPES = ("float32", "float64")
+INTEGER_INPUTS = ("int64", "int32")
 PICKLED = "of a pickled Program"
 
 
@@ -362,8 +363,11 @@ def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, 
                 "(the optimizer adds the other updates)"
             )
     x = graph.inputs[0].type
-    if x.dtype != dtype or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
-        raise CheckpointError(f"{where}: input {INPUT} must be {dtype}[{BATCH},...] with fixed sizes after {BATCH}")
+    dtype_ok = x.dtype == dtype or x.dtype.name in INTEGER_INPUTS
+    if not dtype_ok or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
+        raise CheckpointError(
+            f"{where}: input {INPUT} must be {dtype}[{BATCH},...] (or int64, int32) with fixed sizes after {BATCH}"
+        )
     for p in [*graph.params, *graph.buffers]:
         if p.type.dtype != dtype or not p.type.is_static:
             raise CheckpointError(f"{where}: {p.role} {p.name} must be {dtype} of a fixed shape, got {p.type}")

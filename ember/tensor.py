@@ -26,9 +26,10 @@ class Trace:
     Value that stands for each Parameter and Buffer, and the new values
     assigned to buffers (applied as the graph's updates)."""
 
-    def __init__(self, graph: Graph, training: bool = False) -> None:
+    def __init__(self, graph: Graph, training: bool = False, probe: frozenset[str] = frozenset()) -> None:
         self.graph = graph
         self.training = training
+        self.probe = probe  # placeholder sizes of inputs whose types are being inferred
         self.builder = Builder(graph)
         self.params: dict[int, Value] = {}
         self.buffer_updates: dict[str, Value] = {}
@@ -49,10 +50,20 @@ class Trace:
 _ACTIVE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("ember_trace", default=None)
 
 
+class InputNeeds(Exception):
+    """Control flow of the probe trace, never seen by users: raised by the first layer called with a tensor of a
+    placeholder size: `spec` is (shape per example, dtype name or None for
+    the program's float dtype) that layer needs."""
+
+    def __init__(self, spec: tuple[tuple[int, ...], str | None]) -> None:
+        super().__init__(spec)
+        self.spec = spec
+
+
 @contextmanager
-def tracing(graph: Graph, training: bool = False) -> Iterator[Trace]:
+def tracing(graph: Graph, training: bool = False, probe: frozenset[str] = frozenset()) -> Iterator[Trace]:
     """Make `graph` the target of tensor operations inside the block."""
-    trace = Trace(graph, training)
+    trace = Trace(graph, training, probe)
     token = _ACTIVE.set(trace)
     try:
         yield trace
@@ -74,6 +85,11 @@ def record_buffer_update(buffer: Buffer, value: TensorOps, label: str) -> None:
             f"(at {user_location()})"
         )
     trace.buffer_updates[target.name] = new  # type: ignore[index]
+
+
+def current_trace() -> Trace | None:
+    """The trace being built, or None outside tracing."""
+    return _ACTIVE.get()
 
 
 def active_trace() -> Trace:

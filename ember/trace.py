@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
-from .nn.layers import Linear
 from .nn.losses import Loss
 from .nn.module import Module
 from .tensor import Tensor, TensorOps, tracing
@@ -23,20 +22,6 @@ LOSS = "loss"
 PREDICT = "predict"
 MODEL = "model"
 EVALUATE = "evaluate"
-
-
-def infer_input_shape(model: Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
-    """The per-example input shape: `input_shape` if given, else the
-    `in_features` of the model's first Linear layer."""
-    if input_shape is not None:
-        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-        if not all(isinstance(d, int) and d >= 1 for d in shape):
-            raise ConfigError(f"input_shape must be positive integers, got {input_shape!r}")
-        return shape
-    for m in model.modules():
-        if isinstance(m, Linear):
-            return (m.in_features,)
-    raise ConfigError("cannot tell the model's input size: it has no Linear layer; pass input_shape=(features,)")
 
 
 @contextmanager
@@ -60,7 +45,7 @@ def _begin(name: str, model: Module, input_type: TensorType) -> Graph:
     return graph
 
 
-def _add_model_arguments(graph: Graph, trace, model: Module, dtype: DType) -> None:
+def add_model_arguments(graph: Graph, trace, model: Module, dtype: DType) -> None:
     """The model's params, then its buffers, as graph arguments (all in `dtype`)."""
     for name, p in model.named_parameters():
         trace.bind(p, graph.add_argument(name, TensorType(dtype, p.param_shape), "param"))
@@ -75,12 +60,17 @@ def _traced_output(model: Module, x: Tensor) -> Tensor:
     return Tensor(out._value())
 
 
-def trace_model(model: Module, input_shape: Sequence[int], dtype: DType) -> Graph:
+def _input(input_shape: Sequence[int] | TensorType, dtype: DType) -> TensorType:
+    """The input's type: given, or `dtype[B, *input_shape]`."""
+    return input_shape if isinstance(input_shape, TensorType) else TensorType(dtype, (BATCH, *input_shape))
+
+
+def trace_model(model: Module, input_shape: Sequence[int] | TensorType, dtype: DType) -> Graph:
     """The inference graph `predict`, traced in eval mode: input
-    `x: dtype[B, *input_shape]`, output `out`."""
-    graph = _begin(PREDICT, model, TensorType(dtype, (BATCH, *input_shape)))
+    `x: dtype[B, *input_shape]` (or of the type given), output `out`."""
+    graph = _begin(PREDICT, model, _input(input_shape, dtype))
     with model_mode(model, False), tracing(graph) as trace:
-        _add_model_arguments(graph, trace, model, dtype)
+        add_model_arguments(graph, trace, model, dtype)
         graph.outputs[PREDICTION] = _traced_output(model, Tensor(graph.inputs[0])).value
     return graph
 
@@ -91,9 +81,9 @@ def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DTy
     in eval mode the graph `evaluate`."""
     if not isinstance(loss, Loss):
         raise ConfigError(f"loss must be an ember.nn loss such as nn.MSELoss(), got {type(loss).__name__}")
-    graph = _begin(MODEL if training else EVALUATE, model, TensorType(dtype, (BATCH, *input_shape)))
+    graph = _begin(MODEL if training else EVALUATE, model, _input(input_shape, dtype))
     with model_mode(model, training), tracing(graph, training) as trace:
-        _add_model_arguments(graph, trace, model, dtype)
+        add_model_arguments(graph, trace, model, dtype)
         out = _traced_output(model, Tensor(graph.inputs[0]))
         y = graph.add_argument(TARGET, loss.target_type(out.value.type))
         value = loss(out, Tensor(y)).value

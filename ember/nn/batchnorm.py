@@ -71,6 +71,9 @@ class BatchNorm1d(Module):
             y = y * self._channels(self.weight, x) + self._channels(self.bias, x)
         return y
 
+    def input_spec(self) -> tuple[tuple[int, ...], str | None]:
+        return (self.num_features,), None
+
     def _axes(self, x: Any) -> list[int]:
         """The axes statistics reduce over; checks the input's shape."""
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:

@@ -33,6 +33,9 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
+    def input_spec(self) -> tuple[tuple[int, ...], str | None]:
+        return (self.in_features,), None
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import ConfigError, EmberError, ShapeError
-from ..tensor import TensorOps, active_trace, record_buffer_update
+from ..tensor import InputNeeds, TensorOps, active_trace, current_trace, record_buffer_update
 from .init import Initializer, get_initializer
 
 
@@ -165,7 +165,28 @@ class Module:
         raise EmberError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *inputs: Any) -> Any:
+        trace = current_trace()
+        if trace is not None and trace.probe:
+            self._report_input_needs(inputs, trace.probe)
         return self.forward(*inputs)
+
+    def input_spec(self) -> tuple[tuple[int, ...], str | None] | None:
+        """What this layer needs of a model input it is called with, so ember
+        can infer the input's type: (shape of one example, dtype name such as
+        "int64", or None for the program's float dtype). None (the default)
+        for layers that take any size, such as activations and containers."""
+        return None
+
+    def _report_input_needs(self, inputs: tuple, probe: frozenset[str]) -> None:
+        """In a probe trace: stop at the first layer with an `input_spec`
+        called with a tensor of a placeholder size."""
+        spec = self.input_spec()
+        if spec is None:
+            return
+        for x in inputs:
+            is_tensor = isinstance(x, TensorOps) and not isinstance(x, Parameter | Buffer)
+            if is_tensor and any(d in probe for d in x._value().type.symbols):
+                raise InputNeeds(spec)
 
     # -- walking -----------------------------------------------------------
     def _registered(self, kind: type) -> Iterator[tuple[str, Any]]:
