@@ -33,6 +33,7 @@ class Trace:
         self.builder = Builder(graph)
         self.params: dict[int, Value] = {}
         self.buffer_updates: dict[str, Value] = {}
+        self.module_names: dict[int, str] = {}  # id(module) -> qualified name, for errors
 
     def bind(self, param: Parameter | Buffer, value: Value) -> None:
         self.params[id(param)] = value
@@ -97,6 +98,17 @@ def active_trace() -> Trace:
     if trace is None:
         raise EmberError("tensor operations run only while ember traces a model (inside ember.compile)")
     return trace
+
+
+def user_line() -> str:
+    """`file:line` of the innermost caller outside ember itself (the file
+    relative to the working directory when it is below it)."""
+    for frame in reversed(traceback.extract_stack()):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(_EMBER_DIR):
+            relative = os.path.relpath(path)
+            return f"{path if relative.startswith('..') else relative}:{frame.lineno}"
+    return "ember"
 
 
 def user_location() -> str:

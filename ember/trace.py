@@ -46,7 +46,9 @@ def _begin(name: str, model: Module, input_type: TensorType) -> Graph:
 
 
 def add_model_arguments(graph: Graph, trace, model: Module, dtype: DType) -> None:
-    """The model's params, then its buffers, as graph arguments (all in `dtype`)."""
+    """The model's params, then its buffers, as graph arguments (all in
+    `dtype`); the trace learns each module's qualified name, for errors."""
+    trace.module_names.update((id(m), name) for name, m in model.named_modules())
     for name, p in model.named_parameters():
         trace.bind(p, graph.add_argument(name, TensorType(dtype, p.param_shape), "param"))
     for name, b in model.named_buffers():

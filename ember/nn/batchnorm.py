@@ -78,8 +78,8 @@ class BatchNorm1d(Module):
         """The axes statistics reduce over; checks the input's shape."""
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ShapeError(
-                f"BatchNorm1d({self.num_features}) expects input [N, {self.num_features}] or "
-                f"[N, {self.num_features}, L], got {list(x.shape)} (at {user_location()})"
+                f"expects input [N, {self.num_features}] or [N, {self.num_features}, L], got {list(x.shape)} "
+                f"(at {user_location()})"
             )
         return [0] if x.ndim == 2 else [0, 2]
 

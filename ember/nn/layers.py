@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..ir import ConfigError
+from ..ir import ConfigError, ShapeError
+from ..tensor import user_location
 from .init import Initializer
 from .module import Module, Parameter
 
@@ -31,6 +32,12 @@ class Linear(Module):
             self.bias = None
 
     def forward(self, x):
+        features = x.shape[-1] if x.ndim else None
+        if isinstance(features, int) and features != self.in_features:
+            raise ShapeError(
+                f"expects {self.in_features} input features, got {features} (input {x._value().type}) "
+                f"(at {user_location()}); make it Linear({features}, {self.out_features}) or change what feeds it"
+            )
         return F.linear(x, self.weight, self.bias)
 
     def input_spec(self) -> tuple[tuple[int, ...], str | None]:

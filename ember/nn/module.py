@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import ConfigError, EmberError, ShapeError
-from ..tensor import InputNeeds, TensorOps, active_trace, current_trace, record_buffer_update
+from ..tensor import InputNeeds, TensorOps, active_trace, current_trace, record_buffer_update, user_line
 from .init import Initializer, get_initializer
 
 
@@ -104,6 +104,11 @@ class Module:
 
     training: bool = True  # a class default: subclasses need not call Module.__init__
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Module:
+        module = super().__new__(cls)
+        object.__setattr__(module, "_defined_at", user_line())  # where errors about this layer point
+        return module
+
     def __setattr__(self, name: str, value: Any) -> None:
         registry = self.__dict__.setdefault("_children", [])
         current = self.__dict__.get(name)
@@ -166,9 +171,25 @@ class Module:
 
     def __call__(self, *inputs: Any) -> Any:
         trace = current_trace()
-        if trace is not None and trace.probe:
+        if trace is None:
+            return self.forward(*inputs)
+        if trace.probe:
             self._report_input_needs(inputs, trace.probe)
-        return self.forward(*inputs)
+        try:
+            return self.forward(*inputs)
+        except EmberError as e:
+            raise self._located(e, trace) from None
+
+    def _located(self, error: EmberError, trace: Any) -> EmberError:
+        """`error` raised in this layer's forward, prefixed with the layer's
+        type, qualified name and the line that built it (the innermost
+        named layer only; the model itself adds nothing)."""
+        name = trace.module_names.get(id(self))
+        if not name or getattr(error, "layer", None):
+            return error
+        located = type(error)(f"{type(self).__name__} {name!r} ({self.__dict__.get('_defined_at', '?')}): {error}")
+        located.layer = name  # type: ignore[attr-defined]
+        return located
 
     def input_spec(self) -> tuple[tuple[int, ...], str | None] | None:
         """What this layer needs of a model input it is called with, so ember

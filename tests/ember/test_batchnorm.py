@@ -141,7 +141,10 @@ def test_bad_arguments_and_inputs_are_named():
         nn.BatchNorm1d(0)
     with pytest.raises(ember.ConfigError, match="momentum must be a number in"):
         nn.BatchNorm1d(3, momentum=2.0)
-    with pytest.raises(ember.ShapeError, match=r"BatchNorm1d\(5\) expects input \[N, 5\] .* got \['B', 8\]"):
+    with pytest.raises(
+        ember.ShapeError,
+        match=r"BatchNorm1d '1' \(\S+test_batchnorm.py:\d+\): expects input \[N, 5\] .* got \['B', 8\]",
+    ):
         ember.compile(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(5)))
 
 

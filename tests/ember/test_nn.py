@@ -382,3 +382,29 @@ def test_named_parameters_lists_a_modules_own_parameters_before_its_childrens():
             return self.inner(x) * self.scale
 
     assert [name for name, _ in Scaled().named_parameters()] == ["scale", "inner.weight", "inner.bias"]
+
+
+class Mismatched(nn.Module):
+    def __init__(self) -> None:
+        self.encoder = nn.Sequential(nn.Linear(4, 64), nn.ReLU())
+        self.head = nn.Linear(128, 10)  # <- head defined
+
+    def forward(self, x):
+        return self.head(self.encoder(x))  # <- head called
+
+
+def test_a_layer_error_names_the_layer_where_it_was_built_and_the_fix():
+    with pytest.raises(ember.ShapeError) as info:
+        ember.compile(Mismatched())
+    message = str(info.value)
+    here = Path(__file__).relative_to(Path.cwd()) if Path(__file__).is_relative_to(Path.cwd()) else Path(__file__)
+    assert message.startswith(f"Linear 'head' ({here}:{line_of('head defined')}): expects 128 input features, got 64")
+    assert f"{__file__}:{line_of('head called')} in forward" in message
+    assert "make it Linear(64, 10)" in message
+
+
+def test_a_layer_error_in_a_sequential_names_the_layer_by_its_index():
+    with pytest.raises(
+        ember.ShapeError, match=r"^Linear '2' \(\S+test_nn.py:\d+\): expects 128 input features, got 64"
+    ):
+        ember.compile(nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(128, 10)))
