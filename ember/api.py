@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
+from .constants import ConstantPool
 from .inputs import input_type
 from .ir import ConfigError
 from .nn.losses import CrossEntropyLoss, Loss
@@ -64,12 +65,17 @@ def compile(
     rng = np.random.default_rng(seed)
     params = {name: p.initial_value(rng) for name, p in model.named_parameters()}
     buffers = {name: b.data for name, b in model.named_buffers()}
-    predict_graph = trace_model(model, shape, dt)
+    constants = ConstantPool(dt)  # shared, so every graph takes the same constants
+    predict_graph = trace_model(model, shape, dt, constants)
     loss_graph = evaluate_graph = loss_info = None
     if loss is not None:
-        loss_graph = trace_loss(model, loss, shape, dt, training=True)
-        evaluate_graph = trace_loss(model, loss, shape, dt, training=False)
+        loss_graph = trace_loss(model, loss, shape, dt, training=True, constants=constants)
+        evaluate_graph = trace_loss(model, loss, shape, dt, training=False, constants=constants)
         loss_info = _loss_info(loss, loss_graph)
+    for graph in (predict_graph, loss_graph, evaluate_graph):
+        if graph is not None:
+            constants.complete(graph)  # constants only a later graph met
+    buffers.update(constants.arrays)
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     return Program(
         predict_graph=predict_graph,

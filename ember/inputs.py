@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, TensorType
 from .nn.module import Module
 from .tensor import InputNeeds, Tensor, tracing
@@ -87,16 +88,37 @@ def _input_dtype(given: Any, dtype: DType) -> DType:
 
 
 def _inferred_type(model: Module, dtype: DType) -> TensorType:
-    graph = Graph("probe")
-    x = graph.add_argument("x", TensorType(dtype, (BATCH, PLACEHOLDER)))
+    """The probe trace's answer; when forward mixes the input with fixed
+    sizes before any layer sees it (so the probe cannot run), the first
+    layer's need that lets forward trace."""
     hint = "pass example_inputs=(x,) (an array, or a (shape, dtype) pair) or input_shape=(features,)"
     try:
-        with model_mode(model, False), tracing(graph, probe=frozenset({PLACEHOLDER})) as trace:
-            add_model_arguments(graph, trace, model, dtype)
-            model(Tensor(x))
+        _trace_with(model, TensorType(dtype, (BATCH, PLACEHOLDER)), dtype, probe=True)
     except InputNeeds as needs:
-        shape, needed = needs.spec
-        return TensorType(DType.parse(needed) if needed else dtype, (BATCH, *shape))
+        return _spec_type(needs.spec, dtype)
     except EmberError as e:
+        for spec in dict.fromkeys(m.input_spec() for m in model.modules() if m.input_spec() is not None):
+            candidate = _spec_type(spec, dtype)
+            try:
+                _trace_with(model, candidate, dtype, probe=False)
+            except EmberError:
+                continue
+            return candidate
         raise ConfigError(f"cannot tell the size of the model's input ({e}); {hint}") from None
     raise ConfigError(f"cannot tell the size of the model's input: no layer of it fixes the input's size; {hint}")
+
+
+def _spec_type(spec: tuple[tuple[int, ...], str | None], dtype: DType) -> TensorType:
+    shape, needed = spec
+    return TensorType(DType.parse(needed) if needed else dtype, (BATCH, *shape))
+
+
+def _trace_with(model: Module, x_type: TensorType, dtype: DType, probe: bool) -> None:
+    """Trace forward in eval mode on an input of `x_type` (a probe trace
+    stops at the first layer that fixes a placeholder size)."""
+    graph = Graph("probe")
+    x = graph.add_argument("x", x_type)
+    placeholders = frozenset({PLACEHOLDER}) if probe else frozenset()
+    with model_mode(model, False), tracing(graph, probe=placeholders, constants=ConstantPool(dtype)) as trace:
+        add_model_arguments(graph, trace, model, dtype)
+        model(Tensor(x))

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .ir import Builder, DType, EmberError, Graph, Value
 
 if TYPE_CHECKING:
+    from .constants import ConstantPool
     from .nn.module import Buffer, Parameter
 
 _EMBER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -26,8 +29,15 @@ class Trace:
     Value that stands for each Parameter and Buffer, and the new values
     assigned to buffers (applied as the graph's updates)."""
 
-    def __init__(self, graph: Graph, training: bool = False, probe: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        training: bool = False,
+        probe: frozenset[str] = frozenset(),
+        constants: ConstantPool | None = None,
+    ) -> None:
         self.graph = graph
+        self.constants = constants  # where NumPy arrays used in forward become constants
         self.training = training
         self.probe = probe  # placeholder sizes of inputs whose types are being inferred
         self.builder = Builder(graph)
@@ -62,9 +72,11 @@ class InputNeeds(Exception):
 
 
 @contextmanager
-def tracing(graph: Graph, training: bool = False, probe: frozenset[str] = frozenset()) -> Iterator[Trace]:
+def tracing(
+    graph: Graph, training: bool = False, probe: frozenset[str] = frozenset(), constants: ConstantPool | None = None
+) -> Iterator[Trace]:
     """Make `graph` the target of tensor operations inside the block."""
-    trace = Trace(graph, training, probe)
+    trace = Trace(graph, training, probe, constants)
     token = _ACTIVE.set(trace)
     try:
         yield trace
@@ -134,6 +146,14 @@ def as_value(x: Any) -> Value | float | int | bool:
         return x._value()
     if isinstance(x, bool | int | float):
         return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        return x.item()
+    trace = active_trace()
+    if isinstance(x, np.ndarray) and trace.constants is not None:
+        try:
+            return trace.constants.value(x, trace.graph)
+        except EmberError as e:
+            raise type(e)(f"{e} (at {user_location()})") from None
     raise EmberError(
         f"cannot use a {type(x).__name__} in a traced model; use Tensors, Parameters or Python numbers "
         f"(at {user_location()})"
@@ -142,6 +162,8 @@ def as_value(x: Any) -> Value | float | int | bool:
 
 class TensorOps:
     """Operators shared by `Tensor` and `nn.Parameter`."""
+
+    __array_ufunc__ = None  # `array + tensor` calls Tensor.__radd__, not NumPy's elementwise loop
 
     def _value(self) -> Value:
         raise EmberError(f"{type(self).__name__} is not a tensor")

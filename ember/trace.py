@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
 from .nn.losses import Loss
 from .nn.module import Module
@@ -67,24 +68,38 @@ def _input(input_shape: Sequence[int] | TensorType, dtype: DType) -> TensorType:
     return input_shape if isinstance(input_shape, TensorType) else TensorType(dtype, (BATCH, *input_shape))
 
 
-def trace_model(model: Module, input_shape: Sequence[int] | TensorType, dtype: DType) -> Graph:
+def trace_model(
+    model: Module, input_shape: Sequence[int] | TensorType, dtype: DType, constants: ConstantPool | None = None
+) -> Graph:
     """The inference graph `predict`, traced in eval mode: input
-    `x: dtype[B, *input_shape]` (or of the type given), output `out`."""
+    `x: dtype[B, *input_shape]` (or of the type given), output `out`.
+    NumPy arrays in forward become constants of `constants` (default: a
+    pool of this graph's own)."""
     graph = _begin(PREDICT, model, _input(input_shape, dtype))
-    with model_mode(model, False), tracing(graph) as trace:
+    constants = constants or ConstantPool(dtype)
+    with model_mode(model, False), tracing(graph, constants=constants) as trace:
         add_model_arguments(graph, trace, model, dtype)
         graph.outputs[PREDICTION] = _traced_output(model, Tensor(graph.inputs[0])).value
+    constants.complete(graph)
     return graph
 
 
-def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DType, training: bool = True) -> Graph:
+def trace_loss(
+    model: Module,
+    loss: Loss,
+    input_shape: Sequence[int] | TensorType,
+    dtype: DType,
+    training: bool = True,
+    constants: ConstantPool | None = None,
+) -> Graph:
     """The loss graph: inputs `x` and target `y`; outputs `loss` and `out`.
     In training mode it is the graph `model` (with the buffers' updates),
     in eval mode the graph `evaluate`."""
     if not isinstance(loss, Loss):
         raise ConfigError(f"loss must be an ember.nn loss such as nn.MSELoss(), got {type(loss).__name__}")
     graph = _begin(MODEL if training else EVALUATE, model, _input(input_shape, dtype))
-    with model_mode(model, training), tracing(graph, training) as trace:
+    constants = constants or ConstantPool(dtype)
+    with model_mode(model, training), tracing(graph, training, constants=constants) as trace:
         add_model_arguments(graph, trace, model, dtype)
         out = _traced_output(model, Tensor(graph.inputs[0]))
         y = graph.add_argument(TARGET, loss.target_type(out.value.type))
@@ -94,4 +109,5 @@ def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DTy
         graph.outputs[LOSS] = value
         graph.outputs[PREDICTION] = out.value
         graph.updates.update(trace.buffer_updates)
+    constants.complete(graph)
     return graph

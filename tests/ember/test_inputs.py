@@ -103,3 +103,14 @@ def test_bad_example_inputs_are_named(kwargs, message):
 
 def test_input_shape_still_works():
     assert str(ember.compile(nn.Sequential(nn.Tanh()), input_shape=(2, 3)).input_type) == "f32[B,2,3]"
+
+
+def test_when_forward_mixes_the_input_with_fixed_sizes_first_a_layer_that_lets_it_trace_decides():
+    class Centered(nn.Module):
+        def __init__(self) -> None:
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.fc(x - np.array([1.0, 2.0, 3.0]))
+
+    assert str(ember.compile(Centered()).input_type) == "f32[B,3]"

@@ -254,12 +254,12 @@ class BadMatmul(nn.Module):
         return h @ self.w  # <- shape error
 
 
-class UsesNumpy(nn.Module):
+class UsesString(nn.Module):
     def __init__(self) -> None:
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.fc(x) + np.ones(3)  # <- numpy array
+        return self.fc(x) + "1"  # <- string
 
 
 class NoForward(nn.Module):
@@ -281,7 +281,7 @@ def line_of(marker: str) -> int:
         (ReturnsTuple, ember.EmberError, ["ReturnsTuple.forward must return a tensor, got tuple"], None),
         (Branches, ember.EmberError, ["no truth value", "ember.where"], "truth value"),
         (BadMatmul, ember.ShapeError, ["matmul", "f32[B,3]", "f32[5,2]"], "shape error"),
-        (UsesNumpy, ember.EmberError, ["ndarray"], "numpy array"),
+        (UsesString, ember.EmberError, ["cannot use a str"], "string"),
         (NoForward, ember.EmberError, ["NoForward must define forward()"], None),
     ],
 )
