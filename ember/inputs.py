@@ -1,13 +1,15 @@
-"""The type of a model's input: given (`input_shape=`, `example_inputs=`)
-or inferred from the layer that first consumes it.
+"""The types of a model's inputs: given (`input_shape=`, `example_inputs=`)
+or inferred from the layer that first consumes each input.
 
-Inference traces `forward` once with an input whose feature size is a
-placeholder symbol. The first layer called with a tensor of that size
-(a Linear, a BatchNorm1d, ...; see `Module.input_spec`) stops the trace and
-reports the per-example shape and dtype it needs: that is the input's."""
+Inference traces `forward` with inputs whose feature sizes are placeholder
+symbols. The first layer called with a tensor of a placeholder size (a
+Linear, a BatchNorm1d, ...; see `Module.input_spec`) stops the trace and
+reports the per-example shape and dtype it needs: that input's type. The
+trace runs again until every input is known."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,26 +19,42 @@ from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, TensorType
 from .nn.module import Module
 from .tensor import InputNeeds, Tensor, tracing
-from .trace import add_model_arguments, model_mode
+from .trace import INPUT, add_model_arguments, model_mode, names
 
 PLACEHOLDER = "F"
-"""The symbol standing for the input's unknown feature size in the probe trace."""
+"""Input i's unknown feature size is the symbol `F{i}` in probe traces."""
 
 INPUT_DTYPES = ("float32", "float64", "int64", "int32")
+HINT = "pass example_inputs= (an array, or a (shape, dtype) pair, per input) or input_shape=(features,)"
 
 
-def input_type(
+def input_types(
     model: Module, dtype: DType, input_shape: Sequence[int] | int | None = None, example_inputs: Any = None
-) -> TensorType:
-    """The input's type `dtype'[B, ...]`: from `input_shape` (float inputs of
-    the program's dtype), else from `example_inputs`, else inferred."""
+) -> list[TensorType]:
+    """The inputs' types `dtype'[B, ...]`: from `input_shape` (one float
+    input of the program's dtype), else from `example_inputs`, else inferred."""
     if input_shape is not None and example_inputs is not None:
         raise ConfigError("pass input_shape= or example_inputs=, not both")
+    count = forward_arity(model)
     if input_shape is not None:
-        return TensorType(dtype, (BATCH, *_shape(input_shape)))
+        if count not in (1, None):
+            raise ConfigError(f"input_shape= describes one input, but forward takes {count}; {HINT}")
+        return [TensorType(dtype, (BATCH, *_shape(input_shape)))]
     if example_inputs is not None:
-        return _example_type(example_inputs, dtype)
-    return _inferred_type(model, dtype)
+        return [_example_type(e, dtype) for e in _examples(example_inputs, count)]
+    return _inferred_types(model, dtype, count or 1)
+
+
+def forward_arity(model: Module) -> int | None:
+    """How many inputs `forward` takes (None when it takes `*inputs`)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return None
+    return len([p for p in positional if p.default is p.empty]) or None
 
 
 def _shape(input_shape: Sequence[int] | int) -> tuple[int, ...]:
@@ -46,11 +64,28 @@ def _shape(input_shape: Sequence[int] | int) -> tuple[int, ...]:
     return shape
 
 
+def _examples(example: Any, count: int | None) -> list[Any]:
+    """One example per input: a single example for a one-input forward, a
+    tuple of them (one per input) otherwise."""
+    if _is_example(example) and count in (1, None):
+        return [example]
+    if not isinstance(example, tuple | list) or not example:
+        raise ConfigError(
+            "example_inputs must be an array or a (shape, dtype) pair such as ((32, 4), 'float32'), "
+            f"or a tuple of them (one per input), got {type(example).__name__}"
+        )
+    if count is not None and len(example) != count:
+        raise ConfigError(f"forward takes {count} inputs but example_inputs has {len(example)}")
+    return list(example)
+
+
+def _is_example(value: Any) -> bool:
+    return _is_shape_and_dtype(value) or (hasattr(value, "shape") and hasattr(value, "dtype"))
+
+
 def _example_type(example: Any, dtype: DType) -> TensorType:
     """The type of an example input: an array (its first axis is the batch)
-    or a `(shape, dtype)` pair; a tuple of one of them is the same."""
-    if isinstance(example, tuple | list) and len(example) == 1:
-        example = example[0]
+    or a `(shape, dtype)` pair."""
     if _is_shape_and_dtype(example):
         shape, given_dtype = tuple(example[0]), example[1]
     elif hasattr(example, "shape") and hasattr(example, "dtype"):
@@ -87,25 +122,38 @@ def _input_dtype(given: Any, dtype: DType) -> DType:
     return dtype if parsed.is_float else parsed
 
 
-def _inferred_type(model: Module, dtype: DType) -> TensorType:
-    """The probe trace's answer; when forward mixes the input with fixed
-    sizes before any layer sees it (so the probe cannot run), the first
-    layer's need that lets forward trace."""
-    hint = "pass example_inputs=(x,) (an array, or a (shape, dtype) pair) or input_shape=(features,)"
-    try:
-        _trace_with(model, TensorType(dtype, (BATCH, PLACEHOLDER)), dtype, probe=True)
-    except InputNeeds as needs:
-        return _spec_type(needs.spec, dtype)
-    except EmberError as e:
-        for spec in dict.fromkeys(m.input_spec() for m in model.modules() if m.input_spec() is not None):
-            candidate = _spec_type(spec, dtype)
-            try:
-                _trace_with(model, candidate, dtype, probe=False)
-            except EmberError:
-                continue
-            return candidate
-        raise ConfigError(f"cannot tell the size of the model's input ({e}); {hint}") from None
-    raise ConfigError(f"cannot tell the size of the model's input: no layer of it fixes the input's size; {hint}")
+def _inferred_types(model: Module, dtype: DType, count: int) -> list[TensorType]:
+    """Probe traces, one per input the previous ones left unknown; when
+    forward mixes an input with fixed sizes before any layer sees it (so a
+    probe cannot run), the first layer's need that lets forward trace."""
+    placeholders = [f"{PLACEHOLDER}{i}" for i in range(count)]
+    types: list[TensorType | None] = [None] * count
+    while None in types:
+        trial = [t or TensorType(dtype, (BATCH, p)) for t, p in zip(types, placeholders, strict=True)]
+        unknown = frozenset(p for p, t in zip(placeholders, types, strict=True) if t is None)
+        try:
+            _trace_with(model, trial, dtype, probe=unknown)
+        except InputNeeds as needs:
+            types[placeholders.index(needs.placeholder)] = _spec_type(needs.spec, dtype)
+            continue
+        except EmberError as e:
+            if count == 1:
+                return [_fallback_type(model, dtype, e)]
+            raise ConfigError(f"cannot tell the types of the model's inputs ({e}); {HINT}") from None
+        missing = names(INPUT, count)[types.index(None)]
+        raise ConfigError(f"cannot tell the size of the model's input {missing}: no layer of it fixes it; {HINT}")
+    return types  # type: ignore[return-value]
+
+
+def _fallback_type(model: Module, dtype: DType, error: EmberError) -> TensorType:
+    for spec in dict.fromkeys(m.input_spec() for m in model.modules() if m.input_spec() is not None):
+        candidate = _spec_type(spec, dtype)
+        try:
+            _trace_with(model, [candidate], dtype, probe=frozenset())
+        except EmberError:
+            continue
+        return candidate
+    raise ConfigError(f"cannot tell the size of the model's input ({error}); {HINT}") from None
 
 
 def _spec_type(spec: tuple[tuple[int, ...], str | None], dtype: DType) -> TensorType:
@@ -113,12 +161,11 @@ def _spec_type(spec: tuple[tuple[int, ...], str | None], dtype: DType) -> Tensor
     return TensorType(DType.parse(needed) if needed else dtype, (BATCH, *shape))
 
 
-def _trace_with(model: Module, x_type: TensorType, dtype: DType, probe: bool) -> None:
-    """Trace forward in eval mode on an input of `x_type` (a probe trace
-    stops at the first layer that fixes a placeholder size)."""
+def _trace_with(model: Module, x_types: list[TensorType], dtype: DType, probe: frozenset[str]) -> None:
+    """Trace forward in eval mode on inputs of `x_types` (a probe trace
+    stops at the first layer that fixes a `probe` size)."""
     graph = Graph("probe")
-    x = graph.add_argument("x", x_type)
-    placeholders = frozenset({PLACEHOLDER}) if probe else frozenset()
-    with model_mode(model, False), tracing(graph, probe=placeholders, constants=ConstantPool(dtype)) as trace:
+    xs = [graph.add_argument(name, t) for name, t in zip(names(INPUT, len(x_types)), x_types, strict=True)]
+    with model_mode(model, False), tracing(graph, probe=probe, constants=ConstantPool(dtype)) as trace:
         add_model_arguments(graph, trace, model, dtype)
-        model(Tensor(x))
+        model(*(Tensor(x) for x in xs))

@@ -16,7 +16,7 @@ from .compiler import Optimizer, PassLog, build_inference, build_training, grad_
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
-from .ir import ConfigError, DType, Graph, print_graph
+from .ir import ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.locks import ForkSafeLock
@@ -25,7 +25,7 @@ from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_labels, check_rows
 from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
-from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICTION, TARGET
+from .trace import EVALUATE, LOSS, MODEL, PREDICTION, TARGET, names
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
 """Every stage `Program.dump` knows, in pipeline order."""
@@ -34,6 +34,9 @@ NATIVE_STAGES = STAGES[4:]
 BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
 EVAL_CHUNK_ROWS = 8192
+
+Batch = dict[str, np.ndarray]
+"""Checked inputs and targets of a run, by graph argument name."""
 
 
 class Program:
@@ -106,6 +109,15 @@ class Program:
         self._state = Arena(state_shapes, dtype.numpy)
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
+        evaluate = self._graphs.get("evaluate")
+        self._target_arguments = (
+            [  # (name, type, number of classes or None) of each target
+                (name, evaluate.argument(name).type, info.get("num_classes"))
+                for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
+            ]
+            if evaluate
+            else []
+        )
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -121,13 +133,26 @@ class Program:
         return "train" in self._graphs
 
     @property
-    def input_type(self):
-        return self._graphs["predict"].argument(INPUT).type
+    def input_types(self) -> list[TensorType]:
+        """The type of each input, in forward's order (`x`, or `x0`, `x1`, ...)."""
+        return [a.type for a in self._graphs["predict"].inputs]
 
     @property
-    def target_type(self):
+    def input_type(self) -> TensorType:
+        """The type of the (first) input."""
+        return self.input_types[0]
+
+    @property
+    def target_types(self) -> list[TensorType]:
+        """The type of each target (`y`, or `y0`, `y1`, ... per output)."""
         self._require_training("target_type")
-        return self._graphs["evaluate"].argument(TARGET).type
+        graph = self._graphs["evaluate"]
+        return [graph.argument(name).type for name in self._target_names()]
+
+    @property
+    def target_type(self) -> TensorType:
+        """The type of the (first) target."""
+        return self.target_types[0]
 
     @property
     def parameters(self) -> dict[str, np.ndarray]:
@@ -171,30 +196,35 @@ class Program:
     # -- running -------------------------------------------------------
     def train_step(self, x: Any, y: Any) -> float:
         """One training step on one minibatch (forward, backward, update);
-        returns the loss before the update."""
+        returns the loss before the update. A model of several inputs takes
+        `x` as a tuple, one of several outputs `y` as a tuple."""
         self._require_training("train_step")
-        x, y = self._check_batch(x, y)
-        return self._train_batch(x, y)
+        return self._train_batch(self._check_batch(x, y))
 
-    def predict(self, x: Any) -> np.ndarray:
-        """The model's output for `x` (any number of rows)."""
-        x = check_array(INPUT, x, self.input_type)
+    def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The model's output for `x` (any number of rows; a tuple of inputs
+        for a model of several); a tuple for a model of several outputs."""
+        inputs = self._check_inputs(x, minimum_rows=0)
         with self._lock:
-            return self._exec.run("predict", {INPUT: x})[PREDICTION].copy()
+            outputs = self._exec.run("predict", inputs)
+        results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
+        return results if len(results) > 1 else results[0]
 
     def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
-        """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
+        """d(loss)/d(param) for one minibatch, by param name (frozen params
+        have none); nothing is updated."""
         self._require_training("gradients")
-        x, y = self._check_batch(x, y)
+        batch = self._check_batch(x, y)
         with self._lock:
-            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y})
+            outputs = self._exec.run("gradients", batch)
         return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Loss (and accuracy, for classification losses) over a whole data set."""
+        """Loss (and accuracy, for classification losses) over a whole data
+        set, in eval mode. With several outputs: the weighted total `loss`,
+        and `loss0`, `accuracy0`, ... per output."""
         self._require_training("evaluate")
-        x, y = self._check_batch(x, y)
-        return self._evaluate(x, y)
+        return self._evaluate(self._check_batch(x, y))
 
     def fit(
         self,
@@ -215,13 +245,13 @@ class Program:
         self._require_training("fit")
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
-        x, y = self._check_batch(x, y)
+        batch = self._check_batch(x, y)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x, y)")
-            validation = self._check_batch(*validation_data, names=("validation x", "validation y"))
-        return fit_loop(self._train_batch, self._evaluate, x, y, validation, options, self._rng)
+            validation = self._check_batch(*validation_data, prefix="validation ")
+        return fit_loop(self._train_batch, self._evaluate, batch, validation, options, self._rng)
 
     def release_memory(self) -> None:
         """Give back the memory native calls keep between calls (workspace
@@ -319,13 +349,37 @@ class Program:
         if not self.is_training:
             raise ConfigError(f"{what} needs a program compiled with loss= and optimizer=")
 
-    def _check_batch(self, x: Any, y: Any, names: tuple[str, str] = (INPUT, TARGET)) -> tuple[np.ndarray, np.ndarray]:
-        x = check_array(names[0], x, self.input_type)
-        rows = check_rows(names[0], x)
-        y = check_array(names[1], y, self.target_type, rows=rows)
-        if self.loss_info.get("num_classes"):
-            check_labels(names[1], y, self.loss_info["num_classes"])
-        return x, y
+    def _target_names(self) -> list[str]:
+        return names(TARGET, len(self._loss_infos()))
+
+    def _loss_infos(self) -> list[dict[str, Any]]:
+        """The info of each loss, one per output."""
+        return list(self.loss_info.get("losses", [self.loss_info]))
+
+    def _check_inputs(self, x: Any, minimum_rows: int = 1, prefix: str = "") -> Batch:
+        """The inputs by graph name, each checked, all of the same rows."""
+        arguments = self._graphs["predict"].inputs
+        values = _per_argument(x, len(arguments), f"{prefix}x", "input")
+        batch: Batch = {}
+        rows = None
+        for argument, value in zip(arguments, values, strict=True):
+            array = check_array(prefix + argument.name, value, argument.type, rows=rows)
+            rows = check_rows(prefix + argument.name, array, minimum_rows) if rows is None else rows
+            batch[argument.name] = array
+        return batch
+
+    def _check_batch(self, x: Any, y: Any, prefix: str = "") -> Batch:
+        """Inputs and targets by graph name, each checked, all of the same rows."""
+        batch = self._check_inputs(x, prefix=prefix)
+        rows = next(iter(batch.values())).shape[0]
+        targets = self._target_arguments
+        values = _per_argument(y, len(targets), f"{prefix}y", "target")
+        for (name, type, num_classes), value in zip(targets, values, strict=True):
+            array = check_array(prefix + name, value, type, rows=rows)
+            if num_classes:
+                check_labels(prefix + name, array, num_classes)
+            batch[name] = array
+        return batch
 
     def _checkpoint(self) -> Checkpoint:
         """Everything a checkpoint holds, taken at one moment."""
@@ -360,28 +414,60 @@ class Program:
             if rng is not None:
                 self._rng.bit_generator.state = rng
 
-    def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        lr = np.asarray(self.lr, self.dtype.numpy)
+    def _train_batch(self, batch: Batch) -> float:
+        # the step's inputs: the batch (this step's own dict) and the learning rate
+        batch[LEARNING_RATE] = np.asarray(self.lr, self.dtype.numpy)
         with self._lock:
-            return float(self._exec.run("train", {INPUT: x, TARGET: y, LEARNING_RATE: lr})[LOSS])
+            return float(self._exec.run("train", batch)[LOSS])
 
-    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def _evaluate(self, batch: Batch) -> dict[str, float]:
         with self._lock:  # every chunk sees the same parameters
-            return self._evaluate_chunks(x, y)
+            return self._evaluate_chunks(batch)
 
-    def _evaluate_chunks(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        total_loss, correct = 0.0, 0.0
-        rows = x.shape[0]
+    def _evaluate_chunks(self, batch: Batch) -> dict[str, float]:
+        infos = self._loss_infos()
+        losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
+        totals, correct = [0.0] * len(infos), [0.0] * len(infos)
+        rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
-            xs, ys = x[start : start + EVAL_CHUNK_ROWS], y[start : start + EVAL_CHUNK_ROWS]
-            out = self._exec.run("evaluate", {INPUT: xs, TARGET: ys})
-            weight = len(xs) if self.loss_info.get("reduction", "mean") == "mean" else 1
-            total_loss += float(out[LOSS]) * weight
-            correct += _correct(self.loss_info.get("name"), out[PREDICTION], ys)
-        metrics = {"loss": total_loss / rows if self.loss_info.get("reduction", "mean") == "mean" else total_loss}
-        if self.loss_info.get("classification"):
-            metrics["accuracy"] = correct / (rows * (y[0].size if y.ndim > 1 else 1))
-        return metrics
+            chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
+            out = self._exec.run("evaluate", chunk)
+            for i, info in enumerate(infos):
+                weight = len(chunk[targets[i]]) if _is_mean(info) else 1
+                totals[i] += float(out[losses[i]]) * weight
+                correct[i] += _correct(info.get("name"), out[outs[i]], chunk[targets[i]])
+        metrics = []
+        for total, hits, info, target in zip(totals, correct, infos, targets, strict=True):
+            metric = {"loss": total / rows if _is_mean(info) else total}
+            if info.get("classification"):
+                metric["accuracy"] = hits / (rows * (batch[target][0].size if batch[target].ndim > 1 else 1))
+            metrics.append(metric)
+        return metrics[0] if len(metrics) == 1 else _per_output(metrics, self.loss_info["weights"])
+
+
+def _is_mean(info: Mapping[str, Any]) -> bool:
+    return info.get("reduction", "mean") == "mean"
+
+
+def _per_output(metrics: list[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:
+    """The metrics of several outputs: the weighted total `loss`, then each
+    output's metrics numbered (`loss0`, `accuracy0`, `loss1`, ...)."""
+    result = {"loss": sum(w * m["loss"] for w, m in zip(weights, metrics, strict=True))}
+    for i, metric in enumerate(metrics):
+        result.update({f"{name}{i}": value for name, value in metric.items()})
+    return result
+
+
+def _per_argument(value: Any, count: int, what: str, kind: str) -> tuple[Any, ...]:
+    """`value` as one value per argument: itself for one, its items for several."""
+    if count == 1:
+        return (value,)
+    if not isinstance(value, tuple | list) or len(value) != count:
+        raise InputError(
+            f"this model takes {count} {kind}s: pass {what} as a tuple ({', '.join(names(what, count))}), "
+            f"got {type(value).__name__}" + (f" of {len(value)}" if isinstance(value, tuple | list) else "")
+        )
+    return tuple(value)
 
 
 def _learning_rate(value: Any, dtype: DType) -> float:

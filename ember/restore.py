@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,7 +25,7 @@ from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
-from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET, names
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
@@ -287,22 +287,28 @@ def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | Non
     if PREDICT not in texts:
         raise CheckpointError("IR text 'predict' is missing")
     predict = _parse_graph(PREDICT, texts[PREDICT])
-    _check_interface(predict, inputs=(INPUT,), outputs=(PREDICTION,), dtype=dtype)
+    count = (len(predict.inputs) or 1, len(predict.outputs) or 1)  # inputs and outputs
+    _check_interface(predict, names(INPUT, count[0]), names(PREDICTION, count[1]), dtype)
     if MODEL not in texts:
         if EVALUATE in texts:
             raise CheckpointError("IR text 'evaluate' needs IR text 'model' (a training program has both)")
         return predict, None, None
-    model = _read_loss_graph(MODEL, texts[MODEL], dtype)
-    evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype) if EVALUATE in texts else None
+    model = _read_loss_graph(MODEL, texts[MODEL], dtype, count)
+    evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype, count) if EVALUATE in texts else None
     for graph in (model, evaluate or model):
         _check_same_model(graph, predict)
     _check_forward(evaluate or model, predict)
     return predict, model, evaluate
 
 
-def _read_loss_graph(name: str, text: str, dtype: DType) -> Graph:
+def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int]) -> Graph:
+    """A loss graph of `count` = (inputs, outputs): a target per output, the
+    total loss and (for several outputs) each output's loss."""
     graph = _parse_graph(name, text)
-    _check_interface(graph, inputs=(INPUT, TARGET), outputs=(LOSS, PREDICTION), dtype=dtype)
+    inputs, outputs = count
+    losses = [LOSS, *(names(LOSS, outputs) if outputs > 1 else [])]
+    expected_outputs = [*losses, *names(PREDICTION, outputs)]
+    _check_interface(graph, [*names(INPUT, inputs), *names(TARGET, outputs)], expected_outputs, dtype)
     if graph.outputs[LOSS].type.shape != () or graph.outputs[LOSS].type.dtype != dtype:
         raise CheckpointError(f"graph {name!r} must output a scalar {dtype} loss, got {graph.outputs[LOSS].type}")
     return graph
@@ -342,14 +348,14 @@ def _parse_graph(name: str, text: str) -> Graph:
     return graph
 
 
-def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, ...], dtype: DType) -> None:
+def _check_interface(graph: Graph, inputs: Sequence[str], outputs: Sequence[str], dtype: DType) -> None:
     """The arguments and outputs ember traces: inputs and outputs by name,
     params and buffers of fixed shape, no optimizer state, no updates but
     of buffers in graph `model`; `x` is `dtype[B, ...]` and every param and
     buffer is `dtype`."""
     where = f"graph {graph.name!r}"
-    got_inputs = tuple(a.name for a in graph.inputs)
-    if got_inputs != inputs:
+    got_inputs = [a.name for a in graph.inputs]
+    if got_inputs != list(inputs):
         raise CheckpointError(f"{where} must have inputs {', '.join(inputs)}, got {', '.join(got_inputs) or 'none'}")
     if sorted(graph.outputs) != sorted(outputs):
         raise CheckpointError(f"{where} must have outputs {', '.join(outputs)}, got {', '.join(graph.outputs)}")
@@ -362,23 +368,27 @@ def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, 
                 f"{where} must not update %{target}: only graph 'model' updates, and only buffers "
                 "(the optimizer adds the other updates)"
             )
-    x = graph.inputs[0].type
-    dtype_ok = x.dtype == dtype or x.dtype.name in INTEGER_INPUTS
-    if not dtype_ok or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
-        raise CheckpointError(
-            f"{where}: input {INPUT} must be {dtype}[{BATCH},...] (or int64, int32) with fixed sizes after {BATCH}"
-        )
+    for argument in graph.inputs:
+        x = argument.type
+        if argument.name.startswith(TARGET):
+            continue  # the loss fixes the targets' types (check_training_settings)
+        dtype_ok = x.dtype == dtype or x.dtype.name in INTEGER_INPUTS
+        if not dtype_ok or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
+            raise CheckpointError(
+                f"{where}: input {argument.name} must be {dtype}[{BATCH},...] (or int64, int32) "
+                f"with fixed sizes after {BATCH}"
+            )
     for p in [*graph.params, *graph.buffers]:
         if p.type.dtype != dtype or not p.type.is_static:
             raise CheckpointError(f"{where}: {p.role} {p.name} must be {dtype} of a fixed shape, got {p.type}")
 
 
 def _forward(graph: Graph) -> Graph:
-    """The forward pass in `graph`: what computes `out` from `x` and the
-    params, under the name `predict`."""
+    """The forward pass in `graph`: what computes the outputs (`out`, or
+    `out0`, ...) from the inputs and the params, under the name `predict`."""
     forward, _ = graph.clone(PREDICT)
-    forward.inputs = [a for a in forward.inputs if a.name == INPUT]
-    forward.outputs = {PREDICTION: forward.outputs[PREDICTION]}
+    forward.inputs = [a for a in forward.inputs if a.name.startswith(INPUT)]
+    forward.outputs = {k: v for k, v in forward.outputs.items() if k.startswith(PREDICTION)}
     forward.updates = {}
     return dce(forward)
 
@@ -398,27 +408,47 @@ def check_training_settings(settings: Settings, model: Graph | None) -> None:
         raise CheckpointError(
             "setting 'optimizer' must name an optimizer for a training program (with a 'model' graph)"
         )
-    expected = expected_loss_info(settings.loss.get("name"), model)
+    outputs = len([k for k in model.outputs if k.startswith(PREDICTION)])
+    expected = _expected_losses(settings.loss, model, outputs)
     # JSON text compares types as well as values: true is not 1, 10.0 is not 10
     if json.dumps(settings.loss, sort_keys=True) != json.dumps(expected, sort_keys=True):
         raise CheckpointError(f"setting 'loss' must be {expected!r} for graph 'model', got {settings.loss!r}")
 
 
-def expected_loss_info(name: Any, model: Graph) -> dict[str, Any]:
-    """The loss info `ember.compile` records for loss `name` ending `model`."""
+def _expected_losses(given: dict[str, Any], model: Graph, outputs: int) -> dict[str, Any]:
+    """The loss info `ember.compile` records for `model`: one loss's, or for
+    several outputs `{"losses": [one per output], "weights": [...]}`."""
+    if outputs == 1:
+        return expected_loss_info(given.get("name"), model)
+    losses, weights = given.get("losses"), given.get("weights")
+    if not (isinstance(losses, list) and len(losses) == outputs and all(isinstance(i, dict) for i in losses)):
+        raise CheckpointError(f"setting 'loss' must hold 'losses': a list of {outputs} objects, got {given!r}")
+    if not (isinstance(weights, list) and len(weights) == outputs and all(_is_real(w) for w in weights)):
+        raise CheckpointError(f"setting 'loss' must hold 'weights': a list of {outputs} finite numbers, got {given!r}")
+    infos = [expected_loss_info(info.get("name"), model, i) for i, info in enumerate(losses)]
+    return {"losses": infos, "weights": [float(w) for w in weights]}
+
+
+def expected_loss_info(name: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
+    """The loss info `ember.compile` records for loss `name` ending `model`
+    (for output `index` of several)."""
     if not _is_key(name, LOSSES):
         raise CheckpointError(f"setting 'loss' must name one of {', '.join(LOSSES)}, got name {name!r}")
+    suffix = "" if index is None else str(index)
+    loss_value, out_name, target_name = LOSS + suffix, PREDICTION + suffix, TARGET + suffix
     loss = LOSSES[name]()
-    reduction = model.outputs[LOSS].node.op.name if model.outputs[LOSS].node else None
+    reduction = model.outputs[loss_value].node.op.name if model.outputs[loss_value].node else None
     if reduction not in REDUCTIONS:
-        raise CheckpointError(f"graph 'model' must reduce its loss with {' or '.join(REDUCTIONS)}, got {reduction}")
-    out, target = model.outputs[PREDICTION].type, model.argument(TARGET).type
+        raise CheckpointError(
+            f"graph 'model' must reduce its {loss_value} with {' or '.join(REDUCTIONS)}, got {reduction}"
+        )
+    out, target = model.outputs[out_name].type, model.argument(target_name).type
     try:
         expected_target = loss.target_type(out)
     except EmberError as e:
         raise CheckpointError(f"graph 'model' does not fit loss {name}: {e}") from None
     if target != expected_target:
-        raise CheckpointError(f"graph 'model': {name} needs target {TARGET}: {expected_target}, got {target}")
+        raise CheckpointError(f"graph 'model': {name} needs target {target_name}: {expected_target}, got {target}")
     info: dict[str, Any] = {"name": name, "reduction": reduction, "classification": loss.classification}
     if isinstance(loss, CrossEntropyLoss):
         info["num_classes"] = out.shape[1]

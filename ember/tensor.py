@@ -66,9 +66,10 @@ class InputNeeds(Exception):
     placeholder size: `spec` is (shape per example, dtype name or None for
     the program's float dtype) that layer needs."""
 
-    def __init__(self, spec: tuple[tuple[int, ...], str | None]) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: tuple[tuple[int, ...], str | None], placeholder: str) -> None:
+        super().__init__(spec, placeholder)
         self.spec = spec
+        self.placeholder = placeholder  # which input's placeholder size the layer met
 
 
 @contextmanager

@@ -205,9 +205,10 @@ class Module:
         if spec is None:
             return
         for x in inputs:
-            is_tensor = isinstance(x, TensorOps) and not isinstance(x, Parameter | Buffer)
-            if is_tensor and any(d in probe for d in x._value().type.symbols):
-                raise InputNeeds(spec)
+            if isinstance(x, TensorOps) and not isinstance(x, Parameter | Buffer):
+                for symbol in x._value().type.symbols:
+                    if symbol in probe:
+                        raise InputNeeds(spec, symbol)
 
     # -- walking -----------------------------------------------------------
     def _registered(self, kind: type) -> Iterator[tuple[str, Any]]:

@@ -230,7 +230,7 @@ class ReturnsTuple(nn.Module):
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.fc(x), x
+        return self.fc(x), 1
 
 
 class Branches(nn.Module):
@@ -278,7 +278,12 @@ def line_of(marker: str) -> int:
     ("model", "error", "words", "marker"),
     [
         (UsesStrayParameter, ember.EmberError, ["Parameter that is not an attribute of the model"], None),
-        (ReturnsTuple, ember.EmberError, ["ReturnsTuple.forward must return a tensor, got tuple"], None),
+        (
+            ReturnsTuple,
+            ember.EmberError,
+            ["ReturnsTuple.forward must return a tensor or a tuple of tensors", "a int at 1"],
+            None,
+        ),
         (Branches, ember.EmberError, ["no truth value", "ember.where"], "truth value"),
         (BadMatmul, ember.ShapeError, ["matmul", "f32[B,3]", "f32[5,2]"], "shape error"),
         (UsesString, ember.EmberError, ["cannot use a str"], "string"),

@@ -256,12 +256,12 @@ INVALID_GRAPHS = [
     ),
     pytest.param(
         ir_edit("predict", "output out = %4", "output out = %4\n  output hidden = %2"),
-        "graph 'predict' must have outputs out, got out, hidden",
+        "graph 'predict' must have outputs out0, out1, got out, hidden",
         id="extra-output",
     ),
     pytest.param(
         ir_edit("predict", "input %x: f32[B,4]", "input %x: f32[B,4]\n  input %mask: f32[B,4]"),
-        "graph 'predict' must have inputs x, got x, mask",
+        "graph 'predict' must have inputs x0, x1, got x, mask",
         id="extra-input",
     ),
     pytest.param(
