@@ -109,15 +109,7 @@ class Program:
         self._state = Arena(state_shapes, dtype.numpy)
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
-        evaluate = self._graphs.get("evaluate")
-        self._target_arguments = (
-            [  # (name, type, number of classes or None) of each target
-                (name, evaluate.argument(name).type, info.get("num_classes"))
-                for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
-            ]
-            if evaluate
-            else []
-        )
+        self._target_arguments = self._targets() if self.is_training else []
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -146,8 +138,7 @@ class Program:
     def target_types(self) -> list[TensorType]:
         """The type of each target (`y`, or `y0`, `y1`, ... per output)."""
         self._require_training("target_type")
-        graph = self._graphs["evaluate"]
-        return [graph.argument(name).type for name in self._target_names()]
+        return [type for _, type, _ in self._target_arguments]
 
     @property
     def target_type(self) -> TensorType:
@@ -351,6 +342,14 @@ class Program:
 
     def _target_names(self) -> list[str]:
         return names(TARGET, len(self._loss_infos()))
+
+    def _targets(self) -> list[tuple[str, TensorType, int | None]]:
+        """(name, type, number of classes or None) of each target."""
+        evaluate = self._graphs["evaluate"]
+        return [
+            (name, evaluate.argument(name).type, info.get("num_classes"))
+            for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
+        ]
 
     def _loss_infos(self) -> list[dict[str, Any]]:
         """The info of each loss, one per output."""
