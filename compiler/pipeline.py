@@ -8,11 +8,11 @@ Program needs; each intermediate graph is kept under its stage name so
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from ..ir import Graph, verify
-from .autodiff import autodiff
+from .autodiff import autodiff, grad_name
 from .optimizers import Optimizer, lower_optimizer
 from .simplify import SIMPLIFY_PASSES, simplify
 
@@ -67,10 +67,11 @@ def simplify_pass(name: str) -> Pass:
     return Pass("simplify", run, stage="simplified")
 
 
-def training_passes(optimizer: Optimizer) -> list[Pass]:
-    """The passes from a traced loss graph to the simplified training graph."""
+def training_passes(optimizer: Optimizer, wrt: Sequence[str] | None = None) -> list[Pass]:
+    """The passes from a traced loss graph to the simplified training graph;
+    `wrt` names the params that train (default: all)."""
     return [
-        Pass("autodiff", lambda g, log: autodiff(g), stage="autodiff"),
+        Pass("autodiff", lambda g, log: _trained_only(autodiff(g), wrt), stage="autodiff"),
         Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
         simplify_pass("train"),
     ]
@@ -90,16 +91,42 @@ class TrainingGraphs:
     evaluate: Graph
 
 
-def build_training(loss_graph: Graph, optimizer: Optimizer, log: PassLog | None = None) -> TrainingGraphs:
-    """From a graph with outputs `loss` and `out`, build the training step
-    (`train`), the gradient computation (`gradients`, no update) and the
-    evaluation (`evaluate`: loss and predictions, no gradient)."""
+def build_training(
+    loss_graph: Graph,
+    optimizer: Optimizer,
+    log: PassLog | None = None,
+    evaluate_graph: Graph | None = None,
+    wrt: Sequence[str] | None = None,
+) -> TrainingGraphs:
+    """From a graph with outputs `loss` and `out` (traced in training mode;
+    its updates set buffers), build the training step (`train`), the
+    gradient computation (`gradients`: no update, not even of buffers) and
+    the evaluation (`evaluate`: loss and predictions of `evaluate_graph`,
+    the loss graph traced in eval mode; default `loss_graph`). `wrt` names
+    the params that train (default: all); the others get no gradient,
+    update or optimizer state."""
     log = log if log is not None else PassLog()
     stages = {"graph": loss_graph}
-    train = run_passes(loss_graph, training_passes(optimizer), log, stages)
-    gradients = run_passes(stages["autodiff"], [simplify_pass("gradients")], log)
-    evaluate = run_passes(loss_graph, [simplify_pass("evaluate")], log)
+    train = run_passes(loss_graph, training_passes(optimizer, wrt), log, stages)
+    gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
+    evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
     return TrainingGraphs(stages, train, gradients, evaluate)
+
+
+def _trained_only(graph: Graph, wrt: Sequence[str] | None) -> Graph:
+    """`graph` without the gradient outputs of params not in `wrt` (frozen
+    params): the optimizer then leaves them alone, and simplify drops the
+    work that only they needed."""
+    if wrt is not None:
+        frozen = {grad_name(p.name) for p in graph.params if p.name not in wrt}
+        graph.outputs = {k: v for k, v in graph.outputs.items() if k not in frozen}
+    return graph
+
+
+def _without_updates(graph: Graph) -> Graph:
+    copy, _ = graph.clone()
+    copy.updates = {}
+    return copy
 
 
 def build_inference(graph: Graph, log: PassLog | None = None) -> dict[str, Graph]:

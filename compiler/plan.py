@@ -143,13 +143,15 @@ def _nbytes(value: Value) -> Poly:
 def plan(
     fused: FusedGraph, name: str, param_offsets: Mapping[str, int], state_offsets: Mapping[str, int]
 ) -> KernelProgram:
-    """Schedule `fused` and place every tensor. `param_offsets` and
-    `state_offsets` give each param's and state tensor's byte offset in its arena."""
+    """Schedule `fused` and place every tensor. `param_offsets` gives each
+    param's and buffer's byte offset in the model arena (buffers are model
+    tensors too, read by every graph), `state_offsets` each optimizer state
+    tensor's in the state arena."""
     graph = fused.graph
     buffers: dict[Value, Buffer] = {}
     for a in graph.inputs:
         buffers[a] = Buffer(f"in:{a.name}", Poly(), _nbytes(a))
-    for a in graph.params:
+    for a in [*graph.params, *graph.buffers]:
         buffers[a] = Buffer("params", Poly.of(param_offsets[a.name]), _nbytes(a))
     for a in graph.state:
         buffers[a] = Buffer("state", Poly.of(state_offsets[a.name]), _nbytes(a))
@@ -185,7 +187,7 @@ def plan(
     symbols = tuple(sorted({d for a in graph.arguments for d in a.type.shape if isinstance(d, str)}))
     regions = tuple(
         [f"in:{a.name}" for a in graph.inputs]
-        + (["params"] if graph.params else [])
+        + (["params"] if graph.params or graph.buffers else [])
         + (["state"] if graph.state else [])
         + [f"out:{n}" for n in graph.outputs]
         + [f"workspace:{i}" for i in range(len(workspace))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -9,18 +11,21 @@ from typing import Any
 import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
+from .constants import ConstantPool
+from .inputs import input_types
 from .ir import ConfigError
 from .nn.losses import CrossEntropyLoss, Loss
 from .nn.module import Module
 from .program import DEFAULT_BACKEND, Program, parse_dtype
 from .restore import program_from_checkpoint
 from .runtime.checkpoint import load_checkpoint
-from .trace import infer_input_shape, trace_loss, trace_model
+from .state_dict import StateLayout
+from .trace import trace_loss, trace_model
 
 
 def compile(
     model: Module,
-    loss: Loss | None = None,
+    loss: Loss | Sequence[Loss] | None = None,
     optimizer: Optimizer | None = None,
     *,
     batch_size: int = 32,
@@ -28,6 +33,8 @@ def compile(
     seed: int = 0,
     backend: str = DEFAULT_BACKEND,
     input_shape: Sequence[int] | None = None,
+    example_inputs: Any = None,
+    loss_weights: Sequence[float] | None = None,
     check: bool = False,
     print_after: Sequence[str] = (),
 ) -> Program:
@@ -35,10 +42,17 @@ def compile(
 
     With `loss` and `optimizer`, the program trains (`train_step`, `fit`,
     `gradients`, `evaluate`) as well as predicts; without them it only
-    predicts. Parameters are initialized from `seed`. `batch_size` is the
-    default minibatch size of `fit` (any batch size runs). `input_shape` is
-    the shape of one example; by default the first Linear layer's
-    `in_features`. `check=True` verifies the IR after every pass.
+    predicts. A forward returning a tuple of outputs takes a list of
+    losses, one per output (the training loss is their sum, weighted by
+    `loss_weights`). Parameters are initialized from `seed`. `batch_size`
+    is the default minibatch size of `fit` (any batch size runs).
+
+    The inputs' shapes and dtypes come from the layer that first consumes
+    each input (a Linear, ...), else from `example_inputs`: an array whose
+    first axis is the batch, or a `(shape, dtype)` pair such as
+    `((32, 4), "int64")`, or a tuple of them for a forward of several
+    inputs. `input_shape` is the shape of one float example of a
+    one-input model. `check=True` verifies the IR after every pass.
     `print_after` names passes (see `ember.compiler.PASS_NAMES`) whose
     result graphs are kept in `Program.log.printed`."""
     if (loss is None) != (optimizer is None):
@@ -55,15 +69,32 @@ def compile(
     if unknown:
         raise ConfigError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASS_NAMES)}")
     dt = parse_dtype(dtype)
-    shape = infer_input_shape(model, input_shape)
+    shape = input_types(model, dt, input_shape, example_inputs)
+    if isinstance(loss, list | tuple) and len(loss) == 1 and loss_weights is None:
+        loss = loss[0]  # one loss in a list is that loss
+    weights = _loss_weights(loss, loss_weights)
     rng = np.random.default_rng(seed)
     params = {name: p.initial_value(rng) for name, p in model.named_parameters()}
-    predict_graph = trace_model(model, shape, dt)
-    loss_graph = trace_loss(model, loss, shape, dt) if loss is not None else None
-    loss_info = _loss_info(loss, loss_graph) if loss is not None else None
+    buffers = {name: b.data for name, b in model.named_buffers()}
+    constants = ConstantPool(dt)  # shared, so every graph takes the same constants
+    predict_graph = trace_model(model, shape, dt, constants)
+    loss_graph = evaluate_graph = loss_info = None
+    if loss is not None:
+        loss_graph = trace_loss(model, loss, shape, dt, True, constants, weights)
+        evaluate_graph = trace_loss(model, loss, shape, dt, False, constants, weights)
+        loss_info = _loss_info(loss, loss_graph, weights)
+    for graph in (predict_graph, loss_graph, evaluate_graph):
+        if graph is not None:
+            constants.complete(graph)  # constants only a later graph met
+    buffers.update(constants.arrays)
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     return Program(
         predict_graph=predict_graph,
         params=params,
+        buffers=buffers,
+        evaluate_graph=evaluate_graph,
+        frozen=frozen,
+        state_layout=StateLayout.of_model(model),
         dtype=dt,
         batch_size=batch_size,
         seed=int(seed),
@@ -76,14 +107,40 @@ def compile(
     )
 
 
-def _loss_info(loss: Loss, loss_graph) -> dict[str, Any]:
+def _loss_weights(loss: Any, weights: Sequence[float] | None) -> list[float] | None:
+    """`loss_weights`, checked: one finite number per loss of a list of losses."""
+    if weights is None:
+        return None
+    if not isinstance(loss, list | tuple) or len(loss) < 2:
+        raise ConfigError("loss_weights= weighs the losses of a list loss=[...] of two or more, one per output")
+    if not isinstance(weights, list | tuple) or len(weights) != len(loss):
+        raise ConfigError(f"loss_weights must be a list of {len(loss)} numbers (one per loss), got {weights!r}")
+    for w in weights:
+        if not isinstance(w, numbers.Real) or isinstance(w, bool) or not math.isfinite(w):
+            raise ConfigError(f"loss_weights must be finite numbers, got {w!r}")
+    return [float(w) for w in weights]
+
+
+def _loss_info(loss: Loss | Sequence[Loss], loss_graph, weights: list[float] | None) -> dict[str, Any]:
+    """What a Program (and its checkpoint) records of its losses: one loss's
+    info, or for several `{"losses": [info, ...], "weights": [...]}`."""
+    if not isinstance(loss, list | tuple):
+        return _one_loss_info(loss, loss_graph.outputs["out"])
+    outs = [loss_graph.outputs[f"out{i}"] for i in range(len(loss))]
+    return {
+        "losses": [_one_loss_info(item, out) for item, out in zip(loss, outs, strict=True)],
+        "weights": weights or [1.0] * len(loss),
+    }
+
+
+def _one_loss_info(loss: Loss, out) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": type(loss).__name__,
         "reduction": loss.reduction,
         "classification": loss.classification,
     }
     if isinstance(loss, CrossEntropyLoss):
-        info["num_classes"] = int(loss_graph.outputs["out"].type.shape[1])
+        info["num_classes"] = int(out.type.shape[1])
     return info
 
 

@@ -44,7 +44,7 @@ STAGE_HELP = {
 SUFFIXES = {"fused": ".txt", "kernels": ".txt", "llvm": ".ll", "llvm-opt": ".ll", "asm": ".s"}
 """File suffix of each non-Graph-IR stage in `--dump-dir` (default `.ir`)."""
 
-MODEL_SETTINGS = ("loss", "optimizer", "batch_size", "input_shape", "dtype")
+MODEL_SETTINGS = ("loss", "optimizer", "batch_size", "input_shape", "example_inputs", "loss_weights", "dtype")
 """Optional names a model file may define; each is passed to `ember.compile`."""
 
 MODEL_FILE_HELP = """\
@@ -52,7 +52,8 @@ A model file is a Python file that defines
   model                   an ember.nn.Module (required)
   loss, optimizer         e.g. nn.CrossEntropyLoss(), optim.Adam(lr=1e-3);
                           without them the program is inference-only
-  batch_size, input_shape, dtype   optional settings for ember.compile
+  batch_size, input_shape, example_inputs, loss_weights, dtype
+                          optional settings for ember.compile
   data()                  for `ember train`: returns (x, y) or
                           (x, y, x_val, y_val) as NumPy arrays
 

@@ -56,42 +56,52 @@ def _reduce(op: str, x: TensorOps, axis: Axis, keepdims: bool | None, dim: Axis,
 
 # -- elementwise -------------------------------------------------------------
 def add(x: Like, y: Like):
+    """x + y, broadcasting as NumPy and PyTorch do."""
     return emit("add", x, y)
 
 
 def sub(x: Like, y: Like):
+    """x - y, broadcasting."""
     return emit("sub", x, y)
 
 
 def mul(x: Like, y: Like):
+    """x * y, broadcasting."""
     return emit("mul", x, y)
 
 
 def div(x: Like, y: Like):
+    """x / y, broadcasting."""
     return emit("div", x, y)
 
 
 def pow(x: Like, y: Like):
+    """x ** y, broadcasting (torch.pow's gradients at 0)."""
     return emit("pow", x, y)
 
 
 def maximum(x: Like, y: Like):
+    """The larger of x and y, elementwise (ties share the gradient)."""
     return emit("maximum", x, y)
 
 
 def minimum(x: Like, y: Like):
+    """The smaller of x and y, elementwise (ties share the gradient)."""
     return emit("minimum", x, y)
 
 
 def neg(x: Like):
+    """-x, elementwise."""
     return emit("neg", x)
 
 
 def abs(x: Like):
+    """|x|, elementwise."""
     return emit("abs", x)
 
 
 def exp(x: Like):
+    """e**x, elementwise."""
     return emit("exp", x)
 
 
@@ -101,6 +111,7 @@ def expm1(x: Like):
 
 
 def log(x: Like):
+    """Natural logarithm, elementwise."""
     return emit("log", x)
 
 
@@ -110,14 +121,17 @@ def log1p(x: Like):
 
 
 def sqrt(x: Like):
+    """Square root, elementwise."""
     return emit("sqrt", x)
 
 
 def rsqrt(x: Like):
+    """1 / sqrt(x), elementwise."""
     return emit("rsqrt", x)
 
 
 def tanh(x: Like):
+    """Hyperbolic tangent, elementwise."""
     return emit("tanh", x)
 
 
@@ -144,6 +158,7 @@ clip = clamp
 
 # -- activations ---------------------------------------------------------------
 def sigmoid(x: Like):
+    """1 / (1 + e**-x), elementwise."""
     return emit("sigmoid", x)
 
 
@@ -168,6 +183,7 @@ def hardtanh(x: Like, min_val: float = -1.0, max_val: float = 1.0, inplace: bool
 
 
 def leaky_relu(x: Like, negative_slope: float = 0.01, inplace: bool = False):
+    """x where x > 0, else negative_slope * x (torch.nn.functional.leaky_relu)."""
     return emit("leaky_relu", x, alpha=negative_slope)
 
 
@@ -232,10 +248,12 @@ def hardsigmoid(x: Like, inplace: bool = False):
 
 # -- comparisons and selection ---------------------------------------------------
 def equal(x: Like, y: Like):
+    """x == y, elementwise (bool)."""
     return emit("eq", x, y)
 
 
 def not_equal(x: Like, y: Like):
+    """x != y, elementwise (bool)."""
     return emit("ne", x, y)
 
 
@@ -264,6 +282,7 @@ def constant(value: float | int | bool, dtype: DType | str):
 
 
 def cast(x: TensorOps, dtype: DType | str):
+    """`x` converted to `dtype` (float to int truncates toward zero)."""
     return emit("cast", x, dtype=dtype)
 
 
@@ -294,12 +313,14 @@ def dropout_probability(p: object) -> float:
 def sum(
     x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
 ):
+    """The sum over `dim` (all axes by default), keeping reduced axes as size 1 with `keepdim`."""
     return _reduce("sum", x, axis, keepdims, dim, keepdim)
 
 
 def mean(
     x: TensorOps, axis: Axis = None, keepdims: bool | None = None, *, dim: Axis = None, keepdim: bool | None = None
 ):
+    """The mean over `dim` (all axes by default), keeping reduced axes as size 1 with `keepdim`."""
     return _reduce("mean", x, axis, keepdims, dim, keepdim)
 
 
@@ -391,15 +412,18 @@ def std(
 
 
 def softmax(x: TensorOps, axis: int | None = None, *, dim: int | None = None):
+    """exp(x) / sum(exp(x)) along `dim` (default the last axis), computed stably."""
     return emit("softmax", x, axis=_axes(x, _either("axis", axis, "dim", dim, -1))[0])
 
 
 def log_softmax(x: TensorOps, axis: int | None = None, *, dim: int | None = None):
+    """log(softmax(x)) along `dim` (default the last axis), computed stably."""
     return emit("log_softmax", x, axis=_axes(x, _either("axis", axis, "dim", dim, -1))[0])
 
 
 # -- linear algebra and layout ----------------------------------------------
 def matmul(a: TensorOps, b: TensorOps, transpose_a: bool = False, transpose_b: bool = False):
+    """The matrix product a @ b, either operand optionally transposed."""
     return emit("matmul", a, b, transpose_a=transpose_a, transpose_b=transpose_b)
 
 
@@ -410,6 +434,7 @@ def linear(x: TensorOps, weight: TensorOps, bias: TensorOps | None = None):
 
 
 def transpose(x: TensorOps, axes: Sequence[int] | None = None):
+    """`x` with its axes permuted by `axes` (reversed by default): a view, no copy."""
     perm = list(reversed(range(x.ndim))) if axes is None else [a % x.ndim for a in axes]
     return emit("transpose", x, perm=perm)
 
@@ -481,6 +506,7 @@ def _static_size(shape: Sequence[int | str]) -> int:
 
 
 def broadcast_to(x: TensorOps, shape: Sequence[int | str]):
+    """`x` repeated along new leading and size-1 axes to `shape` (a view, no copy)."""
     return emit("broadcast_to", x, shape=list(shape))
 
 
@@ -603,6 +629,7 @@ def padding_row(padding_idx: int | None, rows: int) -> int:
 
 
 def one_hot(labels: TensorOps, num_classes: int, dtype: DType | str = DType.float32):
+    """1.0 at each label's class index along a new last axis of `num_classes`, else 0."""
     return emit("one_hot", labels, num_classes=num_classes, dtype=dtype)
 
 

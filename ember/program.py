@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from .compiler import Optimizer, PassLog, build_inference, build_training, grad_
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
-from .ir import ConfigError, DType, Graph, print_graph
+from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.locks import ForkSafeLock
@@ -23,8 +24,9 @@ from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
 from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
+from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
-from .trace import INPUT, LOSS, PREDICTION, TARGET
+from .trace import EVALUATE, LOSS, MODEL, PREDICTION, TARGET, names
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
 """Every stage `Program.dump` knows, in pipeline order."""
@@ -33,6 +35,9 @@ NATIVE_STAGES = STAGES[4:]
 BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
 EVAL_CHUNK_ROWS = 8192
+
+Batch = dict[str, np.ndarray]
+"""Checked inputs and targets of a run, by graph argument name."""
 
 
 class Program:
@@ -54,9 +59,13 @@ class Program:
         seed: int,
         backend: str,
         loss_graph: Graph | None = None,
+        evaluate_graph: Graph | None = None,
+        buffers: Mapping[str, np.ndarray] | None = None,
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
         lr: float | None = None,
+        frozen: Sequence[str] = (),
+        state_layout: StateLayout | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
     ) -> None:
@@ -80,19 +89,31 @@ class Program:
         if loss_graph is not None:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
-            training = build_training(loss_graph, optimizer, self.log)
-            self._sources["model"] = loss_graph
+            trained = [p.name for p in loss_graph.params if p.name not in frozen]
+            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained)
+            self._sources[MODEL] = loss_graph
+            if evaluate_graph is not None:
+                self._sources[EVALUATE] = evaluate_graph
             self._stages = training.stages
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
-        self._params = Arena({p.name: p.type.shape for p in predict_graph.params}, dtype.numpy)
+        self._param_names = [p.name for p in predict_graph.params]
+        self._buffer_names = [b.name for b in predict_graph.buffers]
+        self.frozen = tuple(frozen)
+        self._state_layout = state_layout or StateLayout.default(self._param_names + self._buffer_names)
+        # one model arena: the params, then the buffers (native code reads both from it)
+        model_shapes = {a.name: a.type.shape for a in [*predict_graph.params, *predict_graph.buffers]}
+        self._params = Arena(model_shapes, dtype.numpy)
         for name, value in params.items():
             np.copyto(self._params[name], value, casting="same_kind")
+        for name, value in (buffers or {}).items():
+            np.copyto(self._params[name], value, casting="unsafe")  # integer buffers (counts) as floats
         train = self._graphs.get("train")
         state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
         self._state = Arena(state_shapes, dtype.numpy)
         self._lr = 0.0
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
+        self._target_arguments = self._targets() if self.is_training else []
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -108,19 +129,38 @@ class Program:
         return "train" in self._graphs
 
     @property
-    def input_type(self):
-        return self._graphs["predict"].argument(INPUT).type
+    def input_types(self) -> list[TensorType]:
+        """The type of each input, in forward's order (`x`, or `x0`, `x1`, ...)."""
+        return [a.type for a in self._user_inputs()]
 
     @property
-    def target_type(self):
+    def input_type(self) -> TensorType:
+        """The type of the (first) input."""
+        return self.input_types[0]
+
+    @property
+    def target_types(self) -> list[TensorType]:
+        """The type of each target (`y`, or `y0`, `y1`, ... per output)."""
         self._require_training("target_type")
-        return self._graphs["evaluate"].argument(TARGET).type
+        return [type for _, type, _ in self._target_arguments]
+
+    @property
+    def target_type(self) -> TensorType:
+        """The type of the (first) target."""
+        return self.target_types[0]
 
     @property
     def parameters(self) -> dict[str, np.ndarray]:
         """A copy of every parameter, by name (`0.weight`, `0.bias`, ...)."""
         with self._lock:
-            return self._params.copies()
+            return {name: self._params[name].copy() for name in self._param_names}
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """A copy of every buffer (such as `1.running_mean`), by name, in the
+        program's dtype."""
+        with self._lock:
+            return {name: self._params[name].copy() for name in self._buffer_names}
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
@@ -151,39 +191,43 @@ class Program:
         return dict(self.log.seconds)
 
     def __repr__(self) -> str:
-        count = sum(v.size for v in self._params.views.values())
+        count = sum(self._params[name].size for name in self._param_names)
         what = f"train with {self.optimizer!r}" if self.is_training else "inference"
-        return f"<ember.Program {what}: {len(self._params.views)} params ({count:,} values), {self.backend} backend>"
+        return f"<ember.Program {what}: {len(self._param_names)} params ({count:,} values), {self.backend} backend>"
 
     # -- running -------------------------------------------------------
     def train_step(self, x: Any, y: Any) -> float:
         """One training step on one minibatch (forward, backward, update);
-        returns the loss before the update."""
+        returns the loss before the update. A model of several inputs takes
+        `x` as a tuple, one of several outputs `y` as a tuple."""
         self._require_training("train_step")
-        x, y = self._check_batch(x, y)
-        return self._train_batch(x, y)
+        return self._train_batch(self._check_batch(x, y))
 
-    def predict(self, x: Any) -> np.ndarray:
-        """The model's output for `x` (any number of rows)."""
-        x = check_array(INPUT, x, self.input_type)
-        self._check_indices({INPUT: (INPUT, x)})
+    def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The model's output for `x` (any number of rows; a tuple of inputs
+        for a model of several); a tuple for a model of several outputs."""
+        inputs = self._check_inputs(x, minimum_rows=0)
         with self._lock:
-            return self._exec.run("predict", {INPUT: x, **self._rng_inputs("predict")})[PREDICTION].copy()
+            outputs = self._exec.run("predict", {**inputs, **self._rng_inputs("predict")})
+        results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
+        return results if len(results) > 1 else results[0]
 
     def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
-        """d(loss)/d(param) for one minibatch, by param name; nothing is updated."""
+        """d(loss)/d(param) for one minibatch, by param name (frozen params
+        have none); nothing is updated."""
         self._require_training("gradients")
-        x, y = self._check_batch(x, y)
+        batch = self._check_batch(x, y)
         with self._lock:
-            outputs = self._exec.run("gradients", {INPUT: x, TARGET: y, **self._rng_inputs("gradients")})
+            outputs = self._exec.run("gradients", {**batch, **self._rng_inputs("gradients")})
             self._advance_rng("gradients")
-        return {name: outputs[grad_name(name)].copy() for name in self._params.names()}
+        return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Loss (and accuracy, for classification losses) over a whole data set."""
+        """Loss (and accuracy, for classification losses) over a whole data
+        set, in eval mode. With several outputs: the weighted total `loss`,
+        and `loss0`, `accuracy0`, ... per output."""
         self._require_training("evaluate")
-        x, y = self._check_batch(x, y)
-        return self._evaluate(x, y)
+        return self._evaluate(self._check_batch(x, y))
 
     def fit(
         self,
@@ -204,13 +248,13 @@ class Program:
         self._require_training("fit")
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
-        x, y = self._check_batch(x, y)
+        batch = self._check_batch(x, y)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x, y)")
-            validation = self._check_batch(*validation_data, names=("validation x", "validation y"))
-        return fit_loop(self._train_batch, self._evaluate, x, y, validation, options, self._rng)
+            validation = self._check_batch(*validation_data, prefix="validation ")
+        return fit_loop(self._train_batch, self._evaluate, batch, validation, options, self._rng)
 
     def release_memory(self) -> None:
         """Give back the memory native calls keep between calls (workspace
@@ -228,8 +272,8 @@ class Program:
         written; with `strict`, every parameter must be given."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"set_parameters needs a dict of name -> array, got {type(values).__name__}")
-        names = self._params.names()
-        unknown = [k for k in values if k not in self._params]
+        names = self._param_names
+        unknown = [k for k in values if k not in names]
         if unknown:
             raise ConfigError(f"unknown parameter {unknown[0]!r}; this program has {', '.join(names)}")
         missing = [k for k in names if k not in values]
@@ -243,6 +287,27 @@ class Program:
         with self._lock:
             for name, array in checked.items():
                 np.copyto(self._params[name], array)
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """The parameters and persistent buffers under PyTorch's names and in
+        its order, as NumPy copies (integer buffers such as
+        `num_batches_tracked` as int64, the rest in the program's dtype)."""
+        with self._lock:
+            return give_out(self._state_layout, self._params.copies())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Load parameters and persistent buffers by name from `state_dict`
+        (this program's, or a PyTorch model's: anything NumPy converts, torch
+        tensors included). Every key, shape and dtype is checked before
+        anything is written. With `strict`, keys must match exactly;
+        otherwise the matching ones load. Returns the missing and unexpected
+        keys, as PyTorch does."""
+        shapes = {name: self._params[name].shape for name in self._state_layout.names}
+        arrays, keys = check_state_dict(self._state_layout, shapes, self.dtype, state_dict, strict)
+        with self._lock:
+            for name, array in arrays.items():
+                np.copyto(self._params[name], array)
+        return keys
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the program (IR, parameters, optimizer state, settings and the
@@ -287,14 +352,51 @@ class Program:
         if not self.is_training:
             raise ConfigError(f"{what} needs a program compiled with loss= and optimizer=")
 
-    def _check_batch(self, x: Any, y: Any, names: tuple[str, str] = (INPUT, TARGET)) -> tuple[np.ndarray, np.ndarray]:
-        x = check_array(names[0], x, self.input_type)
-        rows = check_rows(names[0], x)
-        y = check_array(names[1], y, self.target_type, rows=rows)
-        if self.loss_info.get("num_classes"):
-            check_labels(names[1], y, self.loss_info["num_classes"])
-        self._check_indices({INPUT: (names[0], x), TARGET: (names[1], y)})
-        return x, y
+    def _user_inputs(self) -> list[Value]:
+        """The inputs the caller passes (not the random numbers' seed and step)."""
+        return [a for a in self._graphs["predict"].inputs if a.name not in RNG_INPUTS]
+
+    def _target_names(self) -> list[str]:
+        return names(TARGET, len(self._loss_infos()))
+
+    def _targets(self) -> list[tuple[str, TensorType, int | None]]:
+        """(name, type, number of classes or None) of each target."""
+        evaluate = self._graphs["evaluate"]
+        return [
+            (name, evaluate.argument(name).type, info.get("num_classes"))
+            for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
+        ]
+
+    def _loss_infos(self) -> list[dict[str, Any]]:
+        """The info of each loss, one per output."""
+        return list(self.loss_info.get("losses", [self.loss_info]))
+
+    def _check_inputs(self, x: Any, minimum_rows: int = 1, prefix: str = "") -> Batch:
+        """The inputs by graph name, each checked, all of the same rows."""
+        arguments = self._user_inputs()
+        values = _per_argument(x, len(arguments), f"{prefix}x", "input")
+        batch: Batch = {}
+        rows = None
+        for argument, value in zip(arguments, values, strict=True):
+            array = check_array(prefix + argument.name, value, argument.type, rows=rows)
+            rows = check_rows(prefix + argument.name, array, minimum_rows) if rows is None else rows
+            batch[argument.name] = array
+        self._check_indices({name: (prefix + name, array) for name, array in batch.items()})
+        return batch
+
+    def _check_batch(self, x: Any, y: Any, prefix: str = "") -> Batch:
+        """Inputs and targets by graph name, each checked, all of the same rows."""
+        batch = self._check_inputs(x, prefix=prefix)
+        rows = next(iter(batch.values())).shape[0]
+        targets = self._target_arguments
+        values = _per_argument(y, len(targets), f"{prefix}y", "target")
+        for (name, type, num_classes), value in zip(targets, values, strict=True):
+            array = check_array(prefix + name, value, type, rows=rows)
+            if num_classes:
+                check_labels(prefix + name, array, num_classes)
+            batch[name] = array
+        self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
+        return batch
 
     def _check_indices(self, arrays: dict[str, tuple[str, np.ndarray]]) -> None:
         """Inputs that index embedding tables must name rows of them: native
@@ -313,6 +415,8 @@ class Program:
             "backend": self.backend,
             "lr": self.lr,
             "loss": self.loss_info,
+            "frozen": list(self.frozen),
+            "state_dict": self._state_layout.to_json(),
             "optimizer": (
                 {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
                 if self.optimizer
@@ -323,7 +427,9 @@ class Program:
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state
             meta["rng_step"] = self._rng_step
-            return Checkpoint(meta, texts, self._params.copies(), self._state.copies())
+            params = {name: self._params[name].copy() for name in self._param_names}
+            buffers = {name: self._params[name].copy() for name in self._buffer_names}
+            return Checkpoint(meta, texts, params, self._state.copies(), buffers)
 
     def _restore(self, state: Mapping[str, np.ndarray], rng: Any, rng_step: int = 0) -> None:
         """Set the optimizer state, (unless None) the shuffling RNG's state and
@@ -335,11 +441,11 @@ class Program:
                 self._rng.bit_generator.state = rng
             self._rng_step = rng_step
 
-    def _train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        lr = np.asarray(self.lr, self.dtype.numpy)
+    def _train_batch(self, batch: Batch) -> float:
+        # the step's inputs: the batch (this step's own dict) and the learning rate
+        batch[LEARNING_RATE] = np.asarray(self.lr, self.dtype.numpy)
         with self._lock:
-            inputs = {INPUT: x, TARGET: y, LEARNING_RATE: lr, **self._rng_inputs("train")}
-            loss = float(self._exec.run("train", inputs)[LOSS])
+            loss = float(self._exec.run("train", {**batch, **self._rng_inputs("train")})[LOSS])
             self._advance_rng("train")
             return loss
 
@@ -357,23 +463,54 @@ class Program:
         if graph in self._random:
             self._rng_step += 1
 
-    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def _evaluate(self, batch: Batch) -> dict[str, float]:
         with self._lock:  # every chunk sees the same parameters
-            return self._evaluate_chunks(x, y)
+            return self._evaluate_chunks(batch)
 
-    def _evaluate_chunks(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        total_loss, correct = 0.0, 0.0
-        rows = x.shape[0]
+    def _evaluate_chunks(self, batch: Batch) -> dict[str, float]:
+        infos = self._loss_infos()
+        losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
+        totals, correct = [0.0] * len(infos), [0.0] * len(infos)
+        rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
-            xs, ys = x[start : start + EVAL_CHUNK_ROWS], y[start : start + EVAL_CHUNK_ROWS]
-            out = self._exec.run("evaluate", {INPUT: xs, TARGET: ys, **self._rng_inputs("evaluate")})
-            weight = len(xs) if self.loss_info.get("reduction", "mean") == "mean" else 1
-            total_loss += float(out[LOSS]) * weight
-            correct += _correct(self.loss_info.get("name"), out[PREDICTION], ys)
-        metrics = {"loss": total_loss / rows if self.loss_info.get("reduction", "mean") == "mean" else total_loss}
-        if self.loss_info.get("classification"):
-            metrics["accuracy"] = correct / (rows * (y[0].size if y.ndim > 1 else 1))
-        return metrics
+            chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
+            out = self._exec.run("evaluate", {**chunk, **self._rng_inputs("evaluate")})
+            for i, info in enumerate(infos):
+                weight = len(chunk[targets[i]]) if _is_mean(info) else 1
+                totals[i] += float(out[losses[i]]) * weight
+                correct[i] += _correct(info.get("name"), out[outs[i]], chunk[targets[i]])
+        metrics = []
+        for total, hits, info, target in zip(totals, correct, infos, targets, strict=True):
+            metric = {"loss": total / rows if _is_mean(info) else total}
+            if info.get("classification"):
+                metric["accuracy"] = hits / (rows * (batch[target][0].size if batch[target].ndim > 1 else 1))
+            metrics.append(metric)
+        return metrics[0] if len(metrics) == 1 else _per_output(metrics, self.loss_info["weights"])
+
+
+def _is_mean(info: Mapping[str, Any]) -> bool:
+    return info.get("reduction", "mean") == "mean"
+
+
+def _per_output(metrics: list[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:
+    """The metrics of several outputs: the weighted total `loss`, then each
+    output's metrics numbered (`loss0`, `accuracy0`, `loss1`, ...)."""
+    result = {"loss": sum(w * m["loss"] for w, m in zip(weights, metrics, strict=True))}
+    for i, metric in enumerate(metrics):
+        result.update({f"{name}{i}": value for name, value in metric.items()})
+    return result
+
+
+def _per_argument(value: Any, count: int, what: str, kind: str) -> tuple[Any, ...]:
+    """`value` as one value per argument: itself for one, its items for several."""
+    if count == 1:
+        return (value,)
+    if not isinstance(value, tuple | list) or len(value) != count:
+        raise InputError(
+            f"this model takes {count} {kind}s: pass {what} as a tuple ({', '.join(names(what, count))}), "
+            f"got {type(value).__name__}" + (f" of {len(value)}" if isinstance(value, tuple | list) else "")
+        )
+    return tuple(value)
 
 
 def _learning_rate(value: Any, dtype: DType) -> float:

@@ -26,11 +26,22 @@ def _summary(obj: object) -> str:
 
 
 def _signature(fn: Callable, skip_self: bool) -> str:
+    """The parameters of `fn` as the user writes them: defaults, `*` before
+    keyword-only ones, no annotations."""
     params = list(inspect.signature(fn).parameters.values())
     if skip_self:
         params = params[1:]
-    text = ", ".join(str(p.replace(annotation=inspect.Parameter.empty, default=_plain(p.default))) for p in params)
+    plain = [p.replace(annotation=inspect.Parameter.empty, default=_plain(p.default)) for p in params]
+    text = str(inspect.Signature(plain))[1:-1]
     return text.replace("|", "\\|")
+
+
+def _constructor(cls: type) -> Callable | None:
+    """The `__init__` a layer defines (or inherits from a layer), if any."""
+    for base in cls.__mro__:
+        if "__init__" in base.__dict__:
+            return base.__init__ if base.__module__.startswith("ember.nn") and base.__name__ != "Module" else None
+    return None
 
 
 def _plain(default: object) -> object:
@@ -49,7 +60,8 @@ def _classes(module: object, names: Iterable[str], base: type) -> list[tuple[str
     for name in sorted(names):
         cls = getattr(module, name)
         if isinstance(cls, type) and issubclass(cls, base) and not inspect.isabstract(cls):
-            rows.append((f"`{name}({_signature(cls.__init__, skip_self=True)})`", _summary(cls)))
+            init = _constructor(cls)
+            rows.append((f"`{name}({_signature(init, skip_self=True) if init else ''})`", _summary(cls)))
     return rows
 
 

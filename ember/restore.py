@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,8 +26,9 @@ from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
+from .state_dict import INTEGER_DTYPES, StateLayout
 from .tensor import RNG_INPUTS
-from .trace import INPUT, LOSS, PREDICTION, TARGET
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET, names
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
@@ -35,7 +36,13 @@ SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr",
 RNG_STEP_SETTING = "rng_step"
 """The step counter of random numbers (dropout masks): optional, 0 when absent."""
 
+OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING)
+"""Settings a checkpoint may lack (written since params could be frozen,
+buffers exist and dropout draws random numbers): no frozen params, a state
+dict of every param and buffer, and random numbers from step 0."""
+
 DTYPES = ("float32", "float64")
+INTEGER_INPUTS = ("int64", "int32")
 PICKLED = "of a pickled Program"
 
 
@@ -52,6 +59,8 @@ class Settings:
     optimizer: Optimizer | None
     rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
     rng_step: int  # the step counter of random numbers (dropout masks)
+    frozen: tuple[str, ...]
+    state_layout: StateLayout | None  # None: the default layout
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -72,15 +81,19 @@ def program_from_bytes(data: bytes) -> Program:
 
 def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
-    predict, model = read_graphs(upgrade_texts(checkpoint.texts, checkpoint.meta["version"]), settings.dtype)
+    predict, model, evaluate = read_graphs(upgrade_texts(checkpoint.texts, checkpoint.meta["version"]), settings.dtype)
     check_training_settings(settings, model)
+    check_model_settings(settings, predict)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
     params = exact_arrays("parameter", checkpoint.params, {p.name: (p.type.shape, dtype) for p in predict.params})
+    buffers = exact_arrays("buffer", checkpoint.buffers, {b.name: (b.type.shape, dtype) for b in predict.buffers})
     try:
         prog = Program(
             predict_graph=predict,
             params=params,
+            buffers=buffers,
+            evaluate_graph=evaluate,
             dtype=settings.dtype,
             batch_size=settings.batch_size,
             seed=settings.seed,
@@ -89,6 +102,8 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             optimizer=settings.optimizer,
             loss_info=settings.loss,
             lr=settings.lr,
+            frozen=settings.frozen,
+            state_layout=settings.state_layout,
         )
     except EmberError as e:
         raise CheckpointError(f"cannot build the program it describes: {e}") from None
@@ -104,7 +119,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
 def read_settings(meta: dict[str, Any]) -> Settings:
     """Check each setting's type and range (not yet against the graphs)."""
     expected = SETTINGS if meta["version"] == 1 else (*SETTINGS, "rng")
-    _require_names("setting", [name for name in meta if name != RNG_STEP_SETTING], expected)
+    _require_names("setting", meta, [*expected, *(name for name in OPTIONAL_SETTINGS if name in meta)])
     _expect("dtype", meta["dtype"] in DTYPES, " or ".join(map(repr, DTYPES)), meta)
     _expect("batch_size", _is_int(meta["batch_size"]) and meta["batch_size"] >= 1, "an integer >= 1", meta)
     _expect("seed", _is_int(meta["seed"]) and meta["seed"] >= 0, "an integer >= 0", meta)
@@ -117,6 +132,11 @@ def read_settings(meta: dict[str, Any]) -> Settings:
     if RNG_STEP_SETTING in meta:
         step = meta[RNG_STEP_SETTING]
         _expect(RNG_STEP_SETTING, _is_int(step) and 0 <= step < 2**63, "an integer in [0, 2**63)", meta)
+    frozen = meta.get("frozen", [])
+    _expect("frozen", _is_name_list(frozen), "a list of distinct parameter names", meta)
+    layout = meta.get("state_dict")
+    if layout is not None:
+        _expect("state_dict", _is_state_layout(layout), "a list of distinct [name, null or integer dtype] pairs", meta)
     return Settings(
         dtype=DType[meta["dtype"]],
         batch_size=meta["batch_size"],
@@ -127,6 +147,8 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         optimizer=read_optimizer(meta["optimizer"]),
         rng=meta.get("rng"),
         rng_step=meta.get(RNG_STEP_SETTING, 0),
+        frozen=tuple(frozen),
+        state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
     )
 
 
@@ -193,6 +215,41 @@ def _is_pcg64_state(value: Any) -> bool:
     )
 
 
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)
+
+
+def _is_state_layout(value: Any) -> bool:
+    pairs = isinstance(value, list) and all(
+        isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and (v[1] is None or v[1] in INTEGER_DTYPES)
+        for v in value
+    )
+    return pairs and _is_name_list([name for name, _ in value])
+
+
+def check_model_settings(settings: Settings, predict: Graph) -> None:
+    """Frozen params and the state dict's entries against the graph: frozen
+    names are params; the state dict names params and buffers only, every
+    param among them, and only buffers may be integers."""
+    params, buffers = [p.name for p in predict.params], [b.name for b in predict.buffers]
+    unknown = [name for name in settings.frozen if name not in params]
+    if unknown:
+        raise CheckpointError(f"setting 'frozen' names {unknown[0]!r}, which is not a param of graph 'predict'")
+    if settings.state_layout is None:
+        return
+    names = settings.state_layout.names
+    for name, dtype in settings.state_layout.entries:
+        if name not in params and name not in buffers:
+            raise CheckpointError(
+                f"setting 'state_dict' names {name!r}, which is no param or buffer of graph 'predict'"
+            )
+        if dtype is not None and name in params:
+            raise CheckpointError(f"setting 'state_dict' gives param {name!r} an integer dtype {dtype}")
+    missing = [name for name in params if name not in names]
+    if missing:
+        raise CheckpointError(f"setting 'state_dict' must name every param; {missing[0]!r} is missing")
+
+
 def _is_key(value: Any, table: dict[str, Any]) -> bool:
     return isinstance(value, str) and value in table  # JSON lists and objects are not hashable
 
@@ -245,31 +302,71 @@ def upgrade_texts(texts: dict[str, str], version: int) -> dict[str, str]:
     return texts
 
 
-def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None]:
+def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | None, Graph | None]:
     """The `predict` graph and, for a training program, the `model` graph
-    (forward pass and loss), each checked; the forward pass of `model` must
-    be `predict`."""
-    unknown = [name for name in texts if name not in ("predict", "model")]
+    (forward pass and loss, traced in training mode) and the `evaluate`
+    graph (the same in eval mode; absent from older checkpoints, where
+    `model` serves), each checked. The forward pass of `evaluate` (or
+    `model`) must be `predict`, and all three must take the same params and
+    buffers; only `model` may update anything, and only buffers."""
+    unknown = [name for name in texts if name not in (PREDICT, MODEL, EVALUATE)]
     if unknown:
-        raise CheckpointError(f"unknown IR text {unknown[0]!r}; expected 'predict' (and 'model' for training)")
-    if "predict" not in texts:
+        raise CheckpointError(
+            f"unknown IR text {unknown[0]!r}; expected 'predict' (and 'model', 'evaluate' for training)"
+        )
+    if PREDICT not in texts:
         raise CheckpointError("IR text 'predict' is missing")
-    predict = _parse_graph("predict", texts["predict"])
-    _check_interface(predict, inputs=(INPUT,), outputs=(PREDICTION,), dtype=dtype)
-    if "model" not in texts:
-        return predict, None
-    model = _parse_graph("model", texts["model"])
-    _check_interface(model, inputs=(INPUT, TARGET), outputs=(LOSS, PREDICTION), dtype=dtype)
-    if model.outputs[LOSS].type.shape != () or model.outputs[LOSS].type.dtype != dtype:
-        raise CheckpointError(f"graph 'model' must output a scalar {dtype} loss, got {model.outputs[LOSS].type}")
-    implied, stored = print_graph(_forward(model)).splitlines(), print_graph(_forward(predict)).splitlines()
+    predict = _parse_graph(PREDICT, texts[PREDICT])
+    inputs = [a for a in predict.inputs if a.name not in RNG_INPUTS]
+    count = (len(inputs) or 1, len(predict.outputs) or 1)  # inputs and outputs
+    _check_interface(predict, names(INPUT, count[0]), names(PREDICTION, count[1]), dtype)
+    if MODEL not in texts:
+        if EVALUATE in texts:
+            raise CheckpointError("IR text 'evaluate' needs IR text 'model' (a training program has both)")
+        return predict, None, None
+    model = _read_loss_graph(MODEL, texts[MODEL], dtype, count)
+    evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype, count) if EVALUATE in texts else None
+    for graph in (model, evaluate or model):
+        _check_same_model(graph, predict)
+    _check_forward(evaluate or model, predict)
+    return predict, model, evaluate
+
+
+def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int]) -> Graph:
+    """A loss graph of `count` = (inputs, outputs): a target per output, the
+    total loss and (for several outputs) each output's loss."""
+    graph = _parse_graph(name, text)
+    inputs, outputs = count
+    losses = [LOSS, *(names(LOSS, outputs) if outputs > 1 else [])]
+    expected_outputs = [*losses, *names(PREDICTION, outputs)]
+    _check_interface(graph, [*names(INPUT, inputs), *names(TARGET, outputs)], expected_outputs, dtype)
+    if graph.outputs[LOSS].type.shape != () or graph.outputs[LOSS].type.dtype != dtype:
+        raise CheckpointError(f"graph {name!r} must output a scalar {dtype} loss, got {graph.outputs[LOSS].type}")
+    return graph
+
+
+def _check_same_model(graph: Graph, predict: Graph) -> None:
+    """`graph` takes exactly the params and buffers of `predict`."""
+    want = [f"{a.role} %{a.name}: {a.type}" for a in [*predict.params, *predict.buffers]]
+    got = [f"{a.role} %{a.name}: {a.type}" for a in [*graph.params, *graph.buffers]]
+    if want != got:
+        first = next(i for i, (w, g) in enumerate(itertools.zip_longest(want, got, fillvalue="(nothing)")) if w != g)
+        shown = got[first] if first < len(got) else "(nothing)"
+        raise CheckpointError(
+            f"graph {graph.name!r} must take the params and buffers of graph 'predict': "
+            f"argument {first + 1} of them is {shown!r}, expected {([*want, '(nothing)'])[first]!r}"
+        )
+
+
+def _check_forward(graph: Graph, predict: Graph) -> None:
+    """`predict` computes the forward pass of `graph`, line for line."""
+    implied, stored = print_graph(_forward(graph)).splitlines(), print_graph(_forward(predict)).splitlines()
     for number, (want, got) in enumerate(itertools.zip_longest(implied, stored, fillvalue="(nothing)"), 1):
         if want != got:
             raise CheckpointError(
-                "graph 'predict' does not compute the forward pass of graph 'model': "
+                f"graph 'predict' does not compute the forward pass of graph {graph.name!r}: "
                 f"line {number} of that forward pass is {want.strip()!r}, got {got.strip()!r}"
             )
-    return predict, model
 
 
 def _parse_graph(name: str, text: str) -> Graph:
@@ -282,35 +379,51 @@ def _parse_graph(name: str, text: str) -> Graph:
     return graph
 
 
-def _check_interface(graph: Graph, inputs: tuple[str, ...], outputs: tuple[str, ...], dtype: DType) -> None:
+def _check_interface(graph: Graph, inputs: Sequence[str], outputs: Sequence[str], dtype: DType) -> None:
     """The arguments and outputs ember traces: inputs and outputs by name,
-    params of fixed shape, no optimizer state, no updates; `x` is
-    `dtype[B, ...]` and every param is `dtype`."""
+    params and buffers of fixed shape, no optimizer state, no updates but
+    of buffers in graph `model`; `x` is `dtype[B, ...]` and every param and
+    buffer is `dtype`."""
     where = f"graph {graph.name!r}"
-    got_inputs = tuple(a.name for a in graph.inputs if a.name not in RNG_INPUTS)
+    got_inputs = [a.name for a in graph.inputs if a.name not in RNG_INPUTS]
     for a in graph.inputs:
         if a.name in RNG_INPUTS and a.type != TensorType(DType.int64, ()):
             raise CheckpointError(f"{where}: input {a.name} (of random numbers) must be i64[], got {a.type}")
-    if got_inputs != inputs:
+    if got_inputs != list(inputs):
         raise CheckpointError(f"{where} must have inputs {', '.join(inputs)}, got {', '.join(got_inputs) or 'none'}")
     if sorted(graph.outputs) != sorted(outputs):
         raise CheckpointError(f"{where} must have outputs {', '.join(outputs)}, got {', '.join(graph.outputs)}")
-    if graph.state or graph.updates:
-        raise CheckpointError(f"{where} must have no optimizer state and no updates (the optimizer adds them)")
-    x = graph.inputs[0].type
-    if x.dtype != dtype or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
-        raise CheckpointError(f"{where}: input {INPUT} must be {dtype}[{BATCH},...] with fixed sizes after {BATCH}")
-    for p in graph.params:
+    if graph.state:
+        raise CheckpointError(f"{where} must have no optimizer state (the optimizer adds it)")
+    buffers = {b.name for b in graph.buffers} if graph.name == MODEL else set()
+    for target in graph.updates:
+        if target not in buffers:
+            raise CheckpointError(
+                f"{where} must not update %{target}: only graph 'model' updates, and only buffers "
+                "(the optimizer adds the other updates)"
+            )
+    for argument in graph.inputs:
+        x = argument.type
+        if argument.name.startswith(TARGET) or argument.name in RNG_INPUTS:
+            continue  # the loss fixes the targets' types (check_training_settings); random numbers' checked above
+        dtype_ok = x.dtype == dtype or x.dtype.name in INTEGER_INPUTS
+        if not dtype_ok or not x.shape or x.shape[0] != BATCH or not x.with_shape(x.shape[1:]).is_static:
+            raise CheckpointError(
+                f"{where}: input {argument.name} must be {dtype}[{BATCH},...] (or int64, int32) "
+                f"with fixed sizes after {BATCH}"
+            )
+    for p in [*graph.params, *graph.buffers]:
         if p.type.dtype != dtype or not p.type.is_static:
-            raise CheckpointError(f"{where}: param {p.name} must be {dtype} of a fixed shape, got {p.type}")
+            raise CheckpointError(f"{where}: {p.role} {p.name} must be {dtype} of a fixed shape, got {p.type}")
 
 
 def _forward(graph: Graph) -> Graph:
-    """The forward pass in `graph`: what computes `out` from `x` and the
-    params, under the name `predict`."""
-    forward, _ = graph.clone("predict")
-    forward.inputs = [a for a in forward.inputs if a.name != TARGET]
-    forward.outputs = {PREDICTION: forward.outputs[PREDICTION]}
+    """The forward pass in `graph`: what computes the outputs (`out`, or
+    `out0`, ...) from the inputs and the params, under the name `predict`."""
+    forward, _ = graph.clone(PREDICT)
+    forward.inputs = [a for a in forward.inputs if a.name.startswith(INPUT) or a.name in RNG_INPUTS]
+    forward.outputs = {k: v for k, v in forward.outputs.items() if k.startswith(PREDICTION)}
+    forward.updates = {}
     return dce(forward)
 
 
@@ -329,27 +442,47 @@ def check_training_settings(settings: Settings, model: Graph | None) -> None:
         raise CheckpointError(
             "setting 'optimizer' must name an optimizer for a training program (with a 'model' graph)"
         )
-    expected = expected_loss_info(settings.loss.get("name"), model)
+    outputs = len([k for k in model.outputs if k.startswith(PREDICTION)])
+    expected = _expected_losses(settings.loss, model, outputs)
     # JSON text compares types as well as values: true is not 1, 10.0 is not 10
     if json.dumps(settings.loss, sort_keys=True) != json.dumps(expected, sort_keys=True):
         raise CheckpointError(f"setting 'loss' must be {expected!r} for graph 'model', got {settings.loss!r}")
 
 
-def expected_loss_info(name: Any, model: Graph) -> dict[str, Any]:
-    """The loss info `ember.compile` records for loss `name` ending `model`."""
+def _expected_losses(given: dict[str, Any], model: Graph, outputs: int) -> dict[str, Any]:
+    """The loss info `ember.compile` records for `model`: one loss's, or for
+    several outputs `{"losses": [one per output], "weights": [...]}`."""
+    if outputs == 1:
+        return expected_loss_info(given.get("name"), model)
+    losses, weights = given.get("losses"), given.get("weights")
+    if not (isinstance(losses, list) and len(losses) == outputs and all(isinstance(i, dict) for i in losses)):
+        raise CheckpointError(f"setting 'loss' must hold 'losses': a list of {outputs} objects, got {given!r}")
+    if not (isinstance(weights, list) and len(weights) == outputs and all(_is_real(w) for w in weights)):
+        raise CheckpointError(f"setting 'loss' must hold 'weights': a list of {outputs} finite numbers, got {given!r}")
+    infos = [expected_loss_info(info.get("name"), model, i) for i, info in enumerate(losses)]
+    return {"losses": infos, "weights": [float(w) for w in weights]}
+
+
+def expected_loss_info(name: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
+    """The loss info `ember.compile` records for loss `name` ending `model`
+    (for output `index` of several)."""
     if not _is_key(name, LOSSES):
         raise CheckpointError(f"setting 'loss' must name one of {', '.join(LOSSES)}, got name {name!r}")
+    suffix = "" if index is None else str(index)
+    loss_value, out_name, target_name = LOSS + suffix, PREDICTION + suffix, TARGET + suffix
     loss = LOSSES[name]()
-    reduction = model.outputs[LOSS].node.op.name if model.outputs[LOSS].node else None
+    reduction = model.outputs[loss_value].node.op.name if model.outputs[loss_value].node else None
     if reduction not in REDUCTIONS:
-        raise CheckpointError(f"graph 'model' must reduce its loss with {' or '.join(REDUCTIONS)}, got {reduction}")
-    out, target = model.outputs[PREDICTION].type, model.argument(TARGET).type
+        raise CheckpointError(
+            f"graph 'model' must reduce its {loss_value} with {' or '.join(REDUCTIONS)}, got {reduction}"
+        )
+    out, target = model.outputs[out_name].type, model.argument(target_name).type
     try:
         expected_target = loss.target_type(out)
     except EmberError as e:
         raise CheckpointError(f"graph 'model' does not fit loss {name}: {e}") from None
     if target != expected_target:
-        raise CheckpointError(f"graph 'model': {name} needs target {TARGET}: {expected_target}, got {target}")
+        raise CheckpointError(f"graph 'model': {name} needs target {target_name}: {expected_target}, got {target}")
     info: dict[str, Any] = {"name": name, "reduction": reduction, "classification": loss.classification}
     if isinstance(loss, CrossEntropyLoss):
         info["num_classes"] = out.shape[1]

@@ -13,42 +13,71 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .ir import Builder, DType, EmberError, Graph, TensorType, Value
 
 if TYPE_CHECKING:
-    from .nn.module import Parameter
+    from .constants import ConstantPool
+    from .nn.module import Buffer, Parameter
 
 _EMBER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class Trace:
-    """The graph being built and the Value that stands for each Parameter."""
+    """The graph being built, whether `forward` runs in training mode, the
+    Value that stands for each Parameter and Buffer, and the new values
+    assigned to buffers (applied as the graph's updates)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        training: bool = False,
+        probe: frozenset[str] = frozenset(),
+        constants: ConstantPool | None = None,
+    ) -> None:
         self.graph = graph
+        self.constants = constants  # where NumPy arrays used in forward become constants
+        self.training = training
+        self.probe = probe  # placeholder sizes of inputs whose types are being inferred
         self.builder = Builder(graph)
         self.params: dict[int, Value] = {}
+        self.buffer_updates: dict[str, Value] = {}
+        self.module_names: dict[int, str] = {}  # id(module) -> qualified name, for errors
 
-    def bind(self, param: Parameter, value: Value) -> None:
+    def bind(self, param: Parameter | Buffer, value: Value) -> None:
         self.params[id(param)] = value
 
-    def value_of(self, param: Parameter) -> Value:
+    def value_of(self, param: Parameter | Buffer) -> Value:
         try:
             return self.params[id(param)]
         except KeyError:
             raise EmberError(
-                "forward() used a Parameter that is not an attribute of the model "
-                "(assign it to a Module attribute so it gets a name)"
+                f"forward() used a {type(param).__name__} that is not an attribute of the model "
+                f"(assign it to a Module attribute so it gets a name) (at {user_location()})"
             ) from None
 
 
 _ACTIVE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("ember_trace", default=None)
 
 
+class InputNeeds(Exception):
+    """Control flow of the probe trace, never seen by users: raised by the first layer called with a tensor of a
+    placeholder size: `spec` is (shape per example, dtype name or None for
+    the program's float dtype) that layer needs."""
+
+    def __init__(self, spec: tuple[tuple[int, ...], str | None], placeholder: str) -> None:
+        super().__init__(spec, placeholder)
+        self.spec = spec
+        self.placeholder = placeholder  # which input's placeholder size the layer met
+
+
 @contextmanager
-def tracing(graph: Graph) -> Iterator[Trace]:
+def tracing(
+    graph: Graph, training: bool = False, probe: frozenset[str] = frozenset(), constants: ConstantPool | None = None
+) -> Iterator[Trace]:
     """Make `graph` the target of tensor operations inside the block."""
-    trace = Trace(graph)
+    trace = Trace(graph, training, probe, constants)
     token = _ACTIVE.set(trace)
     try:
         yield trace
@@ -56,11 +85,43 @@ def tracing(graph: Graph) -> Iterator[Trace]:
         _ACTIVE.reset(token)
 
 
+def record_buffer_update(buffer: Buffer, value: TensorOps, label: str) -> None:
+    """`value` becomes `buffer`'s value after a step traced in training mode
+    (ignored in eval mode). `label` names the attribute in errors."""
+    trace = active_trace()
+    if not trace.training:
+        return
+    target = trace.value_of(buffer)
+    new = value._value()
+    if new.type != target.type:
+        raise EmberError(
+            f"buffer {label} ({target.name}) is {target.type}; the value assigned to it is {new.type} "
+            f"(at {user_location()})"
+        )
+    trace.buffer_updates[target.name] = new  # type: ignore[index]
+
+
+def current_trace() -> Trace | None:
+    """The trace being built, or None outside tracing."""
+    return _ACTIVE.get()
+
+
 def active_trace() -> Trace:
     trace = _ACTIVE.get()
     if trace is None:
         raise EmberError("tensor operations run only while ember traces a model (inside ember.compile)")
     return trace
+
+
+def user_line() -> str:
+    """`file:line` of the innermost caller outside ember itself (the file
+    relative to the working directory when it is below it)."""
+    for frame in reversed(traceback.extract_stack()):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(_EMBER_DIR):
+            relative = os.path.relpath(path)
+            return f"{path if relative.startswith('..') else relative}:{frame.lineno}"
+    return "ember"
 
 
 def user_location() -> str:
@@ -108,6 +169,14 @@ def as_value(x: Any) -> Value | float | int | bool:
         return x._value()
     if isinstance(x, bool | int | float):
         return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        return x.item()
+    trace = active_trace()
+    if isinstance(x, np.ndarray) and trace.constants is not None:
+        try:
+            return trace.constants.value(x, trace.graph)
+        except EmberError as e:
+            raise type(e)(f"{e} (at {user_location()})") from None
     raise EmberError(
         f"cannot use a {type(x).__name__} in a traced model; use Tensors, Parameters or Python numbers "
         f"(at {user_location()})"
@@ -116,6 +185,8 @@ def as_value(x: Any) -> Value | float | int | bool:
 
 class TensorOps:
     """Operators shared by `Tensor` and `nn.Parameter`."""
+
+    __array_ufunc__ = None  # `array + tensor` calls Tensor.__radd__, not NumPy's elementwise loop
 
     def _value(self) -> Value:
         raise EmberError(f"{type(self).__name__} is not a tensor")

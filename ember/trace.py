@@ -1,11 +1,17 @@
-"""Tracing: run a model's `forward` on symbolic tensors to get graph IR."""
+"""Tracing: run a model's `forward` on symbolic tensors to get graph IR.
+
+`forward` is traced once per mode: the inference graph `predict` and the
+loss graph `evaluate` in eval mode, the loss graph `model` (which training
+differentiates) in training mode. Buffers assigned in a training-mode
+forward become the graph's updates."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
-from .nn.layers import Linear
 from .nn.losses import Loss
 from .nn.module import Module
 from .tensor import Tensor, TensorOps, tracing
@@ -14,63 +20,136 @@ INPUT = "x"
 TARGET = "y"
 PREDICTION = "out"
 LOSS = "loss"
+PREDICT = "predict"
+MODEL = "model"
+EVALUATE = "evaluate"
 
 
-def infer_input_shape(model: Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
-    """The per-example input shape: `input_shape` if given, else the
-    `in_features` of the model's first Linear layer."""
-    if input_shape is not None:
-        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-        if not all(isinstance(d, int) and d >= 1 for d in shape):
-            raise ConfigError(f"input_shape must be positive integers, got {input_shape!r}")
-        return shape
-    for m in model.modules():
-        if isinstance(m, Linear):
-            return (m.in_features,)
-    raise ConfigError("cannot tell the model's input size: it has no Linear layer; pass input_shape=(features,)")
+@contextmanager
+def model_mode(model: Module, training: bool) -> Iterator[None]:
+    """Run the block with every module of `model` in training mode (or eval
+    mode), then give each module back the mode it had."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
 
 
-def _begin(name: str, model: Module, input_type: TensorType) -> tuple[Graph, list]:
+def names(base: str, count: int) -> list[str]:
+    """Graph names of `count` inputs, outputs or targets: `x` for one,
+    `x0`, `x1`, ... for several."""
+    return [base] if count == 1 else [f"{base}{i}" for i in range(count)]
+
+
+def _begin(name: str, model: Module, input_types: Sequence[TensorType]) -> Graph:
     if not isinstance(model, Module):
         raise ConfigError(f"expected an ember.nn.Module to compile, got {type(model).__name__}")
     graph = Graph(name)
-    graph.add_argument(INPUT, input_type)
-    return graph, list(model.named_parameters())
-
-
-def _add_params(graph: Graph, trace, named: list, dtype: DType) -> None:
-    for param_name, p in named:
-        trace.bind(p, graph.add_argument(param_name, TensorType(dtype, p.param_shape), "param"))
-
-
-def _traced_output(model: Module, x: Tensor) -> Tensor:
-    out = model(x)
-    if not isinstance(out, TensorOps):
-        raise EmberError(f"{type(model).__name__}.forward must return a tensor, got {type(out).__name__}")
-    return Tensor(out._value())
-
-
-def trace_model(model: Module, input_shape: Sequence[int], dtype: DType) -> Graph:
-    """The inference graph `predict`: input `x: dtype[B, *input_shape]`, output `out`."""
-    graph, named = _begin("predict", model, TensorType(dtype, (BATCH, *input_shape)))
-    with tracing(graph) as trace:
-        _add_params(graph, trace, named, dtype)
-        graph.outputs[PREDICTION] = _traced_output(model, Tensor(graph.inputs[0])).value
+    for input_name, input_type in zip(names(INPUT, len(input_types)), input_types, strict=True):
+        graph.add_argument(input_name, input_type)
     return graph
 
 
-def trace_loss(model: Module, loss: Loss, input_shape: Sequence[int], dtype: DType) -> Graph:
-    """The graph `model`: inputs `x` and target `y`; outputs `loss` and `out`."""
-    if not isinstance(loss, Loss):
-        raise ConfigError(f"loss must be an ember.nn loss such as nn.MSELoss(), got {type(loss).__name__}")
-    graph, named = _begin("model", model, TensorType(dtype, (BATCH, *input_shape)))
-    with tracing(graph) as trace:
-        _add_params(graph, trace, named, dtype)
-        out = _traced_output(model, Tensor(graph.inputs[0]))
-        y = graph.add_argument(TARGET, loss.target_type(out.value.type))
-        value = loss(out, Tensor(y)).value
-        if value.type.rank != 0:
-            raise ShapeError(f"{type(loss).__name__} must produce a scalar, got {value.type}")
-        graph.outputs[LOSS] = value
-        graph.outputs[PREDICTION] = out.value
+def add_model_arguments(graph: Graph, trace, model: Module, dtype: DType) -> None:
+    """The model's params, then its buffers, as graph arguments (all in
+    `dtype`); the trace learns each module's qualified name, for errors."""
+    trace.module_names.update((id(m), name) for name, m in model.named_modules())
+    for name, p in model.named_parameters():
+        trace.bind(p, graph.add_argument(name, TensorType(dtype, p.param_shape), "param"))
+    for name, b in model.named_buffers():
+        trace.bind(b, graph.add_argument(name, TensorType(dtype, b.shape), "buffer"))
+
+
+def _traced_outputs(model: Module, graph: Graph) -> list[Tensor]:
+    """The tensors forward returns: one, or a tuple of several."""
+    out = model(*(Tensor(x) for x in graph.inputs))
+    outs = list(out) if isinstance(out, tuple) else [out]
+    for i, o in enumerate(outs):
+        if not isinstance(o, TensorOps):
+            what = type(out).__name__ if not isinstance(out, tuple) else f"a tuple holding a {type(o).__name__} at {i}"
+            raise EmberError(f"{type(model).__name__}.forward must return a tensor or a tuple of tensors, got {what}")
+    if not outs:
+        raise EmberError(f"{type(model).__name__}.forward must return a tensor or a tuple of tensors, got ()")
+    return [Tensor(o._value()) for o in outs]
+
+
+def _inputs(input_shape: Sequence[int] | TensorType | Sequence[TensorType], dtype: DType) -> list[TensorType]:
+    """The inputs' types: given, or one `dtype[B, *input_shape]`."""
+    if isinstance(input_shape, TensorType):
+        return [input_shape]
+    if all(isinstance(t, TensorType) for t in input_shape) and input_shape:
+        return list(input_shape)  # type: ignore[arg-type]
+    return [TensorType(dtype, (BATCH, *input_shape))]  # type: ignore[misc]
+
+
+def trace_model(
+    model: Module, input_shape: Sequence[int] | TensorType, dtype: DType, constants: ConstantPool | None = None
+) -> Graph:
+    """The inference graph `predict`, traced in eval mode: input
+    `x: dtype[B, *input_shape]` (or of the type given), output `out`.
+    NumPy arrays in forward become constants of `constants` (default: a
+    pool of this graph's own)."""
+    graph = _begin(PREDICT, model, _inputs(input_shape, dtype))
+    constants = constants or ConstantPool(dtype)
+    with model_mode(model, False), tracing(graph, constants=constants) as trace:
+        add_model_arguments(graph, trace, model, dtype)
+        outs = _traced_outputs(model, graph)
+        graph.outputs.update(zip(names(PREDICTION, len(outs)), (o.value for o in outs), strict=True))
+    constants.complete(graph)
     return graph
+
+
+def trace_loss(
+    model: Module,
+    loss: Loss | Sequence[Loss],
+    input_shape: Sequence[int] | TensorType | Sequence[TensorType],
+    dtype: DType,
+    training: bool = True,
+    constants: ConstantPool | None = None,
+    loss_weights: Sequence[float] | None = None,
+) -> Graph:
+    """The loss graph: the inputs and a target per output (`y`, or `y0`,
+    `y1`, ... for several outputs, each with its own loss); outputs `loss`
+    (the weighted sum of the losses, each also output as `loss0`, ... when
+    there are several) and the model's outputs. In training mode it is the
+    graph `model` (with the buffers' updates), in eval mode `evaluate`."""
+    losses = list(loss) if isinstance(loss, list | tuple) else [loss]
+    for item in losses:
+        if not isinstance(item, Loss):
+            raise ConfigError(f"loss must be an ember.nn loss such as nn.MSELoss(), got {type(item).__name__}")
+    weights = [1.0] * len(losses) if loss_weights is None else [float(w) for w in loss_weights]
+    graph = _begin(MODEL if training else EVALUATE, model, _inputs(input_shape, dtype))
+    constants = constants or ConstantPool(dtype)
+    with model_mode(model, training), tracing(graph, training, constants=constants) as trace:
+        add_model_arguments(graph, trace, model, dtype)
+        outs = _traced_outputs(model, graph)
+        if len(outs) != len(losses):
+            raise ConfigError(
+                f"{type(model).__name__}.forward returns {len(outs)} output(s) but {len(losses)} loss(es) were "
+                "given; pass loss=[one loss per output]"
+            )
+        values = [
+            _traced_loss(graph, item, out, target)
+            for item, out, target in zip(losses, outs, names(TARGET, len(outs)), strict=True)
+        ]
+        total = values[0] * weights[0] if weights[0] != 1.0 else values[0]
+        for value, weight in zip(values[1:], weights[1:], strict=True):
+            total = total + (value * weight if weight != 1.0 else value)
+        graph.outputs[LOSS] = total.value
+        if len(values) > 1:
+            graph.outputs.update(zip(names(LOSS, len(values)), (v.value for v in values), strict=True))
+        graph.outputs.update(zip(names(PREDICTION, len(outs)), (o.value for o in outs), strict=True))
+        graph.updates.update(trace.buffer_updates)
+    constants.complete(graph)
+    return graph
+
+
+def _traced_loss(graph: Graph, loss: Loss, out: Tensor, target: str) -> Tensor:
+    y = graph.add_argument(target, loss.target_type(out.value.type))
+    value = loss(out, Tensor(y))
+    if value.value.type.rank != 0:
+        raise ShapeError(f"{type(loss).__name__} must produce a scalar, got {value.value.type}")
+    return value

@@ -15,7 +15,7 @@ from .errors import (
     ShapeError,
     VerifyError,
 )
-from .graph import Graph, Node, Value
+from .graph import ROLES, Graph, Node, Value
 from .interpreter import RunResult, interpret
 from .opdef import Attr, OpDef
 from .ops import OPS, get_op
@@ -28,6 +28,7 @@ from .views import to_dot, to_networkx
 __all__ = [
     "BATCH",
     "OPS",
+    "ROLES",
     "Attr",
     "Builder",
     "CheckpointError",

@@ -1,9 +1,11 @@
 """The graph IR: a flat SSA list of nodes over typed tensor values.
 
-A `Graph` has named arguments in three roles (runtime `inputs`, model
-`params`, optimizer `state`), a list of `nodes` in execution order, named
-`outputs`, and `updates`: the new value of a param or state argument after
-one run (applied in place by the backends). Each node has one result.
+A `Graph` has named arguments in four roles (runtime `inputs`, model
+`params`, model `buffers` such as BatchNorm's running statistics, optimizer
+`state`), a list of `nodes` in execution order, named `outputs`, and
+`updates`: the new value of a param, buffer or state argument after one run
+(applied in place by the backends). Buffers are never differentiated nor
+given optimizer state. Each node has one result.
 Intermediate values carry no names; the printer numbers them.
 """
 
@@ -19,7 +21,9 @@ from .types import TensorType
 if TYPE_CHECKING:
     from .opdef import OpDef
 
-ROLES = ("input", "param", "state")
+ROLES = ("input", "param", "buffer", "state")
+UPDATABLE_ROLES = ("param", "buffer", "state")
+"""The roles of arguments an update may target."""
 
 
 class Value:
@@ -64,6 +68,7 @@ class Graph:
         self.name = name
         self.inputs: list[Value] = []
         self.params: list[Value] = []
+        self.buffers: list[Value] = []
         self.state: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: dict[str, Value] = {}
@@ -72,18 +77,18 @@ class Graph:
     # -- arguments -----------------------------------------------------
     @property
     def arguments(self) -> list[Value]:
-        """All arguments: inputs, then params, then state."""
-        return [*self.inputs, *self.params, *self.state]
+        """All arguments: inputs, then params, then buffers, then state."""
+        return [*self.inputs, *self.params, *self.buffers, *self.state]
 
     def add_argument(self, name: str, type: TensorType, role: str = "input") -> Value:
-        """Declare a named argument in one of the roles `input`, `param`, `state`."""
+        """Declare a named argument in one of the roles `input`, `param`, `buffer`, `state`."""
         if role not in ROLES:
             raise IRError(f"unknown argument role {role!r}; expected one of {ROLES}")
         check_name(name)
         if any(a.name == name for a in self.arguments):
             raise IRError(f"graph {self.name} already has an argument named %{name}")
         value = Value(type, name=name, role=role)
-        {"input": self.inputs, "param": self.params, "state": self.state}[role].append(value)
+        {"input": self.inputs, "param": self.params, "buffer": self.buffers, "state": self.state}[role].append(value)
         return value
 
     def bound_symbols(self) -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from .builder import Builder
 from .dtypes import DType
 from .errors import EmberError, ParseError
-from .graph import ROLES, Graph, Value
+from .graph import ROLES, UPDATABLE_ROLES, Graph, Value
 from .ops import get_op
 from .types import Dim, TensorType
 
@@ -235,10 +235,10 @@ class _GraphParser:
 
     def update(self, line: _Line) -> None:
         line.next("word", "'update'")
-        target_token = line.next("ref", "a param or state name like %0.weight")
+        target_token = line.next("ref", "a param, buffer or state name like %0.weight")
         target = self.values.get(target_token.text[1:])
-        if target is None or target.role not in ("param", "state"):
-            raise line.error(f"{target_token.text} is not a param or state argument", target_token.column)
+        if target is None or target.role not in UPDATABLE_ROLES:
+            raise line.error(f"{target_token.text} is not a param, buffer or state argument", target_token.column)
         if target.name in self.graph.updates:
             raise line.error(f"{target_token.text} is updated twice", target_token.column)
         line.next("punct", "'='", "=")

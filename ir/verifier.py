@@ -9,7 +9,7 @@ failing line."""
 from __future__ import annotations
 
 from .errors import EmberError, IRError, VerifyError
-from .graph import Graph, Node, check_name, check_symbols
+from .graph import UPDATABLE_ROLES, Graph, Node, check_name, check_symbols
 from .ops import OPS
 from .printer import format_attr, graph_lines
 
@@ -38,10 +38,10 @@ def verify(graph: Graph) -> Graph:
             _fail(graph, f"output {name!r}: {e}", tail_index=index)
         if value not in defined:
             _fail(graph, f"output {name} refers to a value that is not in the graph", tail_index=index)
-    targets = {a.name: a for a in [*graph.params, *graph.state]}
+    targets = {a.name: a for a in graph.arguments if a.role in UPDATABLE_ROLES}
     for index, (name, value) in enumerate(graph.updates.items(), start=len(graph.outputs)):
         if name not in targets:
-            _fail(graph, f"update of %{name}: the graph has no param or state with that name", tail_index=index)
+            _fail(graph, f"update of %{name}: the graph has no param, buffer or state with that name", tail_index=index)
         if value not in defined:
             _fail(graph, f"update of %{name} refers to a value that is not in the graph", tail_index=index)
         if value.type != targets[name].type:

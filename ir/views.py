@@ -31,7 +31,7 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
     return g
 
 
-_SHAPES = {"input": "invhouse", "param": "box", "state": "box3d", "output": "house", "update": "house"}
+_SHAPES = {"input": "invhouse", "param": "box", "buffer": "box", "state": "box3d", "output": "house", "update": "house"}
 
 
 def to_dot(graph: Graph) -> str:

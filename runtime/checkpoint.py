@@ -1,5 +1,5 @@
 """Checkpoints: one `.npz` file holding a Program's IR text, parameters,
-optimizer state and settings (JSON). No pickle is written or read.
+buffers, optimizer state and settings (JSON). No pickle is written or read.
 
 A save never leaves half a checkpoint behind. It writes a temporary file
 beside the target (through symlinks: the file a symlink points to is the
@@ -20,7 +20,7 @@ import re
 import secrets
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,7 @@ class Checkpoint:
     texts: dict[str, str]
     params: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # none before buffers existed
 
 
 # -- paths -------------------------------------------------------------------
@@ -128,6 +129,7 @@ def _entries(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     entries.update({f"ir/{k}": np.array(v) for k, v in checkpoint.texts.items()})
     entries.update({f"param/{k}": v for k, v in checkpoint.params.items()})
     entries.update({f"state/{k}": v for k, v in checkpoint.state.items()})
+    entries.update({f"buffer/{k}": v for k, v in checkpoint.buffers.items()})
     return entries
 
 
@@ -250,7 +252,7 @@ def _read(file: IO[bytes], source: str) -> Checkpoint:
     if type(version) is not int or version not in READABLE_VERSIONS:
         readable = " and ".join(map(str, READABLE_VERSIONS))
         raise CheckpointError(f"{source} has checkpoint version {version!r}; this ember reads versions {readable}")
-    sections: dict[str, dict] = {"ir": {}, "param": {}, "state": {}}
+    sections: dict[str, dict] = {"ir": {}, "param": {}, "state": {}, "buffer": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section not in sections or not name:
@@ -258,4 +260,4 @@ def _read(file: IO[bytes], source: str) -> Checkpoint:
         if section == "ir" and (value.dtype.kind != "U" or value.ndim != 0):
             raise CheckpointError(f"{source}: entry {key!r} must be IR text, got a {value.dtype} array")
         sections[section][name] = str(value) if section == "ir" else value
-    return Checkpoint(meta, sections["ir"], sections["param"], sections["state"])
+    return Checkpoint(meta, sections["ir"], sections["param"], sections["state"], sections["buffer"])

@@ -210,7 +210,8 @@ class GraphFunction:
 
     def __init__(self, graph: Graph, target: Target | None = None) -> None:
         self.graph = graph
-        self.params = Arena({p.name: p.type.shape for p in graph.params}, _arena_dtype(graph.params, "params"))
+        model = [*graph.params, *graph.buffers]
+        self.params = Arena({p.name: p.type.shape for p in model}, _arena_dtype(model, "params and buffers"))
         self.state = Arena({s.name: s.type.shape for s in graph.state}, _arena_dtype(graph.state, "state"))
         self.log = PassLog()
         build = build_native(

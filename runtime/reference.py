@@ -15,7 +15,8 @@ from .arena import Arena
 
 
 class ReferenceExecutable:
-    """Runs graphs by name against the parameter and state arenas."""
+    """Runs graphs by name against the model arena (params and buffers) and
+    the optimizer state arena."""
 
     name = "reference"
 
@@ -30,7 +31,7 @@ class ReferenceExecutable:
         graph has run; return its outputs."""
         g = self.graphs[graph]
         arguments = dict(inputs)
-        arguments.update({p.name: self.params[p.name] for p in g.params})
+        arguments.update({p.name: self.params[p.name] for p in [*g.params, *g.buffers]})
         arguments.update({s.name: self.state[s.name] for s in g.state})
         result = interpret(g, arguments)
         for name, value in result.updates.items():

@@ -35,21 +35,25 @@ def minibatches(rows: int, options: FitOptions, rng: np.random.Generator) -> lis
     return [order[i : i + options.batch_size] for i in range(0, stop, options.batch_size)]
 
 
+Arrays = dict[str, np.ndarray]
+"""A data set: arrays of the same number of rows, by argument name."""
+
+
 def fit_loop(
-    train_batch: Callable[[np.ndarray, np.ndarray], float],
-    evaluate: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None,
-    x: np.ndarray,
-    y: np.ndarray,
-    validation: tuple[np.ndarray, np.ndarray] | None,
+    train_batch: Callable[[Arrays], float],
+    evaluate: Callable[[Arrays], dict[str, float]] | None,
+    data: Arrays,
+    validation: Arrays | None,
     options: FitOptions,
     rng: np.random.Generator,
 ) -> dict[str, list[float]]:
-    """Train for `options.epochs` epochs; return the history: `loss` (mean
-    training loss per epoch, weighted by batch rows), `seconds` (training
-    time per epoch) and, with validation data, `val_loss` (and
-    `val_accuracy` for classification losses)."""
+    """Train for `options.epochs` epochs on minibatches of the rows of
+    `data` (inputs and targets); return the history: `loss` (mean training
+    loss per epoch, weighted by batch rows), `seconds` (training time per
+    epoch) and, with validation data, `val_loss` (and `val_accuracy` for
+    classification losses, and per-output metrics for several outputs)."""
     history: dict[str, list[float]] = {"loss": [], "seconds": []}
-    rows_total = x.shape[0]
+    rows_total = next(iter(data.values())).shape[0]
     batches_per_epoch = rows_total // options.batch_size if options.drop_last else -(-rows_total // options.batch_size)
     with tqdm(total=options.epochs * batches_per_epoch, disable=not options.progress, unit="batch") as bar:
         for epoch in range(options.epochs):
@@ -57,7 +61,7 @@ def fit_loop(
             start = time.perf_counter()
             total, rows = 0.0, 0
             for index in minibatches(rows_total, options, rng):
-                loss = train_batch(x[index], y[index])
+                loss = train_batch({name: array[index] for name, array in data.items()})
                 total += loss * len(index)
                 rows += len(index)
                 bar.update(1)
@@ -65,7 +69,7 @@ def fit_loop(
             history["loss"].append(total / max(rows, 1))
             postfix = {"loss": f"{history['loss'][-1]:.4g}"}
             if validation is not None and evaluate is not None:
-                for name, value in evaluate(*validation).items():
+                for name, value in evaluate(validation).items():
                     history.setdefault(f"val_{name}", []).append(value)
                     postfix[f"val_{name}"] = f"{value:.4g}"
             bar.set_postfix(postfix)

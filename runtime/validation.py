@@ -44,12 +44,26 @@ def check_array(name: str, value: Any, expected: TensorType, rows: int | None = 
     if array.shape != shape:
         want = [rows if d == BATCH and rows is not None else ("N" if d == BATCH else d) for d in expected.shape]
         raise ShapeError(f"{name} must have shape {want}, got {list(array.shape)}")
+    if kind == "int" and array.dtype != expected.dtype.numpy:
+        _check_int_range(name, array, expected.dtype.numpy)
     if kind == "float" and array.dtype.kind == "f" and array.dtype.itemsize > expected.dtype.itemsize:
         with np.errstate(over="ignore"):
             converted = array.astype(expected.dtype.numpy)
     else:
         converted = array.astype(expected.dtype.numpy, copy=False)
     return np.require(converted, requirements=["C", "A"])
+
+
+def _check_int_range(name: str, array: np.ndarray, dtype: np.dtype) -> None:
+    """Integers converted to a narrower type (int64 indices to an int32
+    input, uint64 to int64) must keep their values."""
+    if array.size == 0:
+        return
+    info = np.iinfo(dtype)
+    low, high = array.min(), array.max()
+    if low < info.min or high > info.max:
+        bad = int(np.flatnonzero((array < info.min) | (array > info.max))[0])
+        raise InputError(f"{name}[{bad}] = {array.flat[bad]} does not fit the input's dtype {dtype}")
 
 
 def _already_valid(value: Any, expected: TensorType, rows: int | None) -> bool:

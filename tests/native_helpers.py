@@ -49,12 +49,14 @@ def make_graph(
     build: Callable[[Builder, dict[str, Value]], BuildResult],
     params: Mapping[str, TensorType] | None = None,
     state: Mapping[str, TensorType] | None = None,
+    buffers: Mapping[str, TensorType] | None = None,
 ) -> Graph:
     """A graph with the given arguments; `build(b, args)` returns its outputs,
     or a pair (outputs, updates)."""
     graph = Graph(name)
     args: dict[str, Value] = {}
-    for role, table in (("input", inputs), ("param", params or {}), ("state", state or {})):
+    roles = (("input", inputs), ("param", params or {}), ("buffer", buffers or {}), ("state", state or {}))
+    for role, table in roles:
         for arg_name, type in table.items():
             args[arg_name] = graph.add_argument(arg_name, type, role)
     result = build(Builder(graph), args)
@@ -174,3 +176,23 @@ def max_relative_error(actual: np.ndarray, truth: np.ndarray) -> float:
         return 0.0
     error = np.abs(np.asarray(actual, np.longdouble)[keep] - truth[keep]) / np.abs(truth[keep])
     return float(error.max())
+
+
+# -- gradients ------------------------------------------------------------------
+FD_EPS = 1e-6
+
+
+def central_differences(loss_of, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """d(loss)/d(param) of `loss_of(params) -> float` by float64 central differences."""
+    grads = {}
+    for name, value in params.items():
+        grad = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            losses = []
+            for delta in (FD_EPS, -FD_EPS):
+                shifted = value.copy()
+                shifted[index] += delta
+                losses.append(loss_of({**params, name: shifted}))
+            grad[index] = (losses[0] - losses[1]) / (2 * FD_EPS)
+        grads[name] = grad
+    return grads

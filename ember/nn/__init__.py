@@ -1,6 +1,7 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
+from .batchnorm import BatchNorm1d
 from .layers import (
     ELU,
     GELU,
@@ -27,13 +28,15 @@ from .layers import (
     Tanh,
 )
 from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = [
     "ELU",
     "GELU",
     "LOSSES",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "Buffer",
     "CrossEntropyLoss",
     "Dropout",
     "Embedding",
@@ -50,6 +53,8 @@ __all__ = [
     "MSELoss",
     "Mish",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "PReLU",
     "Parameter",
     "ReLU",

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import functional as F
-from ..ir import ConfigError
+from ..ir import ConfigError, ShapeError
+from ..tensor import user_location
 from .init import Initializer
 from .module import Module, Parameter
 
@@ -35,7 +36,16 @@ class Linear(Module):
             self.bias = None
 
     def forward(self, x):
+        features = x.shape[-1] if x.ndim else None
+        if isinstance(features, int) and features != self.in_features:
+            raise ShapeError(
+                f"expects {self.in_features} input features, got {features} (input {x._value().type}) "
+                f"(at {user_location()}); make it Linear({features}, {self.out_features}) or change what feeds it"
+            )
         return F.linear(x, self.weight, self.bias)
+
+    def input_spec(self) -> tuple[tuple[int, ...], str | None]:
+        return (self.in_features,), None
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -72,6 +82,11 @@ class Embedding(Module):
 
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx)
+
+    def input_spec(self) -> tuple[tuple[int, ...], str | None]:
+        """As a model's first layer: one int64 index per example (pass
+        `example_inputs=` for several per example)."""
+        return (), "int64"
 
     def extra_repr(self) -> str:
         padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
@@ -131,6 +146,8 @@ class LayerNorm(Module):
 
 
 class ReLU(Module):
+    """max(x, 0), elementwise (torch.nn.ReLU)."""
+
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = inplace
 
@@ -142,16 +159,22 @@ class ReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + e**-x), elementwise (torch.nn.Sigmoid)."""
+
     def forward(self, x):
         return F.sigmoid(x)
 
 
 class Tanh(Module):
+    """Hyperbolic tangent, elementwise (torch.nn.Tanh)."""
+
     def forward(self, x):
         return F.tanh(x)
 
 
 class LeakyReLU(Module):
+    """x where x > 0, else negative_slope * x (torch.nn.LeakyReLU)."""
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         self.negative_slope = negative_slope
         self.inplace = inplace
@@ -311,6 +334,8 @@ class PReLU(Module):
 
 
 class Softmax(Module):
+    """exp(x) / sum(exp(x)) along `dim`, computed stably (torch.nn.Softmax)."""
+
     def __init__(self, dim: int = -1) -> None:
         self.dim = dim
 
@@ -367,5 +392,7 @@ class Dropout(Module):
 
 
 class Identity(Module):
+    """Its input, unchanged (torch.nn.Identity)."""
+
     def forward(self, x):
         return x

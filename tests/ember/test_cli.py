@@ -121,6 +121,12 @@ def test_model_file_settings_reach_compile(capsys, tmp_path):
     assert "input %x: f64[B,5]" in out
 
 
+def test_model_file_example_inputs_reach_compile(capsys, tmp_path):
+    source = INFERENCE.replace("nn.Linear(4, 3), ", "") + "example_inputs = ((8, 6), 'float32')\n"
+    out = run_ok(capsys, "compile", write(tmp_path, source))
+    assert "input %x: f32[B,6]" in out
+
+
 def test_model_file_with_a_traced_module_subclass(capsys, tmp_path):
     source = """
 import ember

@@ -313,3 +313,15 @@ def test_a_checkpoint_without_the_counter_starts_it_at_zero(tmp_path) -> None:
     checkpoint = load_checkpoint(tmp_path / "m.npz")
     del checkpoint.meta["rng_step"]
     assert program_from_checkpoint(checkpoint, "m.npz").rng_step == 0
+
+
+def test_a_predict_that_draws_random_numbers_saves_and_loads(tmp_path) -> None:
+    """F.dropout(training=True) drops in predict as well: the random numbers'
+    inputs are not the caller's, and a checkpoint of it loads back."""
+    prog = ember.compile(DropoutOnly(), input_shape=(64,), seed=5)
+    x = np.ones((4, 64), np.float32)
+    prog.save(tmp_path / "p.npz")
+    loaded = ember.load(tmp_path / "p.npz")
+    assert len(loaded.input_types) == 1
+    np.testing.assert_array_equal(loaded.predict(x), prog.predict(x))
+    assert (prog.predict(x) == 0).any()

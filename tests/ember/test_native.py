@@ -14,6 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from model_tables import ACTIVATIONS, LOSSES
+from native_helpers import central_differences
 
 import ember
 import ember.compiler.native as native_compiler
@@ -157,25 +158,6 @@ def test_training_steps_match_the_reference_for_every_activation_and_loss(
 
 
 # -- 2. float64 native gradients against finite differences -------------------
-EPS = 1e-6
-
-
-def central_differences(loss_of, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """d(loss)/d(param) of `loss_of(params) -> float` by float64 central differences."""
-    grads = {}
-    for name, value in params.items():
-        grad = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            losses = []
-            for delta in (EPS, -EPS):
-                shifted = value.copy()
-                shifted[index] += delta
-                losses.append(loss_of({**params, name: shifted}))
-            grad[index] = (losses[0] - losses[1]) / (2 * EPS)
-        grads[name] = grad
-    return grads
-
-
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activations", PAIRS)
 def test_native_float64_gradients_match_finite_differences(pair_program, activations, loss):

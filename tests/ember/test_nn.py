@@ -230,7 +230,7 @@ class ReturnsTuple(nn.Module):
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.fc(x), x
+        return self.fc(x), 1
 
 
 class Branches(nn.Module):
@@ -254,12 +254,12 @@ class BadMatmul(nn.Module):
         return h @ self.w  # <- shape error
 
 
-class UsesNumpy(nn.Module):
+class UsesString(nn.Module):
     def __init__(self) -> None:
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.fc(x) + np.ones(3)  # <- numpy array
+        return self.fc(x) + "1"  # <- string
 
 
 class NoForward(nn.Module):
@@ -278,10 +278,15 @@ def line_of(marker: str) -> int:
     ("model", "error", "words", "marker"),
     [
         (UsesStrayParameter, ember.EmberError, ["Parameter that is not an attribute of the model"], None),
-        (ReturnsTuple, ember.EmberError, ["ReturnsTuple.forward must return a tensor, got tuple"], None),
+        (
+            ReturnsTuple,
+            ember.EmberError,
+            ["ReturnsTuple.forward must return a tensor or a tuple of tensors", "a int at 1"],
+            None,
+        ),
         (Branches, ember.EmberError, ["no truth value", "ember.where"], "truth value"),
         (BadMatmul, ember.ShapeError, ["matmul", "f32[B,3]", "f32[5,2]"], "shape error"),
-        (UsesNumpy, ember.EmberError, ["ndarray"], "numpy array"),
+        (UsesString, ember.EmberError, ["cannot use a str"], "string"),
         (NoForward, ember.EmberError, ["NoForward must define forward()"], None),
     ],
 )
@@ -302,3 +307,110 @@ def test_gelu_is_exact_by_default_as_pytorch():
     assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
     with pytest.raises(ember.ConfigError, match='approximate must be "none" or "tanh"'):
         nn.GELU(approximate="erf")
+
+
+class Tower(nn.Module):
+    """Blocks in a ModuleList and heads in a ModuleDict."""
+
+    def __init__(self) -> None:
+        self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 2)})
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = ember.relu(block(x))
+        return self.heads["a"](x) + self.heads["b"](x)
+
+
+def test_module_list_appends_extends_inserts_and_indexes():
+    layers = [nn.Linear(2, 2) for _ in range(4)]
+    items = nn.ModuleList(layers[:1]).append(layers[1])
+    items.extend(layers[2:3])
+    items.insert(0, layers[3])
+    assert list(items) == [layers[3], layers[0], layers[1], layers[2]]
+    assert len(items) == 4
+    assert items[-1] is layers[2]
+    assert list(items[1:3]) == layers[:2]
+    assert [name for name, _ in items.named_parameters()][:2] == ["0.weight", "0.bias"]
+    items[1] = layers[2]
+    assert items[1] is layers[2]
+    with pytest.raises(ember.ConfigError, match=r"not an ember\.nn\.Module"):
+        items.append("relu")
+    with pytest.raises(IndexError):
+        items[9]
+
+
+def test_module_dict_keeps_insertion_order():
+    heads = nn.ModuleDict({"b": nn.Linear(2, 1)})
+    heads["a"] = nn.Linear(2, 1)
+    heads.update([("c", nn.ReLU())])
+    assert heads.keys() == ["b", "a", "c"]
+    assert "a" in heads
+    assert len(heads) == 3
+    del heads["c"]
+    assert [name for name, _ in heads.items()] == ["b", "a"]
+    with pytest.raises(KeyError):
+        heads["c"]
+    with pytest.raises(ember.ConfigError, match="ModuleDict: a key must be"):
+        heads["x.y"] = nn.ReLU()
+
+
+def test_containers_name_parameters_and_modules_as_pytorch():
+    model = Tower()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == [f"{m}.{p}" for m in ("blocks.0", "blocks.1", "heads.a", "heads.b") for p in ("weight", "bias")]
+    assert [name for name, _ in model.named_modules()] == [
+        "",
+        "blocks",
+        "blocks.0",
+        "blocks.1",
+        "heads",
+        "heads.a",
+        "heads.b",
+    ]
+    prog = ember.compile(model)
+    x = np.ones((3, 4), np.float32)
+    p = {k: v.astype(np.float64) for k, v in prog.parameters.items()}
+    h = x
+    for i in range(2):
+        h = np.maximum(h @ p[f"blocks.{i}.weight"].T + p[f"blocks.{i}.bias"], 0)
+    expected = sum(h @ p[f"heads.{k}.weight"].T + p[f"heads.{k}.bias"] for k in "ab")
+    np.testing.assert_allclose(prog.predict(x), expected, rtol=1e-5)
+
+
+def test_named_parameters_lists_a_modules_own_parameters_before_its_childrens():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            self.inner = nn.Linear(2, 2)
+            self.scale = nn.Parameter((2,), init="zeros")
+
+        def forward(self, x):
+            return self.inner(x) * self.scale
+
+    assert [name for name, _ in Scaled().named_parameters()] == ["scale", "inner.weight", "inner.bias"]
+
+
+class Mismatched(nn.Module):
+    def __init__(self) -> None:
+        self.encoder = nn.Sequential(nn.Linear(4, 64), nn.ReLU())
+        self.head = nn.Linear(128, 10)  # <- head defined
+
+    def forward(self, x):
+        return self.head(self.encoder(x))  # <- head called
+
+
+def test_a_layer_error_names_the_layer_where_it_was_built_and_the_fix():
+    with pytest.raises(ember.ShapeError) as info:
+        ember.compile(Mismatched())
+    message = str(info.value)
+    here = Path(__file__).relative_to(Path.cwd()) if Path(__file__).is_relative_to(Path.cwd()) else Path(__file__)
+    assert message.startswith(f"Linear 'head' ({here}:{line_of('head defined')}): expects 128 input features, got 64")
+    assert f"{__file__}:{line_of('head called')} in forward" in message
+    assert "make it Linear(64, 10)" in message
+
+
+def test_a_layer_error_in_a_sequential_names_the_layer_by_its_index():
+    with pytest.raises(
+        ember.ShapeError, match=r"^Linear '2' \(\S+test_nn.py:\d+\): expects 128 input features, got 64"
+    ):
+        ember.compile(nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(128, 10)))

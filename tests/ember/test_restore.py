@@ -169,6 +169,18 @@ INVALID_SETTINGS = [
         "setting 'optimizer': Adam: invalid beta at index 1: 2.0",
         id="betas-out-of-range",
     ),
+    pytest.param(setting("frozen", "0.weight"), "setting 'frozen' must be a list of distinct param", id="frozen-str"),
+    pytest.param(setting("frozen", ["0.weight"] * 2), "'frozen' must be a list of distinct", id="frozen-twice"),
+    pytest.param(setting("frozen", ["1.weight"]), "'frozen' names '1.weight', which is not a param", id="frozen-name"),
+    pytest.param(setting("state_dict", [["0.weight"]]), "'state_dict' must be a list of distinct", id="layout-pair"),
+    pytest.param(
+        setting("state_dict", [["0.weight", "float16"]]), "'state_dict' must be a list of distinct", id="layout-dtype"
+    ),
+    pytest.param(
+        setting("state_dict", [["0.weight", "int64"]]), "gives param '0.weight' an integer dtype", id="layout-int-param"
+    ),
+    pytest.param(setting("state_dict", [["x", None]]), "names 'x', which is no param or buffer", id="layout-unknown"),
+    pytest.param(setting("state_dict", []), "must name every param; '0.weight' is missing", id="layout-missing"),
     pytest.param(setting("rng", None), "setting 'rng' must be the state of a NumPy PCG64 generator", id="rng-null"),
     pytest.param(nested("rng.bit_generator", "MT19937"), "'rng' must be the state of a NumPy PCG64", id="rng-kind"),
     pytest.param(nested("rng.state.inc", ...), "'rng' must be the state of a NumPy PCG64", id="rng-no-inc"),
@@ -185,6 +197,13 @@ def test_invalid_settings(saved, tmp_path, change, message):
     check_rejected(saved, tmp_path, change, message)
 
 
+@pytest.mark.parametrize("name", ["frozen", "state_dict"])
+def test_settings_older_checkpoints_lack_take_their_defaults(saved, tmp_path, name):
+    prog = load_changed(saved, tmp_path, without_setting(name))
+    assert prog.frozen == ()
+    assert list(prog.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
 INVALID_GRAPHS = [
     pytest.param(entry("ir/predict", None), "IR text 'predict' is missing", id="no-predict"),
     pytest.param(entry("ir/loss", np.array("graph loss {\n}\n")), "unknown IR text 'loss'", id="unknown-text"),
@@ -195,19 +214,41 @@ INVALID_GRAPHS = [
     ),
     pytest.param(
         ir_edit("predict", "relu %1", "tanh %1"),
-        r"graph 'predict' does not compute the forward pass of graph 'model': line 9 of that forward pass is "
+        r"graph 'predict' does not compute the forward pass of graph 'evaluate': line 9 of that forward pass is "
         r"'%2: f32\[B,8\] = relu %1', got '%2: f32\[B,8\] = tanh %1'",
         id="predict-disagrees",
     ),
     pytest.param(
-        ir_edit("model", "relu %1", "sigmoid %1"),
-        "graph 'predict' does not compute the forward pass of graph 'model'",
-        id="model-disagrees",
+        ir_edit("evaluate", "relu %1", "sigmoid %1"),
+        "graph 'predict' does not compute the forward pass of graph 'evaluate'",
+        id="evaluate-disagrees",
     ),
     pytest.param(
         ir_edit("predict", "param %2.bias: f32[3]", "param %2.bias: f32[3]\n  param %scale: f32[3]"),
-        "graph 'predict' does not compute the forward pass of graph 'model'",
+        "graph 'model' must take the params and buffers of graph 'predict': argument 5 of them is '[(]nothing[)]', "
+        r"expected 'param %scale: f32\[3\]'",
         id="predict-has-another-param",
+    ),
+    pytest.param(
+        ir_edit("evaluate", "param %2.bias: f32[3]", "buffer %2.bias: f32[3]"),
+        r"graph 'evaluate' must take the params and buffers of graph 'predict': argument 4 of them is "
+        r"'buffer %2.bias: f32\[3\]', expected 'param %2.bias: f32\[3\]'",
+        id="evaluate-param-as-buffer",
+    ),
+    pytest.param(
+        entry("ir/model", None),
+        "IR text 'evaluate' needs IR text 'model'",
+        id="evaluate-without-model",
+    ),
+    pytest.param(
+        ir_edit("evaluate", "output out = %4", "output out = %4\n  update %0.bias = %0.bias"),
+        "graph 'evaluate' must not update %0.bias: only graph 'model' updates, and only buffers",
+        id="evaluate-updates",
+    ),
+    pytest.param(
+        ir_edit("model", "output out = %4", "output out = %4\n  update %0.bias = %0.bias"),
+        "graph 'model' must not update %0.bias",
+        id="model-updates-a-param",
     ),
     pytest.param(
         ir_edit("predict", "graph predict", "graph forward"),
@@ -216,12 +257,12 @@ INVALID_GRAPHS = [
     ),
     pytest.param(
         ir_edit("predict", "output out = %4", "output out = %4\n  output hidden = %2"),
-        "graph 'predict' must have outputs out, got out, hidden",
+        "graph 'predict' must have outputs out0, out1, got out, hidden",
         id="extra-output",
     ),
     pytest.param(
         ir_edit("predict", "input %x: f32[B,4]", "input %x: f32[B,4]\n  input %mask: f32[B,4]"),
-        "graph 'predict' must have inputs x, got x, mask",
+        "graph 'predict' must have inputs x0, x1, got x, mask",
         id="extra-input",
     ),
     pytest.param(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ember.ir import (
     OPS,
+    ROLES,
     Builder,
     DType,
     EmberError,
@@ -364,7 +365,7 @@ def random_graph(data: st.DataObject) -> Graph:
     graph = Graph(data.draw(st.sampled_from(["g", "model", "train"])))
     names = data.draw(st.lists(st.sampled_from(ARGUMENT_NAMES), min_size=1, max_size=4, unique=True))
     for name in names:
-        graph.add_argument(name, data.draw(tensor_types), data.draw(st.sampled_from(["input", "param", "state"])))
+        graph.add_argument(name, data.draw(tensor_types), data.draw(st.sampled_from(ROLES)))
     build = Builder(graph)
     for _ in range(data.draw(st.integers(0, 12))):
         op = OPS[data.draw(st.sampled_from(sorted(OPS)))]
@@ -386,7 +387,7 @@ def random_graph(data: st.DataObject) -> Graph:
     values = list(graph.values())
     for name in data.draw(st.lists(st.sampled_from(OUTPUT_NAMES), max_size=3, unique=True)):
         graph.outputs[name] = data.draw(st.sampled_from(values))
-    for target in [*graph.params, *graph.state]:
+    for target in [*graph.params, *graph.buffers, *graph.state]:
         same_type = [v for v in values if v.type == target.type]
         if data.draw(st.booleans()):
             graph.updates[target.name] = data.draw(st.sampled_from(same_type))

@@ -115,7 +115,14 @@ def test_output_with_an_invalid_name():
 def test_update_target_is_not_a_param_or_state():
     graph = small_graph()
     graph.updates["x"] = graph.outputs["out"]
-    expect_failure(graph, "update of %x: the graph has no param or state with that name", "update %x = %1")
+    expect_failure(graph, "update of %x: the graph has no param, buffer or state with that name", "update %x = %1")
+
+
+def test_update_of_a_buffer_is_accepted():
+    graph = small_graph()
+    running = graph.add_argument("bn.running_mean", TensorType(f32, (4,)), "buffer")
+    graph.updates["bn.running_mean"] = Builder(graph).mul(running, 0.5)
+    assert verify(graph) is graph
 
 
 def test_update_value_outside_the_graph():

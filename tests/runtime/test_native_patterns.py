@@ -311,6 +311,32 @@ def test_updates_are_written_in_place() -> None:
 
 
 @functools.cache
+def running_mean_graph() -> Graph:
+    """A buffer read by the output and updated in place, as BatchNorm's
+    running mean is: r' = 0.9 r + 0.1 mean(x, 0); y = x - r (the old r)."""
+
+    def build(b, v):
+        r = v["r"]
+        new = b.add(b.mul(r, 0.9), b.mul(b.mean(v["x"], axes=[0]), 0.1))
+        return {"y": b.sub(v["x"], r)}, {"r": new}
+
+    return make_graph("running_mean", {"x": tensor(F32, ("B", 6))}, build, buffers={"r": tensor(F32, (6,))})
+
+
+def test_buffer_updates_are_written_in_the_model_arena() -> None:
+    graph = running_mean_graph()
+    plan = program(graph)
+    lowered = plan.graph
+    assert plan.buffers[lowered.argument("r")].region == "params"
+    rng = np.random.default_rng(28)
+    args = {"x": draw("real", (5, 6), rng, F32), "r": draw("real", (6,), rng, F32)}
+    actual, expected = run_both(graph, args)
+    assert_matches(actual.outputs["y"], expected.outputs["y"], TOL[F32])
+    assert_matches(actual.updates["r"], expected.updates["r"], TOL[F32])
+    np.testing.assert_allclose(expected.outputs["y"], args["x"] - args["r"], rtol=1e-6)
+
+
+@functools.cache
 def adam_graph() -> Graph:
     """The Adam update of one param, as compiler/optimizers.py emits it."""
 

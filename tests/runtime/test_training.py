@@ -73,27 +73,27 @@ class Recorder:
         self.batches: list[np.ndarray] = []
         self.evaluations = 0
 
-    def train_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        np.testing.assert_array_equal(x[:, 0], y)  # rows of x and y stay paired
-        self.batches.append(y.copy())
+    def train_batch(self, batch: dict[str, np.ndarray]) -> float:
+        np.testing.assert_array_equal(batch["x"][:, 0], batch["y"])  # rows of x and y stay paired
+        self.batches.append(batch["y"].copy())
         return float(len(self.batches))  # loss k for the k-th batch
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def evaluate(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         self.evaluations += 1
         return {"loss": 0.5 * self.evaluations, "accuracy": 0.25}
 
 
 @pytest.fixture
-def data() -> tuple[np.ndarray, np.ndarray]:
+def data() -> dict[str, np.ndarray]:
     """10 rows whose first feature equals the row's target."""
     y = np.arange(10.0)
-    return np.stack([y, -y], axis=1), y
+    return {"x": np.stack([y, -y], axis=1), "y": y}
 
 
 def test_fit_loop_history(data):
     recorder = Recorder()
     opts = options(4, epochs=2, shuffle=False)
-    history = fit_loop(recorder.train_batch, recorder.evaluate, *data, data, opts, np.random.default_rng(0))
+    history = fit_loop(recorder.train_batch, recorder.evaluate, data, data, opts, np.random.default_rng(0))
     assert [len(b) for b in recorder.batches] == [4, 4, 2] * 2
     assert history["loss"] == [pytest.approx((1 * 4 + 2 * 4 + 3 * 2) / 10), pytest.approx((4 * 4 + 5 * 4 + 6 * 2) / 10)]
     assert history["val_loss"] == [0.5, 1.0]
@@ -104,7 +104,7 @@ def test_fit_loop_history(data):
 
 def test_fit_loop_shuffles_rows_with_their_targets(data):
     recorder = Recorder()
-    fit_loop(recorder.train_batch, None, *data, None, options(3, epochs=3), np.random.default_rng(0))
+    fit_loop(recorder.train_batch, None, data, None, options(3, epochs=3), np.random.default_rng(0))
     for epoch in range(3):
         rows = np.concatenate(recorder.batches[4 * epoch : 4 * epoch + 4])
         assert sorted(rows.tolist()) == list(range(10))
@@ -113,17 +113,17 @@ def test_fit_loop_shuffles_rows_with_their_targets(data):
 
 def test_fit_loop_without_validation_or_epochs(data):
     recorder = Recorder()
-    history = fit_loop(recorder.train_batch, recorder.evaluate, *data, None, options(4), np.random.default_rng(0))
+    history = fit_loop(recorder.train_batch, recorder.evaluate, data, None, options(4), np.random.default_rng(0))
     assert set(history) == {"loss", "seconds"}
     assert recorder.evaluations == 0
     no_epochs = options(4, epochs=0)
-    history = fit_loop(recorder.train_batch, recorder.evaluate, *data, data, no_epochs, np.random.default_rng(0))
+    history = fit_loop(recorder.train_batch, recorder.evaluate, data, data, no_epochs, np.random.default_rng(0))
     assert history == {"loss": [], "seconds": []}
 
 
 def test_fit_loop_drop_last_with_too_few_rows_trains_nothing(data):
     recorder = Recorder()
     opts = options(32, drop_last=True)
-    history = fit_loop(recorder.train_batch, None, *data, None, opts, np.random.default_rng(0))
+    history = fit_loop(recorder.train_batch, None, data, None, opts, np.random.default_rng(0))
     assert recorder.batches == []
     assert len(history["loss"]) == 1
