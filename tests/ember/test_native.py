@@ -242,7 +242,10 @@ def step_allocations(prog: ember.Program, x: np.ndarray, y: np.ndarray, steps: i
     gc.collect()
     tracemalloc.start()
     try:
-        for _ in range(5):  # and refill the free lists and caches (NumPy's too) under tracing
+        # and refill the free lists and caches under tracing: Python keeps freed
+        # floats and dicts on free lists (up to ~100 each), which tracing counts
+        # as held, and they fill over the first hundred or so steps
+        for _ in range(120):
             prog.train_step(x, y)
         start, _ = tracemalloc.get_traced_memory()
         peak_above = 0
