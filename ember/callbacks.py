@@ -2,8 +2,9 @@
 `Callback` (the base class), `EarlyStopping` and `ModelCheckpoint`.
 
 fit calls each callback's hooks in the order given: `on_train_begin`,
-then per epoch `on_epoch_begin`, `on_batch_begin`/`on_batch_end` around
-each step and `on_epoch_end` after validation, and `on_train_end`. Epochs
+then per epoch `on_epoch_begin`, `on_batch_begin`/`on_batch_end` (or under
+Keras' other names `on_train_batch_begin`/`_end`) around each step and
+`on_epoch_end` after validation, and `on_train_end`. Epochs
 and batches count from 0 as in Keras. A callback stops training by setting
 `self.program.stop_training = True` (Keras' `model.stop_training`): fit
 leaves the epoch after the current step, validates it, ends it and stops."""
@@ -61,6 +62,14 @@ class Callback:
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After step `batch` of the epoch."""
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras' name for `on_batch_begin`, which it calls: override either."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras' name for `on_batch_end`, which it calls: override either."""
+        self.on_batch_end(batch, logs)
 
 
 class MonitorCallback(Callback):
@@ -347,11 +356,11 @@ class CallbackList(Events):
 
     def batch_begin(self, batch: int) -> None:
         for callback in self.callbacks:
-            callback.on_batch_begin(batch, {})
+            callback.on_train_batch_begin(batch, {})
 
     def batch_end(self, batch: int, logs: Logs) -> None:
         for callback in self.callbacks:
-            callback.on_batch_end(batch, dict(logs))
+            callback.on_train_batch_end(batch, dict(logs))
 
     def epoch_end(self, epoch: int, logs: Logs) -> None:
         for callback in self.callbacks:

@@ -496,6 +496,9 @@ class Program:
             raise ConfigError(f"callbacks must be a list of Callback instances, got {type(callbacks).__name__}")
         if interval not in SCHEDULER_INTERVALS:
             raise ConfigError(f'scheduler_interval must be "epoch" or "step", got {interval!r}')
+        owner = getattr(scheduler, "program", self)
+        if isinstance(owner, Program) and owner is not self:
+            raise ConfigError("lr_scheduler was built on another program: build it on the one you fit")
         monitor = "val_loss" if validated else "loss"
         stepping = [] if scheduler is None else [SchedulerStep(scheduler, interval, monitor)]
         return CallbackList(self, [*stepping, *callbacks])

@@ -210,6 +210,25 @@ def test_hooks_run_in_order_for_each_callback():
     ]
 
 
+class KerasNames(Callback):
+    """Overrides the batch hooks under Keras' other names."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(f"begin {batch}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(f"end {batch} {logs}")
+
+
+def test_batch_hooks_answer_to_keras_train_batch_names():
+    callback = KerasNames()
+    run([0.5], [callback], batch_size=2)
+    assert callback.calls == ["begin 0", "end 0 {'loss': 1.0}", "begin 1", "end 1 {'loss': 1.0}"]
+
+
 class StopAt(Callback):
     """Sets stop_training at (epoch, batch), or at an epoch's end (batch None)."""
 

@@ -190,6 +190,27 @@ def test_a_checkpoint_saved_at_an_epoch_end_holds_the_next_epochs_lr(regression,
     assert ember.load(tmp_path / "1.npz").lr == 0.05
 
 
+def test_a_scheduler_of_another_program_is_refused(regression):
+    prog, other = regressor(lr=0.1), regressor(lr=0.1)
+    with pytest.raises(ember.ConfigError, match="lr_scheduler was built on another program"):
+        prog.fit(*regression, lr_scheduler=Halving(other), progress=False)
+    assert prog.optimizer_state["step"] == 0
+
+
+def test_fit_with_ember_schedulers(regression):
+    lr_scheduler = pytest.importorskip("ember.optim.lr_scheduler")
+    prog = regressor(lr=0.1)
+    step_lr = lr_scheduler.StepLR(prog, step_size=2, gamma=0.5)
+    history = prog.fit(*regression, epochs=5, lr_scheduler=step_lr, progress=False)
+    assert history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025], rel=1e-12)
+    # a learning rate this small leaves the loss flat: no improvement after the
+    # first epoch (eps=0: PyTorch skips reductions smaller than eps)
+    prog = regressor(lr=1e-12)
+    plateau = lr_scheduler.ReduceLROnPlateau(prog, factor=0.5, patience=0, eps=0)
+    history = prog.fit(*regression, epochs=4, validation_split=0.2, lr_scheduler=plateau, progress=False)
+    assert history["lr"] == pytest.approx([1e-12, 1e-12, 5e-13, 2.5e-13], rel=1e-12)
+
+
 # -- callbacks on a real program -------------------------------------------------
 class Diverge(Halving):
     """A schedule that trains well for `good` epochs, then sets a learning
