@@ -247,10 +247,10 @@ class Program:
         validation_split: float = 0.0,
         shuffle: bool = True,
         sample_weight: Any = None,
-        callbacks: Iterable[Callback] = (),
+        callbacks: Iterable[Callback] | None = (),
         lr_scheduler: Any = None,
         scheduler_interval: str = "epoch",
-        metrics: Sequence[Any] = (),
+        metrics: Sequence[Any] | None = (),
         progress: bool = True,
         drop_last: bool = False,
     ) -> dict[str, list[float]]:
@@ -290,8 +290,10 @@ class Program:
             validation = self._check_batch(*validation_data, prefix="validation ")
         elif validation_split:
             data, validation = split_validation(data, validation_split)
-        evaluate = self._fit_evaluation(metrics)
-        events = self._fit_events(callbacks, lr_scheduler, scheduler_interval, validation is not None)
+        evaluate = self._fit_evaluation(() if metrics is None else metrics)  # None as in Keras
+        events = self._fit_events(
+            () if callbacks is None else callbacks, lr_scheduler, scheduler_interval, validation is not None
+        )
         return fit_loop(
             self._fit_step,
             evaluate,

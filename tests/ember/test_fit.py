@@ -372,3 +372,8 @@ def test_bad_sample_weights(regression, monkeypatch, weights):
     monkeypatch.setattr(prog, "_train_batch", lambda batch, sample_weight=None: 0.0)
     with pytest.raises(ember.ConfigError, match="sample_weight must be 50 finite numbers, one per row of x"):
         prog.fit(*regression, sample_weight=weights, progress=False)
+
+
+def test_none_stands_for_no_callbacks_and_no_metrics_as_in_keras(regression):
+    history = regressor().fit(*regression, callbacks=None, metrics=None, progress=False)
+    assert list(history) == ["loss", "lr", "seconds"]
