@@ -12,6 +12,7 @@ leaves the epoch after the current step, validates it, ends it and stops."""
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 import re
 import warnings
@@ -85,6 +86,8 @@ class MonitorCallback(Callback):
             raise ConfigError(f"monitor must be the name of a logged quantity, got {monitor!r}")
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        if not isinstance(min_delta, numbers.Real) or isinstance(min_delta, bool):
+            raise ConfigError(f"min_delta must be a number, got {min_delta!r}")
         self.monitor = monitor
         self.mode = mode
         self.min_delta = abs(min_delta)
@@ -111,6 +114,7 @@ class MonitorCallback(Callback):
 
 
 def _check_count(name: str, value: Any) -> None:
+    """`value` must count epochs: an integer >= 0."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{name} must be an integer >= 0 (epochs), got {value!r}")
 

@@ -155,6 +155,7 @@ def test_an_early_stopping_callback_starts_afresh_in_each_fit():
         ({"patience": 1.5}, "patience must be an integer >= 0"),
         ({"start_from_epoch": None}, "start_from_epoch must be an integer >= 0"),
         ({"monitor": 3}, "monitor must be the name of a logged quantity, got 3"),
+        ({"min_delta": "0.1"}, "min_delta must be a number, got '0.1'"),
     ],
 )
 def test_bad_early_stopping_arguments(kwargs, message):
