@@ -9,7 +9,7 @@ prog.fit(x, y, epochs=5)
 print(prog.dump("train"))
 """
 
-from . import nn, optim
+from . import callbacks, nn, optim
 from .api import compile, load
 from .functional import (
     abs,
@@ -104,6 +104,7 @@ __all__ = [
     "amin",
     "broadcast_to",
     "cache_info",
+    "callbacks",
     "cast",
     "cat",
     "clamp",

@@ -175,9 +175,10 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def print_history(history: Mapping[str, list[float]]) -> None:
-    """One line per epoch: every metric, then the epoch's time."""
+    """One line per epoch: every metric, then the epoch's time (the learning
+    rate, constant here, is left out)."""
     epochs = len(history["loss"])
-    metrics = [name for name in history if name != "seconds"]
+    metrics = [name for name in history if name not in ("lr", "seconds")]
     for i in range(epochs):
         values = "  ".join(f"{name} {history[name][i]:.4f}" for name in metrics)
         print(f"epoch {i + 1:>{len(str(epochs))}}/{epochs}  {values}  ({history['seconds'][i]:.2f} s)")

@@ -3,15 +3,17 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .callbacks import Callback, CallbackList, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
@@ -22,7 +24,7 @@ from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, s
 from .runtime.locks import ForkSafeLock
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
-from .runtime.training import FitOptions, fit_loop
+from .runtime.training import SCHEDULER_INTERVALS, Events, FitOptions, fit_loop, split_validation
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
 from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
@@ -35,6 +37,9 @@ NATIVE_STAGES = STAGES[4:]
 BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
 EVAL_CHUNK_ROWS = 8192
+SAMPLE_WEIGHT = "sample_weight"
+"""fit's key for the rows' sample weights, kept beside the inputs and
+targets so that shuffling and validation_split keep them paired."""
 
 Batch = dict[str, np.ndarray]
 """Checked inputs and targets of a run, by graph argument name."""
@@ -81,6 +86,8 @@ class Program:
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
         self._rng_step = 0
+        self.stop_training = False
+        """Set by a callback to end fit after the current step (as Keras' model.stop_training)."""
         self._sources = {"predict": predict_graph}
         self._index_inputs = index_inputs(predict_graph) | (index_inputs(loss_graph) if loss_graph else {})
         inference = build_inference(predict_graph, self.log)
@@ -233,28 +240,71 @@ class Program:
         self,
         x: Any,
         y: Any,
+        *misplaced: Any,
         epochs: int = 1,
         batch_size: int | None = None,
-        *,
         validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
         shuffle: bool = True,
-        drop_last: bool = False,
+        sample_weight: Any = None,
+        callbacks: Iterable[Callback] | None = (),
+        lr_scheduler: Any = None,
+        scheduler_interval: str = "epoch",
+        metrics: Sequence[Any] | None = (),
         progress: bool = True,
+        drop_last: bool = False,
     ) -> dict[str, list[float]]:
         """Train for `epochs` passes over (x, y) in shuffled minibatches of
-        `batch_size` rows (default: the compiled batch size). Returns the
-        history: `loss` and `seconds` per epoch, plus `val_loss` and
-        `val_accuracy` (classification) when `validation_data` is given."""
+        `batch_size` rows (default: the compiled batch size); every argument
+        after `y` is keyword-only. Returns the history, a list per key with
+        one value per epoch run: `loss` (mean over the epoch's rows), the
+        `metrics` on the training data at the epoch's end, `val_loss` and
+        the other `val_*` of `evaluate` on the validation data (given as
+        `validation_data=(x, y)`, or the last `validation_split` fraction of
+        the rows, held out before shuffling, as in Keras; `validation_data`
+        wins if both are given), `lr` (of the epoch's first step) and
+        `seconds` (training time).
+
+        `callbacks` (ember.callbacks: EarlyStopping, ModelCheckpoint, or a
+        `Callback` of your own) run around each epoch and step, and can stop
+        training by setting `stop_training`. `lr_scheduler`
+        (ember.optim.lr_scheduler, built on this program) steps after each
+        epoch's validation, or after each step with
+        `scheduler_interval="step"`; one whose `step` takes a metric
+        (ReduceLROnPlateau) gets `val_loss` (without validation: `loss`)."""
         self._require_training("fit")
+        if misplaced:
+            raise ConfigError(
+                f"fit takes only x and y by position, got {len(misplaced)} more ({_shown(misplaced)}): "
+                "pass the others by name, such as fit(x, y, epochs=10, batch_size=32)"
+            )
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
-        batch = self._check_batch(x, y)
+        data = self._check_batch(x, y)
+        if sample_weight is not None:
+            data[SAMPLE_WEIGHT] = self._fit_sample_weight(sample_weight, data)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x, y)")
             validation = self._check_batch(*validation_data, prefix="validation ")
-        return fit_loop(self._train_batch, self._evaluate, batch, validation, options, self._rng)
+        elif validation_split:
+            data, validation = split_validation(data, validation_split)
+        evaluate = self._fit_evaluation(() if metrics is None else metrics)  # None as in Keras
+        events = self._fit_events(
+            () if callbacks is None else callbacks, lr_scheduler, scheduler_interval, validation is not None
+        )
+        return fit_loop(
+            self._fit_step,
+            evaluate,
+            data,
+            validation,
+            options,
+            self._rng,
+            events,
+            epoch_logs=lambda: {"lr": self.lr},
+            train_metrics=evaluate if metrics else None,
+        )
 
     def release_memory(self) -> None:
         """Give back the memory native calls keep between calls (workspace
@@ -441,6 +491,57 @@ class Program:
                 self._rng.bit_generator.state = rng
             self._rng_step = rng_step
 
+    def _fit_events(self, callbacks: Iterable[Callback], scheduler: Any, interval: str, validated: bool) -> Events:
+        """fit's callbacks, the learning-rate scheduler's stepping first (so
+        a checkpoint saved at an epoch's end holds the next epoch's lr)."""
+        if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
+            raise ConfigError(f"callbacks must be a list of Callback instances, got {type(callbacks).__name__}")
+        if interval not in SCHEDULER_INTERVALS:
+            raise ConfigError(f'scheduler_interval must be "epoch" or "step", got {interval!r}')
+        owner = getattr(scheduler, "program", self)
+        if isinstance(owner, Program) and owner is not self:
+            raise ConfigError("lr_scheduler was built on another program: build it on the one you fit")
+        monitor = "val_loss" if validated else "loss"
+        stepping = [] if scheduler is None else [SchedulerStep(scheduler, interval, monitor)]
+        return CallbackList(self, [*stepping, *callbacks])
+
+    def _fit_sample_weight(self, weights: Any, data: Batch) -> np.ndarray:
+        """One finite weight per row, for a loss that takes sample weights."""
+        if not _takes(self._train_batch, "sample_weight"):
+            raise ConfigError("fit(sample_weight=...) needs a training step that takes sample weights")
+        rows = next(iter(data.values())).shape[0]
+        array = None
+        if isinstance(weights, np.ndarray | list | tuple):
+            try:
+                array = np.asarray(weights, dtype=self.dtype.numpy)
+            except (TypeError, ValueError):
+                array = None
+        if array is None or array.shape != (rows,) or not np.all(np.isfinite(array)):
+            shown = _shown((weights,))
+            raise ConfigError(f"sample_weight must be {rows} finite numbers, one per row of x, got {shown}")
+        return array
+
+    def _fit_step(self, batch: Batch) -> float:
+        """One step of fit: the batch, with its sample weights if it has them."""
+        weights = batch.pop(SAMPLE_WEIGHT, None)
+        return self._train_batch(batch) if weights is None else self._train_batch(batch, sample_weight=weights)
+
+    def _fit_evaluation(self, metrics: Sequence[Any]) -> Callable[[Batch], dict[str, float]]:
+        """fit's evaluation of a data set: `evaluate`'s, with `metrics` and the
+        rows' sample weights passed on."""
+        if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+            raise ConfigError(f"metrics must be a list (such as ['accuracy']), got {metrics!r}")
+        if metrics and not _takes(self._evaluate, "metrics"):
+            raise ConfigError("fit(metrics=...) needs an evaluate that takes metrics")
+        options = {"metrics": list(metrics)} if metrics else {}
+
+        def evaluate(batch: Batch) -> dict[str, float]:
+            batch = dict(batch)
+            weights = batch.pop(SAMPLE_WEIGHT, None)
+            return self._evaluate(batch, **options, **({} if weights is None else {"sample_weight": weights}))
+
+        return evaluate
+
     def _train_batch(self, batch: Batch) -> float:
         # the step's inputs: the batch (this step's own dict) and the learning rate
         batch[LEARNING_RATE] = np.asarray(self.lr, self.dtype.numpy)
@@ -486,6 +587,16 @@ class Program:
                 metric["accuracy"] = hits / (rows * (batch[target][0].size if batch[target].ndim > 1 else 1))
             metrics.append(metric)
         return metrics[0] if len(metrics) == 1 else _per_output(metrics, self.loss_info["weights"])
+
+
+def _takes(method: Callable[..., Any], argument: str) -> bool:
+    """Whether `method` has a parameter named `argument`."""
+    return argument in inspect.signature(method).parameters
+
+
+def _shown(values: tuple[Any, ...]) -> str:
+    """Numbers and strings as written, anything else by its type."""
+    return ", ".join(repr(v) if isinstance(v, numbers.Number | str) else type(v).__name__ for v in values)
 
 
 def _is_mean(info: Mapping[str, Any]) -> bool:

@@ -1,16 +1,21 @@
 """The training loop behind `Program.fit`: shuffled minibatches, optional
-validation after each epoch, a history of metrics, and a progress bar."""
+validation after each epoch, events for callbacks and learning-rate
+schedulers, a history of metrics, and a progress bar."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..ir import ConfigError
+
+SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,54 @@ def minibatches(rows: int, options: FitOptions, rng: np.random.Generator) -> lis
 Arrays = dict[str, np.ndarray]
 """A data set: arrays of the same number of rows, by argument name."""
 
+Logs = dict[str, float]
+
+
+def split_validation(data: Arrays, fraction: Any) -> tuple[Arrays, Arrays]:
+    """(training, validation): the last `fraction` of the rows held out, in
+    their order and before any shuffling, as Keras' `validation_split`
+    (the first floor(rows * (1 - fraction)) rows train)."""
+    if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise ConfigError(f"validation_split must be a number in [0, 1), got {fraction!r}")
+    rows = next(iter(data.values())).shape[0]
+    split = math.floor(rows * (1.0 - fraction))
+    if split in (0, rows):
+        raise ConfigError(
+            f"validation_split={fraction} of {rows} rows leaves {'no training' if split == 0 else 'no validation'} "
+            "rows: pass more data or another fraction"
+        )
+    return {k: v[:split] for k, v in data.items()}, {k: v[split:] for k, v in data.items()}
+
+
+class Events:
+    """What the loop tells the world as it runs: the callbacks' hooks (all
+    do nothing here) and whether to stop. `Program.fit` passes the user's
+    callbacks and the learning-rate scheduler through one of these."""
+
+    def train_begin(self) -> None:
+        """Before the first epoch."""
+
+    def epoch_begin(self, epoch: int) -> None:
+        """Before the first step of `epoch` (counted from 0)."""
+
+    def batch_begin(self, batch: int) -> None:
+        """Before step `batch` of the epoch (counted from 0)."""
+
+    def batch_end(self, batch: int, logs: Logs) -> None:
+        """After step `batch` of the epoch; `logs` holds the epoch's mean
+        training loss so far (`loss`)."""
+
+    def epoch_end(self, epoch: int, logs: Logs) -> None:
+        """After `epoch`'s steps and validation; `logs` holds the epoch's
+        entries of the history."""
+
+    def train_end(self, logs: Logs) -> None:
+        """After the last epoch (or the one training stopped after)."""
+
+    def stop(self) -> bool:
+        """Whether training stops after the current step."""
+        return False
+
 
 def fit_loop(
     train_batch: Callable[[Arrays], float],
@@ -46,31 +99,62 @@ def fit_loop(
     validation: Arrays | None,
     options: FitOptions,
     rng: np.random.Generator,
+    events: Events | None = None,
+    epoch_logs: Callable[[], Logs] | None = None,
+    train_metrics: Callable[[Arrays], dict[str, float]] | None = None,
 ) -> dict[str, list[float]]:
     """Train for `options.epochs` epochs on minibatches of the rows of
     `data` (inputs and targets); return the history: `loss` (mean training
-    loss per epoch, weighted by batch rows), `seconds` (training time per
-    epoch) and, with validation data, `val_loss` (and `val_accuracy` for
-    classification losses, and per-output metrics for several outputs)."""
-    history: dict[str, list[float]] = {"loss": [], "seconds": []}
+    loss per epoch, weighted by batch rows), what `train_metrics` gives on
+    `data` after the epoch (but its `loss`), with validation data what
+    `evaluate` gives prefixed `val_` (`val_loss`, `val_accuracy`, ...), the
+    entries `epoch_logs` gives at the epoch's start (such as `lr`), and
+    `seconds` (training time of the epoch).
+
+    As in Keras, when `events` asks to stop, the loop leaves the epoch after
+    the current step, still validates and ends that epoch, and stops."""
+    events = events or Events()
+    history: dict[str, list[float]] = {}
     rows_total = next(iter(data.values())).shape[0]
     batches_per_epoch = rows_total // options.batch_size if options.drop_last else -(-rows_total // options.batch_size)
+    logs: Logs = {}
+    events.train_begin()
     with tqdm(total=options.epochs * batches_per_epoch, disable=not options.progress, unit="batch") as bar:
         for epoch in range(options.epochs):
+            if events.stop():
+                break
             bar.set_description(f"epoch {epoch + 1}/{options.epochs}")
+            starting = dict(epoch_logs()) if epoch_logs else {}
+            events.epoch_begin(epoch)
             start = time.perf_counter()
-            total, rows = 0.0, 0
-            for index in minibatches(rows_total, options, rng):
-                loss = train_batch({name: array[index] for name, array in data.items()})
-                total += loss * len(index)
-                rows += len(index)
-                bar.update(1)
-            history["seconds"].append(time.perf_counter() - start)
-            history["loss"].append(total / max(rows, 1))
-            postfix = {"loss": f"{history['loss'][-1]:.4g}"}
+            logs = {"loss": _train_epoch(train_batch, data, minibatches(rows_total, options, rng), events, bar)}
+            seconds = time.perf_counter() - start
+            if train_metrics is not None:
+                logs.update({name: value for name, value in train_metrics(data).items() if name != "loss"})
             if validation is not None and evaluate is not None:
-                for name, value in evaluate(validation).items():
-                    history.setdefault(f"val_{name}", []).append(value)
-                    postfix[f"val_{name}"] = f"{value:.4g}"
-            bar.set_postfix(postfix)
-    return history
+                logs.update({f"val_{name}": value for name, value in evaluate(validation).items()})
+            logs.update(starting, seconds=seconds)
+            for name, value in logs.items():
+                history.setdefault(name, []).append(value)
+            bar.set_postfix({name: f"{value:.4g}" for name, value in logs.items() if name != "seconds"})
+            events.epoch_end(epoch, dict(logs))
+    events.train_end(logs)
+    return history or {"loss": [], "seconds": []}
+
+
+def _train_epoch(
+    train_batch: Callable[[Arrays], float], data: Arrays, batches: list[np.ndarray], events: Events, bar: tqdm
+) -> float:
+    """Train on each minibatch in turn; return the mean loss over the rows
+    trained on (0.0 for none)."""
+    total, rows = 0.0, 0
+    for step, index in enumerate(batches):
+        events.batch_begin(step)
+        loss = train_batch({name: array[index] for name, array in data.items()})
+        total += loss * len(index)
+        rows += len(index)
+        bar.update(1)
+        events.batch_end(step, {"loss": total / rows})
+        if events.stop():
+            break
+    return total / max(rows, 1)

@@ -88,7 +88,7 @@ def test_fit_trains_on_tuples_with_validation():
     prog = compile_two_tower()
     x, y = data(rows=40)
     history = prog.fit(x, y, epochs=3, batch_size=8, validation_data=data(rows=10, seed=1), progress=False)
-    assert set(history) == {"loss", "seconds", "val_loss", "val_loss0", "val_accuracy0", "val_loss1"}
+    assert set(history) == {"loss", "lr", "seconds", "val_loss", "val_loss0", "val_accuracy0", "val_loss1"}
     assert history["loss"][-1] < history["loss"][0]
 
 

@@ -146,7 +146,7 @@ def test_inference_program_predicts_like_the_trained_one(mlp, blobs):
 def test_fit_history_with_validation(classifier, blobs):
     x, y = blobs
     history = classifier.fit(x[:40], y[:40], epochs=3, validation_data=(x[40:], y[40:]), progress=False)
-    assert set(history) == {"loss", "seconds", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "lr", "seconds", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 and all(type(f) is float for f in v) for v in history.values())
     assert all(s > 0 for s in history["seconds"])
     assert history["loss"][-1] < history["loss"][0]
@@ -157,13 +157,13 @@ def test_fit_history_with_validation(classifier, blobs):
 
 def test_fit_history_without_validation(classifier, blobs):
     history = classifier.fit(*blobs, epochs=2, progress=False)
-    assert set(history) == {"loss", "seconds"}
+    assert set(history) == {"loss", "lr", "seconds"}
     assert len(history["loss"]) == 2
 
 
 def test_fit_history_for_a_regression_has_no_accuracy(regression):
     history = regressor().fit(*regression, epochs=2, validation_data=regression, progress=False)
-    assert set(history) == {"loss", "seconds", "val_loss"}
+    assert set(history) == {"loss", "lr", "seconds", "val_loss"}
 
 
 def test_fit_zero_epochs_changes_nothing(classifier, blobs, assert_same):

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ember
-from ember.runtime.training import FitOptions, fit_loop, minibatches
+from ember.runtime.training import Events, FitOptions, fit_loop, minibatches, split_validation
 
 
 def options(batch_size: int = 4, *, epochs: int = 1, shuffle: bool = True, drop_last: bool = False) -> FitOptions:
@@ -127,3 +127,67 @@ def test_fit_loop_drop_last_with_too_few_rows_trains_nothing(data):
     history = fit_loop(recorder.train_batch, None, data, None, opts, np.random.default_rng(0))
     assert recorder.batches == []
     assert len(history["loss"]) == 1
+
+
+@pytest.mark.parametrize(("rows", "fraction", "split"), [(10, 0.2, 8), (10, 0.25, 7), (50, 0.25, 37), (3, 0.5, 1)])
+def test_split_validation_holds_out_the_last_rows(rows, fraction, split):
+    """As Keras: the first floor(rows * (1 - fraction)) rows train, in order."""
+    data = {"x": np.arange(rows * 2.0).reshape(rows, 2), "y": np.arange(rows)}
+    train, validation = split_validation(data, fraction)
+    assert train["y"].tolist() == list(range(split))
+    assert validation["y"].tolist() == list(range(split, rows))
+    np.testing.assert_array_equal(validation["x"], data["x"][split:])
+
+
+@pytest.mark.parametrize(
+    ("rows", "fraction", "message"),
+    [
+        (10, 0.95, r"validation_split=0.95 of 10 rows leaves no training rows"),
+        (1, 0.5, r"validation_split=0.5 of 1 rows leaves no training rows"),
+        (10, 1e-17, r"leaves no validation rows"),
+        (10, 1, r"validation_split must be a number in \[0, 1\), got 1"),
+        (10, True, r"validation_split must be a number in \[0, 1\), got True"),
+    ],
+)
+def test_split_validation_needs_rows_on_both_sides(rows, fraction, message):
+    with pytest.raises(ember.ConfigError, match=message):
+        split_validation({"y": np.arange(rows)}, fraction)
+
+
+def test_fit_loop_history_order_with_metrics_and_epoch_logs(data):
+    recorder = Recorder()
+    history = fit_loop(
+        recorder.train_batch,
+        recorder.evaluate,
+        data,
+        data,
+        options(5, epochs=2, shuffle=False),
+        np.random.default_rng(0),
+        epoch_logs=lambda: {"lr": 0.5},
+        train_metrics=lambda rows: {"loss": -1.0, "mae": float(len(rows["y"]))},
+    )
+    assert list(history) == ["loss", "mae", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert history["mae"] == [10.0, 10.0]
+    assert history["lr"] == [0.5, 0.5]
+    assert history["loss"] == [1.5, 3.5]  # the training loss, not the metrics' loss
+
+
+class StopAfterSteps(Events):
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen = steps, 0
+
+    def batch_end(self, batch, logs):
+        self.seen += 1
+
+    def stop(self):
+        return self.seen >= self.steps
+
+
+def test_fit_loop_stops_after_the_step_the_events_ask(data):
+    recorder = Recorder()
+    opts = options(3, epochs=5, shuffle=False)
+    events = StopAfterSteps(6)
+    history = fit_loop(recorder.train_batch, recorder.evaluate, data, data, opts, np.random.default_rng(0), events)
+    assert len(recorder.batches) == 6  # 4 steps in the first epoch, 2 in the second
+    assert len(history["loss"]) == 2
+    assert recorder.evaluations == 2
