@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -51,7 +52,7 @@ class Scalars:
     state: Mapping[str, Value] = field(default_factory=dict)
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class. Subclasses declare `DEFAULTS` (PyTorch's hyperparameters,
     in its order), `check` one group's settings, name the per-param state
     (`state_slots`) and emit one param's update (`update`)."""
@@ -101,9 +102,9 @@ class Optimizer:
         """The starting value of per-param state `slot` (PyTorch's zeros_like)."""
         return 0.0
 
+    @abstractmethod
     def update(self, b: Builder, s: Scalars, p: Value, g: Value, state: dict[str, Value]) -> tuple[Value, dict]:
         """Emit the update of one param; return its new value and new state."""
-        raise NotImplementedError
 
     def update_group(self, b: Builder, s: Scalars, state: dict[str, Value]) -> dict[str, Value]:
         """Emit the update of a group's scalar state (before its params')."""
