@@ -7,6 +7,7 @@ changing it raises ConfigError."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ class ParamGroup(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self:
             raise ConfigError(f"param group {self._index} has no hyperparameter {key!r}; it has {', '.join(self)}")
-        changed = {**self, key: tuple(value) if key == "betas" and isinstance(value, list) else value}
+        changed = {**self, key: _plain(value)}
         self._check(self._index, changed)
         super().__setitem__(key, changed[key])
 
@@ -41,6 +42,17 @@ class ParamGroup(dict):
         raise ConfigError(f"param group {self._index}: its keys are fixed (assign values to change them)")
 
     __delitem__ = pop = popitem = clear = setdefault = __ior__ = _fixed  # type: ignore[assignment]
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as Python floats (NumPy scalars too) and pairs as tuples, as
+    PyTorch's groups and JSON checkpoints hold them; anything else as given
+    (the optimizer's check rejects it)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, numbers.Real) for v in value):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 class Hyperparameters:

@@ -209,7 +209,22 @@ def read_param_groups(value: Any, optimizer: Optimizer) -> list[dict[str, Any]]:
     if not (isinstance(value, list) and len(value) == count and all(isinstance(g, dict) for g in value)):
         raise CheckpointError(f"setting {PARAM_GROUPS!r} must be a list of {count} objects, got {value!r}")
     cls = type(optimizer)
-    return [_hyperparameters(cls, group, f"{PARAM_GROUPS}[{i}]", partial=False) for i, group in enumerate(value)]
+    groups = []
+    for i, (given, compiled) in enumerate(zip(value, optimizer.param_groups, strict=True)):
+        where = f"{PARAM_GROUPS}[{i}]"
+        group = _hyperparameters(cls, given, where, partial=False)
+        fixed = [k for k, v in group.items() if isinstance(v, bool) or (k in cls.FIXED_ZERO and compiled[k] == 0)]
+        changed = [k for k in fixed if group[k] != compiled[k]]
+        if changed:
+            raise CheckpointError(
+                f"setting {where!r}: {changed[0]} must be {compiled[changed[0]]!r}, as the optimizer compiles it"
+            )
+        try:
+            optimizer.check({**compiled, **group}, f"setting {where!r}")
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
+        groups.append(group)
+    return groups
 
 
 def _hyperparameters(cls: type[Optimizer], hyper: Any, where: str, partial: bool) -> dict[str, Any]:

@@ -237,6 +237,16 @@ def test_changes_that_would_need_compiling_are_refused(optimizer, key, value, me
     assert prog.param_groups[0] == before
 
 
+def test_numpy_values_are_stored_as_python_floats(tmp_path):
+    prog = compile_mlp(optim.Adam())
+    prog.param_groups[0]["lr"] = np.float32(0.5)
+    prog.param_groups[0]["betas"] = [np.float64(0.8), 0.9]
+    assert type(prog.param_groups[0]["lr"]) is float
+    assert prog.param_groups[0]["betas"] == (0.8, 0.9)
+    prog.save(tmp_path / "a.npz")
+    assert ember.load(tmp_path / "a.npz").param_groups == prog.param_groups
+
+
 def test_param_group_keys_are_fixed():
     prog = compile_mlp(optim.SGD(lr=0.1))
     with pytest.raises(ember.ConfigError, match="keys are fixed"):
@@ -322,7 +332,8 @@ def test_checkpoint_param_groups_are_validated(tmp_path):
     changes = [
         (lambda m: m["param_groups"].pop(), "'param_groups' must be a list of 2 objects"),
         (lambda m: m["param_groups"][1].update(lr="fast"), "'param_groups\\[1\\]'.*'lr' must be a finite number"),
-        (lambda m: m["param_groups"][0].update(betas=[0.9, 1.5]), "invalid beta at index 1"),
+        (lambda m: m["param_groups"][0].update(betas=[0.9, 1.5]), "'param_groups\\[0\\]'.*invalid beta at index 1"),
+        (lambda m: m["param_groups"][0].update(amsgrad=True), "'param_groups\\[0\\]': amsgrad must be False"),
         (lambda m: m["optimizer"]["param_groups"][0].update(params=["9.weight"]), "setting 'optimizer'.*9.weight"),
         (lambda m: m["optimizer"]["param_groups"][0].update(params="0.weight"), "params must be a list of names"),
         (lambda m: m["optimizer"]["param_groups"][1].update(amsgrad=1), "'amsgrad' must be true or false"),
@@ -333,3 +344,21 @@ def test_checkpoint_param_groups_are_validated(tmp_path):
         save_checkpoint(tmp_path / "b.npz", checkpoint)
         with pytest.raises(ember.CheckpointError, match=message):
             ember.load(tmp_path / "b.npz")
+
+
+def test_checkpoints_without_param_groups_still_load(tmp_path):
+    """Files written before param groups: one group of every param, setting
+    `lr` for all, hyperparameters without the flags added since."""
+    from ember.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    prog = compile_mlp(optim.Adam(lr=0.01))
+    prog.lr = 0.02
+    prog.save(tmp_path / "a.npz")
+    checkpoint = load_checkpoint(tmp_path / "a.npz")
+    del checkpoint.meta["param_groups"], checkpoint.meta["optimizer"]["param_groups"]
+    for flag in ("maximize", "decoupled_weight_decay"):
+        del checkpoint.meta["optimizer"]["hyperparameters"][flag]
+    save_checkpoint(tmp_path / "old.npz", checkpoint)
+    loaded = ember.load(tmp_path / "old.npz")
+    assert loaded.param_groups == prog.param_groups
+    assert loaded.lr == 0.02
