@@ -123,9 +123,6 @@ class Program:
             self.lr = lr
         for group, values in zip(self.param_groups, param_groups or (), strict=False):
             group.update(values)
-        self.compile_count = 1
-        """How many times the training step was compiled: changing
-        hyperparameters (`param_groups`, `lr`) never compiles it again."""
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._target_arguments = self._targets() if self.is_training else []
         self._native: NativeBuild | None = None
@@ -228,6 +225,13 @@ class Program:
         training-mode run (train_step, gradients, each step of fit) draws with
         it and then advances it, so each step gets a new mask. Checkpoints keep it."""
         return self._rng_step
+
+    @property
+    def compile_count(self) -> int:
+        """How many compiler passes have run for this program (entries
+        compiled on first use, such as `gradients`, add theirs then).
+        Changing hyperparameters (`param_groups`, `lr`) never runs one."""
+        return sum(self.log.runs.values())
 
     @property
     def pass_seconds(self) -> dict[str, float]:

@@ -171,7 +171,8 @@ def test_changing_hyperparameters_between_steps_matches_torch_and_never_recompil
         ],
         lr=0.01,
     )
-    seconds, cache = prog.pass_seconds, ember.cache_info()
+    seconds, cache, count = prog.pass_seconds, ember.cache_info(), prog.compile_count
+    assert count > 0
 
     def change(step, prog, opt):
         changes = {
@@ -193,7 +194,7 @@ def test_changing_hyperparameters_between_steps_matches_torch_and_never_recompil
     assert prog.lr == 0.02
     assert [g["lr"] for g in prog.param_groups] == [0.02, 0.02]
     assert prog.param_groups[1]["betas"] == (0.5, 0.9)
-    assert prog.compile_count == 1
+    assert prog.compile_count == count
     assert prog.pass_seconds == seconds
     assert ember.cache_info() == cache
 
