@@ -156,12 +156,6 @@ class Optimizer(ABC):
         copy.defaults, copy.param_groups = dict(self.defaults), groups
         return copy
 
-    @property
-    def resolved(self) -> bool:
-        return all(
-            isinstance(g[PARAMS], list) and all(isinstance(n, str) for n in g[PARAMS]) for g in self.param_groups
-        )
-
     def _group(self, spec: dict[str, Any], index: int) -> Settings:
         unknown = [k for k in spec if k != PARAMS and k not in self.DEFAULTS]
         if unknown:
