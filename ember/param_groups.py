@@ -16,6 +16,7 @@ import numpy as np
 from .compiler import Optimizer
 from .compiler.optimizers import PARAMS, Settings, hyperparameter_inputs, scalar_name
 from .ir import ConfigError, DType
+from .runtime.locks import ForkSafeLock
 
 
 class ParamGroup(dict):
@@ -60,10 +61,13 @@ class Hyperparameters:
     feed: one 0-d array per numeric hyperparameter of each group, written
     when a value changes (the training step reads them as they are)."""
 
-    def __init__(self, optimizer: Optimizer, dtype: DType, on_change: Callable[[Callable[[], None]], None]) -> None:
+    def __init__(self, optimizer: Optimizer, dtype: DType, lock: ForkSafeLock) -> None:
+        """`lock`: the owner's lock, held while the inputs are written (it
+        holds no reference back to the owner, so a Program is freed as soon
+        as it is unused, its native code with it)."""
         self.optimizer = optimizer
         self.dtype = dtype
-        self._on_change = on_change  # runs a write under the owner's lock
+        self._lock = lock
         self.compiled = [dict(g) for g in optimizer.param_groups]
         self.groups = [ParamGroup(g, i, self._check) for i, g in enumerate(optimizer.param_groups)]
         self.inputs = {name: np.asarray(value, dtype.numpy) for name, value in hyperparameter_inputs(optimizer).items()}
@@ -87,11 +91,9 @@ class Hyperparameters:
             infinite = [k for k, v in values.items() if not np.isfinite(self.dtype.numpy.type(v))]
         if infinite:
             raise ConfigError(f"{name} param group {index}: {infinite[0]} must be finite in {self.dtype}")
-        self._on_change(lambda: self._write(index, values))
-
-    def _write(self, index: int, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            self.inputs[scalar_name(key, index, len(self.groups))][...] = value
+        with self._lock:
+            for key, value in values.items():
+                self.inputs[scalar_name(key, index, len(self.groups))][...] = value
 
     def runtime_values(self) -> list[Settings]:
         """Each group's hyperparameters (without `params`), for a checkpoint."""

@@ -7,7 +7,7 @@ import math
 import numbers
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,7 +117,7 @@ class Program:
         self._state = Arena(state_shapes, dtype.numpy)
         for name, value in initial_state(optimizer, state_shapes).items() if optimizer else ():
             self._state[name][...] = value
-        self._hyper = Hyperparameters(optimizer, dtype, self._locked) if optimizer and train else None
+        self._hyper = Hyperparameters(optimizer, dtype, self._lock) if optimizer and train else None
         self._lr = 0.0
         if lr is not None:
             self.lr = lr
@@ -178,10 +178,6 @@ class Program:
         """A copy of the optimizer state: `step` and each param's buffers."""
         with self._lock:
             return self._state.copies()
-
-    def _locked(self, write: Callable[[], None]) -> None:
-        with self._lock:
-            write()
 
     @property
     def optimizer(self) -> Optimizer | None:

@@ -363,3 +363,20 @@ def test_checkpoints_without_param_groups_still_load(tmp_path):
     loaded = ember.load(tmp_path / "old.npz")
     assert loaded.param_groups == prog.param_groups
     assert loaded.lr == 0.02
+
+
+def test_a_program_with_param_groups_is_freed_without_the_cycle_collector():
+    """No reference cycle through the param groups: an unused Program (and
+    its native code) goes at once, as before they existed."""
+    import gc
+    import weakref
+
+    prog = compile_mlp(optim.Adam([{"params": ["0.*"]}, {"params": ["2.*"]}]), backend="native")
+    prog.param_groups[1]["lr"] = 0.5
+    ref = weakref.ref(prog)
+    gc.disable()
+    try:
+        del prog
+        assert ref() is None
+    finally:
+        gc.enable()
