@@ -148,7 +148,7 @@ class NativeBuild:
 def _timed(log: PassLog, name: str, run, *args):
     start = time.perf_counter()
     result = run(*args)
-    log.seconds[name] = log.seconds.get(name, 0.0) + time.perf_counter() - start
+    log.count(name, time.perf_counter() - start)
     return result
 
 

@@ -21,16 +21,22 @@ PassFn = Callable[[Graph], Graph]
 
 @dataclass
 class PassLog:
-    """What running passes recorded: total seconds per pass name, and the
-    graphs after each run of the passes named in `print_after`."""
+    """What running passes recorded: total seconds and runs per pass name,
+    and the graphs after each run of the passes named in `print_after`."""
 
     print_after: Container[str] = ()
     check: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)
     printed: list[tuple[str, Graph]] = field(default_factory=list)
 
-    def record(self, name: str, graph: Graph, seconds: float) -> None:
+    def count(self, name: str, seconds: float) -> None:
+        """One more run of pass `name`, which took `seconds`."""
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.runs[name] = self.runs.get(name, 0) + 1
+
+    def record(self, name: str, graph: Graph, seconds: float) -> None:
+        self.count(name, seconds)
         if self.check:
             verify(graph)
         if name in self.print_after:

@@ -88,6 +88,9 @@ def compile(
             constants.complete(graph)  # constants only a later graph met
     buffers.update(constants.arrays)
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    if optimizer is not None:
+        identities = {id(p): name for name, p in model.named_parameters()}
+        optimizer = optimizer.resolve(list(params), frozen, identities)
     return Program(
         predict_graph=predict_graph,
         params=params,

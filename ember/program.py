@@ -17,8 +17,9 @@ from .callbacks import Callback, CallbackList, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
-from .compiler.optimizers import LEARNING_RATE
+from .compiler.optimizers import PARAMS, initial_state
 from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .param_groups import Hyperparameters, ParamGroup
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.locks import ForkSafeLock
@@ -69,6 +70,7 @@ class Program:
         optimizer: Optimizer | None = None,
         loss_info: Mapping[str, Any] | None = None,
         lr: float | None = None,
+        param_groups: Sequence[Mapping[str, Any]] | None = None,
         frozen: Sequence[str] = (),
         state_layout: StateLayout | None = None,
         check: bool = False,
@@ -81,7 +83,11 @@ class Program:
         self.batch_size = batch_size
         self.seed = seed
         self.backend = backend
-        self.optimizer = optimizer
+        self.frozen = tuple(frozen)
+        if optimizer is not None:
+            names = [p.name for p in predict_graph.params]
+            optimizer = optimizer.resolve(names, self.frozen)  # names stay names; Parameters need ember.compile
+        self._optimizer = optimizer
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
@@ -96,7 +102,7 @@ class Program:
         if loss_graph is not None:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
-            trained = [p.name for p in loss_graph.params if p.name not in frozen]
+            trained = [name for group in optimizer.param_groups for name in group[PARAMS]]
             training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained)
             self._sources[MODEL] = loss_graph
             if evaluate_graph is not None:
@@ -105,7 +111,6 @@ class Program:
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
         self._param_names = [p.name for p in predict_graph.params]
         self._buffer_names = [b.name for b in predict_graph.buffers]
-        self.frozen = tuple(frozen)
         self._state_layout = state_layout or StateLayout.default(self._param_names + self._buffer_names)
         # one model arena: the params, then the buffers (native code reads both from it)
         model_shapes = {a.name: a.type.shape for a in [*predict_graph.params, *predict_graph.buffers]}
@@ -117,8 +122,14 @@ class Program:
         train = self._graphs.get("train")
         state_shapes = {s.name: s.type.shape for s in train.state} if train else {}
         self._state = Arena(state_shapes, dtype.numpy)
+        for name, value in initial_state(optimizer, state_shapes).items() if optimizer else ():
+            self._state[name][...] = value
+        self._hyper = Hyperparameters(optimizer, dtype, self._lock) if optimizer and train else None
         self._lr = 0.0
-        self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
+        if lr is not None:
+            self.lr = lr
+        for group, values in zip(self.param_groups, param_groups or (), strict=False):
+            group.update(values)
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._target_arguments = self._targets() if self.is_training else []
         self._native: NativeBuild | None = None
@@ -176,14 +187,40 @@ class Program:
             return self._state.copies()
 
     @property
+    def optimizer(self) -> Optimizer | None:
+        """The optimizer compiled into the training step, its groups naming
+        their params (read-only: compile again to change optimizer; change
+        hyperparameters through `param_groups`)."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, value: Any) -> None:
+        raise ConfigError(
+            "prog.optimizer cannot be reassigned: the optimizer is compiled into the training step. "
+            "Change hyperparameters through prog.param_groups or prog.lr (no recompiling), or "
+            "ember.compile the model again with the new optimizer (prog.parameters carries the weights over)"
+        )
+
+    @property
+    def param_groups(self) -> list[ParamGroup]:
+        """The optimizer's param groups, as PyTorch's: dicts of `params` (the
+        names) and every hyperparameter. Assigning a numeric one (`lr`,
+        `momentum`, `betas`, `weight_decay`, ...) takes effect at the next
+        step and never recompiles; flags and params are fixed."""
+        return self._hyper.groups if self._hyper else []
+
+    @property
     def lr(self) -> float:
-        """The learning rate used by the next training step (a runtime input:
-        changing it does not recompile)."""
-        return self._lr
+        """The learning rate of the first param group; setting it sets every
+        group's (a runtime input: changing it does not recompile)."""
+        return self.param_groups[0]["lr"] if self.param_groups else self._lr
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._lr = _learning_rate(value, self.dtype)
+        rate = _learning_rate(value, self.dtype)
+        for group in self.param_groups:
+            group["lr"] = rate
+        self._lr = rate
 
     @property
     def rng_step(self) -> int:
@@ -191,6 +228,13 @@ class Program:
         training-mode run (train_step, gradients, each step of fit) draws with
         it and then advances it, so each step gets a new mask. Checkpoints keep it."""
         return self._rng_step
+
+    @property
+    def compile_count(self) -> int:
+        """How many compiler passes have run for this program (entries
+        compiled on first use, such as `gradients`, add theirs then).
+        Changing hyperparameters (`param_groups`, `lr`) never runs one."""
+        return sum(self.log.runs.values())
 
     @property
     def pass_seconds(self) -> dict[str, float]:
@@ -464,11 +508,16 @@ class Program:
             "seed": self.seed,
             "backend": self.backend,
             "lr": self.lr,
+            "param_groups": self._hyper.runtime_values() if self._hyper else [],
             "loss": self.loss_info,
             "frozen": list(self.frozen),
             "state_dict": self._state_layout.to_json(),
             "optimizer": (
-                {"name": type(self.optimizer).__name__, "hyperparameters": self.optimizer.hyperparameters()}
+                {
+                    "name": type(self.optimizer).__name__,
+                    "hyperparameters": self.optimizer.hyperparameters(),
+                    "param_groups": self.optimizer.param_groups,
+                }
                 if self.optimizer
                 else None
             ),
@@ -543,9 +592,9 @@ class Program:
         return evaluate
 
     def _train_batch(self, batch: Batch) -> float:
-        # the step's inputs: the batch (this step's own dict) and the learning rate
-        batch[LEARNING_RATE] = np.asarray(self.lr, self.dtype.numpy)
+        # the step's inputs: the batch (this step's own dict) and the hyperparameters
         with self._lock:
+            batch.update(self._hyper.inputs if self._hyper else {})
             loss = float(self._exec.run("train", {**batch, **self._rng_inputs("train")})[LOSS])
             self._advance_rng("train")
             return loss

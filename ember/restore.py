@@ -14,13 +14,13 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .compiler import OPTIMIZERS, Optimizer, dce
-from .compiler.optimizers import STEP
+from .compiler.optimizers import PARAMS, STEP
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
 from .program import BACKENDS, Program
@@ -36,7 +36,11 @@ SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr",
 RNG_STEP_SETTING = "rng_step"
 """The step counter of random numbers (dropout masks): optional, 0 when absent."""
 
-OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING)
+PARAM_GROUPS = "param_groups"
+"""Each param group's hyperparameters at the time of saving (optional: the
+groups as compiled, with setting `lr` for all)."""
+
+OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, PARAM_GROUPS)
 """Settings a checkpoint may lack (written since params could be frozen,
 buffers exist and dropout draws random numbers): no frozen params, a state
 dict of every param and buffer, and random numbers from step 0."""
@@ -60,6 +64,7 @@ class Settings:
     rng: dict[str, Any] | None  # the shuffling RNG's state; None in version 1 (restart from the seed)
     rng_step: int  # the step counter of random numbers (dropout masks)
     frozen: tuple[str, ...]
+    param_groups: Any  # each group's runtime hyperparameters: checked against the optimizer later
     state_layout: StateLayout | None  # None: the default layout
 
 
@@ -83,11 +88,19 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
     settings = read_settings(checkpoint.meta)
     predict, model, evaluate = read_graphs(upgrade_texts(checkpoint.texts, checkpoint.meta["version"]), settings.dtype)
     check_training_settings(settings, model)
+    groups = None
+    if settings.param_groups is not None and settings.optimizer is not None:
+        groups = read_param_groups(settings.param_groups, settings.optimizer)
     check_model_settings(settings, predict)
     dtype = settings.dtype.numpy
     # checked before compiling: the arrays in the file bound what the program allocates
     params = exact_arrays("parameter", checkpoint.params, {p.name: (p.type.shape, dtype) for p in predict.params})
     buffers = exact_arrays("buffer", checkpoint.buffers, {b.name: (b.type.shape, dtype) for b in predict.buffers})
+    if settings.optimizer is not None:
+        try:
+            settings.optimizer.resolve([p.name for p in predict.params], settings.frozen)
+        except ConfigError as e:
+            raise CheckpointError(f"setting 'optimizer': {e}") from None
     try:
         prog = Program(
             predict_graph=predict,
@@ -101,7 +114,8 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             loss_graph=model,
             optimizer=settings.optimizer,
             loss_info=settings.loss,
-            lr=settings.lr,
+            lr=settings.lr if groups is None else None,
+            param_groups=groups,
             frozen=settings.frozen,
             state_layout=settings.state_layout,
         )
@@ -137,6 +151,7 @@ def read_settings(meta: dict[str, Any]) -> Settings:
     layout = meta.get("state_dict")
     if layout is not None:
         _expect("state_dict", _is_state_layout(layout), "a list of distinct [name, null or integer dtype] pairs", meta)
+    optimizer = read_optimizer(meta["optimizer"])
     return Settings(
         dtype=DType[meta["dtype"]],
         batch_size=meta["batch_size"],
@@ -144,41 +159,93 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         backend=meta["backend"],
         lr=float(meta["lr"]),
         loss=meta["loss"],
-        optimizer=read_optimizer(meta["optimizer"]),
+        optimizer=optimizer,
         rng=meta.get("rng"),
         rng_step=meta.get(RNG_STEP_SETTING, 0),
         frozen=tuple(frozen),
+        param_groups=meta.get(PARAM_GROUPS),
         state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
     )
 
 
 def read_optimizer(value: Any) -> Optimizer | None:
-    """The optimizer a checkpoint names, with exactly its hyperparameters."""
+    """The optimizer a checkpoint names, with its hyperparameters (ones
+    added to ember since the file was written take their defaults) and its
+    param groups as compiled (default: one group of every param)."""
     if value is None:
         return None
+    keys = {"name", "hyperparameters"}
     if not (
-        isinstance(value, dict) and set(value) == {"name", "hyperparameters"} and _is_key(value["name"], OPTIMIZERS)
+        isinstance(value, dict) and keys <= set(value) <= {*keys, PARAM_GROUPS} and _is_key(value["name"], OPTIMIZERS)
     ):
         raise CheckpointError(
             f"setting 'optimizer' must be null or {{'name': one of {', '.join(OPTIMIZERS)}, "
-            f"'hyperparameters': {{...}}}}, got {value!r}"
+            f"'hyperparameters': {{...}}, 'param_groups': [...]}}, got {value!r}"
         )
     cls = OPTIMIZERS[value["name"]]
-    hyper = value["hyperparameters"]
-    defaults = {f.name: f.default for f in fields(cls)}
-    if not isinstance(hyper, dict) or set(hyper) != set(defaults):
-        raise CheckpointError(
-            f"the hyperparameters of {cls.__name__} must be exactly {', '.join(defaults)}, got {hyper!r}"
-        )
-    for name, default in defaults.items():
-        if not _same_kind(hyper[name], default):
-            raise CheckpointError(
-                f"{cls.__name__} hyperparameter {name!r} must be {_kind(default)}, got {hyper[name]!r}"
-            )
+    hyper = _hyperparameters(cls, value["hyperparameters"], "hyperparameters", partial=True)
+    groups = value.get(PARAM_GROUPS)
+    if groups is not None:
+        if not (isinstance(groups, list) and groups and all(isinstance(g, dict) for g in groups)):
+            raise CheckpointError(f"setting 'optimizer': param_groups must be a list of objects, got {groups!r}")
+        for i, group in enumerate(groups):
+            if not _is_name_list(group.get(PARAMS)):
+                raise CheckpointError(f"setting 'optimizer': param_groups[{i}].params must be a list of names")
+            where = f"param_groups[{i}]"
+            settings = {k: v for k, v in group.items() if k != PARAMS}
+            groups[i] = {PARAMS: group[PARAMS], **_hyperparameters(cls, settings, where, partial=True)}
+    optimizer = object.__new__(cls)
     try:
-        return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in hyper.items()})
+        Optimizer.__init__(optimizer, groups, **{**cls.DEFAULTS, **hyper})
     except ConfigError as e:
         raise CheckpointError(f"setting 'optimizer': {e}") from None
+    return optimizer
+
+
+def read_param_groups(value: Any, optimizer: Optimizer) -> list[dict[str, Any]]:
+    """Setting `param_groups`: each group's numeric hyperparameters at saving
+    time, one object per group of the optimizer, each value of its kind."""
+    count = len(optimizer.param_groups)
+    if not (isinstance(value, list) and len(value) == count and all(isinstance(g, dict) for g in value)):
+        raise CheckpointError(f"setting {PARAM_GROUPS!r} must be a list of {count} objects, got {value!r}")
+    cls = type(optimizer)
+    groups = []
+    for i, (given, compiled) in enumerate(zip(value, optimizer.param_groups, strict=True)):
+        where = f"{PARAM_GROUPS}[{i}]"
+        group = _hyperparameters(cls, given, where, partial=False)
+        fixed = [k for k, v in group.items() if isinstance(v, bool) or (k in cls.FIXED_ZERO and compiled[k] == 0)]
+        changed = [k for k in fixed if group[k] != compiled[k]]
+        if changed:
+            raise CheckpointError(
+                f"setting {where!r}: {changed[0]} must be {compiled[changed[0]]!r}, as the optimizer compiles it"
+            )
+        try:
+            optimizer.check({**compiled, **group}, f"setting {where!r}")
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
+        groups.append(group)
+    return groups
+
+
+def _hyperparameters(cls: type[Optimizer], hyper: Any, where: str, partial: bool) -> dict[str, Any]:
+    """`hyper`: hyperparameters of `cls`, each of its kind; all of them
+    but (when `partial`) flags that default to False, which ember added
+    after some checkpoints were written."""
+    defaults = cls.DEFAULTS
+    required = {k for k, v in defaults.items() if not (partial and v is False)}
+    if not isinstance(hyper, dict) or not required <= set(hyper) <= set(defaults):
+        newer = " (flags added since may be missing)" if partial else ""
+        raise CheckpointError(
+            f"setting {where!r}: the hyperparameters of {cls.__name__} must be exactly "
+            f"{', '.join(defaults)}{newer}, got {hyper!r}"
+        )
+    for name, value in hyper.items():
+        if not _same_kind(value, defaults[name]):
+            raise CheckpointError(
+                f"setting {where!r}: {cls.__name__} hyperparameter {name!r} must be "
+                f"{_kind(defaults[name])}, got {value!r}"
+            )
+    return {name: tuple(v) if isinstance(v, list) else v for name, v in hyper.items()}
 
 
 def _same_kind(value: Any, default: Any) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 import ember
 from ember import nn, optim
-from ember.compiler.optimizers import LEARNING_RATE
+from ember.compiler.optimizers import LEARNING_RATE, hyperparameter_inputs
 from ember.trace import INPUT, PREDICTION, TARGET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def good_inputs() -> dict[str, np.ndarray]:
     return {
         INPUT: rng.normal(size=(ROWS, FEATURES)).astype(np.float32),
         TARGET: rng.integers(0, CLASSES, size=ROWS),
-        LEARNING_RATE: np.asarray(0.01, np.float32),
+        **{name: np.asarray(value, np.float32) for name, value in hyperparameter_inputs(optim.Adam(lr=0.01)).items()},
     }
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from inputs import draw
 
 from ember.compiler import SGD, Adam, AdamW, Optimizer, autodiff, lower_optimizer
-from ember.compiler.optimizers import LEARNING_RATE
+from ember.compiler.optimizers import LEARNING_RATE, hyperparameter_inputs
 from ember.ir import BATCH, Builder, DType, Graph, Value
 
 from .graphs import ProgramBuilder, pick
@@ -107,6 +107,8 @@ def make_case(seed: int, form: str, programs: int, only: Sequence[int] | None = 
         return case
     train = lower_optimizer(gradient, optimizer)
     case.graph, case.steps = train, TRAIN_STEPS
+    for name, value in hyperparameter_inputs(optimizer).items():
+        case.arguments[name] = np.asarray(value, dtype.numpy)
     case.arguments[LEARNING_RATE] = np.asarray(0.05, dtype.numpy)
     for s in train.state:
         case.arguments[s.name] = np.zeros(tuple(s.type.shape), dtype.numpy)  # params, so state, have fixed shapes

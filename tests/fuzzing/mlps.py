@@ -22,6 +22,7 @@ import numpy as np
 import ember
 from ember import nn
 from ember.compiler import Optimizer, build_training, grad_name
+from ember.compiler.optimizers import hyperparameter_inputs
 from ember.ir import Graph, parse
 from ember.tensor import RNG_SEED, RNG_STEP
 
@@ -174,8 +175,8 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
         [{**data, **params, **at_step(0)} for _ in range(NOISY_RUNS + 1)],
         lambda r: {names[k]: v for k, v in r.outputs.items() if k in names},
     )
-    lr = np.asarray(reference.lr, mlp.dtype)
-    trajectories = [{**data, "lr": lr, **params, **reference.optimizer_state} for _ in range(NOISY_RUNS + 1)]
+    hyper = {k: np.asarray(v, mlp.dtype) for k, v in hyperparameter_inputs(reference.optimizer).items()}
+    trajectories = [{**data, **hyper, **params, **reference.optimizer_state} for _ in range(NOISY_RUNS + 1)]
     for step in range(TRAIN_STEPS):
         for arguments in trajectories:
             arguments.update(at_step(step + 1))  # gradients() drew with step 0

@@ -12,6 +12,7 @@ import pytest
 import ember
 from ember import ir
 from ember.compiler import grad_name
+from ember.compiler.optimizers import hyperparameter_inputs
 
 from .regenerate import STAGES, golden_path, reference_program
 
@@ -68,7 +69,8 @@ def test_parsed_golden_graph_computes_what_the_program_computes(stage):
     graph = ir.verify(ir.parse(golden_path(stage).read_text()))
     program = reference_program()
     x, y = batch()
-    values = {"x": x, "y": y, "lr": np.asarray(program.lr, np.float32)}
+    values = {"x": x, "y": y}
+    values.update({k: np.asarray(v, np.float32) for k, v in hyperparameter_inputs(program.optimizer).items()})
     values.update(program.parameters, **program.optimizer_state)
     result = ir.interpret(graph, {a.name: values[a.name] for a in graph.arguments})
 
