@@ -2,6 +2,7 @@
 update formulas. They are lowered into the training program as IR; the
 learning rate is a runtime input, so changing it never recompiles."""
 
-from .compiler.optimizers import SGD, Adam, AdamW, Optimizer
+from ..compiler.optimizers import SGD, Adam, AdamW, Optimizer
+from . import lr_scheduler
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler"]
