@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
@@ -34,6 +35,8 @@ STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm"
 NATIVE_STAGES = STAGES[4:]
 BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
+CLIP_GRAD_SETTING = "clip_grad"
+"""The checkpoint setting of gradient clipping (absent: no clipping)."""
 EVAL_CHUNK_ROWS = 8192
 
 Batch = dict[str, np.ndarray]
@@ -68,6 +71,7 @@ class Program:
         state_layout: StateLayout | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
+        clipping: GradientClipping | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -77,6 +81,7 @@ class Program:
         self.seed = seed
         self.backend = backend
         self.optimizer = optimizer
+        self.clipping = clipping or None
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
@@ -90,7 +95,7 @@ class Program:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
             trained = [p.name for p in loss_graph.params if p.name not in frozen]
-            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained)
+            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained, self.clipping)
             self._sources[MODEL] = loss_graph
             if evaluate_graph is not None:
                 self._sources[EVALUATE] = evaluate_graph
@@ -423,6 +428,8 @@ class Program:
                 else None
             ),
         }
+        if self.clipping:
+            meta[CLIP_GRAD_SETTING] = self.clipping.to_json()
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from .compiler import OPTIMIZERS, Optimizer, dce
+from .compiler.clipping import GradientClipping
 from .compiler.optimizers import STEP
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
-from .program import BACKENDS, Program
+from .program import BACKENDS, CLIP_GRAD_SETTING, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
@@ -36,10 +37,11 @@ SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr",
 RNG_STEP_SETTING = "rng_step"
 """The step counter of random numbers (dropout masks): optional, 0 when absent."""
 
-OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING)
+OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, CLIP_GRAD_SETTING)
 """Settings a checkpoint may lack (written since params could be frozen,
-buffers exist and dropout draws random numbers): no frozen params, a state
-dict of every param and buffer, and random numbers from step 0."""
+buffers exist, dropout draws random numbers and gradients clip): no frozen
+params, a state dict of every param and buffer, random numbers from step 0
+and no clipping."""
 
 DTYPES = ("float32", "float64")
 INTEGER_INPUTS = ("int64", "int32")
@@ -61,6 +63,7 @@ class Settings:
     rng_step: int  # the step counter of random numbers (dropout masks)
     frozen: tuple[str, ...]
     state_layout: StateLayout | None  # None: the default layout
+    clipping: GradientClipping | None
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -104,6 +107,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             lr=settings.lr,
             frozen=settings.frozen,
             state_layout=settings.state_layout,
+            clipping=settings.clipping,
         )
     except EmberError as e:
         raise CheckpointError(f"cannot build the program it describes: {e}") from None
@@ -149,7 +153,20 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         rng_step=meta.get(RNG_STEP_SETTING, 0),
         frozen=tuple(frozen),
         state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
+        clipping=read_clipping(meta.get(CLIP_GRAD_SETTING)),
     )
+
+
+def read_clipping(value: Any) -> GradientClipping | None:
+    """The gradient clipping a checkpoint records: {'max_norm': x, 'value': y}, each null or a number > 0."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"max_norm", "value"}:
+        raise CheckpointError(f"setting {CLIP_GRAD_SETTING!r} must be {{'max_norm': ..., 'value': ...}}, got {value!r}")
+    try:
+        return GradientClipping(max_norm=value["max_norm"], value=value["value"]) or None
+    except ConfigError as e:
+        raise CheckpointError(f"setting {CLIP_GRAD_SETTING!r}: {e}") from None
 
 
 def read_optimizer(value: Any) -> Optimizer | None:
