@@ -15,6 +15,7 @@ from ..ir import Graph, verify
 from .autodiff import autodiff, grad_name
 from .clipping import GradientClipping, clip_gradients
 from .optimizers import Optimizer, lower_optimizer
+from .schedules import StepSchedule, schedule_lr
 from .simplify import SIMPLIFY_PASSES, simplify
 
 PassFn = Callable[[Graph], Graph]
@@ -69,21 +70,28 @@ def simplify_pass(name: str) -> Pass:
 
 
 def training_passes(
-    optimizer: Optimizer, wrt: Sequence[str] | None = None, clipping: GradientClipping | None = None
+    optimizer: Optimizer,
+    wrt: Sequence[str] | None = None,
+    clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
 ) -> list[Pass]:
     """The passes from a traced loss graph to the simplified training graph;
     `wrt` names the params that train (default: all). With `clipping`, the
-    gradients are clipped (one global step over all of them) before any update."""
+    gradients are clipped (one global step over all of them) before any
+    update; with `lr_schedule`, the step computes its learning rate."""
     global_step = [Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []
+    # the schedule rewrites the optimizer's lr, so its result is the "train" stage
+    scheduled = [Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule), stage="train")] if lr_schedule else []
     return [
         Pass("autodiff", lambda g, log: _trained_only(autodiff(g), wrt), stage="autodiff"),
         *global_step,
         Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
+        *scheduled,
         simplify_pass("train"),
     ]
 
 
-PASS_NAMES = ("autodiff", "clip-gradients", "lower-optimizer", "simplify", *SIMPLIFY_PASSES)
+PASS_NAMES = ("autodiff", "clip-gradients", "lower-optimizer", "schedule-lr", "simplify", *SIMPLIFY_PASSES)
 """Every pass name `--print-after` accepts."""
 
 
@@ -104,6 +112,7 @@ def build_training(
     evaluate_graph: Graph | None = None,
     wrt: Sequence[str] | None = None,
     clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
 ) -> TrainingGraphs:
     """From a graph with outputs `loss` and `out` (traced in training mode;
     its updates set buffers), build the training step (`train`), the
@@ -112,10 +121,11 @@ def build_training(
     the loss graph traced in eval mode; default `loss_graph`). `wrt` names
     the params that train (default: all); the others get no gradient,
     update or optimizer state. `clipping` clips the gradients of the
-    training step (`gradients` returns them unclipped, as backward does)."""
+    training step (`gradients` returns them unclipped, as backward does);
+    `lr_schedule` computes the step's learning rate from its step count."""
     log = log if log is not None else PassLog()
     stages = {"graph": loss_graph}
-    train = run_passes(loss_graph, training_passes(optimizer, wrt, clipping), log, stages)
+    train = run_passes(loss_graph, training_passes(optimizer, wrt, clipping, lr_schedule), log, stages)
     gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
     evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
     return TrainingGraphs(stages, train, gradients, evaluate)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
 from .compiler.clipping import GradientClipping
+from .compiler.schedules import StepSchedule
 from .constants import ConstantPool
 from .inputs import input_types
 from .ir import ConfigError
@@ -40,6 +41,7 @@ def compile(
     print_after: Sequence[str] = (),
     clip_grad_norm: float | None = None,
     clip_grad_value: float | None = None,
+    lr_schedule: StepSchedule | None = None,
 ) -> Program:
     """Compile `model` into a Program.
 
@@ -64,7 +66,13 @@ def compile(
     `optimizer.step()` (all trainable gradients scaled together so that
     their L2 norm is at most max_norm); `clip_grad_value=v` clamps each
     gradient element to [-v, v] as `clip_grad_value_` (given both, values
-    are clamped first)."""
+    are clamped first).
+
+    `lr_schedule` computes the learning rate inside the step from the
+    optimizer's step count, so `fit` needs no Python per step:
+    `lr_schedule=lr_scheduler.StepLR.compiled(step_size=100, gamma=0.5)`
+    gives the learning rates of PyTorch's StepLR stepped after every
+    optimizer step, with `prog.lr` as the base lr."""
     if (loss is None) != (optimizer is None):
         raise ConfigError("pass both loss= and optimizer= to train, or neither for an inference-only program")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -79,8 +87,14 @@ def compile(
     if unknown:
         raise ConfigError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASS_NAMES)}")
     clipping = GradientClipping(max_norm=clip_grad_norm, value=clip_grad_value)
-    if clipping and optimizer is None:
-        raise ConfigError("clip_grad_norm= and clip_grad_value= clip the training step: pass loss= and optimizer= too")
+    if lr_schedule is not None and not isinstance(lr_schedule, StepSchedule):
+        raise ConfigError(
+            f"lr_schedule must be a schedule such as lr_scheduler.StepLR.compiled(step_size=10), got {lr_schedule!r}"
+        )
+    if (clipping or lr_schedule) and optimizer is None:
+        raise ConfigError(
+            "clip_grad_norm=, clip_grad_value= and lr_schedule= change the training step: pass loss= and optimizer= too"
+        )
     dt = parse_dtype(dtype)
     shape = input_types(model, dt, input_shape, example_inputs)
     if isinstance(loss, list | tuple) and len(loss) == 1 and loss_weights is None:
@@ -118,6 +132,7 @@ def compile(
         check=check,
         print_after=print_after,
         clipping=clipping or None,
+        lr_schedule=lr_schedule,
     )
 
 

@@ -17,6 +17,7 @@ from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
+from .compiler.schedules import StepSchedule
 from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
@@ -37,6 +38,8 @@ BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
 CLIP_GRAD_SETTING = "clip_grad"
 """The checkpoint setting of gradient clipping (absent: no clipping)."""
+LR_SCHEDULE_SETTING = "lr_schedule"
+"""The checkpoint setting of a schedule compiled into the step (absent: none)."""
 EVAL_CHUNK_ROWS = 8192
 
 Batch = dict[str, np.ndarray]
@@ -72,6 +75,7 @@ class Program:
         check: bool = False,
         print_after: Sequence[str] = (),
         clipping: GradientClipping | None = None,
+        lr_schedule: StepSchedule | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -82,6 +86,7 @@ class Program:
         self.backend = backend
         self.optimizer = optimizer
         self.clipping = clipping or None
+        self.lr_schedule = lr_schedule
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
@@ -95,7 +100,9 @@ class Program:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
             trained = [p.name for p in loss_graph.params if p.name not in frozen]
-            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained, self.clipping)
+            training = build_training(
+                loss_graph, optimizer, self.log, evaluate_graph, trained, self.clipping, lr_schedule
+            )
             self._sources[MODEL] = loss_graph
             if evaluate_graph is not None:
                 self._sources[EVALUATE] = evaluate_graph
@@ -430,6 +437,8 @@ class Program:
         }
         if self.clipping:
             meta[CLIP_GRAD_SETTING] = self.clipping.to_json()
+        if self.lr_schedule:
+            meta[LR_SCHEDULE_SETTING] = self.lr_schedule.to_json()
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state

@@ -22,9 +22,10 @@ import numpy as np
 from .compiler import OPTIMIZERS, Optimizer, dce
 from .compiler.clipping import GradientClipping
 from .compiler.optimizers import STEP
+from .compiler.schedules import StepSchedule
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
-from .program import BACKENDS, CLIP_GRAD_SETTING, Program
+from .program import BACKENDS, CLIP_GRAD_SETTING, LR_SCHEDULE_SETTING, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
@@ -37,11 +38,11 @@ SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr",
 RNG_STEP_SETTING = "rng_step"
 """The step counter of random numbers (dropout masks): optional, 0 when absent."""
 
-OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, CLIP_GRAD_SETTING)
+OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, CLIP_GRAD_SETTING, LR_SCHEDULE_SETTING)
 """Settings a checkpoint may lack (written since params could be frozen,
 buffers exist, dropout draws random numbers and gradients clip): no frozen
-params, a state dict of every param and buffer, random numbers from step 0
-and no clipping."""
+params, a state dict of every param and buffer, random numbers from step 0,
+no clipping and no schedule in the step."""
 
 DTYPES = ("float32", "float64")
 INTEGER_INPUTS = ("int64", "int32")
@@ -64,6 +65,7 @@ class Settings:
     frozen: tuple[str, ...]
     state_layout: StateLayout | None  # None: the default layout
     clipping: GradientClipping | None
+    lr_schedule: StepSchedule | None
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -108,6 +110,7 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             frozen=settings.frozen,
             state_layout=settings.state_layout,
             clipping=settings.clipping,
+            lr_schedule=settings.lr_schedule,
         )
     except EmberError as e:
         raise CheckpointError(f"cannot build the program it describes: {e}") from None
@@ -154,7 +157,24 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         frozen=tuple(frozen),
         state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
         clipping=read_clipping(meta.get(CLIP_GRAD_SETTING)),
+        lr_schedule=read_lr_schedule(meta.get(LR_SCHEDULE_SETTING)),
     )
+
+
+def read_lr_schedule(value: Any) -> StepSchedule | None:
+    """The schedule compiled into the step: {'name': ..., 'arguments': {...}}."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) == {"name", "arguments"} and isinstance(value["arguments"], dict)):
+        raise CheckpointError(
+            f"setting {LR_SCHEDULE_SETTING!r} must be {{'name': ..., 'arguments': {{...}}}}, got {value!r}"
+        )
+    if not isinstance(value["name"], str):
+        raise CheckpointError(f"setting {LR_SCHEDULE_SETTING!r}: name must be a string, got {value['name']!r}")
+    try:
+        return StepSchedule.of(value["name"], **value["arguments"])
+    except ConfigError as e:
+        raise CheckpointError(f"setting {LR_SCHEDULE_SETTING!r}: {e}") from None
 
 
 def read_clipping(value: Any) -> GradientClipping | None:

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
+from ..compiler.schedules import StepSchedule
 from ..ir import ConfigError
 
 __all__ = [
@@ -138,6 +139,14 @@ class LRScheduler:
         self.last_epoch = last_epoch
         self._is_initial = False
         self._initial_step()
+
+    @classmethod
+    def compiled(cls, **arguments: Any) -> StepSchedule:
+        """This schedule computed inside the training step from the
+        optimizer's step count (`ember.compile(..., lr_schedule=...)`), as
+        if `step()` followed every optimizer step: the arguments are this
+        class's, without the program."""
+        return StepSchedule.of(cls.__name__, **arguments)
 
     @property
     def optimizer(self) -> Any:

@@ -226,3 +226,63 @@ def test_state_dict_resumes_the_sequence():
         resumed.step()
         got.append(prog2.lr)
     assert got == expected
+
+
+COMPILED = ["StepLR", "MultiStepLR", "ExponentialLR", "LinearLR", "ConstantLR", "PolynomialLR"]
+
+
+def _lrs_used_by_steps(prog: ember.Program, steps: int) -> list[float]:
+    """The learning rate of each training step: from zero params, a step of
+    SGD on y = w*x + b at x = y = 1 (MSE: gradient -2) leaves b = 2 * lr."""
+    x, y = np.ones((1, 1)), np.ones((1, 1))
+    zeros = {name: np.zeros_like(v) for name, v in prog.parameters.items()}
+    lrs = []
+    for _ in range(steps):
+        prog.set_parameters(zeros)
+        prog.train_step(x, y)
+        lrs.append(float(prog.parameters["0.bias"][0]) / 2)
+    return lrs
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_schedule_gives_torch_lrs_without_python(name, backend):
+    torch = pytest.importorskip("torch")
+    kwargs = SCHEDULES[name]
+    schedule = getattr(lr_scheduler, name).compiled(**kwargs)
+    model = nn.Sequential(nn.Linear(1, 1))
+    prog = ember.compile(
+        model,
+        loss=nn.MSELoss(),
+        optimizer=optim.SGD(lr=BASE_LR),
+        dtype="float64",
+        backend=backend,
+        lr_schedule=schedule,
+    )
+    want = [lrs[0] for lrs in _torch_sequence(torch, lambda m, o: _scheduler(m, name, o, kwargs), [BASE_LR])]
+    np.testing.assert_allclose(_lrs_used_by_steps(prog, STEPS), want[:STEPS], rtol=1e-12, atol=0)
+    assert prog.lr == BASE_LR  # the base lr: still a runtime input
+
+
+def test_compiled_schedule_survives_save_and_load(tmp_path):
+    schedule = lr_scheduler.MultiStepLR.compiled(milestones=[2, 4], gamma=0.5)
+    prog = ember.compile(nn.Sequential(nn.Linear(1, 1)), nn.MSELoss(), optim.SGD(lr=1.0), lr_schedule=schedule)
+    _lrs_used_by_steps(prog, 3)
+    prog.save(tmp_path / "m.npz")
+    loaded = ember.load(tmp_path / "m.npz")
+    assert loaded.lr_schedule == schedule
+    assert _lrs_used_by_steps(loaded, 3) == [0.5, 0.25, 0.25]  # steps 3, 4, 5: past milestone 2, then 4
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: lr_scheduler.CosineAnnealingWarmRestarts.compiled(T_0=3), "does not compile"),
+        (lambda: lr_scheduler.StepLR.compiled(gamma=0.5), "step_size"),
+        (lambda: lr_scheduler.StepLR.compiled(step_size=2, gama=0.5), "gama"),
+        (lambda: lr_scheduler.ExponentialLR.compiled(gamma="0.5"), "finite number"),
+    ],
+)
+def test_bad_compiled_schedules_raise_config_errors(make, message):
+    with pytest.raises(ember.EmberError, match=message):
+        make()
