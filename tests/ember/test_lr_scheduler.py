@@ -286,3 +286,15 @@ def test_compiled_schedule_survives_save_and_load(tmp_path):
 def test_bad_compiled_schedules_raise_config_errors(make, message):
     with pytest.raises(ember.EmberError, match=message):
         make()
+
+
+def test_stepping_a_schedule_never_recompiles():
+    prog = _program()
+    sched = lr_scheduler.OneCycleLR(prog, max_lr=1.0, total_steps=20, cycle_momentum=False)
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    prog.train_step(x, y)
+    before = ember.cache_info()
+    for _ in range(19):
+        prog.train_step(x, y)
+        sched.step()
+    assert ember.cache_info() == before
