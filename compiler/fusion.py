@@ -352,13 +352,33 @@ def fuse(graph: Graph) -> FusedGraph:
             _merge(a, b)
 
     candidates = sorted((e for e in edges if e[2]), key=lambda e: (-order[e[1]], order[e[0]]))
+    reduced = _feeds_reductions_only(graph, escaping)
     for p, u, _ in candidates:  # epilogues first: a matmul's consumers finish its tiles
-        if node_class(p) == "matmul":
+        if node_class(p) == "matmul" and u not in reduced:
             try_merge(p, u)
     for p, u, _ in candidates:
         try_merge(p, u)
     _merge_rows(graph, groups, edges, order, recomputed)
     return _build(graph, groups, members, inline, recomputed, escaping, order)
+
+
+def _feeds_reductions_only(graph: Graph, escaping: set[Value]) -> set[Node]:
+    """Elementwise nodes read only by reductions. In a matmul's epilogue
+    such a node would be stored for the reductions (which never join a
+    matmul's kernel); computed in the reductions' kernel instead, it costs
+    no memory (a sum of squares of a gradient for its norm)."""
+    readers: dict[Node, list[Node]] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            if v.node is not None:
+                readers.setdefault(v.node, []).append(node)
+    return {
+        node
+        for node, users in readers.items()
+        if node_class(node) == "elementwise"
+        and node.output not in escaping
+        and all(node_class(u) == "reduce" for u in users)
+    }
 
 
 def _group_domain(g: _Group, nodes: list[Node]) -> Shape:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from ..ir import Graph, verify
 from .autodiff import autodiff, grad_name
+from .clipping import GradientClipping, clip_gradients
 from .optimizers import Optimizer, lower_optimizer
+from .schedules import StepSchedule, schedule_lr
 from .simplify import SIMPLIFY_PASSES, simplify
 
 PassFn = Callable[[Graph], Graph]
@@ -73,17 +75,29 @@ def simplify_pass(name: str) -> Pass:
     return Pass("simplify", run, stage="simplified")
 
 
-def training_passes(optimizer: Optimizer, wrt: Sequence[str] | None = None) -> list[Pass]:
+def training_passes(
+    optimizer: Optimizer,
+    wrt: Sequence[str] | None = None,
+    clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
+) -> list[Pass]:
     """The passes from a traced loss graph to the simplified training graph;
-    `wrt` names the params that train (default: all)."""
+    `wrt` names the params that train (default: all). With `clipping`, the
+    gradients are clipped (one global step over all of them) before any
+    update; with `lr_schedule`, the step computes its learning rate."""
+    global_step = [Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []
+    # the schedule rewrites the optimizer's lr, so its result is the "train" stage
+    scheduled = [Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule), stage="train")] if lr_schedule else []
     return [
         Pass("autodiff", lambda g, log: _trained_only(autodiff(g), wrt), stage="autodiff"),
+        *global_step,
         Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
+        *scheduled,
         simplify_pass("train"),
     ]
 
 
-PASS_NAMES = ("autodiff", "lower-optimizer", "simplify", *SIMPLIFY_PASSES)
+PASS_NAMES = ("autodiff", "clip-gradients", "lower-optimizer", "schedule-lr", "simplify", *SIMPLIFY_PASSES)
 """Every pass name `--print-after` accepts."""
 
 
@@ -103,6 +117,8 @@ def build_training(
     log: PassLog | None = None,
     evaluate_graph: Graph | None = None,
     wrt: Sequence[str] | None = None,
+    clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
 ) -> TrainingGraphs:
     """From a graph with outputs `loss` and `out` (traced in training mode;
     its updates set buffers), build the training step (`train`), the
@@ -110,10 +126,12 @@ def build_training(
     the evaluation (`evaluate`: loss and predictions of `evaluate_graph`,
     the loss graph traced in eval mode; default `loss_graph`). `wrt` names
     the params that train (default: all); the others get no gradient,
-    update or optimizer state."""
+    update or optimizer state. `clipping` clips the gradients of the
+    training step (`gradients` returns them unclipped, as backward does);
+    `lr_schedule` computes the step's learning rate from its step count."""
     log = log if log is not None else PassLog()
     stages = {"graph": loss_graph}
-    train = run_passes(loss_graph, training_passes(optimizer, wrt), log, stages)
+    train = run_passes(loss_graph, training_passes(optimizer, wrt, clipping, lr_schedule), log, stages)
     gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
     evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
     return TrainingGraphs(stages, train, gradients, evaluate)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from .compiler import PASS_NAMES, Optimizer
+from .compiler.clipping import GradientClipping
+from .compiler.schedules import StepSchedule
 from .constants import ConstantPool
 from .inputs import input_types
 from .ir import ConfigError
@@ -37,6 +39,9 @@ def compile(
     loss_weights: Sequence[float] | None = None,
     check: bool = False,
     print_after: Sequence[str] = (),
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
+    lr_schedule: StepSchedule | None = None,
 ) -> Program:
     """Compile `model` into a Program.
 
@@ -54,7 +59,20 @@ def compile(
     inputs. `input_shape` is the shape of one float example of a
     one-input model. `check=True` verifies the IR after every pass.
     `print_after` names passes (see `ember.compiler.PASS_NAMES`) whose
-    result graphs are kept in `Program.log.printed`."""
+    result graphs are kept in `Program.log.printed`.
+
+    `clip_grad_norm=max_norm` clips the gradients in the training step as
+    `torch.nn.utils.clip_grad_norm_(params, max_norm)` before
+    `optimizer.step()` (all trainable gradients scaled together so that
+    their L2 norm is at most max_norm); `clip_grad_value=v` clamps each
+    gradient element to [-v, v] as `clip_grad_value_` (given both, values
+    are clamped first).
+
+    `lr_schedule` computes the learning rate inside the step from the
+    optimizer's step count, so `fit` needs no Python per step:
+    `lr_schedule=lr_scheduler.StepLR.compiled(step_size=100, gamma=0.5)`
+    gives the learning rates of PyTorch's StepLR stepped after every
+    optimizer step, with `prog.lr` as the base lr."""
     if (loss is None) != (optimizer is None):
         raise ConfigError("pass both loss= and optimizer= to train, or neither for an inference-only program")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -68,6 +86,15 @@ def compile(
     unknown = [name for name in print_after if name not in PASS_NAMES]
     if unknown:
         raise ConfigError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASS_NAMES)}")
+    clipping = GradientClipping(max_norm=clip_grad_norm, value=clip_grad_value)
+    if lr_schedule is not None and not isinstance(lr_schedule, StepSchedule):
+        raise ConfigError(
+            f"lr_schedule must be a schedule such as lr_scheduler.StepLR.compiled(step_size=10), got {lr_schedule!r}"
+        )
+    if (clipping or lr_schedule) and optimizer is None:
+        raise ConfigError(
+            "clip_grad_norm=, clip_grad_value= and lr_schedule= change the training step: pass loss= and optimizer= too"
+        )
     dt = parse_dtype(dtype)
     shape = input_types(model, dt, input_shape, example_inputs)
     if isinstance(loss, list | tuple) and len(loss) == 1 and loss_weights is None:
@@ -107,6 +134,8 @@ def compile(
         loss_info=loss_info,
         check=check,
         print_after=print_after,
+        clipping=clipping or None,
+        lr_schedule=lr_schedule,
     )
 
 

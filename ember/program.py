@@ -15,9 +15,11 @@ import numpy as np
 
 from .callbacks import Callback, CallbackList, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
+from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state
+from .compiler.schedules import StepSchedule
 from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
 from .param_groups import Hyperparameters, ParamGroup
 from .runtime.arena import Arena
@@ -37,6 +39,10 @@ STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm"
 NATIVE_STAGES = STAGES[4:]
 BACKENDS = ("native", "reference")
 DEFAULT_BACKEND = "native"
+CLIP_GRAD_SETTING = "clip_grad"
+"""The checkpoint setting of gradient clipping (absent: no clipping)."""
+LR_SCHEDULE_SETTING = "lr_schedule"
+"""The checkpoint setting of a schedule compiled into the step (absent: none)."""
 EVAL_CHUNK_ROWS = 8192
 SAMPLE_WEIGHT = "sample_weight"
 """fit's key for the rows' sample weights, kept beside the inputs and
@@ -75,6 +81,8 @@ class Program:
         state_layout: StateLayout | None = None,
         check: bool = False,
         print_after: Sequence[str] = (),
+        clipping: GradientClipping | None = None,
+        lr_schedule: StepSchedule | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -88,6 +96,8 @@ class Program:
             names = [p.name for p in predict_graph.params]
             optimizer = optimizer.resolve(names, self.frozen)  # names stay names; Parameters need ember.compile
         self._optimizer = optimizer
+        self.clipping = clipping or None
+        self.lr_schedule = lr_schedule
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
@@ -103,7 +113,9 @@ class Program:
             if optimizer is None:
                 raise ConfigError("a program with a loss needs an optimizer")
             trained = [name for group in optimizer.param_groups for name in group[PARAMS]]
-            training = build_training(loss_graph, optimizer, self.log, evaluate_graph, trained)
+            training = build_training(
+                loss_graph, optimizer, self.log, evaluate_graph, trained, self.clipping, lr_schedule
+            )
             self._sources[MODEL] = loss_graph
             if evaluate_graph is not None:
                 self._sources[EVALUATE] = evaluate_graph
@@ -522,6 +534,10 @@ class Program:
                 else None
             ),
         }
+        if self.clipping:
+            meta[CLIP_GRAD_SETTING] = self.clipping.to_json()
+        if self.lr_schedule:
+            meta[LR_SCHEDULE_SETTING] = self.lr_schedule.to_json()
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state

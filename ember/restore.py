@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from .compiler import OPTIMIZERS, Optimizer, dce
+from .compiler.clipping import GradientClipping
 from .compiler.optimizers import PARAMS, STEP
+from .compiler.schedules import StepSchedule
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
 from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
-from .program import BACKENDS, Program
+from .program import BACKENDS, CLIP_GRAD_SETTING, LR_SCHEDULE_SETTING, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
@@ -40,10 +42,11 @@ PARAM_GROUPS = "param_groups"
 """Each param group's hyperparameters at the time of saving (optional: the
 groups as compiled, with setting `lr` for all)."""
 
-OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, PARAM_GROUPS)
+OPTIONAL_SETTINGS = ("frozen", "state_dict", RNG_STEP_SETTING, PARAM_GROUPS, CLIP_GRAD_SETTING, LR_SCHEDULE_SETTING)
 """Settings a checkpoint may lack (written since params could be frozen,
-buffers exist and dropout draws random numbers): no frozen params, a state
-dict of every param and buffer, and random numbers from step 0."""
+buffers exist, dropout draws random numbers and gradients clip): no frozen
+params, a state dict of every param and buffer, random numbers from step 0,
+no clipping and no schedule in the step."""
 
 DTYPES = ("float32", "float64")
 INTEGER_INPUTS = ("int64", "int32")
@@ -66,6 +69,8 @@ class Settings:
     frozen: tuple[str, ...]
     param_groups: Any  # each group's runtime hyperparameters: checked against the optimizer later
     state_layout: StateLayout | None  # None: the default layout
+    clipping: GradientClipping | None
+    lr_schedule: StepSchedule | None
 
 
 def program_from_checkpoint(checkpoint: Checkpoint, source: str, backend: str | None = None) -> Program:
@@ -118,6 +123,8 @@ def _restore(checkpoint: Checkpoint, backend: str | None) -> Program:
             param_groups=groups,
             frozen=settings.frozen,
             state_layout=settings.state_layout,
+            clipping=settings.clipping,
+            lr_schedule=settings.lr_schedule,
         )
     except EmberError as e:
         raise CheckpointError(f"cannot build the program it describes: {e}") from None
@@ -165,7 +172,37 @@ def read_settings(meta: dict[str, Any]) -> Settings:
         frozen=tuple(frozen),
         param_groups=meta.get(PARAM_GROUPS),
         state_layout=StateLayout(tuple((name, dtype) for name, dtype in layout)) if layout is not None else None,
+        clipping=read_clipping(meta.get(CLIP_GRAD_SETTING)),
+        lr_schedule=read_lr_schedule(meta.get(LR_SCHEDULE_SETTING)),
     )
+
+
+def read_lr_schedule(value: Any) -> StepSchedule | None:
+    """The schedule compiled into the step: {'name': ..., 'arguments': {...}}."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) == {"name", "arguments"} and isinstance(value["arguments"], dict)):
+        raise CheckpointError(
+            f"setting {LR_SCHEDULE_SETTING!r} must be {{'name': ..., 'arguments': {{...}}}}, got {value!r}"
+        )
+    if not isinstance(value["name"], str):
+        raise CheckpointError(f"setting {LR_SCHEDULE_SETTING!r}: name must be a string, got {value['name']!r}")
+    try:
+        return StepSchedule.of(value["name"], **value["arguments"])
+    except ConfigError as e:
+        raise CheckpointError(f"setting {LR_SCHEDULE_SETTING!r}: {e}") from None
+
+
+def read_clipping(value: Any) -> GradientClipping | None:
+    """The gradient clipping a checkpoint records: {'max_norm': x, 'value': y}, each null or a number > 0."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"max_norm", "value"}:
+        raise CheckpointError(f"setting {CLIP_GRAD_SETTING!r} must be {{'max_norm': ..., 'value': ...}}, got {value!r}")
+    try:
+        return GradientClipping(max_norm=value["max_norm"], value=value["value"]) or None
+    except ConfigError as e:
+        raise CheckpointError(f"setting {CLIP_GRAD_SETTING!r}: {e}") from None
 
 
 def read_optimizer(value: Any) -> Optimizer | None:

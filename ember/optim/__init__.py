@@ -7,5 +7,6 @@ lowered into the training program as IR; every numeric hyperparameter is a
 runtime input (`Program.param_groups`), so changing one never recompiles."""
 
 from ..compiler.optimizers import SGD, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam, RMSprop
+from . import lr_scheduler
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop", "lr_scheduler"]
