@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from . import metrics as metric_table
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
 from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .metrics import Metric
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.locks import ForkSafeLock
@@ -222,12 +224,16 @@ class Program:
             self._advance_rng("gradients")
         return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
-    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+    def evaluate(self, x: Any, y: Any, *, metrics: Sequence[Any] | None = None) -> dict[str, float]:
         """Loss (and accuracy, for classification losses) over a whole data
-        set, in eval mode. With several outputs: the weighted total `loss`,
-        and `loss0`, `accuracy0`, ... per output."""
+        set, in eval mode, and each of `metrics` (see `ember.metrics`:
+        "accuracy", "top_k_accuracy", "f1", "mae", "mse", "rmse", "r2", or a
+        callable `metric(y_true, y_pred) -> float`) over the whole data set.
+        With several outputs: the weighted total `loss`, and `loss0`,
+        `accuracy0`, ... per output."""
         self._require_training("evaluate")
-        return self._evaluate(self._check_batch(x, y))
+        chosen = self._chosen_metrics(metrics)
+        return self._evaluate(self._check_batch(x, y), chosen)
 
     def fit(
         self,
@@ -359,11 +365,11 @@ class Program:
     def _target_names(self) -> list[str]:
         return names(TARGET, len(self._loss_infos()))
 
-    def _targets(self) -> list[tuple[str, TensorType, int | None]]:
-        """(name, type, number of classes or None) of each target."""
+    def _targets(self) -> list[tuple[str, TensorType, dict[str, Any]]]:
+        """(name, type, loss info) of each target."""
         evaluate = self._graphs["evaluate"]
         return [
-            (name, evaluate.argument(name).type, info.get("num_classes"))
+            (name, evaluate.argument(name).type, info)
             for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
         ]
 
@@ -390,10 +396,10 @@ class Program:
         rows = next(iter(batch.values())).shape[0]
         targets = self._target_arguments
         values = _per_argument(y, len(targets), f"{prefix}y", "target")
-        for (name, type, num_classes), value in zip(targets, values, strict=True):
+        for (name, type, info), value in zip(targets, values, strict=True):
             array = check_array(prefix + name, value, type, rows=rows)
-            if num_classes:
-                check_labels(prefix + name, array, num_classes)
+            if info.get("num_classes"):
+                check_labels(prefix + name, array, info["num_classes"], info.get("ignore_index"))
             batch[name] = array
         self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
         return batch
@@ -463,14 +469,31 @@ class Program:
         if graph in self._random:
             self._rng_step += 1
 
-    def _evaluate(self, batch: Batch) -> dict[str, float]:
-        with self._lock:  # every chunk sees the same parameters
-            return self._evaluate_chunks(batch)
+    def _chosen_metrics(self, metrics: Sequence[Any] | None) -> list[list[Metric]]:
+        """The metrics of each output: accuracy for a classification loss,
+        then those asked for that fit it (a ConfigError if one fits none)."""
+        infos = self._loss_infos()
+        evaluate = self._graphs["evaluate"]
+        shapes = [
+            (type.shape[1:], evaluate.outputs[out].type.shape[1:])
+            for (_, type, _), out in zip(self._target_arguments, names(PREDICTION, len(infos)), strict=True)
+        ]
+        asked = metric_table.fitting(metric_table.resolve(metrics), infos, shapes)
+        chosen = []
+        for info, extra in zip(infos, asked, strict=True):
+            defaults = metric_table.default_metrics(info)
+            chosen.append(defaults + [m for m in extra if m.name not in {d.name for d in defaults}])
+        return chosen
 
-    def _evaluate_chunks(self, batch: Batch) -> dict[str, float]:
+    def _evaluate(self, batch: Batch, metrics: list[list[Metric]] | None = None) -> dict[str, float]:
+        with self._lock:  # every chunk sees the same parameters
+            return self._evaluate_chunks(batch, metrics or self._chosen_metrics(None))
+
+    def _evaluate_chunks(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
         infos = self._loss_infos()
         losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
-        totals, correct = [0.0] * len(infos), [0.0] * len(infos)
+        totals = [0.0] * len(infos)
+        predictions: list[list[np.ndarray]] = [[] for _ in infos]
         rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
             chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
@@ -478,14 +501,15 @@ class Program:
             for i, info in enumerate(infos):
                 weight = len(chunk[targets[i]]) if _is_mean(info) else 1
                 totals[i] += float(out[losses[i]]) * weight
-                correct[i] += _correct(info.get("name"), out[outs[i]], chunk[targets[i]])
-        metrics = []
-        for total, hits, info, target in zip(totals, correct, infos, targets, strict=True):
-            metric = {"loss": total / rows if _is_mean(info) else total}
-            if info.get("classification"):
-                metric["accuracy"] = hits / (rows * (batch[target][0].size if batch[target].ndim > 1 else 1))
-            metrics.append(metric)
-        return metrics[0] if len(metrics) == 1 else _per_output(metrics, self.loss_info["weights"])
+                if metrics[i]:
+                    predictions[i].append(out[outs[i]].copy())
+        results = []
+        for i, (total, info, target) in enumerate(zip(totals, infos, targets, strict=True)):
+            result = {"loss": total / rows if _is_mean(info) else total}
+            if metrics[i]:
+                result.update(metric_table.compute(metrics[i], info, batch[target], np.concatenate(predictions[i])))
+            results.append(result)
+        return results[0] if len(results) == 1 else _per_output(results, self.loss_info["weights"])
 
 
 def _is_mean(info: Mapping[str, Any]) -> bool:
@@ -525,15 +549,6 @@ def _learning_rate(value: Any, dtype: DType) -> float:
             if rate >= 0 and np.isfinite(dtype.numpy.type(rate)):
                 return rate
     raise ConfigError(f"learning rate must be a finite {dtype.numpy} number >= 0, got {value!r}")
-
-
-def _correct(loss_name: str | None, out: np.ndarray, y: np.ndarray) -> float:
-    """How many predictions match their targets."""
-    if loss_name == "CrossEntropyLoss":
-        return float(np.sum(np.argmax(out, axis=1) == y))
-    if loss_name == "BCEWithLogitsLoss":
-        return float(np.sum((out > 0) == (y > 0.5)))
-    return 0.0
 
 
 def parse_dtype(dtype: Any) -> DType:

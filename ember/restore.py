@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from .compiler import OPTIMIZERS, Optimizer, dce
 from .compiler.optimizers import STEP
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
-from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
+from .nn.losses import DECISIONS, REDUCTIONS, loss_info_of
 from .program import BACKENDS, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
@@ -453,40 +454,44 @@ def _expected_losses(given: dict[str, Any], model: Graph, outputs: int) -> dict[
     """The loss info `ember.compile` records for `model`: one loss's, or for
     several outputs `{"losses": [one per output], "weights": [...]}`."""
     if outputs == 1:
-        return expected_loss_info(given.get("name"), model)
+        return expected_loss_info(given, model)
     losses, weights = given.get("losses"), given.get("weights")
     if not (isinstance(losses, list) and len(losses) == outputs and all(isinstance(i, dict) for i in losses)):
         raise CheckpointError(f"setting 'loss' must hold 'losses': a list of {outputs} objects, got {given!r}")
     if not (isinstance(weights, list) and len(weights) == outputs and all(_is_real(w) for w in weights)):
         raise CheckpointError(f"setting 'loss' must hold 'weights': a list of {outputs} finite numbers, got {given!r}")
-    infos = [expected_loss_info(info.get("name"), model, i) for i, info in enumerate(losses)]
+    infos = [expected_loss_info(info, model, i) for i, info in enumerate(losses)]
     return {"losses": infos, "weights": [float(w) for w in weights]}
 
 
-def expected_loss_info(name: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
-    """The loss info `ember.compile` records for loss `name` ending `model`
-    (for output `index` of several)."""
-    if not _is_key(name, LOSSES):
-        raise CheckpointError(f"setting 'loss' must name one of {', '.join(LOSSES)}, got name {name!r}")
+def expected_loss_info(given: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
+    """The loss info `ember.compile` records for the loss `given` describes,
+    ending `model` (for output `index` of several). The graph holds the
+    loss's computation, so a loss defined by the user loads like a built-in one."""
+    if not isinstance(given, dict) or not isinstance(given.get("name"), str):
+        raise CheckpointError(f"setting 'loss' must hold the loss's 'name', got {given!r}")
     suffix = "" if index is None else str(index)
-    loss_value, out_name, target_name = LOSS + suffix, PREDICTION + suffix, TARGET + suffix
-    loss = LOSSES[name]()
-    reduction = model.outputs[loss_value].node.op.name if model.outputs[loss_value].node else None
-    if reduction not in REDUCTIONS:
-        raise CheckpointError(
-            f"graph 'model' must reduce its {loss_value} with {' or '.join(REDUCTIONS)}, got {reduction}"
-        )
+    out_name, target_name = PREDICTION + suffix, TARGET + suffix
+    reduction = given.get("reduction")
+    if reduction not in (*REDUCTIONS, "batchmean") or reduction == "none":
+        raise CheckpointError(f"setting 'loss' must have a reduction 'mean', 'sum' or 'batchmean', got {reduction!r}")
+    classification = given.get("classification")
+    if not isinstance(classification, bool):
+        raise CheckpointError(f"setting 'loss' must have 'classification' true or false, got {classification!r}")
+    if classification and given.get("decision") not in DECISIONS:
+        raise CheckpointError(f"setting 'loss' must have a 'decision' of {', '.join(DECISIONS)}, got {given!r}")
+    ignore = given.get("ignore_index")
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):
+        raise CheckpointError(f"setting 'loss' must have an integer 'ignore_index', got {ignore!r}")
     out, target = model.outputs[out_name].type, model.argument(target_name).type
-    try:
-        expected_target = loss.target_type(out)
-    except EmberError as e:
-        raise CheckpointError(f"graph 'model' does not fit loss {name}: {e}") from None
-    if target != expected_target:
-        raise CheckpointError(f"graph 'model': {name} needs target {target_name}: {expected_target}, got {target}")
-    info: dict[str, Any] = {"name": name, "reduction": reduction, "classification": loss.classification}
-    if isinstance(loss, CrossEntropyLoss):
-        info["num_classes"] = out.shape[1]
-    return info
+    if (target.dtype != out.dtype and target.dtype.name not in INTEGER_INPUTS) or target.shape[:1] != (BATCH,):
+        raise CheckpointError(
+            f"graph 'model': target {target_name} must be {out.dtype} or integer [B, ...], got {target}"
+        )
+    described = SimpleNamespace(
+        reduction=reduction, classification=classification, decision=given.get("decision"), ignore_index=ignore
+    )
+    return loss_info_of(given["name"], described, out, target)
 
 
 # -- arrays --------------------------------------------------------------------

@@ -151,5 +151,7 @@ def _traced_loss(graph: Graph, loss: Loss, out: Tensor, target: str) -> Tensor:
     y = graph.add_argument(target, loss.target_type(out.value.type))
     value = loss(out, Tensor(y))
     if value.value.type.rank != 0:
-        raise ShapeError(f"{type(loss).__name__} must produce a scalar, got {value.value.type}")
+        unreduced = getattr(loss, "reduction", "") == "none"
+        hint = " (reduction='none' gives per-sample losses: train with 'mean' or 'sum')" if unreduced else ""
+        raise ShapeError(f"{type(loss).__name__} must produce a scalar loss to train, got {value.value.type}{hint}")
     return value
