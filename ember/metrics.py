@@ -104,7 +104,7 @@ class TopKAccuracy(Metric):
 
     def check(self, info, target_shape, output_shape) -> str | None:
         reason = super().check(info, target_shape, output_shape)
-        if reason is None and (info.get("decision", "argmax") != "argmax" or len(output_shape) != 2):
+        if reason is None and (info.get("decision", "argmax") != "argmax" or len(output_shape) != 1):
             return f"metric {self.name!r} needs class scores [B, C] of a loss deciding by argmax"
         return reason
 

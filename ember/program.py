@@ -3,6 +3,7 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -246,21 +247,30 @@ class Program:
         shuffle: bool = True,
         drop_last: bool = False,
         progress: bool = True,
+        metrics: Sequence[Any] | None = None,
     ) -> dict[str, list[float]]:
         """Train for `epochs` passes over (x, y) in shuffled minibatches of
         `batch_size` rows (default: the compiled batch size). Returns the
         history: `loss` and `seconds` per epoch, plus `val_loss` and
-        `val_accuracy` (classification) when `validation_data` is given."""
+        `val_accuracy` (classification) when `validation_data` is given.
+        Each of `metrics` (as in `evaluate`) is computed per epoch over the
+        training data in eval mode after the epoch, and as `val_<name>` over
+        the validation data."""
         self._require_training("fit")
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
+        chosen = self._chosen_metrics(metrics)
         batch = self._check_batch(x, y)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x, y)")
             validation = self._check_batch(*validation_data, prefix="validation ")
-        return fit_loop(self._train_batch, self._evaluate, batch, validation, options, self._rng)
+        evaluate = functools.partial(self._evaluate, metrics=chosen)
+        train_metrics = None
+        if metrics:
+            train_metrics = functools.partial(self._epoch_metrics, batch, chosen)
+        return fit_loop(self._train_batch, evaluate, batch, validation, options, self._rng, train_metrics)
 
     def release_memory(self) -> None:
         """Give back the memory native calls keep between calls (workspace
@@ -484,6 +494,11 @@ class Program:
             defaults = metric_table.default_metrics(info)
             chosen.append(defaults + [m for m in extra if m.name not in {d.name for d in defaults}])
         return chosen
+
+    def _epoch_metrics(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
+        """The metrics of the training data after an epoch (not its loss:
+        fit reports the mean loss of the epoch's steps)."""
+        return {name: value for name, value in self._evaluate(batch, metrics).items() if not name.startswith(LOSS)}
 
     def _evaluate(self, batch: Batch, metrics: list[list[Metric]] | None = None) -> dict[str, float]:
         with self._lock:  # every chunk sees the same parameters

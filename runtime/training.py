@@ -46,12 +46,15 @@ def fit_loop(
     validation: Arrays | None,
     options: FitOptions,
     rng: np.random.Generator,
+    train_metrics: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, list[float]]:
     """Train for `options.epochs` epochs on minibatches of the rows of
     `data` (inputs and targets); return the history: `loss` (mean training
     loss per epoch, weighted by batch rows), `seconds` (training time per
     epoch) and, with validation data, `val_loss` (and `val_accuracy` for
-    classification losses, and per-output metrics for several outputs)."""
+    classification losses, and per-output metrics for several outputs).
+    `train_metrics`, when given, is called after each epoch for metrics of
+    the training data, kept under their own names."""
     history: dict[str, list[float]] = {"loss": [], "seconds": []}
     rows_total = next(iter(data.values())).shape[0]
     batches_per_epoch = rows_total // options.batch_size if options.drop_last else -(-rows_total // options.batch_size)
@@ -68,6 +71,8 @@ def fit_loop(
             history["seconds"].append(time.perf_counter() - start)
             history["loss"].append(total / max(rows, 1))
             postfix = {"loss": f"{history['loss'][-1]:.4g}"}
+            for name, value in (train_metrics() if train_metrics else {}).items():
+                history.setdefault(name, []).append(value)
             if validation is not None and evaluate is not None:
                 for name, value in evaluate(validation).items():
                     history.setdefault(f"val_{name}", []).append(value)
