@@ -18,7 +18,7 @@ from .compiler import Optimizer, PassLog, build_inference, build_training, grad_
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import LEARNING_RATE
-from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
 from .metrics import Metric
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
@@ -29,7 +29,7 @@ from .runtime.training import FitOptions, fit_loop
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
 from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
-from .trace import EVALUATE, LOSS, MODEL, PREDICTION, TARGET, names
+from .trace import EVALUATE, LOSS, MODEL, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
 """Every stage `Program.dump` knows, in pipeline order."""
@@ -117,6 +117,7 @@ class Program:
         self.lr = lr if lr is not None else (optimizer.lr if optimizer else 0.0)
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._target_arguments = self._targets() if self.is_training else []
+        self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -199,12 +200,14 @@ class Program:
         return f"<ember.Program {what}: {len(self._param_names)} params ({count:,} values), {self.backend} backend>"
 
     # -- running -------------------------------------------------------
-    def train_step(self, x: Any, y: Any) -> float:
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> float:
         """One training step on one minibatch (forward, backward, update);
         returns the loss before the update. A model of several inputs takes
-        `x` as a tuple, one of several outputs `y` as a tuple."""
+        `x` as a tuple, one of several outputs `y` as a tuple. `sample_weight`
+        (one finite number >= 0 per row) weighs each row's loss: the loss is
+        the mean over the batch of `w_i * loss_i`, as in Keras."""
         self._require_training("train_step")
-        return self._train_batch(self._check_batch(x, y))
+        return self._train_batch(self._check_batch(x, y, sample_weight=sample_weight))
 
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model's output for `x` (any number of rows; a tuple of inputs
@@ -215,26 +218,29 @@ class Program:
         results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
         return results if len(results) > 1 else results[0]
 
-    def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
+    def gradients(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name (frozen params
-        have none); nothing is updated."""
+        have none); nothing is updated. `sample_weight` as in `train_step`."""
         self._require_training("gradients")
-        batch = self._check_batch(x, y)
+        batch = self._check_batch(x, y, sample_weight=sample_weight)
         with self._lock:
             outputs = self._exec.run("gradients", {**batch, **self._rng_inputs("gradients")})
             self._advance_rng("gradients")
         return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
-    def evaluate(self, x: Any, y: Any, *, metrics: Sequence[Any] | None = None) -> dict[str, float]:
+    def evaluate(
+        self, x: Any, y: Any, *, metrics: Sequence[Any] | None = None, sample_weight: Any = None
+    ) -> dict[str, float]:
         """Loss (and accuracy, for classification losses) over a whole data
         set, in eval mode, and each of `metrics` (see `ember.metrics`:
         "accuracy", "top_k_accuracy", "f1", "mae", "mse", "rmse", "r2", or a
         callable `metric(y_true, y_pred) -> float`) over the whole data set.
         With several outputs: the weighted total `loss`, and `loss0`,
-        `accuracy0`, ... per output."""
+        `accuracy0`, ... per output. `sample_weight` weighs each row's loss
+        as in `train_step` (the metrics are unweighted)."""
         self._require_training("evaluate")
         chosen = self._chosen_metrics(metrics)
-        return self._evaluate(self._check_batch(x, y), chosen)
+        return self._evaluate(self._check_batch(x, y, sample_weight=sample_weight), chosen)
 
     def fit(
         self,
@@ -248,6 +254,7 @@ class Program:
         drop_last: bool = False,
         progress: bool = True,
         metrics: Sequence[Any] | None = None,
+        sample_weight: Any = None,
     ) -> dict[str, list[float]]:
         """Train for `epochs` passes over (x, y) in shuffled minibatches of
         `batch_size` rows (default: the compiled batch size). Returns the
@@ -255,12 +262,13 @@ class Program:
         `val_accuracy` (classification) when `validation_data` is given.
         Each of `metrics` (as in `evaluate`) is computed per epoch over the
         training data in eval mode after the epoch, and as `val_<name>` over
-        the validation data."""
+        the validation data. `sample_weight` weighs the rows of (x, y) as in
+        `train_step`."""
         self._require_training("fit")
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
         chosen = self._chosen_metrics(metrics)
-        batch = self._check_batch(x, y)
+        batch = self._check_batch(x, y, sample_weight=sample_weight)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
@@ -400,8 +408,9 @@ class Program:
         self._check_indices({name: (prefix + name, array) for name, array in batch.items()})
         return batch
 
-    def _check_batch(self, x: Any, y: Any, prefix: str = "") -> Batch:
-        """Inputs and targets by graph name, each checked, all of the same rows."""
+    def _check_batch(self, x: Any, y: Any, prefix: str = "", sample_weight: Any = None) -> Batch:
+        """Inputs, targets and sample weights (ones when not given) by graph
+        name, each checked, all of the same rows."""
         batch = self._check_inputs(x, prefix=prefix)
         rows = next(iter(batch.values())).shape[0]
         targets = self._target_arguments
@@ -412,7 +421,25 @@ class Program:
                 check_labels(prefix + name, array, info["num_classes"], info.get("ignore_index"))
             batch[name] = array
         self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
+        if self._weighted:
+            batch[SAMPLE_WEIGHT] = self._sample_weights(sample_weight, rows, prefix)
+        elif sample_weight is not None:
+            raise ConfigError(
+                "this program takes no sample weights: its loss returns a scalar, not the loss of each sample"
+            )
         return batch
+
+    def _sample_weights(self, value: Any, rows: int, prefix: str) -> np.ndarray:
+        """`value` checked as sample weights (one finite number >= 0 per row), or ones."""
+        name = prefix + SAMPLE_WEIGHT
+        if value is None:
+            return np.ones(rows, self.dtype.numpy)
+        weights = check_array(name, value, TensorType(self.dtype, (BATCH,)), rows=rows)
+        bad = np.flatnonzero(~(weights >= 0) | ~np.isfinite(weights))
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(f"{name}[{i}] = {weights[i]}: sample weights must be finite numbers >= 0")
+        return weights
 
     def _check_indices(self, arrays: dict[str, tuple[str, np.ndarray]]) -> None:
         """Inputs that index embedding tables must name rows of them: native
@@ -507,20 +534,23 @@ class Program:
     def _evaluate_chunks(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
         infos = self._loss_infos()
         losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
-        totals = [0.0] * len(infos)
+        totals, counts = [0.0] * len(infos), [0.0] * len(infos)
         predictions: list[list[np.ndarray]] = [[] for _ in infos]
         rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
             chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
             out = self._exec.run("evaluate", {**chunk, **self._rng_inputs("evaluate")})
             for i, info in enumerate(infos):
-                weight = len(chunk[targets[i]]) if _is_mean(info) else 1
-                totals[i] += float(out[losses[i]]) * weight
+                weight = _mean_denominator(info, chunk[targets[i]]) if _is_mean(info) else 1
+                if weight:  # a chunk of nothing but ignored labels has the mean NaN and adds nothing
+                    totals[i] += float(out[losses[i]]) * weight
+                    counts[i] += weight
                 if metrics[i]:
                     predictions[i].append(out[outs[i]].copy())
         results = []
-        for i, (total, info, target) in enumerate(zip(totals, infos, targets, strict=True)):
-            result = {"loss": total / rows if _is_mean(info) else total}
+        for i, (total, count, info, target) in enumerate(zip(totals, counts, infos, targets, strict=True)):
+            with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, as PyTorch
+                result = {"loss": float(np.float64(total) / count) if _is_mean(info) else total}
             if metrics[i]:
                 result.update(metric_table.compute(metrics[i], info, batch[target], np.concatenate(predictions[i])))
             results.append(result)
@@ -529,6 +559,17 @@ class Program:
 
 def _is_mean(info: Mapping[str, Any]) -> bool:
     return info.get("reduction", "mean") == "mean"
+
+
+def _mean_denominator(info: Mapping[str, Any], y: np.ndarray) -> float:
+    """What a chunk's mean loss was divided by: its rows, or for a loss that
+    divides by the targets' class weights, theirs (ignored labels left out),
+    so that chunks add up to the mean of the whole data set."""
+    if "class_weight" not in info:
+        return float(len(y))
+    kept = y[(y >= 0) & (y < info["num_classes"]) & (y != info.get("ignore_index"))]
+    weight = info["class_weight"]
+    return float(len(kept)) if weight is None else float(np.sum(np.asarray(weight, np.float64)[kept]))
 
 
 def _per_output(metrics: list[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:

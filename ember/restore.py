@@ -29,7 +29,7 @@ from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
 from .tensor import RNG_INPUTS
-from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET, names
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
@@ -327,10 +327,26 @@ def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | Non
         return predict, None, None
     model = _read_loss_graph(MODEL, texts[MODEL], dtype, count)
     evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype, count) if EVALUATE in texts else None
+    if evaluate is not None and _weighted(model) != _weighted(evaluate):
+        raise CheckpointError(f"graphs 'model' and 'evaluate' must both take input {SAMPLE_WEIGHT}, or neither")
     for graph in (model, evaluate or model):
         _check_same_model(graph, predict)
     _check_forward(evaluate or model, predict)
     return predict, model, evaluate
+
+
+def _class_weight(weight: Any, out: TensorType) -> list[float] | None:
+    """A loss's class weights: null, or one finite number per class."""
+    classes = out.shape[1] if out.rank == 2 else None
+    if weight is None:
+        return None
+    if not (isinstance(weight, list) and len(weight) == classes and all(_is_real(w) for w in weight)):
+        raise CheckpointError(f"setting 'loss' must have 'class_weight' null or a list of {classes} finite numbers")
+    return weight
+
+
+def _weighted(graph: Graph) -> bool:
+    return any(a.name == SAMPLE_WEIGHT for a in graph.inputs)
 
 
 def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int]) -> Graph:
@@ -340,7 +356,11 @@ def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int])
     inputs, outputs = count
     losses = [LOSS, *(names(LOSS, outputs) if outputs > 1 else [])]
     expected_outputs = [*losses, *names(PREDICTION, outputs)]
-    _check_interface(graph, [*names(INPUT, inputs), *names(TARGET, outputs)], expected_outputs, dtype)
+    weighted = _weighted(graph)  # older programs, and those of scalar custom losses, take no sample weights
+    expected_inputs = [*names(INPUT, inputs), *names(TARGET, outputs), *([SAMPLE_WEIGHT] if weighted else [])]
+    _check_interface(graph, expected_inputs, expected_outputs, dtype)
+    if weighted and graph.argument(SAMPLE_WEIGHT).type != TensorType(dtype, (BATCH,)):
+        raise CheckpointError(f"graph {name!r}: input {SAMPLE_WEIGHT} must be {dtype}[{BATCH}]")
     if graph.outputs[LOSS].type.shape != () or graph.outputs[LOSS].type.dtype != dtype:
         raise CheckpointError(f"graph {name!r} must output a scalar {dtype} loss, got {graph.outputs[LOSS].type}")
     return graph
@@ -491,6 +511,9 @@ def expected_loss_info(given: Any, model: Graph, index: int | None = None) -> di
     described = SimpleNamespace(
         reduction=reduction, classification=classification, decision=given.get("decision"), ignore_index=ignore
     )
+    if "class_weight" in given:  # a class loss, whose mean divides by the targets' class weights
+        described.mean_over_class_weights = True
+        described.weight = _class_weight(given["class_weight"], out)
     return loss_info_of(given["name"], described, out, target)
 
 

@@ -91,12 +91,7 @@ class Loss:
         """The loss, traced into the graph; `sample_weight` (`[B]`) weighs each sample's loss."""
         value = self.forward(prediction, target)
         if value.ndim == 0:
-            if sample_weight is not None:
-                raise ConfigError(
-                    f"{type(self).__name__}.forward returns a scalar, so sample weights cannot weigh its samples; "
-                    "return the loss of each sample (shape [B]) and ember averages it"
-                )
-            return value
+            return value  # a scalar cannot be weighed by sample: such a program takes no sample weights
         weighted = value if sample_weight is None else value * _per_row(sample_weight, value.ndim)
         return F.mean(weighted)
 
@@ -172,6 +167,8 @@ def _labels(prediction: TensorType, owner: str) -> TensorType:
 
 class _ClassIndexLoss(ReducedLoss):
     """NLL and cross entropy: class weights and an ignored label."""
+
+    mean_over_class_weights = True  # their mean divides by the targets' class weights, not the rows
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -458,6 +455,9 @@ def loss_info_of(name: str, loss: object, prediction: TensorType, target: Tensor
         info["num_classes"] = int(prediction.shape[1])
         if isinstance(getattr(loss, "ignore_index", None), int):
             info["ignore_index"] = loss.ignore_index  # type: ignore[attr-defined]
+        if getattr(loss, "mean_over_class_weights", False):
+            weight = loss.weight  # type: ignore[attr-defined]
+            info["class_weight"] = None if weight is None else [float(v) for v in weight]
     return info
 
 

@@ -200,3 +200,17 @@ def test_new_losses_survive_save_and_load(tmp_path) -> None:
     x, y = np.random.default_rng(0).normal(size=(5, 4)), np.array([0, 1, 2, 1, 0])
     assert back.loss_info == prog.loss_info
     assert back.evaluate(x, y) == prog.evaluate(x, y)
+
+
+@pytest.mark.parametrize("weight", [None, WEIGHT])
+def test_weighted_means_add_up_across_evaluate_chunks(monkeypatch, weight) -> None:
+    """A class-weighted or ignoring mean over a large data set is the mean
+    of the whole, not of the chunks' means."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(40, FEATURES))
+    y = np.where(np.arange(40) < 30, -100, rng.integers(0, CLASSES, 40))  # ignored labels in the first chunks
+    prog = ember.compile(nn.Linear(FEATURES, CLASSES), loss=nn.CrossEntropyLoss(weight), optimizer=optim.SGD(),
+                         dtype="float64")  # fmt: skip
+    whole = prog.evaluate(x, y)["loss"]
+    monkeypatch.setattr(ember.program, "EVAL_CHUNK_ROWS", 8)
+    assert prog.evaluate(x, y)["loss"] == pytest.approx(whole, rel=1e-12)

@@ -53,10 +53,14 @@ ACTIVATIONS: list[Callable[[np.random.Generator], nn.Module]] = [
     lambda rng: nn.LogSoftmax(pick(rng, [-1, 1])),
     lambda rng: nn.PReLU(),
 ]
-LOSSES: list[Callable[[np.random.Generator], nn.Loss]] = [
-    lambda rng: nn.MSELoss(pick(rng, ["mean", "sum"])),
-    lambda rng: nn.CrossEntropyLoss(pick(rng, ["mean", "sum"]), label_smoothing=pick(rng, [0.0, 0.1])),
-    lambda rng: nn.BCEWithLogitsLoss(pick(rng, ["mean", "sum"])),
+LOSSES: list[Callable[[np.random.Generator, int], nn.Loss]] = [  # given the number of outputs
+    lambda rng, n: nn.MSELoss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.CrossEntropyLoss(pick(rng, ["mean", "sum"]), label_smoothing=pick(rng, [0.0, 0.1])),
+    lambda rng, n: nn.BCEWithLogitsLoss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.L1Loss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.HuberLoss(pick(rng, ["mean", "sum"]), delta=pick(rng, [0.5, 1.0, 2.0])),
+    lambda rng, n: nn.SmoothL1Loss(pick(rng, ["mean", "sum"]), beta=pick(rng, [0.0, 0.5, 1.0])),
+    lambda rng, n: nn.CrossEntropyLoss(rng.uniform(0.1, 2.0, n), label_smoothing=pick(rng, [0.0, 0.1])),
 ]
 
 
@@ -89,7 +93,7 @@ def random_mlp(seed: int) -> MLP:
             layers.append(pick(rng, ACTIVATIONS)(rng))
         if rng.random() < 0.25:
             layers.append(nn.Dropout(pick(rng, [0.1, 0.5])))
-    loss = pick(rng, LOSSES)(rng)
+    loss = pick(rng, LOSSES)(rng, widths[-1])
     dtype = pick(rng, FLOATS).numpy
     rows, predict_rows = pick(rng, ROWS), pick(rng, ROWS)
     x = rng.standard_normal((rows, widths[0])).astype(dtype)
@@ -113,7 +117,10 @@ def _width(rng: np.random.Generator) -> int:
 
 def _targets(loss: nn.Loss, rows: int, outputs: int, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
     if isinstance(loss, nn.CrossEntropyLoss):
-        return rng.integers(0, outputs, rows)
+        labels = rng.integers(0, outputs, rows)
+        if loss.weight is not None:  # some labels ignored
+            labels[rng.random(rows) < 0.2] = loss.ignore_index
+        return labels
     if isinstance(loss, nn.BCEWithLogitsLoss):
         return rng.uniform(0, 1, (rows, outputs)).astype(dtype)
     return rng.standard_normal((rows, outputs)).astype(dtype)
