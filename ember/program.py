@@ -558,7 +558,8 @@ class Program:
 
 
 def _is_mean(info: Mapping[str, Any]) -> bool:
-    return info.get("reduction", "mean") == "mean"
+    """A loss whose chunks' values are means, to be added up by their denominators."""
+    return info.get("reduction", "mean") in ("mean", "batchmean")
 
 
 def _mean_denominator(info: Mapping[str, Any], y: np.ndarray) -> float:

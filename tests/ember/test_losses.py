@@ -202,6 +202,16 @@ def test_new_losses_survive_save_and_load(tmp_path) -> None:
     assert back.evaluate(x, y) == prog.evaluate(x, y)
 
 
+def test_kl_batchmean_adds_up_across_evaluate_chunks(monkeypatch) -> None:
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(20, FEATURES)), _data("probabilities", rng)[np.arange(20) % ROWS]
+    model = nn.Sequential(nn.Linear(FEATURES, CLASSES), nn.LogSoftmax(dim=1))
+    prog = ember.compile(model, loss=nn.KLDivLoss("batchmean"), optimizer=optim.SGD(), dtype="float64")
+    whole = prog.evaluate(x, y)["loss"]
+    monkeypatch.setattr(ember.program, "EVAL_CHUNK_ROWS", 6)
+    assert prog.evaluate(x, y)["loss"] == pytest.approx(whole, rel=1e-12)
+
+
 @pytest.mark.parametrize("weight", [None, WEIGHT])
 def test_weighted_means_add_up_across_evaluate_chunks(monkeypatch, weight) -> None:
     """A class-weighted or ignoring mean over a large data set is the mean
