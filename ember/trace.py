@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
-from .nn.losses import Loss
+from .nn.losses import Loss, ReducedLoss
 from .nn.module import Module
 from .tensor import Tensor, TensorOps, tracing
 
@@ -164,12 +164,18 @@ def _loss_outputs(graph: Graph, values: list[Tensor], weights: list[float], outs
 def _traced_loss(graph: Graph, loss: Loss, out: Tensor, y: Tensor, weight: Tensor | None) -> tuple[Tensor, bool]:
     """The loss's value, and whether it weighs the samples by `weight`."""
     uses = _uses(graph, weight)
-    value = loss(out, y, weight) if weight is not None else loss(out, y)
+    value = loss(out, y, weight) if weight is not None and _takes_weights(loss) else loss(out, y)
     if value.value.type.rank != 0:
         unreduced = getattr(loss, "reduction", "") == "none"
         hint = " (reduction='none' gives per-sample losses: train with 'mean' or 'sum')" if unreduced else ""
         raise ShapeError(f"{type(loss).__name__} must produce a scalar loss to train, got {value.value.type}{hint}")
     return value, _uses(graph, weight) > uses
+
+
+def _takes_weights(loss: Loss) -> bool:
+    """Whether `loss` is called with sample weights: not a custom loss that
+    defines `__call__(prediction, target)` itself (as before `forward`)."""
+    return type(loss).__call__ is Loss.__call__ or isinstance(loss, ReducedLoss)
 
 
 def _uses(graph: Graph, value: Tensor | None) -> int:

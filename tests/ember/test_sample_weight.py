@@ -134,8 +134,16 @@ class ScalarLoss(nn.Loss):
         return F.mean((prediction - target) ** 2)
 
 
-def test_a_loss_returning_a_scalar_takes_no_sample_weights() -> None:
-    prog = ember.compile(nn.Linear(4, 3), loss=ScalarLoss(), optimizer=optim.SGD())
+class CalledLoss(nn.Loss):
+    """A custom loss of the older form: it defines __call__ itself."""
+
+    def __call__(self, prediction, target):
+        return F.mean(F.abs(prediction - target))
+
+
+@pytest.mark.parametrize("loss", [ScalarLoss, CalledLoss])
+def test_a_loss_returning_a_scalar_takes_no_sample_weights(loss) -> None:
+    prog = ember.compile(nn.Linear(4, 3), loss=loss(), optimizer=optim.SGD())
     x, y = np.zeros((2, 4), np.float32), np.zeros((2, 3), np.float32)
     assert np.isfinite(prog.train_step(x, y))
     with pytest.raises(ConfigError, match="takes no sample weights: its loss returns a scalar"):
