@@ -118,6 +118,7 @@ class Program:
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._target_arguments = self._targets() if self.is_training else []
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
+        self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -433,7 +434,11 @@ class Program:
         """`value` checked as sample weights (one finite number >= 0 per row), or ones."""
         name = prefix + SAMPLE_WEIGHT
         if value is None:
-            return np.ones(rows, self.dtype.numpy)
+            if self._ones.shape[0] != rows:  # kept: a step allocates nothing for unweighted data
+                ones = np.ones(rows, self.dtype.numpy)
+                ones.flags.writeable = False
+                self._ones = ones
+            return self._ones
         weights = check_array(name, value, TensorType(self.dtype, (BATCH,)), rows=rows)
         bad = np.flatnonzero(~(weights >= 0) | ~np.isfinite(weights))
         if bad.size:
