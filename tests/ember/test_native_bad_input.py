@@ -79,6 +79,7 @@ def good_inputs() -> dict[str, np.ndarray]:
     return {
         INPUT: rng.normal(size=(ROWS, FEATURES)).astype(np.float32),
         TARGET: rng.integers(0, CLASSES, size=ROWS),
+        "sample_weight": np.ones(ROWS, np.float32),
         LEARNING_RATE: np.asarray(0.01, np.float32),
     }
 

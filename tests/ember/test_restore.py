@@ -132,7 +132,7 @@ INVALID_SETTINGS = [
     pytest.param(nested("loss.num_classes", 5), "'num_classes': 3,.*got .*'num_classes': 5,", id="num-classes"),
     pytest.param(nested("loss.num_classes", 0), "'num_classes': 3,.*got .*'num_classes': 0,", id="num-classes-0"),
     pytest.param(nested("loss.num_classes", 3.0), r"got .*'num_classes': 3\.0,", id="num-classes-float"),
-    pytest.param(nested("loss.num_classes", ...), "'ignore_index': -100} for graph 'model'", id="no-num-classes"),
+    pytest.param(nested("loss.num_classes", ...), "'class_weight': None} for graph 'model'", id="no-num-classes"),
     pytest.param(nested("loss.reduction", "none"), "'mean', 'sum' or 'batchmean', got 'none'", id="reduction"),
     pytest.param(nested("loss.classification", 1), "must have 'classification' true or false, got 1", id="class"),
     pytest.param(nested("loss.weights", [1, 2, 3]), "setting 'loss' must be .* got .*'weights'", id="loss-extra"),
@@ -266,7 +266,7 @@ INVALID_GRAPHS = [
         id="extra-input",
     ),
     pytest.param(
-        ir_edit("model", "output loss = %15", "output loss = %13"),
+        ir_edit("model", "output loss = %16", "output loss = %14"),
         r"graph 'model' must output a scalar f32 loss, got f32\[B\]",
         id="loss-not-scalar",
     ),

@@ -144,7 +144,7 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
     graphs = build_training(parse(reference.dump("graph")), mlp.optimizer)
     params = reference.parameters
     found = compare(native.parameters, params, dict.fromkeys(params))  # the same initial values
-    data = {"x": mlp.x, "y": mlp.y}
+    data = {"x": mlp.x, "y": mlp.y, "sample_weight": np.ones(len(mlp.x), mlp.x.dtype)}
     seed = np.asarray(np.uint64(mlp.seed % 2**64).astype(np.int64))
     at_step = lambda step: {RNG_SEED: seed, RNG_STEP: np.asarray(step, np.int64)}  # the programs' dropout masks
 
@@ -163,7 +163,8 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
             difference.step = step
             found.append(difference)
 
-    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **params, **at_step(0)}
+    weights = {"sample_weight": np.ones(len(mlp.x_predict), mlp.x_predict.dtype)}
+    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **weights, **params, **at_step(0)}
     check(
         0,
         {"predict": native.predict(mlp.x_predict)},

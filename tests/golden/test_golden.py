@@ -68,7 +68,7 @@ def test_parsed_golden_graph_computes_what_the_program_computes(stage):
     graph = ir.verify(ir.parse(golden_path(stage).read_text()))
     program = reference_program()
     x, y = batch()
-    values = {"x": x, "y": y, "lr": np.asarray(program.lr, np.float32)}
+    values = {"x": x, "y": y, "sample_weight": np.ones(len(x), np.float32), "lr": np.asarray(program.lr, np.float32)}
     values.update(program.parameters, **program.optimizer_state)
     result = ir.interpret(graph, {a.name: values[a.name] for a in graph.arguments})
 
