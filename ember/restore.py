@@ -498,7 +498,7 @@ def expected_loss_info(given: Any, model: Graph, index: int | None = None) -> di
     classification = given.get("classification")
     if not isinstance(classification, bool):
         raise CheckpointError(f"setting 'loss' must have 'classification' true or false, got {classification!r}")
-    if classification and given.get("decision") not in DECISIONS:
+    if classification and "decision" in given and given["decision"] not in DECISIONS:  # absent in older files
         raise CheckpointError(f"setting 'loss' must have a 'decision' of {', '.join(DECISIONS)}, got {given!r}")
     ignore = given.get("ignore_index")
     if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):

@@ -449,7 +449,7 @@ def loss_info_of(name: str, loss: object, prediction: TensorType, target: Tensor
         "reduction": getattr(loss, "reduction", "mean"),
         "classification": bool(getattr(loss, "classification", False)),
     }
-    if info["classification"]:
+    if info["classification"] and getattr(loss, "decision", "argmax") is not None:
         info["decision"] = getattr(loss, "decision", "argmax")
     if is_label_target(prediction, target):
         info["num_classes"] = int(prediction.shape[1])
