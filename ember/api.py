@@ -16,7 +16,7 @@ from .compiler.schedules import StepSchedule
 from .constants import ConstantPool
 from .inputs import input_types
 from .ir import ConfigError
-from .nn.losses import CrossEntropyLoss, Loss
+from .nn.losses import Loss, loss_info_of
 from .nn.module import Module
 from .program import DEFAULT_BACKEND, Program, parse_dtype
 from .restore import program_from_checkpoint
@@ -157,23 +157,18 @@ def _loss_info(loss: Loss | Sequence[Loss], loss_graph, weights: list[float] | N
     """What a Program (and its checkpoint) records of its losses: one loss's
     info, or for several `{"losses": [info, ...], "weights": [...]}`."""
     if not isinstance(loss, list | tuple):
-        return _one_loss_info(loss, loss_graph.outputs["out"])
+        return _one_loss_info(loss, loss_graph.outputs["out"], loss_graph.argument("y"))
     outs = [loss_graph.outputs[f"out{i}"] for i in range(len(loss))]
+    targets = [loss_graph.argument(f"y{i}") for i in range(len(loss))]
     return {
-        "losses": [_one_loss_info(item, out) for item, out in zip(loss, outs, strict=True)],
+        "losses": [_one_loss_info(*item) for item in zip(loss, outs, targets, strict=True)],
         "weights": weights or [1.0] * len(loss),
     }
 
 
-def _one_loss_info(loss: Loss, out) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "name": type(loss).__name__,
-        "reduction": loss.reduction,
-        "classification": loss.classification,
-    }
-    if isinstance(loss, CrossEntropyLoss):
-        info["num_classes"] = int(out.type.shape[1])
-    return info
+def _one_loss_info(loss: Loss, out, target) -> dict[str, Any]:
+    """What metrics and input checks need to know of a loss; JSON, kept by checkpoints."""
+    return loss_info_of(type(loss).__name__, loss, out.type, target.type)
 
 
 def load(path: str | os.PathLike, backend: str | None = None) -> Program:

@@ -3,16 +3,17 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
-import inspect
+import functools
 import math
 import numbers
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import metrics as metric_table
 from .callbacks import Callback, CallbackList, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.clipping import GradientClipping
@@ -20,7 +21,8 @@ from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state
 from .compiler.schedules import StepSchedule
-from .ir import ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .metrics import Metric
 from .param_groups import Hyperparameters, ParamGroup
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
@@ -31,7 +33,7 @@ from .runtime.training import SCHEDULER_INTERVALS, Events, FitOptions, fit_loop,
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
 from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
-from .trace import EVALUATE, LOSS, MODEL, PREDICTION, TARGET, names
+from .trace import EVALUATE, LOSS, MODEL, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
 """Every stage `Program.dump` knows, in pipeline order."""
@@ -44,9 +46,6 @@ CLIP_GRAD_SETTING = "clip_grad"
 LR_SCHEDULE_SETTING = "lr_schedule"
 """The checkpoint setting of a schedule compiled into the step (absent: none)."""
 EVAL_CHUNK_ROWS = 8192
-SAMPLE_WEIGHT = "sample_weight"
-"""fit's key for the rows' sample weights, kept beside the inputs and
-targets so that shuffling and validation_split keep them paired."""
 
 Batch = dict[str, np.ndarray]
 """Checked inputs and targets of a run, by graph argument name."""
@@ -144,6 +143,8 @@ class Program:
             group.update(values)
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         self._target_arguments = self._targets() if self.is_training else []
+        self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
+        self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
         if backend == "native":
             self._native = build_native(
@@ -259,12 +260,14 @@ class Program:
         return f"<ember.Program {what}: {len(self._param_names)} params ({count:,} values), {self.backend} backend>"
 
     # -- running -------------------------------------------------------
-    def train_step(self, x: Any, y: Any) -> float:
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> float:
         """One training step on one minibatch (forward, backward, update);
         returns the loss before the update. A model of several inputs takes
-        `x` as a tuple, one of several outputs `y` as a tuple."""
+        `x` as a tuple, one of several outputs `y` as a tuple. `sample_weight`
+        (one finite number >= 0 per row) weighs each row's loss: the loss is
+        the mean over the batch of `w_i * loss_i`, as in Keras."""
         self._require_training("train_step")
-        return self._train_batch(self._check_batch(x, y))
+        return self._train_batch(self._check_batch(x, y, sample_weight=sample_weight))
 
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model's output for `x` (any number of rows; a tuple of inputs
@@ -275,22 +278,29 @@ class Program:
         results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
         return results if len(results) > 1 else results[0]
 
-    def gradients(self, x: Any, y: Any) -> dict[str, np.ndarray]:
+    def gradients(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name (frozen params
-        have none); nothing is updated."""
+        have none); nothing is updated. `sample_weight` as in `train_step`."""
         self._require_training("gradients")
-        batch = self._check_batch(x, y)
+        batch = self._check_batch(x, y, sample_weight=sample_weight)
         with self._lock:
             outputs = self._exec.run("gradients", {**batch, **self._rng_inputs("gradients")})
             self._advance_rng("gradients")
         return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
-    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+    def evaluate(
+        self, x: Any, y: Any, *, metrics: Sequence[Any] | None = None, sample_weight: Any = None
+    ) -> dict[str, float]:
         """Loss (and accuracy, for classification losses) over a whole data
-        set, in eval mode. With several outputs: the weighted total `loss`,
-        and `loss0`, `accuracy0`, ... per output."""
+        set, in eval mode, and each of `metrics` (see `ember.metrics`:
+        "accuracy", "top_k_accuracy", "f1", "mae", "mse", "rmse", "r2", or a
+        callable `metric(y_true, y_pred) -> float`) over the whole data set.
+        With several outputs: the weighted total `loss`, and `loss0`,
+        `accuracy0`, ... per output. `sample_weight` weighs each row's loss
+        as in `train_step` (the metrics are unweighted)."""
         self._require_training("evaluate")
-        return self._evaluate(self._check_batch(x, y))
+        chosen = self._chosen_metrics(metrics)
+        return self._evaluate(self._check_batch(x, y, sample_weight=sample_weight), chosen)
 
     def fit(
         self,
@@ -319,7 +329,11 @@ class Program:
         `validation_data=(x, y)`, or the last `validation_split` fraction of
         the rows, held out before shuffling, as in Keras; `validation_data`
         wins if both are given), `lr` (of the epoch's first step) and
-        `seconds` (training time).
+        `seconds` (training time). Each of `metrics` (as in `evaluate`) is
+        computed over the training data in eval mode at the epoch's end, and
+        as `val_<name>` over the validation data. `sample_weight` weighs the
+        rows of (x, y) as in `train_step`; with `validation_split` the held
+        out rows keep their weights.
 
         `callbacks` (ember.callbacks: EarlyStopping, ModelCheckpoint, or a
         `Callback` of your own) run around each epoch and step, and can stop
@@ -336,9 +350,8 @@ class Program:
             )
         batch_size = self.batch_size if batch_size is None else batch_size
         options = FitOptions(epochs, batch_size, shuffle, drop_last, progress)
-        data = self._check_batch(x, y)
-        if sample_weight is not None:
-            data[SAMPLE_WEIGHT] = self._fit_sample_weight(sample_weight, data)
+        chosen = self._chosen_metrics(metrics)
+        data = self._check_batch(x, y, sample_weight=sample_weight)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
@@ -346,12 +359,12 @@ class Program:
             validation = self._check_batch(*validation_data, prefix="validation ")
         elif validation_split:
             data, validation = split_validation(data, validation_split)
-        evaluate = self._fit_evaluation(() if metrics is None else metrics)  # None as in Keras
+        evaluate = functools.partial(self._evaluate, metrics=chosen)
         events = self._fit_events(
             () if callbacks is None else callbacks, lr_scheduler, scheduler_interval, validation is not None
         )
         return fit_loop(
-            self._fit_step,
+            self._train_batch,
             evaluate,
             data,
             validation,
@@ -359,7 +372,7 @@ class Program:
             self._rng,
             events,
             epoch_logs=lambda: {"lr": self.lr},
-            train_metrics=evaluate if metrics else None,
+            train_metrics=functools.partial(self._epoch_metrics, metrics=chosen) if metrics else None,
         )
 
     def release_memory(self) -> None:
@@ -465,11 +478,11 @@ class Program:
     def _target_names(self) -> list[str]:
         return names(TARGET, len(self._loss_infos()))
 
-    def _targets(self) -> list[tuple[str, TensorType, int | None]]:
-        """(name, type, number of classes or None) of each target."""
+    def _targets(self) -> list[tuple[str, TensorType, dict[str, Any]]]:
+        """(name, type, loss info) of each target."""
         evaluate = self._graphs["evaluate"]
         return [
-            (name, evaluate.argument(name).type, info.get("num_classes"))
+            (name, evaluate.argument(name).type, info)
             for name, info in zip(self._target_names(), self._loss_infos(), strict=True)
         ]
 
@@ -490,19 +503,42 @@ class Program:
         self._check_indices({name: (prefix + name, array) for name, array in batch.items()})
         return batch
 
-    def _check_batch(self, x: Any, y: Any, prefix: str = "") -> Batch:
-        """Inputs and targets by graph name, each checked, all of the same rows."""
+    def _check_batch(self, x: Any, y: Any, prefix: str = "", sample_weight: Any = None) -> Batch:
+        """Inputs, targets and sample weights (ones when not given) by graph
+        name, each checked, all of the same rows."""
         batch = self._check_inputs(x, prefix=prefix)
         rows = next(iter(batch.values())).shape[0]
         targets = self._target_arguments
         values = _per_argument(y, len(targets), f"{prefix}y", "target")
-        for (name, type, num_classes), value in zip(targets, values, strict=True):
+        for (name, type, info), value in zip(targets, values, strict=True):
             array = check_array(prefix + name, value, type, rows=rows)
-            if num_classes:
-                check_labels(prefix + name, array, num_classes)
+            if info.get("num_classes"):
+                check_labels(prefix + name, array, info["num_classes"], info.get("ignore_index"))
             batch[name] = array
         self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
+        if self._weighted:
+            batch[SAMPLE_WEIGHT] = self._sample_weights(sample_weight, rows, prefix)
+        elif sample_weight is not None:
+            raise ConfigError(
+                "this program takes no sample weights: its loss returns a scalar, not the loss of each sample"
+            )
         return batch
+
+    def _sample_weights(self, value: Any, rows: int, prefix: str) -> np.ndarray:
+        """`value` checked as sample weights (one finite number >= 0 per row), or ones."""
+        name = prefix + SAMPLE_WEIGHT
+        if value is None:
+            if self._ones.shape[0] != rows:  # kept: a step allocates nothing for unweighted data
+                ones = np.ones(rows, self.dtype.numpy)
+                ones.flags.writeable = False
+                self._ones = ones
+            return self._ones
+        weights = check_array(name, value, TensorType(self.dtype, (BATCH,)), rows=rows)
+        bad = np.flatnonzero(~(weights >= 0) | ~np.isfinite(weights))
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(f"{name}[{i}] = {weights[i]}: sample weights must be finite numbers >= 0")
+        return weights
 
     def _check_indices(self, arrays: dict[str, tuple[str, np.ndarray]]) -> None:
         """Inputs that index embedding tables must name rows of them: native
@@ -570,43 +606,6 @@ class Program:
         stepping = [] if scheduler is None else [SchedulerStep(scheduler, interval, monitor)]
         return CallbackList(self, [*stepping, *callbacks])
 
-    def _fit_sample_weight(self, weights: Any, data: Batch) -> np.ndarray:
-        """One finite weight per row, for a loss that takes sample weights."""
-        if not _takes(self._train_batch, "sample_weight"):
-            raise ConfigError("fit(sample_weight=...) needs a training step that takes sample weights")
-        rows = next(iter(data.values())).shape[0]
-        array = None
-        if isinstance(weights, np.ndarray | list | tuple):
-            try:
-                array = np.asarray(weights, dtype=self.dtype.numpy)
-            except (TypeError, ValueError):
-                array = None
-        if array is None or array.shape != (rows,) or not np.all(np.isfinite(array)):
-            shown = _shown((weights,))
-            raise ConfigError(f"sample_weight must be {rows} finite numbers, one per row of x, got {shown}")
-        return array
-
-    def _fit_step(self, batch: Batch) -> float:
-        """One step of fit: the batch, with its sample weights if it has them."""
-        weights = batch.pop(SAMPLE_WEIGHT, None)
-        return self._train_batch(batch) if weights is None else self._train_batch(batch, sample_weight=weights)
-
-    def _fit_evaluation(self, metrics: Sequence[Any]) -> Callable[[Batch], dict[str, float]]:
-        """fit's evaluation of a data set: `evaluate`'s, with `metrics` and the
-        rows' sample weights passed on."""
-        if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-            raise ConfigError(f"metrics must be a list (such as ['accuracy']), got {metrics!r}")
-        if metrics and not _takes(self._evaluate, "metrics"):
-            raise ConfigError("fit(metrics=...) needs an evaluate that takes metrics")
-        options = {"metrics": list(metrics)} if metrics else {}
-
-        def evaluate(batch: Batch) -> dict[str, float]:
-            batch = dict(batch)
-            weights = batch.pop(SAMPLE_WEIGHT, None)
-            return self._evaluate(batch, **options, **({} if weights is None else {"sample_weight": weights}))
-
-        return evaluate
-
     def _train_batch(self, batch: Batch) -> float:
         # the step's inputs: the batch (this step's own dict) and the hyperparameters
         with self._lock:
@@ -629,34 +628,55 @@ class Program:
         if graph in self._random:
             self._rng_step += 1
 
-    def _evaluate(self, batch: Batch) -> dict[str, float]:
-        with self._lock:  # every chunk sees the same parameters
-            return self._evaluate_chunks(batch)
+    def _chosen_metrics(self, metrics: Sequence[Any] | None) -> list[list[Metric]]:
+        """The metrics of each output: accuracy for a classification loss,
+        then those asked for that fit it (a ConfigError if one fits none)."""
+        infos = self._loss_infos()
+        evaluate = self._graphs["evaluate"]
+        shapes = [
+            (type.shape[1:], evaluate.outputs[out].type.shape[1:])
+            for (_, type, _), out in zip(self._target_arguments, names(PREDICTION, len(infos)), strict=True)
+        ]
+        asked = metric_table.fitting(metric_table.resolve(metrics), infos, shapes)
+        chosen = []
+        for info, extra in zip(infos, asked, strict=True):
+            defaults = metric_table.default_metrics(info)
+            chosen.append(defaults + [m for m in extra if m.name not in {d.name for d in defaults}])
+        return chosen
 
-    def _evaluate_chunks(self, batch: Batch) -> dict[str, float]:
+    def _epoch_metrics(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
+        """The metrics of the training data after an epoch (not its loss:
+        fit reports the mean loss of the epoch's steps)."""
+        return {name: value for name, value in self._evaluate(batch, metrics).items() if not name.startswith(LOSS)}
+
+    def _evaluate(self, batch: Batch, metrics: list[list[Metric]] | None = None) -> dict[str, float]:
+        with self._lock:  # every chunk sees the same parameters
+            return self._evaluate_chunks(batch, metrics or self._chosen_metrics(None))
+
+    def _evaluate_chunks(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
         infos = self._loss_infos()
         losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
-        totals, correct = [0.0] * len(infos), [0.0] * len(infos)
+        totals, counts = [0.0] * len(infos), [0.0] * len(infos)
+        predictions: list[list[np.ndarray]] = [[] for _ in infos]
         rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
             chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
             out = self._exec.run("evaluate", {**chunk, **self._rng_inputs("evaluate")})
             for i, info in enumerate(infos):
-                weight = len(chunk[targets[i]]) if _is_mean(info) else 1
-                totals[i] += float(out[losses[i]]) * weight
-                correct[i] += _correct(info.get("name"), out[outs[i]], chunk[targets[i]])
-        metrics = []
-        for total, hits, info, target in zip(totals, correct, infos, targets, strict=True):
-            metric = {"loss": total / rows if _is_mean(info) else total}
-            if info.get("classification"):
-                metric["accuracy"] = hits / (rows * (batch[target][0].size if batch[target].ndim > 1 else 1))
-            metrics.append(metric)
-        return metrics[0] if len(metrics) == 1 else _per_output(metrics, self.loss_info["weights"])
-
-
-def _takes(method: Callable[..., Any], argument: str) -> bool:
-    """Whether `method` has a parameter named `argument`."""
-    return argument in inspect.signature(method).parameters
+                weight = _mean_denominator(info, chunk[targets[i]]) if _is_mean(info) else 1
+                if weight:  # a chunk of nothing but ignored labels has the mean NaN and adds nothing
+                    totals[i] += float(out[losses[i]]) * weight
+                    counts[i] += weight
+                if metrics[i]:
+                    predictions[i].append(out[outs[i]].copy())
+        results = []
+        for i, (total, count, info, target) in enumerate(zip(totals, counts, infos, targets, strict=True)):
+            with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, as PyTorch
+                result = {"loss": float(np.float64(total) / count) if _is_mean(info) else total}
+            if metrics[i]:
+                result.update(metric_table.compute(metrics[i], info, batch[target], np.concatenate(predictions[i])))
+            results.append(result)
+        return results[0] if len(results) == 1 else _per_output(results, self.loss_info["weights"])
 
 
 def _shown(values: tuple[Any, ...]) -> str:
@@ -665,7 +685,19 @@ def _shown(values: tuple[Any, ...]) -> str:
 
 
 def _is_mean(info: Mapping[str, Any]) -> bool:
-    return info.get("reduction", "mean") == "mean"
+    """A loss whose chunks' values are means, to be added up by their denominators."""
+    return info.get("reduction", "mean") in ("mean", "batchmean")
+
+
+def _mean_denominator(info: Mapping[str, Any], y: np.ndarray) -> float:
+    """What a chunk's mean loss was divided by: its rows, or for a loss that
+    divides by the targets' class weights, theirs (ignored labels left out),
+    so that chunks add up to the mean of the whole data set."""
+    if "class_weight" not in info:
+        return float(len(y))
+    kept = y[(y >= 0) & (y < info["num_classes"]) & (y != info.get("ignore_index"))]
+    weight = info["class_weight"]
+    return float(len(kept)) if weight is None else float(np.sum(np.asarray(weight, np.float64)[kept]))
 
 
 def _per_output(metrics: list[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:
@@ -701,15 +733,6 @@ def _learning_rate(value: Any, dtype: DType) -> float:
             if rate >= 0 and np.isfinite(dtype.numpy.type(rate)):
                 return rate
     raise ConfigError(f"learning rate must be a finite {dtype.numpy} number >= 0, got {value!r}")
-
-
-def _correct(loss_name: str | None, out: np.ndarray, y: np.ndarray) -> float:
-    """How many predictions match their targets."""
-    if loss_name == "CrossEntropyLoss":
-        return float(np.sum(np.argmax(out, axis=1) == y))
-    if loss_name == "BCEWithLogitsLoss":
-        return float(np.sum((out > 0) == (y > 0.5)))
-    return 0.0
 
 
 def parse_dtype(dtype: Any) -> DType:

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,13 @@ from .compiler.clipping import GradientClipping
 from .compiler.optimizers import PARAMS, STEP
 from .compiler.schedules import StepSchedule
 from .ir import BATCH, CheckpointError, ConfigError, DType, EmberError, Graph, TensorType, parse, print_graph, verify
-from .nn.losses import LOSSES, REDUCTIONS, CrossEntropyLoss
+from .nn.losses import DECISIONS, REDUCTIONS, loss_info_of
 from .program import BACKENDS, CLIP_GRAD_SETTING, LR_SCHEDULE_SETTING, Program
 from .runtime import checkpoint as checkpoint_format
 from .runtime.checkpoint import Checkpoint, checkpoint_from_bytes
 from .state_dict import INTEGER_DTYPES, StateLayout
 from .tensor import RNG_INPUTS
-from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, TARGET, names
+from .trace import EVALUATE, INPUT, LOSS, MODEL, PREDICT, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
 SETTINGS = ("format", "version", "dtype", "batch_size", "seed", "backend", "lr", "loss", "optimizer")
 """The settings of a version 1 checkpoint; version 2 adds `rng`."""
@@ -430,10 +431,26 @@ def read_graphs(texts: dict[str, str], dtype: DType) -> tuple[Graph, Graph | Non
         return predict, None, None
     model = _read_loss_graph(MODEL, texts[MODEL], dtype, count)
     evaluate = _read_loss_graph(EVALUATE, texts[EVALUATE], dtype, count) if EVALUATE in texts else None
+    if evaluate is not None and _weighted(model) != _weighted(evaluate):
+        raise CheckpointError(f"graphs 'model' and 'evaluate' must both take input {SAMPLE_WEIGHT}, or neither")
     for graph in (model, evaluate or model):
         _check_same_model(graph, predict)
     _check_forward(evaluate or model, predict)
     return predict, model, evaluate
+
+
+def _class_weight(weight: Any, out: TensorType) -> list[float] | None:
+    """A loss's class weights: null, or one finite number per class."""
+    classes = out.shape[1] if out.rank == 2 else None
+    if weight is None:
+        return None
+    if not (isinstance(weight, list) and len(weight) == classes and all(_is_real(w) for w in weight)):
+        raise CheckpointError(f"setting 'loss' must have 'class_weight' null or a list of {classes} finite numbers")
+    return weight
+
+
+def _weighted(graph: Graph) -> bool:
+    return any(a.name == SAMPLE_WEIGHT for a in graph.inputs)
 
 
 def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int]) -> Graph:
@@ -443,7 +460,11 @@ def _read_loss_graph(name: str, text: str, dtype: DType, count: tuple[int, int])
     inputs, outputs = count
     losses = [LOSS, *(names(LOSS, outputs) if outputs > 1 else [])]
     expected_outputs = [*losses, *names(PREDICTION, outputs)]
-    _check_interface(graph, [*names(INPUT, inputs), *names(TARGET, outputs)], expected_outputs, dtype)
+    weighted = _weighted(graph)  # older programs, and those of scalar custom losses, take no sample weights
+    expected_inputs = [*names(INPUT, inputs), *names(TARGET, outputs), *([SAMPLE_WEIGHT] if weighted else [])]
+    _check_interface(graph, expected_inputs, expected_outputs, dtype)
+    if weighted and graph.argument(SAMPLE_WEIGHT).type != TensorType(dtype, (BATCH,)):
+        raise CheckpointError(f"graph {name!r}: input {SAMPLE_WEIGHT} must be {dtype}[{BATCH}]")
     if graph.outputs[LOSS].type.shape != () or graph.outputs[LOSS].type.dtype != dtype:
         raise CheckpointError(f"graph {name!r} must output a scalar {dtype} loss, got {graph.outputs[LOSS].type}")
     return graph
@@ -557,40 +578,47 @@ def _expected_losses(given: dict[str, Any], model: Graph, outputs: int) -> dict[
     """The loss info `ember.compile` records for `model`: one loss's, or for
     several outputs `{"losses": [one per output], "weights": [...]}`."""
     if outputs == 1:
-        return expected_loss_info(given.get("name"), model)
+        return expected_loss_info(given, model)
     losses, weights = given.get("losses"), given.get("weights")
     if not (isinstance(losses, list) and len(losses) == outputs and all(isinstance(i, dict) for i in losses)):
         raise CheckpointError(f"setting 'loss' must hold 'losses': a list of {outputs} objects, got {given!r}")
     if not (isinstance(weights, list) and len(weights) == outputs and all(_is_real(w) for w in weights)):
         raise CheckpointError(f"setting 'loss' must hold 'weights': a list of {outputs} finite numbers, got {given!r}")
-    infos = [expected_loss_info(info.get("name"), model, i) for i, info in enumerate(losses)]
+    infos = [expected_loss_info(info, model, i) for i, info in enumerate(losses)]
     return {"losses": infos, "weights": [float(w) for w in weights]}
 
 
-def expected_loss_info(name: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
-    """The loss info `ember.compile` records for loss `name` ending `model`
-    (for output `index` of several)."""
-    if not _is_key(name, LOSSES):
-        raise CheckpointError(f"setting 'loss' must name one of {', '.join(LOSSES)}, got name {name!r}")
+def expected_loss_info(given: Any, model: Graph, index: int | None = None) -> dict[str, Any]:
+    """The loss info `ember.compile` records for the loss `given` describes,
+    ending `model` (for output `index` of several). The graph holds the
+    loss's computation, so a loss defined by the user loads like a built-in one."""
+    if not isinstance(given, dict) or not isinstance(given.get("name"), str):
+        raise CheckpointError(f"setting 'loss' must hold the loss's 'name', got {given!r}")
     suffix = "" if index is None else str(index)
-    loss_value, out_name, target_name = LOSS + suffix, PREDICTION + suffix, TARGET + suffix
-    loss = LOSSES[name]()
-    reduction = model.outputs[loss_value].node.op.name if model.outputs[loss_value].node else None
-    if reduction not in REDUCTIONS:
-        raise CheckpointError(
-            f"graph 'model' must reduce its {loss_value} with {' or '.join(REDUCTIONS)}, got {reduction}"
-        )
+    out_name, target_name = PREDICTION + suffix, TARGET + suffix
+    reduction = given.get("reduction")
+    if reduction not in (*REDUCTIONS, "batchmean") or reduction == "none":
+        raise CheckpointError(f"setting 'loss' must have a reduction 'mean', 'sum' or 'batchmean', got {reduction!r}")
+    classification = given.get("classification")
+    if not isinstance(classification, bool):
+        raise CheckpointError(f"setting 'loss' must have 'classification' true or false, got {classification!r}")
+    if classification and "decision" in given and given["decision"] not in DECISIONS:  # absent in older files
+        raise CheckpointError(f"setting 'loss' must have a 'decision' of {', '.join(DECISIONS)}, got {given!r}")
+    ignore = given.get("ignore_index")
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):
+        raise CheckpointError(f"setting 'loss' must have an integer 'ignore_index', got {ignore!r}")
     out, target = model.outputs[out_name].type, model.argument(target_name).type
-    try:
-        expected_target = loss.target_type(out)
-    except EmberError as e:
-        raise CheckpointError(f"graph 'model' does not fit loss {name}: {e}") from None
-    if target != expected_target:
-        raise CheckpointError(f"graph 'model': {name} needs target {target_name}: {expected_target}, got {target}")
-    info: dict[str, Any] = {"name": name, "reduction": reduction, "classification": loss.classification}
-    if isinstance(loss, CrossEntropyLoss):
-        info["num_classes"] = out.shape[1]
-    return info
+    if (target.dtype != out.dtype and target.dtype.name not in INTEGER_INPUTS) or target.shape[:1] != (BATCH,):
+        raise CheckpointError(
+            f"graph 'model': target {target_name} must be {out.dtype} or integer [B, ...], got {target}"
+        )
+    described = SimpleNamespace(
+        reduction=reduction, classification=classification, decision=given.get("decision"), ignore_index=ignore
+    )
+    if "class_weight" in given:  # a class loss, whose mean divides by the targets' class weights
+        described.mean_over_class_weights = True
+        described.weight = _class_weight(given["class_weight"], out)
+    return loss_info_of(given["name"], described, out, target)
 
 
 # -- arrays --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from .constants import ConstantPool
 from .ir import BATCH, ConfigError, DType, EmberError, Graph, ShapeError, TensorType
-from .nn.losses import Loss
+from .nn.losses import Loss, ReducedLoss
 from .nn.module import Module
 from .tensor import Tensor, TensorOps, tracing
 
@@ -20,6 +20,7 @@ INPUT = "x"
 TARGET = "y"
 PREDICTION = "out"
 LOSS = "loss"
+SAMPLE_WEIGHT = "sample_weight"
 PREDICT = "predict"
 MODEL = "model"
 EVALUATE = "evaluate"
@@ -110,12 +111,15 @@ def trace_loss(
     training: bool = True,
     constants: ConstantPool | None = None,
     loss_weights: Sequence[float] | None = None,
+    sample_weights: bool = True,
 ) -> Graph:
-    """The loss graph: the inputs and a target per output (`y`, or `y0`,
-    `y1`, ... for several outputs, each with its own loss); outputs `loss`
-    (the weighted sum of the losses, each also output as `loss0`, ... when
-    there are several) and the model's outputs. In training mode it is the
-    graph `model` (with the buffers' updates), in eval mode `evaluate`."""
+    """The loss graph: the inputs, a target per output (`y`, or `y0`,
+    `y1`, ... for several outputs, each with its own loss) and, when every
+    loss can weigh its samples, the input `sample_weight` (`[B]`, ones for
+    unweighted data); outputs `loss` (the weighted sum of the losses, each
+    also output as `loss0`, ... when there are several) and the model's
+    outputs. In training mode it is the graph `model` (with the buffers'
+    updates), in eval mode `evaluate`."""
     losses = list(loss) if isinstance(loss, list | tuple) else [loss]
     for item in losses:
         if not isinstance(item, Loss):
@@ -131,25 +135,51 @@ def trace_loss(
                 f"{type(model).__name__}.forward returns {len(outs)} output(s) but {len(losses)} loss(es) were "
                 "given; pass loss=[one loss per output]"
             )
-        values = [
-            _traced_loss(graph, item, out, target)
+        targets = [
+            Tensor(graph.add_argument(target, item.target_type(out.value.type)))
             for item, out, target in zip(losses, outs, names(TARGET, len(outs)), strict=True)
         ]
-        total = values[0] * weights[0] if weights[0] != 1.0 else values[0]
-        for value, weight in zip(values[1:], weights[1:], strict=True):
-            total = total + (value * weight if weight != 1.0 else value)
-        graph.outputs[LOSS] = total.value
-        if len(values) > 1:
-            graph.outputs.update(zip(names(LOSS, len(values)), (v.value for v in values), strict=True))
-        graph.outputs.update(zip(names(PREDICTION, len(outs)), (o.value for o in outs), strict=True))
+        weight = Tensor(graph.add_argument(SAMPLE_WEIGHT, TensorType(dtype, (BATCH,)))) if sample_weights else None
+        values = [_traced_loss(graph, *item, weight) for item in zip(losses, outs, targets, strict=True)]
+        unweighted = weight is not None and not all(weighted for _, weighted in values)
+        _loss_outputs(graph, [value for value, _ in values], weights, outs)
         graph.updates.update(trace.buffer_updates)
+    if unweighted:  # a loss returning only a scalar cannot weigh samples: the program takes no sample weights
+        return trace_loss(model, loss, input_shape, dtype, training, constants, loss_weights, False)
     constants.complete(graph)
     return graph
 
 
-def _traced_loss(graph: Graph, loss: Loss, out: Tensor, target: str) -> Tensor:
-    y = graph.add_argument(target, loss.target_type(out.value.type))
-    value = loss(out, Tensor(y))
+def _loss_outputs(graph: Graph, values: list[Tensor], weights: list[float], outs: list[Tensor]) -> None:
+    """The outputs of a loss graph: the weighted total, each loss, each model output."""
+    total = values[0] * weights[0] if weights[0] != 1.0 else values[0]
+    for value, weight in zip(values[1:], weights[1:], strict=True):
+        total = total + (value * weight if weight != 1.0 else value)
+    graph.outputs[LOSS] = total.value
+    if len(values) > 1:
+        graph.outputs.update(zip(names(LOSS, len(values)), (v.value for v in values), strict=True))
+    graph.outputs.update(zip(names(PREDICTION, len(outs)), (o.value for o in outs), strict=True))
+
+
+def _traced_loss(graph: Graph, loss: Loss, out: Tensor, y: Tensor, weight: Tensor | None) -> tuple[Tensor, bool]:
+    """The loss's value, and whether it weighs the samples by `weight`."""
+    uses = _uses(graph, weight)
+    value = loss(out, y, weight) if weight is not None and _takes_weights(loss) else loss(out, y)
     if value.value.type.rank != 0:
-        raise ShapeError(f"{type(loss).__name__} must produce a scalar, got {value.value.type}")
-    return value
+        unreduced = getattr(loss, "reduction", "") == "none"
+        hint = " (reduction='none' gives per-sample losses: train with 'mean' or 'sum')" if unreduced else ""
+        raise ShapeError(f"{type(loss).__name__} must produce a scalar loss to train, got {value.value.type}{hint}")
+    return value, _uses(graph, weight) > uses
+
+
+def _takes_weights(loss: Loss) -> bool:
+    """Whether `loss` is called with sample weights: not a custom loss that
+    defines `__call__(prediction, target)` itself (as before `forward`)."""
+    return type(loss).__call__ is Loss.__call__ or isinstance(loss, ReducedLoss)
+
+
+def _uses(graph: Graph, value: Tensor | None) -> int:
+    """How many nodes of `graph` read `value`."""
+    if value is None:
+        return 0
+    return sum(1 for node in graph.nodes for x in node.inputs if x is value.value)

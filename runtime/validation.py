@@ -89,11 +89,11 @@ def _expected_shape(name: str, array: np.ndarray, expected: TensorType, rows: in
     return tuple(rows if d == BATCH else d for d in expected.shape)  # type: ignore[misc]
 
 
-def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
-    """Class labels must lie in [0, num_classes)."""
+def check_labels(name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
+    """Class labels must lie in [0, num_classes), or equal `ignore_index`."""
     if labels.size == 0 or (labels.min() >= 0 and labels.max() < num_classes):
         return
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    bad = np.flatnonzero(((labels < 0) | (labels >= num_classes)) & (labels != ignore_index))
     if bad.size:
         i = int(bad[0])
         raise InputError(

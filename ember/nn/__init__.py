@@ -27,13 +27,26 @@ from .layers import (
     Softsign,
     Tanh,
 )
-from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from .losses import (
+    LOSSES,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Buffer, Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = [
     "ELU",
     "GELU",
     "LOSSES",
+    "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "Buffer",
@@ -44,7 +57,10 @@ __all__ = [
     "Hardsigmoid",
     "Hardswish",
     "Hardtanh",
+    "HuberLoss",
     "Identity",
+    "KLDivLoss",
+    "L1Loss",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -55,6 +71,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "NLLLoss",
     "PReLU",
     "Parameter",
     "ReLU",
@@ -62,6 +79,7 @@ __all__ = [
     "Sequential",
     "SiLU",
     "Sigmoid",
+    "SmoothL1Loss",
     "Softmax",
     "Softplus",
     "Softsign",

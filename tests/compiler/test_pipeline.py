@@ -167,7 +167,16 @@ def test_training_stages_exist_and_parse():
     assert list(graphs["autodiff"].outputs) == ["loss", "0.weight.grad", "0.bias.grad", "2.weight.grad", "2.bias.grad"]
     for stage in ("train", "simplified"):
         train = graphs[stage]
-        assert [a.name for a in train.inputs] == ["x", "y", "lr", "beta1", "beta2", "eps", "weight_decay"]
+        assert [a.name for a in train.inputs] == [
+            "x",
+            "y",
+            "sample_weight",
+            "lr",
+            "beta1",
+            "beta2",
+            "eps",
+            "weight_decay",
+        ]
         assert list(train.outputs) == ["loss"]
         assert set(train.updates) == {a.name for a in [*train.params, *train.state]}
         assert "step" in train.updates

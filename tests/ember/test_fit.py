@@ -80,7 +80,7 @@ def test_options_after_y_are_keyword_only(regression):
         ({"scheduler_interval": "batch"}, 'scheduler_interval must be "epoch" or "step", got \'batch\''),
         ({"lr_scheduler": 0.5}, r"lr_scheduler must have a step\(\) method .*got float"),
         ({"callbacks": EarlyStopping()}, "callbacks must be a list of Callback instances, got EarlyStopping"),
-        ({"metrics": "accuracy"}, r"metrics must be a list \(such as \['accuracy'\]\), got 'accuracy'"),
+        ({"metrics": 3}, "metrics must be a list of names, Metric objects or callables, got 3"),
     ],
 )
 def test_bad_fit_arguments(regression, kwargs, message):
@@ -325,53 +325,33 @@ def test_callbacks_see_the_program_and_the_epoch_logs(classifier, blobs):
     assert set(recorder.logs[0]) == set(history)
 
 
-# -- sample weights and metrics: passed on to the step and to evaluate ---------
+# -- sample weights and metrics ------------------------------------------------
 def test_sample_weights_travel_with_their_rows(regression, monkeypatch):
-    """fit hands each step its rows' weights (shuffled with them) and
-    evaluate the validation rows' weights."""
+    """Shuffling keeps each row with its weight, and validation_split holds
+    out the last rows with theirs."""
     x, y = regression
     prog = regressor()
     weights = np.arange(50, dtype=np.float32)
-    seen, evaluated = [], []
-    train_batch, evaluate = prog._train_batch, prog._evaluate
+    train_batch, seen = prog._train_batch, []
 
-    def weighted_step(batch, sample_weight):
-        np.testing.assert_array_equal(batch["x"], x[sample_weight.astype(int)])  # rows and weights stay paired
-        seen.append(sample_weight)
+    def step(batch):
+        np.testing.assert_array_equal(batch["x"], x[batch["sample_weight"].astype(int)])
+        seen.append(batch["sample_weight"].copy())
         return train_batch(batch)
 
-    def weighted_evaluate(batch, sample_weight=None):
-        evaluated.append(sample_weight)
-        return evaluate(batch)
-
-    monkeypatch.setattr(prog, "_train_batch", weighted_step)
-    monkeypatch.setattr(prog, "_evaluate", weighted_evaluate)
-    prog.fit(x, y, epochs=2, batch_size=8, sample_weight=weights, validation_split=0.2, progress=False)
+    monkeypatch.setattr(prog, "_train_batch", step)
+    history = prog.fit(x, y, epochs=2, batch_size=8, sample_weight=weights, validation_split=0.2, progress=False)
     assert sorted(np.concatenate(seen[:5]).tolist()) == list(range(40))
-    assert [w.tolist() for w in evaluated] == [list(range(40, 50))] * 2
+    assert history["val_loss"][-1] == prog.evaluate(x[40:], y[40:], sample_weight=weights[40:])["loss"]
 
 
-def test_metrics_are_passed_to_evaluate_for_training_and_validation(regression, monkeypatch):
+def test_metrics_of_the_training_and_validation_rows(regression):
+    x, y = regression
     prog = regressor()
-    evaluate, calls = prog._evaluate, []
-
-    def with_metrics(batch, metrics=()):
-        calls.append((len(batch["x"]), metrics))
-        return {**evaluate(batch), "mae": 0.5}
-
-    monkeypatch.setattr(prog, "_evaluate", with_metrics)
-    history = prog.fit(*regression, epochs=2, metrics=["mae"], validation_split=0.2, progress=False)
-    assert calls == [(40, ["mae"]), (10, ["mae"])] * 2
+    history = prog.fit(x, y, epochs=2, metrics=["mae"], validation_split=0.2, progress=False)
     assert list(history) == ["loss", "mae", "val_loss", "val_mae", "lr", "seconds"]
-    assert history["mae"] == history["val_mae"] == [0.5, 0.5]
-
-
-@pytest.mark.parametrize("weights", [np.ones(49), [1.0] * 49 + [np.inf], "heavy", ["a"] * 50, 2.0])
-def test_bad_sample_weights(regression, monkeypatch, weights):
-    prog = regressor()
-    monkeypatch.setattr(prog, "_train_batch", lambda batch, sample_weight=None: 0.0)
-    with pytest.raises(ember.ConfigError, match="sample_weight must be 50 finite numbers, one per row of x"):
-        prog.fit(*regression, sample_weight=weights, progress=False)
+    assert history["mae"][-1] == prog.evaluate(x[:40], y[:40], metrics=["mae"])["mae"]
+    assert history["val_mae"][-1] == prog.evaluate(x[40:], y[40:], metrics=["mae"])["mae"]
 
 
 def test_none_stands_for_no_callbacks_and_no_metrics_as_in_keras(regression):

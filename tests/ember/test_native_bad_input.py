@@ -79,6 +79,7 @@ def good_inputs() -> dict[str, np.ndarray]:
     return {
         INPUT: rng.normal(size=(ROWS, FEATURES)).astype(np.float32),
         TARGET: rng.integers(0, CLASSES, size=ROWS),
+        "sample_weight": np.ones(ROWS, np.float32),
         **{name: np.asarray(value, np.float32) for name, value in hyperparameter_inputs(optim.Adam(lr=0.01)).items()},
     }
 

@@ -54,10 +54,14 @@ ACTIVATIONS: list[Callable[[np.random.Generator], nn.Module]] = [
     lambda rng: nn.LogSoftmax(pick(rng, [-1, 1])),
     lambda rng: nn.PReLU(),
 ]
-LOSSES: list[Callable[[np.random.Generator], nn.Loss]] = [
-    lambda rng: nn.MSELoss(pick(rng, ["mean", "sum"])),
-    lambda rng: nn.CrossEntropyLoss(pick(rng, ["mean", "sum"]), label_smoothing=pick(rng, [0.0, 0.1])),
-    lambda rng: nn.BCEWithLogitsLoss(pick(rng, ["mean", "sum"])),
+LOSSES: list[Callable[[np.random.Generator, int], nn.Loss]] = [  # given the number of outputs
+    lambda rng, n: nn.MSELoss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.CrossEntropyLoss(pick(rng, ["mean", "sum"]), label_smoothing=pick(rng, [0.0, 0.1])),
+    lambda rng, n: nn.BCEWithLogitsLoss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.L1Loss(pick(rng, ["mean", "sum"])),
+    lambda rng, n: nn.HuberLoss(pick(rng, ["mean", "sum"]), delta=pick(rng, [0.5, 1.0, 2.0])),
+    lambda rng, n: nn.SmoothL1Loss(pick(rng, ["mean", "sum"]), beta=pick(rng, [0.0, 0.5, 1.0])),
+    lambda rng, n: nn.CrossEntropyLoss(rng.uniform(0.1, 2.0, n), label_smoothing=pick(rng, [0.0, 0.1])),
 ]
 
 
@@ -90,7 +94,7 @@ def random_mlp(seed: int) -> MLP:
             layers.append(pick(rng, ACTIVATIONS)(rng))
         if rng.random() < 0.25:
             layers.append(nn.Dropout(pick(rng, [0.1, 0.5])))
-    loss = pick(rng, LOSSES)(rng)
+    loss = pick(rng, LOSSES)(rng, widths[-1])
     dtype = pick(rng, FLOATS).numpy
     rows, predict_rows = pick(rng, ROWS), pick(rng, ROWS)
     x = rng.standard_normal((rows, widths[0])).astype(dtype)
@@ -114,7 +118,10 @@ def _width(rng: np.random.Generator) -> int:
 
 def _targets(loss: nn.Loss, rows: int, outputs: int, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
     if isinstance(loss, nn.CrossEntropyLoss):
-        return rng.integers(0, outputs, rows)
+        labels = rng.integers(0, outputs, rows)
+        if loss.weight is not None:  # some labels ignored
+            labels[rng.random(rows) < 0.2] = loss.ignore_index
+        return labels
     if isinstance(loss, nn.BCEWithLogitsLoss):
         return rng.uniform(0, 1, (rows, outputs)).astype(dtype)
     return rng.standard_normal((rows, outputs)).astype(dtype)
@@ -138,7 +145,7 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
     graphs = build_training(parse(reference.dump("graph")), mlp.optimizer)
     params = reference.parameters
     found = compare(native.parameters, params, dict.fromkeys(params))  # the same initial values
-    data = {"x": mlp.x, "y": mlp.y}
+    data = {"x": mlp.x, "y": mlp.y, "sample_weight": np.ones(len(mlp.x), mlp.x.dtype)}
     seed = np.asarray(np.uint64(mlp.seed % 2**64).astype(np.int64))
     at_step = lambda step: {RNG_SEED: seed, RNG_STEP: np.asarray(step, np.int64)}  # the programs' dropout masks
 
@@ -157,7 +164,8 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
             difference.step = step
             found.append(difference)
 
-    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **params, **at_step(0)}
+    weights = {"sample_weight": np.ones(len(mlp.x_predict), mlp.x_predict.dtype)}
+    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **weights, **params, **at_step(0)}
     check(
         0,
         {"predict": native.predict(mlp.x_predict)},

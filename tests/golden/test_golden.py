@@ -69,7 +69,7 @@ def test_parsed_golden_graph_computes_what_the_program_computes(stage):
     graph = ir.verify(ir.parse(golden_path(stage).read_text()))
     program = reference_program()
     x, y = batch()
-    values = {"x": x, "y": y}
+    values = {"x": x, "y": y, "sample_weight": np.ones(len(x), np.float32)}
     values.update({k: np.asarray(v, np.float32) for k, v in hyperparameter_inputs(program.optimizer).items()})
     values.update(program.parameters, **program.optimizer_state)
     result = ir.interpret(graph, {a.name: values[a.name] for a in graph.arguments})
