@@ -58,9 +58,10 @@ class Optimizer(ABC):
     (`state_slots`) and emit one param's update (`update`)."""
 
     DEFAULTS: ClassVar[Settings] = {}
-    FIXED_ZERO: ClassVar[tuple[str, ...]] = ()
-    """Hyperparameters whose being zero decides the state (SGD's momentum
-    buffer): a group compiled with zero keeps zero."""
+    FIXED_ZERO: ClassVar[tuple[str, ...]] = ("weight_decay",)
+    """Hyperparameters whose being zero decides the step: a group compiled
+    with zero keeps zero (SGD's momentum decides its state; a weight decay
+    of zero leaves its multiply-add out of every update)."""
     NOT_INPUTS: ClassVar[tuple[str, ...]] = ()
     """Numeric settings that only set the starting state (as in PyTorch,
     changing them later changes nothing)."""
@@ -304,7 +305,10 @@ class _Hyper:
 
 def _decay(b: Builder, h: _Hyper, p: Value, g: Value, decoupled: bool) -> tuple[Value, Value]:
     """PyTorch's weight decay: L2 added to the gradient, or (decoupled, as
-    AdamW) the param scaled by 1 - lr * weight_decay."""
+    AdamW) the param scaled by 1 - lr * weight_decay. Compiled out for a
+    group whose weight decay is zero (it stays zero: `FIXED_ZERO`)."""
+    if h.settings["weight_decay"] == 0:
+        return p, g
     if decoupled:
         return b.mul(p, b.sub(1.0, b.mul(h["lr"], h["weight_decay"]))), g
     return p, b.add(g, b.mul(p, h["weight_decay"]))
@@ -330,7 +334,7 @@ class SGD(Optimizer):
         "nesterov": False,
         "maximize": False,
     }
-    FIXED_ZERO = ("momentum",)
+    FIXED_ZERO = ("momentum", "weight_decay")
 
     def __init__(
         self,
@@ -484,7 +488,7 @@ class RMSprop(Optimizer):
         "centered": False,
         "maximize": False,
     }
-    FIXED_ZERO = ("momentum",)
+    FIXED_ZERO = ("momentum", "weight_decay")
 
     def __init__(
         self,

@@ -161,12 +161,12 @@ def test_frozen_parameters_are_left_out():
 
 
 def test_changing_hyperparameters_between_steps_matches_torch_and_never_recompiles():
-    groups = [{"params": ["0.*"]}, {"params": ["2.*"], "lr": 0.005}]
+    groups = [{"params": ["0.*"], "weight_decay": 0.01}, {"params": ["2.*"], "lr": 0.005}]
     prog = compile_mlp(optim.Adam(groups, lr=0.01), backend="native")
     model, named = torch_twin(prog)
     opt = torch.optim.Adam(
         [
-            {"params": [named["0.weight"], named["0.bias"]]},
+            {"params": [named["0.weight"], named["0.bias"]], "weight_decay": 0.01},
             {"params": [named["2.weight"], named["2.bias"]], "lr": 0.005},
         ],
         lr=0.01,
@@ -197,6 +197,15 @@ def test_changing_hyperparameters_between_steps_matches_torch_and_never_recompil
     assert prog.compile_count == count
     assert prog.pass_seconds == seconds
     assert ember.cache_info() == cache
+
+
+def test_a_weight_decay_compiled_as_zero_stays_zero():
+    """A group without weight decay has no decay term in its update (the
+    common case pays nothing for it), so turning it on needs a new compile."""
+    prog = compile_mlp(optim.Adam(lr=0.01), backend="native")
+    with pytest.raises(ember.ConfigError, match="weight_decay is compiled into the training step"):
+        prog.param_groups[0]["weight_decay"] = 0.1
+    assert prog.param_groups[0]["weight_decay"] == 0.0
 
 
 @pytest.mark.parametrize("name", ["SGD", "RMSprop"])
@@ -309,7 +318,7 @@ def test_adagrad_and_nadam_state_start_as_pytorchs():
 
 
 def test_checkpoints_keep_param_groups_and_their_values(tmp_path):
-    groups = [{"params": ["0.*"], "momentum": 0.9}, {"params": ["2.weight"], "lr": 0.01}]
+    groups = [{"params": ["0.*"], "momentum": 0.9}, {"params": ["2.weight"], "lr": 0.01, "weight_decay": 0.05}]
     prog = compile_mlp(optim.SGD(groups, lr=0.1, nesterov=False))
     x, y = batches(1)[0]
     prog.train_step(x, y)
