@@ -21,7 +21,7 @@ from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state
 from .compiler.schedules import StepSchedule
-from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, Value, print_graph
+from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .metrics import Metric
 from .param_groups import Hyperparameters, ParamGroup
 from .runtime.arena import Arena
@@ -88,6 +88,8 @@ class Program:
         self._lock = ForkSafeLock()  # guards the parameters, the state and the executable's buffers
         self.dtype = dtype
         self.batch_size = batch_size
+        # the random numbers' key: fixed inputs of the graphs that draw them
+        self._rng_key = {RNG_SEED: np.zeros((), np.int64), RNG_STEP: np.zeros((), np.int64)}
         self.seed = seed
         self.backend = backend
         self.frozen = tuple(frozen)
@@ -100,7 +102,6 @@ class Program:
         self.loss_info = dict(loss_info or {})
         self.log = PassLog(print_after=frozenset(print_after), check=check)
         self._rng = np.random.default_rng(seed)
-        self._rng_step = 0
         self.stop_training = False
         """Set by a callback to end fit after the current step (as Keras' model.stop_training)."""
         self._sources = {"predict": predict_graph}
@@ -142,17 +143,21 @@ class Program:
         for group, values in zip(self.param_groups, param_groups or (), strict=False):
             group.update(values)
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
+        # the inputs the caller passes (not the random numbers' seed and step)
+        self._input_arguments = [a for a in self._graphs["predict"].inputs if a.name not in RNG_INPUTS]
         self._target_arguments = self._targets() if self.is_training else []
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
+        # bound once, read by every call: a step passes only the batch
+        fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
         if backend == "native":
             self._native = build_native(
                 self._graphs, self._params.byte_offsets, self._state.byte_offsets, host_target(), self.log
             )
-            self._exec = NativeExecutable(self._native, self._params, self._state, self._lock)
+            self._exec = NativeExecutable(self._native, self._params, self._state, self._lock, fixed)
         else:
-            self._exec = ReferenceExecutable(self._graphs, self._params, self._state)
+            self._exec = ReferenceExecutable(self._graphs, self._params, self._state, fixed)
 
     # -- what the program is -------------------------------------------
     @property
@@ -162,7 +167,7 @@ class Program:
     @property
     def input_types(self) -> list[TensorType]:
         """The type of each input, in forward's order (`x`, or `x0`, `x1`, ...)."""
-        return [a.type for a in self._user_inputs()]
+        return [a.type for a in self._input_arguments]
 
     @property
     def input_type(self) -> TensorType:
@@ -236,11 +241,23 @@ class Program:
         self._lr = rate
 
     @property
+    def seed(self) -> int:
+        """The seed of the random numbers (dropout masks, modulo 2**64) and of
+        fit's shuffling RNG at compile time."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        with self._lock:  # not while a step reads it
+            self._seed = value
+            self._rng_key[RNG_SEED][...] = np.uint64(value % 2**64).astype(np.int64)
+
+    @property
     def rng_step(self) -> int:
         """The step counter that keys random numbers (dropout masks): every
         training-mode run (train_step, gradients, each step of fit) draws with
         it and then advances it, so each step gets a new mask. Checkpoints keep it."""
-        return self._rng_step
+        return int(self._rng_key[RNG_STEP])
 
     @property
     def compile_count(self) -> int:
@@ -274,7 +291,7 @@ class Program:
         for a model of several); a tuple for a model of several outputs."""
         inputs = self._check_inputs(x, minimum_rows=0)
         with self._lock:
-            outputs = self._exec.run("predict", {**inputs, **self._rng_inputs("predict")})
+            outputs = self._exec.run("predict", inputs)
         results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
         return results if len(results) > 1 else results[0]
 
@@ -284,7 +301,7 @@ class Program:
         self._require_training("gradients")
         batch = self._check_batch(x, y, sample_weight=sample_weight)
         with self._lock:
-            outputs = self._exec.run("gradients", {**batch, **self._rng_inputs("gradients")})
+            outputs = self._exec.run("gradients", batch)
             self._advance_rng("gradients")
         return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
 
@@ -471,10 +488,6 @@ class Program:
         if not self.is_training:
             raise ConfigError(f"{what} needs a program compiled with loss= and optimizer=")
 
-    def _user_inputs(self) -> list[Value]:
-        """The inputs the caller passes (not the random numbers' seed and step)."""
-        return [a for a in self._graphs["predict"].inputs if a.name not in RNG_INPUTS]
-
     def _target_names(self) -> list[str]:
         return names(TARGET, len(self._loss_infos()))
 
@@ -492,7 +505,7 @@ class Program:
 
     def _check_inputs(self, x: Any, minimum_rows: int = 1, prefix: str = "") -> Batch:
         """The inputs by graph name, each checked, all of the same rows."""
-        arguments = self._user_inputs()
+        arguments = self._input_arguments
         values = _per_argument(x, len(arguments), f"{prefix}x", "input")
         batch: Batch = {}
         rows = None
@@ -500,7 +513,8 @@ class Program:
             array = check_array(prefix + argument.name, value, argument.type, rows=rows)
             rows = check_rows(prefix + argument.name, array, minimum_rows) if rows is None else rows
             batch[argument.name] = array
-        self._check_indices({name: (prefix + name, array) for name, array in batch.items()})
+        if self._index_inputs:
+            self._check_indices({name: (prefix + name, array) for name, array in batch.items()})
         return batch
 
     def _check_batch(self, x: Any, y: Any, prefix: str = "", sample_weight: Any = None) -> Batch:
@@ -515,7 +529,8 @@ class Program:
             if info.get("num_classes"):
                 check_labels(prefix + name, array, info["num_classes"], info.get("ignore_index"))
             batch[name] = array
-        self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
+        if self._index_inputs:
+            self._check_indices({name: (prefix + name, batch[name]) for name, _, _ in targets})
         if self._weighted:
             batch[SAMPLE_WEIGHT] = self._sample_weights(sample_weight, rows, prefix)
         elif sample_weight is not None:
@@ -577,7 +592,7 @@ class Program:
         texts = {name: print_graph(g) for name, g in self._sources.items()}
         with self._lock, self._rng.bit_generator.lock:  # fit draws from the RNG outside self._lock
             meta["rng"] = self._rng.bit_generator.state
-            meta["rng_step"] = self._rng_step
+            meta["rng_step"] = self.rng_step
             params = {name: self._params[name].copy() for name in self._param_names}
             buffers = {name: self._params[name].copy() for name in self._buffer_names}
             return Checkpoint(meta, texts, params, self._state.copies(), buffers)
@@ -590,7 +605,7 @@ class Program:
                 np.copyto(self._state[name], value)
             if rng is not None:
                 self._rng.bit_generator.state = rng
-            self._rng_step = rng_step
+            self._rng_key[RNG_STEP][...] = rng_step
 
     def _fit_events(self, callbacks: Iterable[Callback], scheduler: Any, interval: str, validated: bool) -> Events:
         """fit's callbacks, the learning-rate scheduler's stepping first (so
@@ -607,26 +622,17 @@ class Program:
         return CallbackList(self, [*stepping, *callbacks])
 
     def _train_batch(self, batch: Batch) -> float:
-        # the step's inputs: the batch (this step's own dict) and the hyperparameters
         with self._lock:
-            batch.update(self._hyper.inputs if self._hyper else {})
-            loss = float(self._exec.run("train", {**batch, **self._rng_inputs("train")})[LOSS])
+            loss = float(self._exec.run("train", batch)[LOSS])
             self._advance_rng("train")
             return loss
 
-    def _rng_inputs(self, graph: str) -> dict[str, np.ndarray]:
-        """The seed (modulo 2^64) and step counter for `graph`, if it draws
-        random numbers. Call with the lock held."""
-        if graph not in self._random:
-            return {}
-        seed = np.uint64(self.seed % 2**64).astype(np.int64)
-        return {RNG_SEED: np.asarray(seed), RNG_STEP: np.asarray(self._rng_step, np.int64)}
-
     def _advance_rng(self, graph: str) -> None:
         """After a training-mode run of `graph` that drew random numbers: the
-        next one draws new ones (as every PyTorch forward in train mode does)."""
+        next one draws new ones (as every PyTorch forward in train mode does).
+        Call with the lock held."""
         if graph in self._random:
-            self._rng_step += 1
+            self._rng_key[RNG_STEP][...] += 1
 
     def _chosen_metrics(self, metrics: Sequence[Any] | None) -> list[list[Metric]]:
         """The metrics of each output: accuracy for a classification loss,
@@ -661,7 +667,7 @@ class Program:
         rows = next(iter(batch.values())).shape[0]
         for start in range(0, rows, EVAL_CHUNK_ROWS):
             chunk = {name: array[start : start + EVAL_CHUNK_ROWS] for name, array in batch.items()}
-            out = self._exec.run("evaluate", {**chunk, **self._rng_inputs("evaluate")})
+            out = self._exec.run("evaluate", chunk)
             for i, info in enumerate(infos):
                 weight = _mean_denominator(info, chunk[targets[i]]) if _is_mean(info) else 1
                 if weight:  # a chunk of nothing but ignored labels has the mean NaN and adds nothing

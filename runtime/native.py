@@ -5,7 +5,9 @@ argument block of int64 slots (sizes of the shape symbols, then the
 address of every memory region). The block, the workspace and the scratch
 memory are prepared when the sizes change and reused while they stay; a
 call writes only what changes (the addresses of this call's inputs and
-outputs) and makes one ctypes call with one pointer argument.
+outputs) and makes one ctypes call with one pointer argument. Inputs the
+owner keeps in fixed arrays (hyperparameters, the random numbers' seed and
+step) are checked and bound once, when the entry is made.
 
 Memory between calls follows the data: each entry's workspace and scratch
 are sized for its latest call, growing when a call needs more and given
@@ -24,10 +26,10 @@ from ..compiler.codegen.target import Target, host_target
 from ..compiler.native import NativeBuild, build_native
 from ..compiler.pipeline import PassLog
 from ..compiler.plan import KernelProgram
-from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError
+from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError, TensorType
 from ..ir.interpreter import bind_symbols
 from . import jit, threads
-from .arena import Arena, aligned_array, aligned_empty
+from .arena import Arena, aligned_array, aligned_empty, data_address
 from .locks import ForkSafeLock
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -60,7 +62,7 @@ class _Memory:
 
     @property
     def address(self) -> int:
-        return self.array.ctypes.data
+        return data_address(self.array)
 
 
 class _Entry:
@@ -70,7 +72,7 @@ class _Entry:
     moves memory the block points to first sets `sizes` to None, and the
     next call rewrites the whole block."""
 
-    def __init__(self, program: KernelProgram, build: NativeBuild, graph: str) -> None:
+    def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
         compiled = build.compiled(graph)
         self.jit = jit.load(compiled.optimized, build.target)  # keeps the machine code alive
         self.program = program
@@ -78,9 +80,16 @@ class _Entry:
         self.scratch_bytes = compiled.scratch_bytes
         self.thread_bytes = compiled.thread_bytes
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
-        self.block_address = self.block.ctypes.data
+        self.block_address = data_address(self.block)
         self.slot = {region: len(program.symbols) + i for i, region in enumerate(program.regions)}
-        self.inputs = [(a.name, a.type, a.type.dtype.numpy, self.slot[f"in:{a.name}"]) for a in program.graph.inputs]
+        self.inputs = [
+            (a.name, a.type, a.type.dtype.numpy, self.slot[f"in:{a.name}"])
+            for a in program.graph.inputs
+            if a.name not in fixed
+        ]
+        for a in program.graph.inputs:
+            if a.name in fixed:
+                self.block[self.slot[f"in:{a.name}"]] = _fixed_address(program.name, a.name, a.type, fixed[a.name])
         self.outputs = [
             (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"]) for name, v in program.graph.outputs.items()
         ]
@@ -95,11 +104,22 @@ class NativeExecutable:
 
     name = "native"
 
-    def __init__(self, build: NativeBuild, params: Arena, state: Arena, lock: ForkSafeLock | None = None) -> None:
-        """`lock`: the owner's lock, when it guards the arenas as well (a Program's)."""
+    def __init__(
+        self,
+        build: NativeBuild,
+        params: Arena,
+        state: Arena,
+        lock: ForkSafeLock | None = None,
+        fixed: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """`lock`: the owner's lock, when it guards the arenas as well (a
+        Program's). `fixed`: inputs the owner keeps in arrays of fixed shape
+        that it writes in place between calls and never replaces; every
+        entry reads them where they are, and calls do not pass them."""
         self.build = build
         self.params = params
         self.state = state
+        self.fixed = dict(fixed or {})
         self._threads = _Memory()  # one slice per thread, shared by the entries (calls never overlap)
         self._entries: dict[str, _Entry] = {}
         self.lock = lock or ForkSafeLock()  # one call at a time: calls share the argument blocks and buffers
@@ -108,7 +128,7 @@ class NativeExecutable:
     def entry(self, graph: str) -> _Entry:
         """The compiled entry of `graph`, compiling it on first use."""
         if graph not in self._entries:
-            self._entries[graph] = _Entry(self.build.programs[graph], self.build, graph)
+            self._entries[graph] = _Entry(self.build.programs[graph], self.build, graph, self.fixed)
         return self._entries[graph]
 
     def release_memory(self) -> None:
@@ -140,10 +160,13 @@ class NativeExecutable:
         if sizes != entry.sizes:
             self._resize(entry, sizes)
         for name, _, _, slot in entry.inputs:
-            # not .ctypes.data: each call of it fills ctypes' caches a little more
-            block[slot] = inputs[name].__array_interface__["data"][0]
+            block[slot] = data_address(inputs[name])
         outputs = {}
         for name, type, dtype, slot in entry.outputs:
+            if type.rank == 0:  # a loss: NumPy's own alignment serves one number
+                outputs[name] = np.empty((), dtype)
+                block[slot] = data_address(outputs[name])
+                continue
             # whole rows of vectors start on a cache line: a matmul's stores
             # then touch one line each, not two (up to 25% faster on large C)
             outputs[name], block[slot] = aligned_array(type.concrete_shape(sizes), dtype)
@@ -180,9 +203,9 @@ class NativeExecutable:
         block[entry.slot["scratch"]] = entry.scratch.address
         block[entry.slot["threads"]] = self._threads.address
         if "params" in entry.slot:
-            block[entry.slot["params"]] = self.params.buffer.ctypes.data
+            block[entry.slot["params"]] = data_address(self.params.buffer)
         if "state" in entry.slot:
-            block[entry.slot["state"]] = self.state.buffer.ctypes.data
+            block[entry.slot["state"]] = data_address(self.state.buffer)
         entry.sizes = sizes
 
     @staticmethod
@@ -203,6 +226,18 @@ class NativeExecutable:
                         f"native {entry.program.name}: input {name} has shape {array.shape}, expected {type}"
                     )
         return sizes
+
+
+def _fixed_address(entry: str, name: str, type: TensorType, array: np.ndarray) -> int:
+    """The address of fixed input `name`, once checked to be exactly `type`
+    (of static shape: its memory never changes size)."""
+    if array.dtype != type.dtype.numpy:
+        raise DTypeError(f"native {entry}: fixed input {name} is {array.dtype}, expected {type}")
+    if not type.is_static or array.shape != type.shape:
+        raise ShapeError(f"native {entry}: fixed input {name} has shape {array.shape}, expected {type}")
+    if not (array.flags.c_contiguous and array.flags.aligned):
+        raise ShapeError(f"native {entry}: fixed input {name} must be a C-contiguous {type}")
+    return data_address(array)
 
 
 class GraphFunction:

@@ -20,10 +20,19 @@ class ReferenceExecutable:
 
     name = "reference"
 
-    def __init__(self, graphs: Mapping[str, Graph], params: Arena, state: Arena) -> None:
+    def __init__(
+        self,
+        graphs: Mapping[str, Graph],
+        params: Arena,
+        state: Arena,
+        fixed: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """`fixed`: inputs the owner keeps in arrays it writes in place
+        between calls; every run reads them as they are, calls do not pass them."""
         self.graphs = dict(graphs)
         self.params = params
         self.state = state
+        self.fixed = dict(fixed or {})
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run graph `graph` on `inputs` (already validated) plus the current
@@ -31,6 +40,7 @@ class ReferenceExecutable:
         graph has run; return its outputs."""
         g = self.graphs[graph]
         arguments = dict(inputs)
+        arguments.update({a.name: self.fixed[a.name] for a in g.inputs if a.name in self.fixed})
         arguments.update({p.name: self.params[p.name] for p in [*g.params, *g.buffers]})
         arguments.update({s.name: self.state[s.name] for s in g.state})
         result = interpret(g, arguments)

@@ -91,7 +91,11 @@ def _expected_shape(name: str, array: np.ndarray, expected: TensorType, rows: in
 
 def check_labels(name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
     """Class labels must lie in [0, num_classes), or equal `ignore_index`."""
-    if labels.size == 0 or (labels.min() >= 0 and labels.max() < num_classes):
+    if labels.size == 0:
+        return
+    # one pass: read as unsigned, a negative label is larger than any class
+    unsigned = labels.view(f"u{labels.itemsize}") if labels.dtype.kind == "i" else labels
+    if unsigned.max() < num_classes and (unsigned is not labels or labels.min() >= 0):
         return
     bad = np.flatnonzero(((labels < 0) | (labels >= num_classes)) & (labels != ignore_index))
     if bad.size:

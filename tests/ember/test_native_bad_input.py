@@ -17,7 +17,8 @@ import pytest
 
 import ember
 from ember import nn, optim
-from ember.compiler.optimizers import LEARNING_RATE, hyperparameter_inputs
+from ember.compiler.optimizers import LEARNING_RATE
+from ember.runtime.native import NativeExecutable
 from ember.trace import INPUT, PREDICTION, TARGET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,6 @@ def good_inputs() -> dict[str, np.ndarray]:
         INPUT: rng.normal(size=(ROWS, FEATURES)).astype(np.float32),
         TARGET: rng.integers(0, CLASSES, size=ROWS),
         "sample_weight": np.ones(ROWS, np.float32),
-        **{name: np.asarray(value, np.float32) for name, value in hyperparameter_inputs(optim.Adam(lr=0.01)).items()},
     }
 
 
@@ -119,8 +119,6 @@ BAD_ARRAYS = [
     pytest.param(TARGET, misaligned, ember.ShapeError, id="y-misaligned"),
     pytest.param(TARGET, lambda y: y[::-1], ember.ShapeError, id="y-reversed"),
     pytest.param(TARGET, lambda y: y[:-1].copy(), ember.ShapeError, id="y-row-mismatch"),
-    pytest.param(LEARNING_RATE, lambda lr: lr.reshape(1), ember.ShapeError, id="lr-vector"),
-    pytest.param(LEARNING_RATE, lambda lr: lr.astype(np.float64), ember.DTypeError, id="lr-float64"),
 ]
 
 
@@ -138,6 +136,22 @@ def test_the_native_train_step_refuses_arrays_the_program_would_not_pass(program
     for before, after in ((params, program.parameters), (state, program.optimizer_state)):
         for key, value in before.items():
             np.testing.assert_array_equal(after[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "error"),
+    [
+        pytest.param(lambda lr: lr.reshape(1), ember.ShapeError, id="lr-vector"),
+        pytest.param(lambda lr: lr.astype(np.float64), ember.DTypeError, id="lr-float64"),
+        pytest.param(misaligned, ember.ShapeError, id="lr-misaligned"),
+    ],
+)
+def test_fixed_inputs_are_checked_once_when_an_entry_is_made(program, corrupt, error):
+    """Hyperparameters are bound once, not passed by each call: the guard
+    checks them when the entry is made, before native code can read them."""
+    fixed = {LEARNING_RATE: corrupt(np.asarray(0.01, np.float32))}
+    with pytest.raises(error, match=rf"native train_step: fixed input {LEARNING_RATE}\b"):
+        NativeExecutable(program._native, program._params, program._state, fixed=fixed)  # makes its train entry
 
 
 @pytest.mark.parametrize(("name", "corrupt", "error"), [p for p in BAD_ARRAYS if p.values[0] == INPUT])
