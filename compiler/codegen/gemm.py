@@ -181,8 +181,10 @@ class MatmulEmitter:
         self.gemv = gemv_kind(*operand_accesses(program, self.mm))  # the one-row routine, if any
         module, target = kernel_emitter.fn.module, kernel_emitter.target
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
-        micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64)
+        micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64, PTR)
         self.micro_emitter = KernelEmitter(program, kernel, module, target, f".micro.{plan.key}", micro_args)
+        self.micro_emitter.pass_scalars()  # computed once per task, not once per tile
+        self._scalars: dict[KernelEmitter, ir.Value] = {}  # each caller's array of them
 
     def emit(self) -> ir.Function:
         e = self.kernel_emitter
@@ -190,8 +192,8 @@ class MatmulEmitter:
         m, n, k = self._dims(e)
         tasks_n = self._column_tasks(b, m, n)[0]
         tasks = b.mul(self._row_tasks(b, m, tasks_n)[0], tasks_n)
+        self._emit_micro()  # first: the task passes it the scalars its epilogue asked for
         task_fn = self._emit_task()
-        self._emit_micro()
         parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
         with b.if_else(self._whole_row(b, m, n, parallel)) as (whole, split):
             with whole:
@@ -374,7 +376,8 @@ class MatmulEmitter:
                     with b.if_then(finish):
                         self._finish_buffered(e, tile, i0, j0, rows, cols)
                 with unmasked:
-                    b.call(self.micro_emitter.fn, [e.fn.args[0], *args, i0, j0, b.zext(finish, I64)])
+                    micro_args = [e.fn.args[0], *args, i0, j0, b.zext(finish, I64), self._passed(e)]
+                    b.call(self.micro_emitter.fn, micro_args)
             if step.partial is not None:
                 with b.if_then(b.not_(finish)):
                     b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
@@ -385,7 +388,13 @@ class MatmulEmitter:
         b = e.b
         zero = i64(0)
         operands = [tile, zero, zero, rows, tile, zero, cols, zero, tile, i64(1)]
-        b.call(self.micro_emitter.fn, [e.fn.args[0], *operands, i0, j0, i64(1)])
+        b.call(self.micro_emitter.fn, [e.fn.args[0], *operands, i0, j0, i64(1), self._passed(e)])
+
+    def _passed(self, e: KernelEmitter) -> ir.Value:
+        """The inline scalars the microkernel takes from its caller `e`."""
+        if e not in self._scalars:
+            self._scalars[e] = e.store_scalars(self.micro_emitter.passed_scalars)
+        return self._scalars[e]
 
     def _prefetch_next_tile(self, e: KernelEmitter, step: _Step, i0, j0, n) -> None:
         """Ask for the lines of C the next row tile reads and writes (partial
@@ -519,7 +528,7 @@ class MatmulEmitter:
         tile buffer."""
         e, plan = self.micro_emitter, self.plan
         b = e.b
-        *operands, i0, j0, finish = e.fn.args[1:]
+        *operands, i0, j0, finish, _ = e.fn.args[1:]
         rows, cols, tile = operands[3], operands[6], operands[8]
         sums = accumulate_tile(b, e.stack_slot, plan, False, *operands)
         with b.if_else(b.icmp_signed("!=", finish, i64(0))) as (in_registers, to_buffer):

@@ -89,6 +89,8 @@ class KernelEmitter:
         self._symbols: dict[str, ir.Value] = {}
         self._regions: dict[str, ir.Value] = {}
         self._scalars: dict[Node, Val] = {}
+        self._input_scalars: dict[Value, Val] = {}
+        self.passed_scalars: list[Node] | None = None  # see `pass_scalars`
         self._pointers: dict[Value, ir.Value] = {}
 
     def finish(self) -> ir.Function:
@@ -148,8 +150,40 @@ class KernelEmitter:
             )
         return self._pointers[value]
 
+    def pass_scalars(self) -> None:
+        """Take the inline scalars from the caller instead of computing them:
+        the function's last argument points to them, 8 bytes apart, in the
+        order of `passed_scalars` (filled as the body asks for them). For a
+        function called once per tile, such as a matmul's microkernel, whose
+        caller computes them once (a bias correction's pow was measured at 2%
+        of an MNIST-sized Adam step, computed again for every tile)."""
+        self.passed_scalars = []
+
+    def store_scalars(self, nodes: list[Node]) -> ir.Value:
+        """A stack array holding the values of inline `nodes`, computed in
+        this function's prologue, 8 bytes apart: what a `pass_scalars`
+        callee reads."""
+        array = self.allocas.alloca(ir.ArrayType(I64, max(len(nodes), 1)))
+        array.type = PTR  # llvmlite types an alloca by its contents; LLVM's pointers are opaque
+        for i, node in enumerate(nodes):
+            value = self.inline_value(node)
+            raw = self.prologue.zext(value.ir, I8) if value.dtype is DType.bool else value.ir
+            self.prologue.store(raw, self.prologue.gep(array, [i64(8 * i)], source_etype=I8))
+        return array
+
+    def _passed_scalar(self, node: Node) -> Val:
+        b = self.prologue
+        address = b.gep(self.fn.args[-1], [i64(8 * len(self.passed_scalars))], source_etype=I8)
+        self.passed_scalars.append(node)
+        dtype = node.output.type.dtype
+        raw = b.load(address, typ=memory_type(dtype))
+        return Val(b.icmp_unsigned("!=", raw, ir.Constant(I8, 0)) if dtype is DType.bool else raw, dtype)
+
     def inline_value(self, node: Node) -> Val:
-        """A scalar node of the program's inline set, computed in the prologue."""
+        """A scalar node of the program's inline set, computed in the prologue
+        (or, after `pass_scalars`, given by the caller)."""
+        if node not in self._scalars and self.passed_scalars is not None:
+            self._scalars[node] = self._passed_scalar(node)
         if node not in self._scalars:
             b = self.prologue
             m = Math(b, 1)
@@ -161,6 +195,14 @@ class KernelEmitter:
                 value = node.op.emit(m, *operands, **node.attrs)
             self._scalars[node] = value
         return self._scalars[node]
+
+    def input_scalar(self, value: Value) -> Val:
+        """A scalar input (a hyperparameter), loaded once in the prologue: no
+        kernel writes an input, but LLVM cannot know that the stores of a
+        loop miss it, and would load it again for every vector."""
+        if value not in self._input_scalars:
+            self._input_scalars[value] = self._scalar_operand(value)
+        return self._input_scalars[value]
 
     def _scalar_operand(self, value: Value, b: ir.IRBuilder | None = None) -> Val:
         if value.node in self.program.inline:
@@ -188,6 +230,8 @@ class KernelEmitter:
         # moves the value its writer stored, after params and state are updated in place.
         if access.base.node in self.program.inline and not self.kernel.copy:
             return Math(self.b, lanes).widen(self.inline_value(access.base.node))
+        if access.base.role == "input" and access.base.type.rank == 0:
+            return Math(self.b, lanes).widen(self.input_scalar(access.base))
         dtype = access.base.type.dtype
         inner = access.strides[-1] if access.strides else Poly()
         mtype = memory_type(dtype)
