@@ -26,6 +26,11 @@ def _floor(b: Builder, x: Value) -> Value:
     return b.cast(b.cast(x, dtype=DType.int64), dtype=x.type.dtype)
 
 
+def _round(b: Builder, x: Value) -> Value:
+    """x rounded to the nearest integer, for x >= 0."""
+    return _floor(b, b.add(x, 0.5))
+
+
 def _ge(b: Builder, t: Value, bound: float) -> Value:
     """1.0 where t >= bound, else 0.0."""
     return b.cast(b.ge(t, float(bound)), dtype=t.type.dtype)
@@ -61,6 +66,43 @@ def _polynomial_lr(b, base, t, total_iters=5, power=1.0):
     return b.mul(base, b.pow(b.sub(1.0, b.div(done, float(total_iters))), float(power)))
 
 
+def _annealed(b, base, eta_min, fraction):
+    """eta_min + (base - eta_min) * (1 + cos(pi * fraction)) / 2."""
+    wave = b.mul(b.add(b.cos(b.mul(fraction, math.pi)), 1.0), 0.5)
+    return b.add(b.mul(b.sub(base, float(eta_min)), wave), float(eta_min))
+
+
+def _cosine_annealing_lr(b, base, t, T_max, eta_min=0.0):
+    return _annealed(b, base, eta_min, b.div(t, float(T_max)))
+
+
+def _cosine_annealing_warm_restarts(b, base, t, T_0, T_mult=1, eta_min=0.0):
+    if T_mult == 1:
+        since_restart = b.sub(t, b.mul(_floor(b, b.div(t, float(T_0))), float(T_0)))
+        return _annealed(b, base, eta_min, b.div(since_restart, float(T_0)))
+    # period n starts at T_0 (T_mult^n - 1) / (T_mult - 1): n from a log, then
+    # set exact where rounding put it one off (period starts are integers)
+    growth = b.const(float(T_mult), t.type.dtype)
+    start = lambda n: _round(b, b.div(b.mul(b.sub(b.pow(growth, n), 1.0), float(T_0)), float(T_mult - 1)))
+    n = _floor(b, b.div(b.log(b.add(b.div(b.mul(t, float(T_mult - 1)), float(T_0)), 1.0)), math.log(T_mult)))
+    n = b.sub(n, b.cast(b.lt(t, start(n)), dtype=t.type.dtype))
+    n = b.add(n, b.cast(b.ge(t, start(b.add(n, 1.0))), dtype=t.type.dtype))
+    period = _round(b, b.mul(b.pow(growth, n), float(T_0)))
+    return _annealed(b, base, eta_min, b.div(b.sub(t, start(n)), period))
+
+
+def _sequential_lr(b, base, t, schedulers, milestones):
+    """Each schedule from its milestone on, counting its steps from there."""
+    lr = schedulers[0].emit(b, base, t)
+    for milestone, schedule in zip(milestones, schedulers[1:], strict=True):
+        later = schedule.emit(b, base, b.maximum(b.sub(t, float(milestone)), 0.0))
+        lr = b.select(b.ge(t, float(milestone)), later, lr)
+    return lr
+
+
+SCHEDULERS = "schedulers"
+"""SequentialLR's argument holding its child schedules."""
+
 SCHEDULES: dict[str, Callable[..., Value]] = {
     "StepLR": _step_lr,
     "MultiStepLR": _multi_step_lr,
@@ -68,6 +110,9 @@ SCHEDULES: dict[str, Callable[..., Value]] = {
     "LinearLR": _linear_lr,
     "ConstantLR": _constant_lr,
     "PolynomialLR": _polynomial_lr,
+    "CosineAnnealingLR": _cosine_annealing_lr,
+    "CosineAnnealingWarmRestarts": _cosine_annealing_warm_restarts,
+    "SequentialLR": _sequential_lr,
 }
 """The schedules that compile into the step, by PyTorch's class name."""
 
@@ -91,10 +136,23 @@ class StepSchedule:
                 "(the others run in Python: construct them on the Program)"
             )
         for key, value in self.arguments:
+            if key == SCHEDULERS:
+                if not (value and all(isinstance(v, StepSchedule) for v in value)):
+                    raise ConfigError(
+                        f"{self.name}: schedulers must be a list of compiled schedules "
+                        f"(such as LinearLR.compiled(...)), got {value!r}"
+                    )
+                continue
             numbers_ok = all(map(_is_number, value)) if isinstance(value, list | tuple) else _is_number(value)
             if not numbers_ok:
                 raise ConfigError(f"{self.name}: argument {key}={value!r} must be a finite number (or list of them)")
         self._check_signature()
+        given = dict(self.arguments)
+        if self.name == "SequentialLR" and len(given["milestones"]) != len(given[SCHEDULERS]) - 1:
+            raise ConfigError(
+                f"SequentialLR expects one milestone fewer than schedulers, got {len(given[SCHEDULERS])} schedulers "
+                f"and {len(given['milestones'])} milestones"
+            )
 
     def _check_signature(self) -> None:
         code = SCHEDULES[self.name].__code__
@@ -114,13 +172,26 @@ class StepSchedule:
 
     def to_json(self) -> dict[str, Any]:
         """The schedule as a checkpoint records it."""
-        return {"name": self.name, "arguments": {k: list(v) if isinstance(v, tuple) else v for k, v in self.arguments}}
+        arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in self.arguments}
+        if SCHEDULERS in arguments:
+            arguments[SCHEDULERS] = [s.to_json() for s in arguments[SCHEDULERS]]
+        return {"name": self.name, "arguments": arguments}
 
     @classmethod
     def of(cls, name: str, **arguments: Any) -> StepSchedule:
-        """The schedule `name` with `arguments` (lists become tuples, so it hashes)."""
+        """The schedule `name` with `arguments` (lists become tuples, so it
+        hashes; a SequentialLR's schedulers may be given as `to_json` dicts)."""
+        if isinstance(arguments.get(SCHEDULERS), list | tuple):
+            arguments[SCHEDULERS] = [_schedule(s) for s in arguments[SCHEDULERS]]
         items = tuple((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in sorted(arguments.items()))
         return cls(name, items)
+
+
+def _schedule(value: Any) -> Any:
+    """A child schedule of SequentialLR: itself, or one from its `to_json` dict."""
+    if isinstance(value, dict) and set(value) == {"name", "arguments"} and isinstance(value["arguments"], dict):
+        return StepSchedule.of(value["name"], **value["arguments"])
+    return value
 
 
 def schedule_lr(graph: Graph, schedule: StepSchedule) -> Graph:

@@ -140,6 +140,16 @@ def erf(x: Like):
     return emit("erf", x)
 
 
+def cos(x: Like):
+    """Cosine (radians), elementwise."""
+    return emit("cos", x)
+
+
+def sin(x: Like):
+    """Sine (radians), elementwise."""
+    return emit("sin", x)
+
+
 def clamp(x: Like, min: Like | None = None, max: Like | None = None):
     """`x` limited to [min, max], as torch.clamp: either bound may be None
     (not both); where min > max the result is max; NaN stays NaN. The
@@ -644,6 +654,7 @@ __all__ = [
     "clamp",
     "clip",
     "constant",
+    "cos",
     "div",
     "dropout",
     "elu",
@@ -682,6 +693,7 @@ __all__ = [
     "rsqrt",
     "sigmoid",
     "silu",
+    "sin",
     "softmax",
     "softplus",
     "softsign",

@@ -298,6 +298,12 @@ class TensorOps:
     def erf(self) -> Tensor:
         return _functional().erf(self)
 
+    def cos(self) -> Tensor:
+        return _functional().cos(self)
+
+    def sin(self) -> Tensor:
+        return _functional().sin(self)
+
     def pow(self, exponent) -> Tensor:
         return _functional().pow(self, exponent)
 

@@ -145,7 +145,9 @@ class LRScheduler:
         """This schedule computed inside the training step from the
         optimizer's step count (`ember.compile(..., lr_schedule=...)`), as
         if `step()` followed every optimizer step: the arguments are this
-        class's, without the program."""
+        class's, without the program (SequentialLR's `schedulers` are
+        compiled schedules). Schedules of the step count alone compile:
+        see `ember.compiler.schedules.SCHEDULES`."""
         return StepSchedule.of(cls.__name__, **arguments)
 
     @property

@@ -21,6 +21,8 @@ GELU_C = 0.044715
 SQRT_HALF = math.sqrt(0.5)
 ERF_SLOPE = 2 / math.sqrt(math.pi)
 """d/dx erf(x) = ERF_SLOPE * e**-x^2."""
+TRIG_LIMIT = 2.0**50
+"""The largest |x| sin and cos take (see compiler/codegen/vecmath.py)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -31,6 +33,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _erf(x: np.ndarray) -> np.ndarray:
     # math.erf is within an ulp in float64; float32 results are its rounding.
     return np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
+
+
+def _trig(f):
+    """np.sin or np.cos, NaN where |x| > TRIG_LIMIT (as native code: no
+    float64 that large names an angle to better than a quarter radian)."""
+
+    def evaluate(x: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(np.abs(x) <= TRIG_LIMIT, f(x), np.nan).astype(x.dtype)
+
+    return evaluate
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -291,6 +304,20 @@ OPS = [
         lambda b, n, g, w: [b.mul(g, b.mul(b.exp(b.neg(b.mul(n.inputs[0], n.inputs[0]))), ERF_SLOPE))],
         lambda m, x: m.erf(x),
         "the error function 2/sqrt(pi) * integral of e**-t^2 from 0 to x",
+    ),
+    unary(
+        "cos",
+        _trig(np.cos),
+        lambda b, n, g, w: [b.mul(g, b.neg(b.sin(n.inputs[0])))],
+        lambda m, x: m.cos(x),
+        "cosine (radians); NaN where |x| > 2**50",
+    ),
+    unary(
+        "sin",
+        _trig(np.sin),
+        lambda b, n, g, w: [b.mul(g, b.cos(n.inputs[0]))],
+        lambda m, x: m.sin(x),
+        "sine (radians); NaN where |x| > 2**50",
     ),
     unary(
         "tanh",

@@ -228,7 +228,18 @@ def test_state_dict_resumes_the_sequence():
     assert got == expected
 
 
-COMPILED = ["StepLR", "MultiStepLR", "ExponentialLR", "LinearLR", "ConstantLR", "PolynomialLR"]
+COMPILED = [
+    "StepLR",
+    "MultiStepLR",
+    "ExponentialLR",
+    "LinearLR",
+    "ConstantLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingLR_long",
+    "CosineAnnealingWarmRestarts",
+    "CosineAnnealingWarmRestarts_1",
+]
 
 
 def _lrs_used_by_steps(prog: ember.Program, steps: int) -> list[float]:
@@ -249,19 +260,45 @@ def _lrs_used_by_steps(prog: ember.Program, steps: int) -> list[float]:
 def test_compiled_schedule_gives_torch_lrs_without_python(name, backend):
     torch = pytest.importorskip("torch")
     kwargs = SCHEDULES[name]
-    schedule = getattr(lr_scheduler, name).compiled(**kwargs)
-    model = nn.Sequential(nn.Linear(1, 1))
+    schedule = getattr(lr_scheduler, name.split("_")[0]).compiled(**kwargs)
+    want = [lrs[0] for lrs in _torch_sequence(torch, lambda m, o: _scheduler(m, name, o, kwargs), [BASE_LR])]
+    _assert_compiled_lrs(schedule, backend, want[:STEPS])
+
+
+def _assert_compiled_lrs(schedule, backend: str, want: list[float]) -> None:
     prog = ember.compile(
-        model,
+        nn.Sequential(nn.Linear(1, 1)),
         loss=nn.MSELoss(),
         optimizer=optim.SGD(lr=BASE_LR),
         dtype="float64",
         backend=backend,
         lr_schedule=schedule,
     )
-    want = [lrs[0] for lrs in _torch_sequence(torch, lambda m, o: _scheduler(m, name, o, kwargs), [BASE_LR])]
-    np.testing.assert_allclose(_lrs_used_by_steps(prog, STEPS), want[:STEPS], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(_lrs_used_by_steps(prog, len(want)), want, rtol=1e-12, atol=1e-17)
     assert prog.lr == BASE_LR  # the base lr: still a runtime input
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_compiled_warmup_then_cosine_gives_torch_lrs(backend):
+    """SequentialLR of compiled schedules: each counts its steps from its milestone."""
+    torch = pytest.importorskip("torch")
+    compiled = lr_scheduler.SequentialLR.compiled(
+        schedulers=[
+            lr_scheduler.LinearLR.compiled(start_factor=0.01, total_iters=10),
+            lr_scheduler.CosineAnnealingLR.compiled(T_max=50, eta_min=1e-4),
+            lr_scheduler.StepLR.compiled(step_size=5, gamma=0.7),
+        ],
+        milestones=[10, 60],
+    )
+    want = [lrs[0] for lrs in _torch_sequence(torch, _sequential, [BASE_LR])]
+    _assert_compiled_lrs(compiled, backend, want[:STEPS])
+
+
+def test_compiled_cosine_needs_no_torch_to_be_right():
+    """The closed form, checked without PyTorch: a half cosine from lr to eta_min over T_max steps."""
+    schedule = lr_scheduler.CosineAnnealingLR.compiled(T_max=8, eta_min=0.01)
+    want = [0.01 + (BASE_LR - 0.01) * (1 + math.cos(math.pi * t / 8)) / 2 for t in range(12)]
+    _assert_compiled_lrs(schedule, "native", want)
 
 
 def test_compiled_schedule_survives_save_and_load(tmp_path):
@@ -274,10 +311,33 @@ def test_compiled_schedule_survives_save_and_load(tmp_path):
     assert _lrs_used_by_steps(loaded, 3) == [0.5, 0.25, 0.25]  # steps 3, 4, 5: past milestone 2, then 4
 
 
+def test_compiled_sequence_survives_save_and_load(tmp_path):
+    schedule = lr_scheduler.SequentialLR.compiled(
+        schedulers=[
+            lr_scheduler.ConstantLR.compiled(factor=0.5, total_iters=2),
+            lr_scheduler.ExponentialLR.compiled(gamma=0.5),
+        ],
+        milestones=[2],
+    )
+    prog = ember.compile(nn.Sequential(nn.Linear(1, 1)), nn.MSELoss(), optim.SGD(lr=1.0), lr_schedule=schedule)
+    assert _lrs_used_by_steps(prog, 3) == [0.5, 0.5, 1.0]
+    prog.save(tmp_path / "m.npz")
+    loaded = ember.load(tmp_path / "m.npz")
+    assert loaded.lr_schedule == schedule
+    assert _lrs_used_by_steps(loaded, 2) == [0.5, 0.25]  # steps 3, 4 of the sequence: 1, 2 of ExponentialLR
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: lr_scheduler.CosineAnnealingWarmRestarts.compiled(T_0=3), "does not compile"),
+        (lambda: lr_scheduler.OneCycleLR.compiled(max_lr=1.0, total_steps=10), "does not compile"),
+        (lambda: lr_scheduler.SequentialLR.compiled(schedulers=[lr_scheduler.StepLR], milestones=[]), "compiled"),
+        (
+            lambda: lr_scheduler.SequentialLR.compiled(
+                schedulers=[lr_scheduler.ExponentialLR.compiled(gamma=0.5)], milestones=[3]
+            ),
+            "one milestone fewer",
+        ),
         (lambda: lr_scheduler.StepLR.compiled(gamma=0.5), "step_size"),
         (lambda: lr_scheduler.StepLR.compiled(step_size=2, gama=0.5), "gama"),
         (lambda: lr_scheduler.ExponentialLR.compiled(gamma="0.5"), "finite number"),

@@ -54,7 +54,7 @@ def test_generator_uses_every_op_and_builds_valid_graphs() -> None:
     generator), every graph verifies, and the reference runs it to finite
     values."""
     seen = set()
-    for graph, arguments in generated_programs(80):
+    for graph, arguments in generated_programs(120):
         verify(graph)
         seen |= {node.op.name for node in graph.nodes}
         for name, value in run(graph, arguments).outputs.items():

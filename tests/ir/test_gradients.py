@@ -81,7 +81,7 @@ def away_from_kinks(rng: np.random.Generator, shapes: Shapes) -> list[np.ndarray
     return [np.where(np.abs(np.abs(x) - 3) < 0.1, x * 0.9, x)]
 
 
-ACTIVATIONS = ["erf", "log1p", "expm1", "gelu", "gelu_tanh", "silu", "mish", "hardswish", "hardsigmoid"]
+ACTIVATIONS = ["erf", "log1p", "expm1", "gelu", "gelu_tanh", "silu", "mish", "hardswish", "hardsigmoid", "cos", "sin"]
 
 BROADCASTS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (3, 4)), ((3, 4), (3, 1)), ((3, 1), (1, 4)), ((3, 4), ())]
 REDUCE_AXES = [(0,), (1,), (-1,), (0, 2), (0, 1, 2), ()]

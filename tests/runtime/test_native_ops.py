@@ -129,7 +129,7 @@ CORE_CASES = {
 
 FLOAT_UNARY = ["neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "leaky_relu"]
 FLOAT_UNARY += ["erf", "log1p", "expm1", "gelu", "gelu_tanh", "silu", "elu", "softplus", "mish"]
-FLOAT_UNARY += ["hardswish", "hardsigmoid"]
+FLOAT_UNARY += ["hardswish", "hardsigmoid", "cos", "sin"]
 INT_UNARY = ["neg", "abs", "sign"]
 FLOAT_BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "pow"]
 INT_BINARY = ["add", "sub", "mul", "maximum", "minimum"]
@@ -153,7 +153,7 @@ ELEMENTWISE = sorted(
 )
 
 TRANSCENDENTAL = {"exp", "log", "tanh", "sigmoid", "gelu", "gelu_tanh", "pow", "erf", "log1p", "expm1", "silu", "elu"}
-TRANSCENDENTAL |= {"softplus", "mish"}
+TRANSCENDENTAL |= {"softplus", "mish", "cos", "sin"}
 SIGNED_ZERO_FREE = {"maximum", "minimum", "relu"}
 """Ops whose sign of a zero result NumPy does not fix: np.maximum(0.0, -0.0)
 is -0.0 on its SIMD path, while LLVM's maximum (IEEE 754-2019) gives +0.0."""

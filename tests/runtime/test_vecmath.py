@@ -1,5 +1,5 @@
 """Accuracy of the vector exp, log, tanh, sigmoid, gelu_tanh, pow, erf,
-gelu, log1p and expm1 that
+gelu, log1p, expm1, cos and sin that
 compiler/codegen/vecmath.py emits, measured through small native graphs
 against NumPy in long double (80-bit on x86-64), and their IEEE special
 values.
@@ -40,6 +40,8 @@ ULPS = {
     "gelu": 2.5,
     "log1p": 3.0,
     "expm1": 3.0,
+    "cos": 2.0,
+    "sin": 2.0,
 }
 """Asserted bounds on the relative error, in epsilons (gelu's and gelu_tanh's
 are relative to max(|gelu(x)|, 0.5|x|); pow's is per unit of 1 + |y ln x|).
@@ -65,6 +67,8 @@ def math_graph(dtype: DType) -> Graph:
             "gelu": b.gelu(x),
             "log1p": b.log1p(x),
             "expm1": b.expm1(x),
+            "cos": b.cos(x),
+            "sin": b.sin(x),
         }
 
     return make_graph(f"vecmath_{dtype}", {"x": tensor(dtype, ("N",)), "y": tensor(dtype, ("N",))}, build)
@@ -224,6 +228,25 @@ def test_erf_accuracy(dtype: DType) -> None:
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_cos_and_sin_accuracy(dtype: DType) -> None:
+    """cos and sin up to 2**30 (the argument reduction is exact there),
+    densely near 0 and near multiples of pi/2 (where one of them is near 0
+    and only an exact reduction keeps its relative accuracy)."""
+    rng = np.random.default_rng(38)
+    signs = rng.choice([-1, 1], SAMPLES)
+    near_zeros = rng.integers(-(10**6), 10**6, SAMPLES) * (np.pi / 2) + rng.uniform(-1e-3, 1e-3, SAMPLES)
+    x = sample(
+        dtype,
+        rng.uniform(-10, 10, SAMPLES),
+        signs * 10.0 ** rng.uniform(-30, 9, SAMPLES),
+        near_zeros,
+    )
+    outputs = evaluate(dtype, x)
+    for name in ("cos", "sin"):
+        assert_accuracy(name, relative_error_in_eps(outputs[name], reference(name, x), dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
 def test_log1p_and_expm1_accuracy(dtype: DType) -> None:
     """Relative accuracy near 0, where log(1 + x) and exp(x) - 1 cancel."""
     rng = np.random.default_rng(37)
@@ -290,6 +313,9 @@ def special_cases(dtype: DType) -> dict[str, list[tuple]]:
         "erf": [(INF, 1.0), (-INF, -1.0), (NAN, NAN), (0.0, 0.0), (-0.0, -0.0), (-sub, -sub), (10.0, 1.0)],
         "log1p": [(0.0, 0.0), (-0.0, -0.0), (-1.0, -INF), (-2.0, NAN), (INF, INF), (NAN, NAN), (sub, sub)],
         "expm1": [(0.0, 0.0), (-0.0, -0.0), (INF, INF), (-INF, -1.0), (NAN, NAN), (over, INF), (sub, sub)],
+        # beyond 2**50 no float64 names an angle: NaN, on both backends
+        "cos": [(0.0, 1.0), (-0.0, 1.0), (INF, NAN), (-INF, NAN), (NAN, NAN), (2.0**51, NAN), (sub, 1.0)],
+        "sin": [(0.0, 0.0), (-0.0, -0.0), (INF, NAN), (-INF, NAN), (NAN, NAN), (-(2.0**51), NAN), (-sub, -sub)],
         "pow": [
             (2.0, 0.0, 1.0),
             (NAN, 0.0, 1.0),
