@@ -17,6 +17,7 @@ named like PyTorch's state keys (`0.weight.exp_avg`)."""
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -53,11 +54,17 @@ class Scalars:
 
 
 class Optimizer(ABC):
-    """Base class. Subclasses declare `DEFAULTS` (PyTorch's hyperparameters,
-    in its order), `check` one group's settings, name the per-param state
-    (`state_slots`) and emit one param's update (`update`)."""
+    """Base class. Subclasses take PyTorch's hyperparameters as `__init__`
+    arguments (in its order, with its defaults), `check` one group's
+    settings, name the per-param state (`state_slots`) and emit one param's
+    update (`update`)."""
 
     DEFAULTS: ClassVar[Settings] = {}
+    """Each hyperparameter and its default: read from the subclass's
+    `__init__` signature (after `params`), then `IMPLIED`."""
+    IMPLIED: ClassVar[Settings] = {}
+    """Settings a subclass fixes without taking them as arguments (AdamW's
+    decoupled weight decay)."""
     FIXED_ZERO: ClassVar[tuple[str, ...]] = ("weight_decay",)
     """Hyperparameters whose being zero decides the step: a group compiled
     with zero keeps zero (SGD's momentum decides its state; a weight decay
@@ -65,6 +72,11 @@ class Optimizer(ABC):
     NOT_INPUTS: ClassVar[tuple[str, ...]] = ()
     """Numeric settings that only set the starting state (as in PyTorch,
     changing them later changes nothing)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        arguments = list(inspect.signature(cls.__init__).parameters.values())[2:]  # after self, params
+        cls.DEFAULTS = {a.name: a.default for a in arguments if a.kind is not a.VAR_KEYWORD} | cls.IMPLIED
 
     def __init__(self, params: Any = None, **settings: Any) -> None:
         if isinstance(params, numbers.Number):
@@ -326,14 +338,6 @@ def _lerp(b: Builder, start: Value, end: Value, weight: Value) -> Value:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum (torch.optim.SGD)."""
 
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 1e-3,
-        "momentum": 0.0,
-        "dampening": 0.0,
-        "weight_decay": 0.0,
-        "nesterov": False,
-        "maximize": False,
-    }
     FIXED_ZERO = ("momentum", "weight_decay")
 
     def __init__(
@@ -389,16 +393,6 @@ class Adam(Optimizer):
     """Adam (torch.optim.Adam), with L2 weight decay added to the gradient
     (or, with `decoupled_weight_decay`, applied to the param as AdamW)."""
 
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 1e-3,
-        "betas": (0.9, 0.999),
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "amsgrad": False,
-        "maximize": False,
-        "decoupled_weight_decay": False,
-    }
-
     def __init__(
         self,
         params: Any = None,
@@ -450,7 +444,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """AdamW (torch.optim.AdamW): weight decay applied to the param directly."""
 
-    DEFAULTS: ClassVar[Settings] = {**Adam.DEFAULTS, "weight_decay": 1e-2}
+    IMPLIED: ClassVar[Settings] = {"decoupled_weight_decay": True}
 
     def __init__(
         self,
@@ -479,15 +473,6 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """RMSprop (torch.optim.RMSprop), optionally centered and with momentum."""
 
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 1e-2,
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "momentum": 0.0,
-        "centered": False,
-        "maximize": False,
-    }
     FIXED_ZERO = ("momentum", "weight_decay")
 
     def __init__(
@@ -549,14 +534,6 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (torch.optim.Adagrad)."""
 
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 1e-2,
-        "lr_decay": 0.0,
-        "weight_decay": 0.0,
-        "initial_accumulator_value": 0.0,
-        "eps": 1e-10,
-        "maximize": False,
-    }
     NOT_INPUTS = ("initial_accumulator_value",)
 
     def __init__(
@@ -604,14 +581,6 @@ class Adagrad(Optimizer):
 class Adamax(Optimizer):
     """Adamax (torch.optim.Adamax): Adam with the infinity norm."""
 
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 2e-3,
-        "betas": (0.9, 0.999),
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "maximize": False,
-    }
-
     def __init__(
         self,
         params: Any = None,
@@ -648,16 +617,6 @@ class NAdam(Optimizer):
     """NAdam (torch.optim.NAdam): Adam with Nesterov momentum. Its
     `mu_product` (one number per param in PyTorch, the same for all params of
     a group) is a scalar state per group."""
-
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 2e-3,
-        "betas": (0.9, 0.999),
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "momentum_decay": 4e-3,
-        "decoupled_weight_decay": False,
-        "maximize": False,
-    }
 
     def __init__(
         self,
@@ -725,15 +684,6 @@ class NAdam(Optimizer):
 
 class RAdam(Optimizer):
     """RAdam (torch.optim.RAdam): Adam with the variance rectified."""
-
-    DEFAULTS: ClassVar[Settings] = {
-        "lr": 1e-3,
-        "betas": (0.9, 0.999),
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "decoupled_weight_decay": False,
-        "maximize": False,
-    }
 
     def __init__(
         self,

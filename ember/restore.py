@@ -267,10 +267,10 @@ def read_param_groups(value: Any, optimizer: Optimizer) -> list[dict[str, Any]]:
 
 def _hyperparameters(cls: type[Optimizer], hyper: Any, where: str, partial: bool) -> dict[str, Any]:
     """`hyper`: hyperparameters of `cls`, each of its kind; all of them
-    but (when `partial`) flags that default to False, which ember added
-    after some checkpoints were written."""
+    but (when `partial`) flags, which ember added after some checkpoints
+    were written (a missing flag takes the class's default)."""
     defaults = cls.DEFAULTS
-    required = {k for k, v in defaults.items() if not (partial and v is False)}
+    required = {k for k, v in defaults.items() if not (partial and isinstance(v, bool))}
     if not isinstance(hyper, dict) or not required <= set(hyper) <= set(defaults):
         newer = " (flags added since may be missing)" if partial else ""
         raise CheckpointError(

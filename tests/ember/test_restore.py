@@ -204,6 +204,26 @@ def test_settings_older_checkpoints_lack_take_their_defaults(saved, tmp_path, na
     assert list(prog.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
 
 
+def test_an_adamw_checkpoint_older_than_its_flag_loads_as_adamw(tmp_path):
+    """AdamW checkpoints written before `decoupled_weight_decay` existed lack
+    it: it takes AdamW's value (True), not Adam's, so the step stays AdamW's."""
+    model = nn.Sequential(nn.Linear(4, 3))
+    prog = ember.compile(model, loss=nn.MSELoss(), optimizer=optim.AdamW(lr=0.1, weight_decay=0.5), backend="reference")
+    path = tmp_path / "adamw.npz"
+    prog.save(path)
+    meta, entries = read_entries(path)
+    for where in (meta["optimizer"]["hyperparameters"], *meta["optimizer"]["param_groups"]):
+        where.pop("decoupled_weight_decay", None)
+    write_entries(path, meta, entries)
+    loaded = ember.load(path, backend="reference")
+    assert loaded.optimizer.param_groups[0]["decoupled_weight_decay"] is True
+    x, y = np.ones((2, 4)), np.zeros((2, 3))
+    prog.train_step(x, y)
+    loaded.train_step(x, y)
+    for name, value in prog.parameters.items():
+        np.testing.assert_array_equal(loaded.parameters[name], value, err_msg=name)
+
+
 INVALID_GRAPHS = [
     pytest.param(entry("ir/predict", None), "IR text 'predict' is missing", id="no-predict"),
     pytest.param(entry("ir/loss", np.array("graph loss {\n}\n")), "unknown IR text 'loss'", id="unknown-text"),
