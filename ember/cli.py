@@ -1,7 +1,9 @@
-"""The `ember` command: compile a model file and show its IR, or train it.
+"""The `ember` command: compile a model file and show its IR, train it,
+or profile its training step.
 
     ember compile examples/models/mlp.py --emit train
     ember train examples/models/mlp.py --epochs 5 --save mlp.npz
+    ember profile examples/models/mlp.py --batch-size 256
 
 `main(argv)` returns the exit status: 0 on success; 2 on an error in the
 user's input or code (`ember: error: ...` on stderr: ember's one-line
@@ -19,14 +21,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__
 from .api import compile as compile_program
 from .cli_report import report
 from .compiler import PASS_NAMES
-from .ir import EmberError, print_graph
+from .ir import BATCH, EmberError, TensorType, print_graph
 from .nn.module import Module
 from .program import STAGES, Program
 from .runtime.checkpoint import checkpoint_path
+from .runtime.threads import set_num_threads
 
 STAGE_HELP = {
     "graph": "the traced model: forward pass (and loss)",
@@ -184,6 +189,43 @@ def print_history(history: Mapping[str, list[float]]) -> None:
         print(f"epoch {i + 1:>{len(str(epochs))}}/{epochs}  {values}  ({history['seconds'][i]:.2f} s)")
 
 
+# -- ember profile -------------------------------------------------------------
+def run_profile(args: argparse.Namespace) -> None:
+    """`ember profile`: time each kernel of the training step (or predict)
+    on a batch of the file's data() or, without it, of random data."""
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    namespace = load_model_file(args.model)
+    prog = compile_model(namespace, {"batch_size": args.batch_size})
+    rows = args.batch_size or prog.batch_size
+    x, y = profile_batch(prog, namespace, args.model, rows)
+    predict = args.predict or not prog.is_training
+    result = prog.profile(x, None if predict else y, steps=args.steps)
+    print(result.table(sort_by=args.sort))
+
+
+def profile_batch(prog: Program, namespace: Mapping[str, Any], path: str, rows: int) -> tuple[Any, Any]:
+    """`rows` rows of the file's data(), or random inputs (normal floats,
+    zero indices) and targets (zeros: class 0, or 0.0) of the program's types."""
+    if callable(namespace.get("data")):
+        x, y, _ = load_data(namespace, path)
+        take = lambda a: tuple(v[:rows] for v in a) if isinstance(a, tuple | list) else a[:rows]
+        return take(x), take(y)
+    rng = np.random.default_rng(0)
+
+    def example(type: TensorType, random: bool) -> np.ndarray:
+        shape = type.concrete_shape({BATCH: rows})
+        if type.dtype.is_float and random:
+            return rng.standard_normal(shape).astype(type.dtype.numpy)
+        return np.zeros(shape, type.dtype.numpy)
+
+    def arguments(types: list[TensorType], random: bool) -> Any:
+        arrays = tuple(example(t, random) for t in types)
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    return arguments(prog.input_types, True), arguments(prog.target_types, False) if prog.is_training else None
+
+
 # -- the parser ----------------------------------------------------------------
 TRACEBACK_HELP = "on an error, print the whole Python traceback instead of a short message"
 
@@ -199,12 +241,13 @@ def common_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ember",
-        description="ember compiles neural-network training.\nCompile a model file to see its IR, or train it.",
+        description="ember compiles neural-network training.\n"
+        "Compile a model file to see its IR, train it, or profile it.",
         epilog="examples:\n  ember compile examples/models/mlp.py --emit train\n"
         "  ember train examples/models/mlp.py --epochs 5\n\n"
         "On an error ember prints a short message and exits with status 2 (3 for a bug in ember);\n"
         "--traceback prints the whole Python traceback instead.\n\n"
-        "Run `ember compile --help` or `ember train --help` for details.",
+        "Run `ember compile --help`, `ember train --help` or `ember profile --help` for details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ember {__version__}")
@@ -212,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_compile_parser(commands)
     add_train_parser(commands)
+    add_profile_parser(commands)
     return parser
 
 
@@ -271,6 +315,30 @@ def add_train_parser(commands: Any) -> None:
     p.add_argument("--save", metavar="PATH", help="save the trained program to PATH (.npz; ember.load reads it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train)
+
+
+def add_profile_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "profile",
+        parents=[common_options()],
+        help="time each kernel of a model file's training step",
+        description="Compile MODEL.py and time each kernel of its training step (or of predict)\n"
+        "on one batch of its data() (random data without one): time, share of the step,\n"
+        "GFLOP/s, GB/s and the roofline bound of each kernel. Profiling does not train.",
+        epilog=MODEL_FILE_HELP + "\nexamples:\n"
+        "  ember profile examples/models/mlp.py --batch-size 256\n"
+        "  ember profile examples/models/mlp.py --predict --batch-size 1 --threads 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL.py", help="the model file")
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="rows per step (default: the file's batch_size, else 32)"
+    )
+    p.add_argument("--steps", type=int, metavar="N", default=20, help="steps to time (default: 20)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads to run on (default: ember's)")
+    p.add_argument("--predict", action="store_true", help="profile predict, not the training step")
+    p.add_argument("--sort", choices=("time", "order"), default="time", help="kernels by time (default) or in order")
+    p.set_defaults(run=run_profile)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

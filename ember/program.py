@@ -24,6 +24,7 @@ from .compiler.schedules import StepSchedule
 from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .metrics import Metric
 from .param_groups import Hyperparameters, ParamGroup
+from .profile import Profile, profile_entry
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.locks import ForkSafeLock
@@ -292,7 +293,7 @@ class Program:
         inputs = self._check_inputs(x, minimum_rows=0)
         with self._lock:
             outputs = self._exec.run("predict", inputs)
-        results = tuple(outputs[name].copy() for name in self._graphs["predict"].outputs)
+        results = tuple(outputs[name] for name in self._graphs["predict"].outputs)  # fresh arrays
         return results if len(results) > 1 else results[0]
 
     def gradients(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, np.ndarray]:
@@ -303,7 +304,7 @@ class Program:
         with self._lock:
             outputs = self._exec.run("gradients", batch)
             self._advance_rng("gradients")
-        return {name: outputs[grad_name(name)].copy() for name in self._param_names if grad_name(name) in outputs}
+        return {name: outputs[grad_name(name)] for name in self._param_names if grad_name(name) in outputs}
 
     def evaluate(
         self, x: Any, y: Any, *, metrics: Sequence[Any] | None = None, sample_weight: Any = None
@@ -391,6 +392,40 @@ class Program:
             epoch_logs=lambda: {"lr": self.lr},
             train_metrics=functools.partial(self._epoch_metrics, metrics=chosen) if metrics else None,
         )
+
+    def profile(self, x: Any, y: Any = None, *, steps: int = 20, sample_weight: Any = None) -> Profile:
+        """Time every kernel of `steps` calls (after a few warm-up calls) and
+        return where the time goes; print it for a table like
+        `torch.profiler`'s key averages, with each kernel's GFLOP/s, GB/s
+        and roofline bound. With `y`, the training step (then parameters,
+        optimizer state and the random-number step are put back as they
+        were: profiling does not train); without, `predict`. Native backend only."""
+        if self._native is None:
+            raise ConfigError("profile times native code; this program runs on the reference backend")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+        if y is None:
+            inputs, graph = self._check_inputs(x, minimum_rows=0), "predict"
+
+            def step(ticks: np.ndarray) -> object:
+                with self._lock:
+                    return self._exec.run_profiled("predict", self._check_inputs(x, minimum_rows=0), ticks)
+        else:
+            self._require_training("profile with targets")
+            inputs, graph = self._check_batch(x, y, sample_weight=sample_weight), "train"
+
+            def step(ticks: np.ndarray) -> object:
+                return self._train_batch(self._check_batch(x, y, sample_weight=sample_weight), ticks)
+
+        with self._lock:
+            saved = self._params.buffer.copy(), self._state.buffer.copy(), self.rng_step
+        try:
+            return profile_entry(self._native.programs[graph], inputs, step, steps)
+        finally:
+            with self._lock:
+                np.copyto(self._params.buffer, saved[0])
+                np.copyto(self._state.buffer, saved[1])
+                self._rng_key[RNG_STEP][...] = saved[2]
 
     def release_memory(self) -> None:
         """Give back the memory native calls keep between calls (workspace
@@ -621,9 +656,13 @@ class Program:
         stepping = [] if scheduler is None else [SchedulerStep(scheduler, interval, monitor)]
         return CallbackList(self, [*stepping, *callbacks])
 
-    def _train_batch(self, batch: Batch) -> float:
+    def _train_batch(self, batch: Batch, ticks: np.ndarray | None = None) -> float:
+        """One step on a checked batch (`ticks`: through the profiled entry, see `profile`)."""
         with self._lock:
-            loss = float(self._exec.run("train", batch)[LOSS])
+            outputs = (
+                self._exec.run("train", batch) if ticks is None else self._exec.run_profiled("train", batch, ticks)
+            )
+            loss = float(outputs[LOSS])
             self._advance_rng("train")
             return loss
 

@@ -18,10 +18,12 @@ ones follow. `release_memory` frees everything at once."""
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from ..compiler.codegen.module import PROFILE_SUFFIX
 from ..compiler.codegen.target import Target, host_target
 from ..compiler.native import NativeBuild, build_native
 from ..compiler.pipeline import PassLog
@@ -33,6 +35,7 @@ from .arena import Arena, aligned_array, aligned_empty, data_address
 from .locks import ForkSafeLock
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_PROFILED_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
 
 SHRINK_BELOW = 4
@@ -41,6 +44,11 @@ fraction (1/4) of it: batch sizes that vary within 4x never reallocate."""
 
 KEEP_BYTES = 1 << 20
 """Buffers up to this size are never shrunk: giving them back saves little."""
+
+SMALL_OUTPUT_BYTES = 4096
+"""Outputs up to this size come from np.empty, not a cache-line aligned
+buffer: alignment pays only for the stores of larger matmuls, and the
+aligned allocation costs more than the call it is for at batch 1."""
 
 
 class _Memory:
@@ -77,6 +85,7 @@ class _Entry:
         self.jit = jit.load(compiled.optimized, build.target)  # keeps the machine code alive
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
+        self.profiled = _PROFILED_ENTRY(self.jit.address(program.name + PROFILE_SUFFIX))
         self.scratch_bytes = compiled.scratch_bytes
         self.thread_bytes = compiled.thread_bytes
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
@@ -97,6 +106,7 @@ class _Entry:
         self.workspace = _Memory()
         self.scratch = _Memory()
         self.sizes: dict[str, int] | None = None  # the symbol sizes the block holds; None: rewrite it
+        self.output_shapes: list[tuple[int, ...]] = []  # at those sizes
 
 
 class NativeExecutable:
@@ -153,7 +163,19 @@ class NativeExecutable:
         with self.lock:
             return self._run(graph, inputs)
 
-    def _run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_profiled(self, graph: str, inputs: Mapping[str, np.ndarray], ticks: np.ndarray) -> dict[str, np.ndarray]:
+        """`run`, through the entry that adds each kernel's cycle-counter
+        ticks to `ticks[k]` and the whole call's to `ticks[-1]` (int64, one
+        more than the entry has kernels)."""
+        kernels = len(self.build.programs[graph].kernels)
+        if ticks.dtype != np.int64 or ticks.shape != (kernels + 1,) or not ticks.flags.c_contiguous:
+            raise ShapeError(f"native {graph}: ticks must be a contiguous int64 array of {kernels + 1}")
+        with self.lock:
+            return self._run(graph, inputs, ticks)
+
+    def _run(
+        self, graph: str, inputs: Mapping[str, np.ndarray], ticks: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         entry = self.entry(graph)
         sizes = self._bind(entry, inputs)
         block = entry.block
@@ -162,15 +184,18 @@ class NativeExecutable:
         for name, _, _, slot in entry.inputs:
             block[slot] = data_address(inputs[name])
         outputs = {}
-        for name, type, dtype, slot in entry.outputs:
-            if type.rank == 0:  # a loss: NumPy's own alignment serves one number
-                outputs[name] = np.empty((), dtype)
+        for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True):
+            if math.prod(shape) * dtype.itemsize <= SMALL_OUTPUT_BYTES:
+                outputs[name] = np.empty(shape, dtype)  # NumPy's own alignment (~1 us less)
                 block[slot] = data_address(outputs[name])
-                continue
-            # whole rows of vectors start on a cache line: a matmul's stores
-            # then touch one line each, not two (up to 25% faster on large C)
-            outputs[name], block[slot] = aligned_array(type.concrete_shape(sizes), dtype)
-        entry.function(entry.block_address)
+            else:
+                # whole rows of vectors start on a cache line: a matmul's stores
+                # then touch one line each, not two (up to 25% faster on large C)
+                outputs[name], block[slot] = aligned_array(shape, dtype)
+        if ticks is None:
+            entry.function(entry.block_address)
+        else:
+            entry.profiled(entry.block_address, data_address(ticks))
         return outputs
 
     def _resize(self, entry: _Entry, sizes: dict[str, int]) -> None:
@@ -195,6 +220,7 @@ class NativeExecutable:
             for other in self._entries.values():  # they point to the old buffer
                 other.sizes = None
             self._threads.array = per_thread
+        entry.output_shapes = [type.concrete_shape(sizes) for _, type, _, _ in entry.outputs]
         block = entry.block
         for i, symbol in enumerate(program.symbols):
             block[i] = sizes[symbol]

@@ -46,7 +46,8 @@ class ReferenceExecutable:
         result = interpret(g, arguments)
         for name, value in result.updates.items():
             np.copyto(self.params[name] if name in self.params else self.state[name], value)
-        return result.outputs
+        # fresh arrays, as native code returns: an output may be an argument itself
+        return {name: np.array(value) for name, value in result.outputs.items()}
 
     def release_memory(self) -> None:
         """Nothing to give back: the interpreter keeps no buffers between calls."""

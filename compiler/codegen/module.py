@@ -1,7 +1,10 @@
 """One LLVM module for a whole program: a function per kernel and, per
-kernel program, an entry function that calls its kernels in order.
+kernel program, an entry function that calls its kernels in order, and
+its profiled twin that also times each kernel.
 
     void train_step(i64 *args)   // args: symbol sizes, then region addresses
+    void train_step.profile(i64 *args, i64 *ticks)
+        // ticks[k] += the cycle counter's ticks over kernel k; ticks[kernels] += the whole call's
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ..plan import KernelProgram
 from ..symbolic import Poly, maximum
 from .gemm import emit_matmul_kernel, shared_scratch
 from .gemm_library import Blocking, GemmLibrary, blocking
-from .irutil import PTR, VOID
+from .irutil import I64, PTR, VOID, declare, i64
 from .kernel import KernelEmitter
 from .loops import emit_loop_kernel
 from .rows import emit_row_kernel
@@ -55,7 +58,35 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     for fn in functions:
         b.call(fn, [entry.args[0]])
     b.ret_void()
+    _emit_profiled_entry(program, module, functions)
     return scratch, thread_bytes
+
+
+PROFILE_SUFFIX = ".profile"
+"""The profiled entry of program P is the function `P.profile`."""
+
+
+def _emit_profiled_entry(program: KernelProgram, module: ir.Module, functions: list[ir.Function]) -> None:
+    """`P.profile(args, ticks)`: the entry, reading the CPU's cycle counter
+    (rdtsc: constant rate, a few ns) around every kernel call; the normal
+    entry stays free of it."""
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR]), name=program.name + PROFILE_SUFFIX)
+    args, ticks = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    clock = declare(module, "llvm.readcyclecounter", I64, [])
+
+    def add(index: int, elapsed: ir.Value) -> None:
+        slot = b.gep(ticks, [i64(index)], source_etype=I64)
+        b.store(b.add(b.load(slot, typ=I64), elapsed), slot)
+
+    start = previous = b.call(clock, [])
+    for k, kernel_fn in enumerate(functions):
+        b.call(kernel_fn, [args])
+        now = b.call(clock, [])
+        add(k, b.sub(now, previous))
+        previous = now
+    add(len(functions), b.sub(previous, start))
+    b.ret_void()
 
 
 def kernel_blocking(kernel: Kernel, target: Target) -> Blocking:

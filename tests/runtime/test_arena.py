@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from native_helpers import make_graph, native, tensor
 
-from ember.runtime.arena import ALIGNMENT, Arena, aligned_array, aligned_empty
+from ember.runtime.arena import ALIGNMENT, Arena, aligned_array, aligned_empty, data_address
+from ember.runtime.native import SMALL_OUTPUT_BYTES
 
 SHAPES = {"0.weight": (3, 5), "0.bias": (3,), "step": (), "empty": (0, 4), "cube": (2, 3, 7)}
 
@@ -100,11 +101,28 @@ def test_aligned_array(shape, dtype):
 
 
 def test_native_outputs_are_aligned():
-    """Outputs of a native program start on a cache line (a matmul's stores
-    of whole vectors then touch one line each)."""
+    """Outputs of a native program larger than SMALL_OUTPUT_BYTES start on a
+    cache line (a matmul's stores of whole vectors then touch one line
+    each); smaller ones are NumPy's own arrays, aligned for their dtype."""
     graph = make_graph("outputs", {"x": tensor("f32", ("B", 5))}, lambda b, v: {"y": b.add(v["x"], 1.0)})
     fn = native(graph)
-    for batch in (1, 3, 1000):
+    for batch in (1, 3, 1000, 5000):
         y = fn({"x": np.zeros((batch, 5), np.float32)}).outputs["y"]
-        assert y.ctypes.data % ALIGNMENT == 0
+        if y.nbytes > SMALL_OUTPUT_BYTES:
+            assert y.ctypes.data % ALIGNMENT == 0, batch
+        assert y.flags.aligned
+        assert y.flags.c_contiguous
         np.testing.assert_array_equal(y, 1.0)
+
+
+def test_data_address_is_numpys_address_of_the_first_element():
+    """Read from the array object, checked against NumPy's own for views,
+    0-d and empty arrays; a subclass is asked through NumPy."""
+    base = np.arange(60, dtype=np.float64).reshape(6, 10)
+
+    class Tagged(np.ndarray):
+        pass
+
+    arrays = [base, base[2:], base[:, 3:], base[::2, ::-1], base[1, 4:5], np.zeros(()), np.empty(0), base.view(Tagged)]
+    for array in arrays:
+        assert data_address(array) == array.__array_interface__["data"][0]
