@@ -2,15 +2,16 @@
 
 `fused` lists each kernel with the IR lines of its members. `kernels`
 shows the program the code generator sees: the kernels in execution order,
-each as a loop nest in pseudo-C over its domain, and the buffer plan (where
-every tensor lives and which kernels touch it). A row kernel shows its
+each as a loop nest in pseudo-C over its domain (a matmul kernel with its
+schedule: path, tile, blocking, packing, partial sums), and the buffer plan
+(where every tensor lives and which kernels touch it). A row kernel shows its
 loop over rows and, inside it, each sweep over the row followed by the
 per-row scalars computed after it; a row reduction (`sum=`) starts from
 its identity at each row, and `%v[row:j]` is the row buffer of `%v`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..ir import Node, Value
 from ..ir.printer import Namer, format_attrs, format_node
@@ -48,8 +49,9 @@ def format_fused(fused: FusedGraph, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_kernels(program: KernelProgram) -> str:
-    """The kernel program: buffer plan, then every kernel as a loop nest."""
+def format_kernels(program: KernelProgram, schedules: Mapping[str, str] | None = None) -> str:
+    """The kernel program: buffer plan, then every kernel as a loop nest
+    (`schedules`: a line on how each matmul kernel runs, by kernel name)."""
     namer = Namer(program.graph)
     symbols = ", ".join(program.symbols)
     slots = len(program.workspace)
@@ -65,7 +67,10 @@ def format_kernels(program: KernelProgram) -> str:
         lines.append(f"    {namer(value):<24} {value.type!s:<14} {at}")
     for kernel in program.kernels:
         lines.append("")
-        lines += _kernel_lines(program, kernel, namer)
+        kernel_lines = _kernel_lines(program, kernel, namer)
+        if schedules and kernel.name in schedules:
+            kernel_lines.insert(1, f"  schedule: {schedules[kernel.name]}")
+        lines += kernel_lines
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..ir import Graph, print_graph, verify
 from .backend import OptimizedModule, optimize
-from .codegen.module import emit_module
+from .codegen.module import emit_module, matmul_schedules
 from .codegen.target import Target
 from .fusion import FusedGraph, fuse
 from .kernel_dump import format_fused, format_kernels
@@ -140,7 +140,9 @@ class NativeBuild:
         if stage == "fused":
             return format_fused(self.fused[self.main], entry_name(self.main))
         if stage == "kernels":
-            return format_kernels(self.programs[self.main])
+            program = self.programs[self.main]
+            schedules = matmul_schedules(program, self.target)
+            return format_kernels(program, {k.name: s.describe() for k, s in schedules.items()})
         compiled = self.compiled(self.main)
         return {"llvm": compiled.llvm_ir, "llvm-opt": compiled.optimized.llvm_ir, "asm": compiled.assembly}[stage]
 

@@ -1,4 +1,5 @@
-"""Matmul kernels: C = op(A) @ op(B), finished by a fused epilogue.
+"""Matmul kernels: C = op(A) @ op(B), finished by a fused epilogue, emitted
+as the kernel's schedule (matmul_schedule.py) says.
 
 The structure is the classic one of high-performance BLAS (Goto, BLIS):
 
@@ -30,34 +31,14 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
-from ...ir import Node
 from ..fusion import Kernel
-from ..plan import KernelProgram
 from ..symbolic import Poly, product, row_major_strides
-from ..views import View, read_view
-from .gemm_library import Blocking, GemmLibrary, accumulate_tile, column_masks, float_type, packed_depth, store_tile
+from .gemm_library import GemmLibrary, accumulate_tile, column_masks, float_type, packed_depth, store_tile
 from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64
 from .kernel import Access, KernelEmitter, Point
+from .matmul_schedule import DIRECT_B_DEPTH, SMALL_M, MatmulSchedule, inner_size, operand_accesses
 from .threads import TASK_POINTER
 from .vecmath import Val
-
-SMALL_M = 256
-"""Row blocks this small compute straight from A without packing it (and
-from B, when its rows are contiguous and K is at most DIRECT_B_DEPTH).
-Measured against 64, each compiled and timed round by round in one
-process: squares of 128 and 256 1.03 -> 1.11 and 1.06 -> 1.10 of NumPy,
-batch-128 layers 5-7% faster, batch 256 up to 4% either way; reading B in
-place for more rows loses when its rows are 8 KiB apart (dY.T@X
-256x2048->256 1.08 -> 1.04), and above 256 rows it lost more."""
-
-DIRECT_B_DEPTH = 512
-"""Deeper than this, B is packed even for small row blocks: reading a long
-strided column panel of B again for every row tile costs more than packing
-it once."""
-
-DOT_COLUMNS = 16
-"""x @ W.T with at most this many output columns (a classifier's last
-layer) runs as dot products along k: the register tile would waste lanes."""
 
 MIN_TASK_TILES = 4
 """A task of rows spans at least this many row tiles (fewer: not worth a thread)."""
@@ -70,57 +51,11 @@ WHOLE_ROW = -1
 """The task index of a one-row product's single task over all columns (_whole_row)."""
 
 
-def _inner(mm) -> int | str:
-    return mm.inputs[0].type.shape[0 if mm.attrs["transpose_a"] else 1]
-
-
-def operand_accesses(program: KernelProgram, mm: Node) -> tuple[Access, Access]:
-    """The logical (rows, cols) accesses of a matmul's A and B (their strides
-    decide the code paths)."""
-    return tuple(
-        _matrix(read_view(mm.inputs[i], mm.inputs[i].type.shape, program.is_stored), mm.attrs[f"transpose_{'ab'[i]}"])
-        for i in range(2)
-    )  # type: ignore[return-value]
-
-
-def gemv_kind(a_access: Access, b_access: Access) -> str | None:
-    """The matrix-vector routine for a one-row block, if the layouts allow one."""
-    if _rows_contiguous(a_access) and b_access.strides[0] == Poly.of(1):
-        return "columns"  # x @ W.T: dot products along contiguous rows of x and W
-    if _rows_contiguous(b_access):
-        return "rows"
-    return None
-
-
-def dot_products(program: KernelProgram, mm: Node) -> bool:
-    """Whether the matmul runs as dot products along k (no K blocks)."""
-    columns = mm.output.type.shape[1]
-    narrow = isinstance(columns, int) and columns <= DOT_COLUMNS
-    return narrow and gemv_kind(*operand_accesses(program, mm)) == "columns"
-
-
-def partial_sums(program: KernelProgram, kernel: Kernel, plan: Blocking) -> str | None:
-    """Where C's partial sums live between KC blocks: in C itself when the
-    kernel stores it ("output"), else in the shared scratch ("scratch");
-    None when K always fits one block (or is not blocked)."""
-    mm = kernel.matmul
-    k = _inner(mm)
-    if (isinstance(k, int) and k <= plan.kc) or dot_products(program, mm):
-        return None
-    return "output" if mm.output in kernel.stores else "scratch"
-
-
-def shared_scratch(program: KernelProgram, kernel: Kernel, plan: Blocking) -> Poly:
+def shared_scratch(kernel: Kernel, schedule: MatmulSchedule) -> Poly:
     """Bytes of scratch shared by a matmul kernel's threads."""
-    if partial_sums(program, kernel, plan) != "scratch":
+    if schedule.partial_sums != "scratch":
         return Poly()
-    return product(kernel.matmul.output.type.shape) * plan.itemsize
-
-
-def _matrix(view: View, transposed: bool) -> Access:
-    """The logical (rows, cols) access of a matmul operand."""
-    strides = list(view.strides[::-1] if transposed else view.strides)
-    return Access(view.base, strides, view.offset)
+    return product(kernel.matmul.output.type.shape) * schedule.blocking.itemsize
 
 
 @dataclass
@@ -136,9 +71,7 @@ class _Operand:
 class _Task:
     """What one task works on: the operands, its thread's buffers, its block of C."""
 
-    a_access: Access
     a: _Operand
-    b_access: Access
     b: _Operand
     a_block: ir.Value  # packed A (per thread)
     b_block: ir.Value  # packed B, or the output row of a one-row product
@@ -169,16 +102,19 @@ class MatmulEmitter:
     serially or on the pool), the task function and the kernel's own
     microkernel, which ends in the kernel's epilogue."""
 
-    def __init__(self, kernel_emitter: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> None:
+    def __init__(
+        self, kernel_emitter: KernelEmitter, schedule: MatmulSchedule, thread_stride: int, library: GemmLibrary
+    ) -> None:
         self.kernel_emitter = kernel_emitter
-        self.plan = plan
+        self.schedule = schedule
+        self.plan = plan = schedule.blocking
         self.thread_stride = thread_stride
         self.library = library
         self.mm = kernel_emitter.kernel.matmul
         self.dtype = self.mm.output.type.dtype
         self.element = float_type(self.dtype)
         program, kernel = kernel_emitter.program, kernel_emitter.kernel
-        self.gemv = gemv_kind(*operand_accesses(program, self.mm))  # the one-row routine, if any
+        self.gemv = schedule.one_row
         module, target = kernel_emitter.fn.module, kernel_emitter.target
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
         micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64, PTR)
@@ -253,12 +189,12 @@ class MatmulEmitter:
 
     def _dims(self, e: KernelEmitter) -> tuple[ir.Value, ir.Value, ir.Value]:
         rows, cols = self.mm.output.type.shape
-        return tuple(e.poly(Poly.of(d)) for d in (rows, cols, _inner(self.mm)))  # type: ignore[return-value]
+        return tuple(e.poly(Poly.of(d)) for d in (rows, cols, inner_size(self.mm)))  # type: ignore[return-value]
 
-    def _operand(self, e: KernelEmitter, index: int) -> tuple[Access, _Operand]:
+    def _operand(self, e: KernelEmitter, index: int) -> _Operand:
         access = operand_accesses(self.kernel_emitter.program, self.mm)[index]
         start = e.address(access, Point([i64(0), i64(0)]))
-        return access, _Operand(start, e.poly(access.strides[0]), e.poly(access.strides[1]))
+        return _Operand(start, e.poly(access.strides[0]), e.poly(access.strides[1]))
 
     # -- one task: a block of rows x columns of C ------------------------------
     def _emit_task(self) -> ir.Function:
@@ -266,8 +202,7 @@ class MatmulEmitter:
         b = e.b
         _, task_index, thread = e.fn.args
         m, n, _ = self._dims(e)
-        a_access, a = self._operand(e, 0)
-        b_access, bm = self._operand(e, 1)
+        a, bm = self._operand(e, 0), self._operand(e, 1)
         tasks_n, columns = self._column_tasks(b, m, n)
         _, rows = self._row_tasks(b, m, tasks_n)
         whole = b.icmp_signed("==", task_index, i64(WHOLE_ROW))
@@ -279,9 +214,7 @@ class MatmulEmitter:
         area = b.gep(e.region("threads"), [b.mul(thread, i64(self.thread_stride))], source_etype=I8)
         b_block = b.gep(area, [i64(plan.a_block_bytes)], source_etype=I8)
         task = _Task(
-            a_access,
             a,
-            b_access,
             bm,
             a_block=area,
             b_block=b_block,
@@ -291,7 +224,7 @@ class MatmulEmitter:
             j_begin=j_begin,
             j_end=_min(b, n, b.add(j_begin, columns)),
         )
-        if dot_products(e.program, self.mm):
+        if self.schedule.dots:
             self._dot_products(e, task)
         elif self.gemv is None:
             self._blocked(e, task)
@@ -311,9 +244,9 @@ class MatmulEmitter:
         # B in place: small blocks, rows contiguous, not too deep. A in place:
         # small blocks, or A stored transposed (MR rows adjacent at every k).
         shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
-        b_rows = ir.Constant(ir.IntType(1), int(_rows_contiguous(task.b_access)))
-        a_columns = ir.Constant(ir.IntType(1), int(task.a_access.strides[0] == Poly.of(1)))
-        partial = partial_sums(e.program, e.kernel, plan)
+        b_rows = ir.Constant(ir.IntType(1), int(self.schedule.b_in_place))
+        a_columns = ir.Constant(ir.IntType(1), int(self.schedule.pack_a == "in place"))
+        partial = self.schedule.partial_sums
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         # at least one block: with K = 0 the tiles are zeros, still finished and stored
         with for_range(b, i64(0), _max(b, k, i64(1)), plan.kc, name="pc") as pc:
@@ -485,13 +418,13 @@ class MatmulEmitter:
 
     def _pack_b_panel(self, e: KernelEmitter, task: _Task, step: _Step, j0) -> None:
         """Pack B[pc:pc+depth, j0:j0+NR] (a panel)."""
-        b, plan, lib, bm, access = e.b, self.plan, self.library, task.b, task.b_access
+        b, plan, lib, bm = e.b, self.plan, self.library, task.b
         target = self._b_panel(b, task, step, j0)
         source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
         cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
-        if _rows_contiguous(access):
+        if self.schedule.pack_b == "rows":
             b.call(lib.pack_b_rows(plan), [source, bm.rows, step.depth, cols, target])
-        elif access.strides[0] == Poly.of(1):
+        elif self.schedule.pack_b == "columns":
             b.call(lib.pack_b_columns(plan), [source, bm.cols, step.depth, cols, target])
         else:
             b.call(lib.pack_b_elements(plan), [source, bm.rows, bm.cols, step.depth, cols, target])
@@ -503,7 +436,7 @@ class MatmulEmitter:
             target = self._a_panel(b, task, step, i0, i_begin)
             source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
             rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
-            if _rows_contiguous(task.a_access):
+            if self.schedule.pack_a == "rows":
                 b.call(lib.pack_a_rows(plan), [source, a.rows, rows, step.depth, target])
             else:
                 b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, step.depth, target])
@@ -584,10 +517,6 @@ def _away_from(b: ir.IRBuilder, buffer: ir.Value, stream: ir.Value) -> ir.Value:
     return b.gep(buffer, [shift], source_etype=I8)
 
 
-def _rows_contiguous(matrix: Access) -> bool:
-    return matrix.strides[1] == Poly.of(1)
-
-
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return b.select(b.icmp_signed("<", x, y), x, y)
 
@@ -596,6 +525,8 @@ def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return b.select(b.icmp_signed("<", x, y), y, x)
 
 
-def emit_matmul_kernel(e: KernelEmitter, plan: Blocking, thread_stride: int, library: GemmLibrary) -> ir.Function:
-    """The function of a kernel whose members are a matmul and its epilogue."""
-    return MatmulEmitter(e, plan, thread_stride, library).emit()
+def emit_matmul_kernel(
+    e: KernelEmitter, schedule: MatmulSchedule, thread_stride: int, library: GemmLibrary
+) -> ir.Function:
+    """The function of a kernel whose members are a matmul and its epilogue, as `schedule` says."""
+    return MatmulEmitter(e, schedule, thread_stride, library).emit()

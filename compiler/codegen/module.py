@@ -18,10 +18,11 @@ from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly, maximum
 from .gemm import emit_matmul_kernel, shared_scratch
-from .gemm_library import Blocking, GemmLibrary, blocking
+from .gemm_library import GemmLibrary
 from .irutil import I64, PTR, VOID, declare, i64
 from .kernel import KernelEmitter
 from .loops import emit_loop_kernel
+from .matmul_schedule import MatmulSchedule, schedule_matmul
 from .rows import emit_row_kernel
 from .target import Target
 
@@ -39,15 +40,15 @@ class ModuleCode:
 def emit_program(program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary) -> tuple[Poly, int]:
     """Add `program`'s kernels and entry function to `module`; return the
     shared scratch bytes and the scratch bytes per thread it needs."""
-    plans = {k: kernel_blocking(k, target) for k in program.kernels if k.matmul is not None}
-    thread_bytes = max((p.thread_bytes for p in plans.values()), default=0)
+    schedules = matmul_schedules(program, target)
+    thread_bytes = max((s.blocking.thread_bytes for s in schedules.values()), default=0)
     scratch = Poly()
     functions = []
     for kernel in program.kernels:
         emitter = KernelEmitter(program, kernel, module, target)
-        if kernel in plans:
-            scratch = maximum(scratch, shared_scratch(program, kernel, plans[kernel]))
-            functions.append(emit_matmul_kernel(emitter, plans[kernel], thread_bytes, library))
+        if kernel in schedules:
+            scratch = maximum(scratch, shared_scratch(kernel, schedules[kernel]))
+            functions.append(emit_matmul_kernel(emitter, schedules[kernel], thread_bytes, library))
         elif kernel.rows is not None:
             functions.append(emit_row_kernel(emitter))
         else:
@@ -89,10 +90,9 @@ def _emit_profiled_entry(program: KernelProgram, module: ir.Module, functions: l
     b.ret_void()
 
 
-def kernel_blocking(kernel: Kernel, target: Target) -> Blocking:
-    """The blocking of a matmul kernel, fitted to its sizes known when compiling."""
-    rows, columns = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
-    return blocking(target, kernel.matmul.output.type.dtype, columns, rows)
+def matmul_schedules(program: KernelProgram, target: Target) -> dict[Kernel, MatmulSchedule]:
+    """The schedule of each matmul kernel of `program` on `target`."""
+    return {k: schedule_matmul(program, k, target) for k in program.kernels if k.matmul is not None}
 
 
 def emit_module(programs: Iterable[KernelProgram], target: Target, name: str = "ember") -> ModuleCode:

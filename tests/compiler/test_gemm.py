@@ -27,7 +27,7 @@ from native_helpers import make_graph, native, tensor
 
 import ember
 from ember.compiler.backend import optimize
-from ember.compiler.codegen.gemm import DOT_COLUMNS, SMALL_M, partial_sums, shared_scratch
+from ember.compiler.codegen.gemm import shared_scratch
 from ember.compiler.codegen.gemm_library import (
     NARROW_TILE,
     TILE,
@@ -40,7 +40,7 @@ from ember.compiler.codegen.gemm_library import (
     transpose,
 )
 from ember.compiler.codegen.irutil import I64, PTR, VOID
-from ember.compiler.codegen.module import kernel_blocking
+from ember.compiler.codegen.matmul_schedule import DOT_COLUMNS, SMALL_M, MatmulSchedule, schedule_matmul
 from ember.compiler.codegen.target import Target, host_target
 from ember.compiler.codegen.threads import SEQ
 from ember.compiler.fusion import Kernel
@@ -83,7 +83,15 @@ def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
 
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
     """The blocking codegen chooses for a matmul kernel (on this host)."""
-    return kernel_blocking(kernel, target)
+    rows, columns = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
+    return blocking(target, kernel.matmul.output.type.dtype, columns, rows)
+
+
+def schedule_of(fn: GraphFunction, kernel: Kernel, target: Target = HOST) -> MatmulSchedule:
+    """The schedule codegen follows for a matmul kernel of `fn`."""
+    schedule = schedule_matmul(program(fn), kernel, target)
+    assert schedule.blocking == kernel_plan(kernel, target)
+    return schedule
 
 
 _ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)"
@@ -499,11 +507,11 @@ def test_depth_over_kc_keeps_partial_sums_in_c_or_in_scratch() -> None:
         kernel = kernel_storing(fn, name)
         plan = kernel_plan(kernel)
         assert k > plan.kc, f"{name}: K={k} fits one block of {plan.kc}"
-        assert partial_sums(program(fn), kernel, plan) == where, name
+        assert schedule_of(fn, kernel).partial_sums == where, name
         routines = task_routines(fn, kernel)
         moves = {"tile_load", "tile_store"} & routines.keys()
         assert moves == (set() if where is None else {"tile_load", "tile_store"}), f"{name}: {sorted(routines)}"
-        needed = shared_scratch(program(fn), kernel, plan).evaluate({"M": 300})
+        needed = shared_scratch(kernel, schedule_of(fn, kernel)).evaluate({"M": 300})
         assert needed == (300 * n * dtype.itemsize if where == "scratch" else 0), name
         assert compiled.scratch_bytes.evaluate({"M": 300}) >= needed
 
@@ -582,6 +590,57 @@ def layout_operands(args: Mapping[str, np.ndarray], m: int) -> dict[str, tuple[n
     }
 
 
+LAYOUT_SCHEDULES = {
+    # output: (pack_a, pack_b, B read in place for small blocks, one-row routine)
+    "nn": ("rows", "rows", True, "rows"),
+    "a_transposed": ("in place", "rows", True, "rows"),
+    "a_transpose_op": ("in place", "rows", True, "rows"),
+    "b_transposed": ("rows", "columns", False, "columns"),
+    "both_transposed": ("in place", "columns", False, None),
+    "b_transpose_of_reshape": ("rows", "columns", False, "columns"),
+    "b_broadcast_column": ("rows", "columns", False, "columns"),
+    "b_broadcast_row": ("rows", "rows", True, "rows"),
+    "b_broadcast_scalar": ("rows", "elements", False, None),
+    "a_broadcast_row": ("rows", "rows", True, "rows"),
+    "a_broadcast_scalar": ("elements", "rows", True, "rows"),
+}
+
+
+def test_each_operand_layout_gets_its_schedule() -> None:
+    """The schedule records how each layout is read: the emitter follows it
+    (the routines each task calls, below, are the same decisions in code)."""
+    fn = native(layouts_graph())
+    assert set(LAYOUT_SCHEDULES) == set(fn.graph.outputs)
+    for name, (pack_a, pack_b, b_in_place, one_row) in LAYOUT_SCHEDULES.items():
+        schedule = schedule_of(fn, kernel_storing(fn, name))
+        got = (schedule.pack_a, schedule.pack_b, schedule.b_in_place, schedule.one_row)
+        assert got == (pack_a, pack_b, b_in_place, one_row), name
+        assert not schedule.dots
+        assert schedule.partial_sums is None  # K = 40 fits one block
+
+
+def test_an_mlp_step_shows_each_matmul_schedule_in_the_kernels_dump() -> None:
+    """Forward x @ W.T packs W by columns, a 10-class output layer runs as dot
+    products, weight gradients dY.T @ X read dY in place; the kernels dump
+    prints every matmul's schedule under its header."""
+    model = ember.nn.Sequential(ember.nn.Linear(784, 64), ember.nn.ReLU(), ember.nn.Linear(64, 10))
+    prog = ember.compile(model, loss=ember.nn.CrossEntropyLoss(), optimizer=ember.optim.SGD(lr=0.1))
+    build = prog._native
+    kernels = build.programs["train"].kernels
+    schedules = {k.name: schedule_matmul(build.programs["train"], k, build.target) for k in kernels if k.matmul}
+    forward, logits = (schedules[k.name] for k in kernels[:2])
+    assert (forward.dots, forward.pack_b, forward.one_row) == (False, "columns", "columns")
+    assert forward.partial_sums == "scratch"  # K = 784 > KC; the kernel stores relu(xW.T + b), not xW.T
+    assert logits.dots
+    weight_gradients = [schedules[k.name] for k in kernels if k.matmul and k.domain[0] != "B"]
+    assert weight_gradients
+    assert all(s.pack_a == "in place" for s in weight_gradients)
+    dump = prog.dump("kernels").splitlines()
+    for name, schedule in schedules.items():
+        header = next(i for i, line in enumerate(dump) if line.startswith(f"{name}: matmul"))
+        assert dump[header + 1] == f"  schedule: {schedule.describe()}"
+
+
 def test_each_operand_layout_takes_its_packing_path() -> None:
     """A read in place when stored transposed, else packed by rows (or element
     by element); B in place or packed by rows, by columns (a transposed
@@ -654,7 +713,7 @@ def test_fused_epilogues_match_the_interpreter(dtype: DType) -> None:
         kernel = kernel_storing(fn, name)
         assert kernel.kind == "matmul", name
         assert kernel.stores == [plan.graph.outputs[name]], f"{name}: the matmul result itself is stored"
-        assert partial_sums(program(fn), kernel, kernel_plan(kernel)) == "scratch", name
+        assert schedule_of(fn, kernel).partial_sums == "scratch", name
 
     rng = np.random.default_rng(5)
     for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (70, 600), (130, 1100), (300, 40)):
@@ -707,7 +766,7 @@ def test_adam_update_as_a_matmul_epilogue(dtype: DType) -> None:
     assert not plan.is_stored(kernel.matmul.output)  # the gradient never reaches memory
     for name in ("p", "m", "v", "acc"):
         assert plan.buffers[lowered.updates[name]] == plan.buffers[lowered.argument(name)], f"{name} not in place"
-    assert partial_sums(program(fn), kernel, kernel_plan(kernel)) == "scratch"
+    assert schedule_of(fn, kernel).partial_sums == "scratch"
 
     rng = np.random.default_rng(6)
     tol = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-14)}[dtype]
