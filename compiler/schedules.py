@@ -103,6 +103,9 @@ def _sequential_lr(b, base, t, schedulers, milestones):
 SCHEDULERS = "schedulers"
 """SequentialLR's argument holding its child schedules."""
 
+POSITIVE_INTEGERS = {"CosineAnnealingLR": ("T_max",), "CosineAnnealingWarmRestarts": ("T_0", "T_mult")}
+"""Arguments that count steps (a zero period would divide by zero)."""
+
 SCHEDULES: dict[str, Callable[..., Value]] = {
     "StepLR": _step_lr,
     "MultiStepLR": _multi_step_lr,
@@ -153,6 +156,10 @@ class StepSchedule:
                 f"SequentialLR expects one milestone fewer than schedulers, got {len(given[SCHEDULERS])} schedulers "
                 f"and {len(given['milestones'])} milestones"
             )
+        for key in POSITIVE_INTEGERS.get(self.name, ()):
+            value = given.get(key, 1)
+            if not (float(value).is_integer() and value >= 1):
+                raise ConfigError(f"{self.name}: {key} must be an integer >= 1, got {value!r}")
 
     def _check_signature(self) -> None:
         code = SCHEDULES[self.name].__code__

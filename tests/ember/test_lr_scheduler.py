@@ -338,6 +338,8 @@ def test_compiled_sequence_survives_save_and_load(tmp_path):
             ),
             "one milestone fewer",
         ),
+        (lambda: lr_scheduler.CosineAnnealingLR.compiled(T_max=0), "T_max must be an integer >= 1"),
+        (lambda: lr_scheduler.CosineAnnealingWarmRestarts.compiled(T_0=4, T_mult=1.5), "T_mult must be an integer"),
         (lambda: lr_scheduler.StepLR.compiled(gamma=0.5), "step_size"),
         (lambda: lr_scheduler.StepLR.compiled(step_size=2, gama=0.5), "gama"),
         (lambda: lr_scheduler.ExponentialLR.compiled(gamma="0.5"), "finite number"),
