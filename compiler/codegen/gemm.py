@@ -37,7 +37,7 @@ from .gemm_library import GemmLibrary, accumulate_tile, column_masks, float_type
 from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64
 from .kernel import Access, KernelEmitter, Point
 from .matmul_schedule import DIRECT_B_DEPTH, SMALL_M, MatmulSchedule, inner_size, operand_accesses
-from .threads import TASK_POINTER
+from .threads import run_tasks
 from .vecmath import Val
 
 MIN_TASK_TILES = 4
@@ -134,12 +134,8 @@ class MatmulEmitter:
         with b.if_else(self._whole_row(b, m, n, parallel)) as (whole, split):
             with whole:
                 b.call(task_fn, [e.fn.args[0], i64(WHOLE_ROW), i64(0)])
-            with split, b.if_else(parallel) as (then, otherwise):
-                with then:
-                    run = declare(b.module, "ember_parallel_for", VOID, [TASK_POINTER, PTR, I64])
-                    b.call(run, [task_fn, e.fn.args[0], tasks])
-                with otherwise, for_range(b, i64(0), tasks, 1, name="t") as t:
-                    b.call(task_fn, [e.fn.args[0], t, i64(0)])
+            with split:
+                run_tasks(b, task_fn, e.fn.args[0], tasks, parallel)
         return e.finish()
 
     def _whole_row(self, b: ir.IRBuilder, m: ir.Value, n: ir.Value, parallel: ir.Value) -> ir.Value:

@@ -26,10 +26,10 @@ from ..fusion import RowSchedule, node_class, row_reduction_outer
 from ..plan import operand_view
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View
-from .irutil import I64, PTR, VOID, declare, for_range, i64, lane_mask
+from .irutil import I64, for_range, i64, lane_mask
 from .kernel import Access, KernelEmitter, Point
 from .loops import LoopNest, _fill, _identity, _index, _output_access, merge_loops
-from .threads import TASK_POINTER
+from .threads import run_tasks
 from .vecmath import Math, Val, fold_lanes
 
 PARTIALS = 4
@@ -61,12 +61,7 @@ def emit_row_kernel(e: KernelEmitter) -> ir.Function:
     parallel = b.and_(
         b.icmp_signed(">=", b.mul(rows, row_size), i64(PARALLEL_ELEMENTS)), b.icmp_signed(">", tasks, i64(1))
     )
-    with b.if_else(parallel) as (then, otherwise):
-        with then:
-            run = declare(b.module, "ember_parallel_for", VOID, [TASK_POINTER, PTR, I64])
-            b.call(run, [function, e.fn.args[0], tasks])
-        with otherwise, for_range(b, i64(0), tasks, 1, name="t") as t:
-            b.call(function, [e.fn.args[0], t, i64(0)])
+    run_tasks(b, function, e.fn.args[0], tasks, parallel)
     return e.finish()
 
 

@@ -58,7 +58,7 @@ import time
 
 import llvmlite.ir as ir
 
-from .irutil import I32, I64, PTR, VOID, declare, i64
+from .irutil import I32, I64, PTR, VOID, declare, for_range, i64
 
 LINE = 8
 """int64 slots per cache line."""
@@ -170,6 +170,18 @@ class _Pool:
         self.add(DONE, 1)
         b.branch(take)
         b.position_at_end(finished)
+
+
+def run_tasks(b: ir.IRBuilder, task: ir.Function, args: ir.Value, tasks: ir.Value, parallel: ir.Value) -> None:
+    """Emit at `b`: `task(args, t, 0)` for every t < tasks, on the pool
+    (`ember_parallel_for`) where `parallel` holds, else in a loop on the
+    calling thread."""
+    with b.if_else(parallel) as (then, otherwise):
+        with then:
+            run = declare(b.module, "ember_parallel_for", VOID, [TASK_POINTER, PTR, I64])
+            b.call(run, [task, args, tasks])
+        with otherwise, for_range(b, i64(0), tasks, 1, name="t") as t:
+            b.call(task, [args, t, i64(0)])
 
 
 def emit_pool_module(module: ir.Module, futex: bool = FUTEXES) -> None:
