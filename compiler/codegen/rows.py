@@ -84,7 +84,6 @@ class RowKernel:
         self.members = set(kernel.nodes)
         self.scalars = self.schedule.scalars
         outer = self.schedule.outer
-        stored = set(kernel.stores)
         self.registers: dict[tuple[Node, int], Value] = {}  # reads of members' values
         self.reads: dict[tuple[Node, int], Access] = {}  # reads from memory
         for node in kernel.nodes:
@@ -107,12 +106,15 @@ class RowKernel:
             for v in kernel.stores
             if v.node not in self.scalars and node_class(v.node) != "reduce"
         }
+        # lists, not the schedule's sets: the emitted IR must not depend on hash order
         self.scalar_stores = {
-            v: self._per_row(View.of(v)) for v in stored if v.node in self.scalars or v.node in self.row_reductions
+            v: self._per_row(View.of(v))
+            for v in kernel.stores
+            if v.node in self.scalars or v.node in self.row_reductions
         }
         row_size = product(self.domain[outer:])
         self.row_buffers = {}
-        for node in self.schedule.keep:
+        for node in (n for n in kernel.nodes if n in self.schedule.keep):
             e.local_array(node.output, row_size.constant)
             strides = [*[Poly()] * outer, *row_major_strides(self.domain[outer:])]
             self.row_buffers[node.output] = Access(node.output, strides)

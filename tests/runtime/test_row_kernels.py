@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 
+import llvmlite.ir as ir
 import numpy as np
 import pytest
 from native_helpers import Tol, assert_matches, make_graph, native, run_both, tensor
 
 import ember
 from ember.compiler.autodiff import autodiff
+from ember.compiler.codegen.kernel import KernelEmitter
+from ember.compiler.codegen.rows import RowKernel
 from ember.compiler.plan import KernelProgram
 from ember.compiler.simplify import simplify
 from ember.ir import Builder, DType, Graph, Value
@@ -236,3 +239,23 @@ def test_a_sum_of_everything_beside_a_sum_of_each_row(width: int) -> None:
     actual, expected = run_both(graph, {"x": x})
     for name, value in expected.outputs.items():
         assert_matches(actual.outputs[name], value, Tol(rtol=1e-12), name)
+
+
+def test_row_kernels_emit_in_graph_order_not_hash_order():
+    """The schedule keeps its members in sets (hashed by identity, which
+    differs from process to process); the emitter walks them in the kernel's
+    order, so the same model gives the same LLVM IR in every process (a
+    compile cache keyed by the IR depends on it)."""
+    model = ember.nn.Sequential(
+        ember.nn.Linear(12, 32), ember.nn.LayerNorm(32), ember.nn.GELU(), ember.nn.Linear(32, 3)
+    )
+    prog = ember.compile(model, loss=ember.nn.CrossEntropyLoss(), optimizer=ember.optim.Adam(lr=0.01))
+    program = prog._native.programs["train"]
+    kernels = [k for k in program.kernels if k.rows is not None]
+    assert kernels
+    for kernel in kernels:
+        emitter = KernelEmitter(program, kernel, ir.Module(), prog._native.target)
+        rows = RowKernel(emitter)
+        assert list(rows.scalar_stores) == [v for v in kernel.stores if v in rows.scalar_stores]
+        kept = [n.output for n in kernel.nodes if n in kernel.rows.keep]
+        assert list(rows.row_buffers) == kept
