@@ -125,11 +125,11 @@ class Profile:
 
 
 def profile_entry(
-    program: KernelProgram, inputs: dict[str, np.ndarray], step: Callable[[np.ndarray], object], steps: int
+    program: KernelProgram, sizes: dict[str, int], step: Callable[[np.ndarray], object], steps: int
 ) -> Profile:
-    """Profile `program` (an entry's kernels) over `steps` calls of `step(ticks)`,
-    which runs one step the way the public method does (checks included)
-    through the profiled entry, adding to `ticks`; `inputs` bind the sizes.
+    """Profile `program` (an entry's kernels, at symbol `sizes`) over `steps`
+    calls of `step(ticks)`, which runs one step the way the public method
+    does (checks included) through the profiled entry, adding to `ticks`.
     The caller restores any state the steps change."""
     ticks = np.zeros(len(program.kernels) + 1, np.int64)
     for _ in range(WARMUP_STEPS):
@@ -140,7 +140,6 @@ def profile_entry(
         step(ticks)
     step_seconds = (time.perf_counter() - start) / steps
     seconds = ticks / machine.counter_rate() / steps
-    sizes = _sizes(program, inputs)
     count = threads.get_num_threads()
     peak = machine.fma_peak(_float_dtype(program)) * count
     kernels = []
@@ -152,17 +151,6 @@ def profile_entry(
         roof = max(compute_time, memory_time)
         kernels.append(KernelTime(kernel.name, describe(kernel, sizes), float(spent), flops, nbytes, bound, roof))
     return Profile(program.name, sizes, steps, count, kernels, float(seconds[-1]), step_seconds, peak)
-
-
-def _sizes(program: KernelProgram, inputs: dict[str, np.ndarray]) -> dict[str, int]:
-    """The symbol sizes `inputs` bind (the batch)."""
-    sizes: dict[str, int] = {}
-    for argument in program.graph.inputs:
-        if argument.name in inputs:
-            for dim, size in zip(argument.type.shape, inputs[argument.name].shape, strict=False):
-                if isinstance(dim, str):
-                    sizes.setdefault(dim, int(size))
-    return sizes
 
 
 def _float_dtype(program: KernelProgram) -> DType:

@@ -420,7 +420,7 @@ class Program:
         with self._lock:
             saved = self._params.buffer.copy(), self._state.buffer.copy(), self.rng_step
         try:
-            return profile_entry(self._native.programs[graph], inputs, step, steps)
+            return profile_entry(self._native.programs[graph], self._exec.sizes(graph, inputs), step, steps)
         finally:
             with self._lock:
                 np.copyto(self._params.buffer, saved[0])

@@ -163,6 +163,10 @@ class NativeExecutable:
         with self.lock:
             return self._run(graph, inputs)
 
+    def sizes(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """The symbol sizes (the batch) `inputs` give entry `graph`, checked as a call checks them."""
+        return self._bind(self.entry(graph), inputs)
+
     def run_profiled(self, graph: str, inputs: Mapping[str, np.ndarray], ticks: np.ndarray) -> dict[str, np.ndarray]:
         """`run`, through the entry that adds each kernel's cycle-counter
         ticks to `ticks[k]` and the whole call's to `ticks[-1]` (int64, one
