@@ -1,15 +1,22 @@
-"""ember's generated matmul against NumPy (OpenBLAS), float32.
+"""ember's generated matmul against torch.mm (MKL) and NumPy (OpenBLAS), float32.
 
-    python benchmarks/gemm.py [--quick] [--threads 1,2]
+    python benchmarks/gemm.py --threads 1      # pinned to one core
+    python benchmarks/gemm.py --threads 2      # every core
+    python benchmarks/gemm.py --quick
 
 Square sizes 64..2048 and the three matmuls of an MLP layer (forward
-X @ W.T, backward dY @ W and dY.T @ X), one thread and all threads, GFLOP/s
-and ember / NumPy ratios. Both sides run in alternating short rounds in one
-process; GFLOP/s are medians over rounds, ratios the median of each round's
-ratio. The ember side is the native entry function called directly (the
-runtime's own call path), with its output written to a preallocated buffer.
-As in a compiled MLP, every size is known when compiling except the batch
-(M of X @ W.T and dY @ W, the inner K of dY.T @ X).
+X @ W.T, backward dY @ W and dY.T @ X), GFLOP/s of each and ember's ratio
+to the best peer (above 1: ember is faster), and ember's share of this
+core's FMA peak, measured by a generated kernel that does nothing but vector
+FMAs (ember.runtime.machine.fma_peak; per core, so the share at two threads
+is of two cores' peak). With `--threads 1` the process is pinned to one core
+(os.sched_setaffinity) before any library starts a thread. The peers run in
+alternating short rounds in one process; GFLOP/s are medians over rounds,
+ratios the median of each round's ratio. The ember side is the native entry
+function called directly (the runtime's own call path), with its output
+written to a preallocated buffer. As in a compiled MLP, every size is known
+when compiling except the batch (M of X @ W.T and dY @ W, the inner K of
+dY.T @ X). torch.mm runs where PyTorch is installed (an optional extra).
 """
 
 from __future__ import annotations
@@ -17,7 +24,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+
+if __name__ == "__main__" and "--threads" in sys.argv and sys.argv[sys.argv.index("--threads") + 1 :][:1] == ["1"]:
+    # one core for every library, before any of them starts a thread
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
 
 # Current NumPy wheels run slower with these set (they pin an OpenBLAS core
 # type and L2 size); unset them for this process only, before NumPy loads.
@@ -30,7 +42,13 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 import ember  # noqa: E402
 import ember.ir as ir  # noqa: E402
 from ember.runtime.arena import aligned_array  # noqa: E402
+from ember.runtime.machine import fma_peak  # noqa: E402
 from ember.runtime.native import GraphFunction  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
 
 SQUARE = [64, 128, 256, 512, 1024, 2048]
 MLP_LAYERS = [(784, 512), (512, 256), (256, 10), (1024, 2048), (2048, 2048)]
@@ -72,9 +90,15 @@ class Case:
         # both write into 64-byte-aligned outputs (ember allocates its outputs
         # so), so the ratio compares the matmuls, not where C happens to sit
         self.numpy_out = aligned_array((m, n), np.float32)[0]
-        self.ember = lambda: entry.function(entry.block_address)
-        self.numpy = lambda: np.matmul(a_op, b_op, out=self.numpy_out)
-        self.ember()
+        self.runs = {
+            "ember": lambda: entry.function(entry.block_address),
+            "numpy": lambda: np.matmul(a_op, b_op, out=self.numpy_out),
+        }
+        if torch is not None:
+            ta_op, tb_op, t_out = (torch.from_numpy(v) for v in (self.a, self.b, self.numpy_out))
+            ta_op, tb_op = (ta_op.t() if ta else ta_op), (tb_op.t() if tb else tb_op)
+            self.runs["torch"] = lambda: torch.mm(ta_op, tb_op, out=t_out)
+        self.runs["ember"]()
         expected = a_op.astype(np.float64) @ b_op.astype(np.float64)
         scale = np.abs(a_op).astype(np.float64) @ np.abs(b_op).astype(np.float64)
         assert np.all(np.abs(self.out - expected) <= 1e-5 * k * scale + 1e-6), f"{label}: wrong result"
@@ -89,21 +113,23 @@ def seconds_per_call(run, budget: float) -> float:
     return elapsed / max(calls, 1)
 
 
-def measure(case: Case, threads: int, rounds: int, budget: float) -> tuple[float, float, float]:
-    """GFLOP/s of ember and of NumPy with `threads` threads (medians over
-    rounds), and the median over rounds of their ratio: each round times
-    both back to back, so the ratio is not thrown by the VM's drift between
-    rounds."""
+def measure(case: Case, threads: int, rounds: int, budget: float) -> tuple[dict[str, float], float]:
+    """GFLOP/s of each peer with `threads` threads (medians over rounds), and
+    the median over rounds of ember's ratio to the best other peer: each
+    round times all back to back, so the ratio is not thrown by the VM's
+    drift between rounds."""
     ember.set_num_threads(threads)
-    ours, theirs = [], []
+    if torch is not None:
+        torch.set_num_threads(threads)
+    samples: dict[str, list[float]] = {name: [] for name in case.runs}
     with threadpool_limits(limits=threads):
         for _ in range(rounds):
-            time.sleep(0.12)  # OpenBLAS threads spin ~0.1 s after a call; let them park
-            ours.append(case.flops / seconds_per_call(case.ember, budget) / 1e9)
-            time.sleep(0.12)
-            theirs.append(case.flops / seconds_per_call(case.numpy, budget) / 1e9)
-    ratio = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
-    return statistics.median(ours), statistics.median(theirs), ratio
+            for name, run in case.runs.items():
+                time.sleep(0.12)  # OpenBLAS threads spin ~0.1 s after a call; let them park
+                samples[name].append(case.flops / seconds_per_call(run, budget) / 1e9)
+    peers = [name for name in samples if name != "ember"]
+    ratios = [ours / max(samples[p][i] for p in peers) for i, ours in enumerate(samples["ember"])]
+    return {name: statistics.median(values) for name, values in samples.items()}, statistics.median(ratios)
 
 
 def cases(quick: bool) -> list[Case]:
@@ -124,16 +150,24 @@ def main() -> None:
     args = parser.parse_args()
     rounds, budget = (3, 0.03) if args.quick else (7, 0.1)
     blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()]
+    peak = fma_peak() / 1e9
+    pinned = f", pinned to CPU {sorted(os.sched_getaffinity(0))[0]}" if len(os.sched_getaffinity(0)) == 1 else ""
     print(f"NumPy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}")
+    print(f"PyTorch {torch.__version__ if torch is not None else 'not installed'}{pinned}")
+    print(f"FMA peak: {peak:.1f} GFLOP/s per core (float32)")
     thread_counts = [int(t) for t in args.threads.split(",")]
-    columns = "".join(f"  {'ember':>7} {'numpy':>7} {'ratio':>5}" for _ in thread_counts)
-    print(f"{'GFLOP/s':<28}" + "".join(f"  {f'{t} thread' + ('s' if t > 1 else ''):^21}" for t in thread_counts))
+    names = ["ember", "numpy"] + (["torch"] if torch is not None else [])
+    width = 8 * len(names) + 14
+    columns = "".join("".join(f"{n:>8}" for n in names) + f"{'/best':>7}{'%peak':>7}" for _ in thread_counts)
+    heading = "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):^{width}}" for t in thread_counts)
+    print(f"{'GFLOP/s':<28}{heading}")
     print(f"{'case':<28}{columns}")
     for case in cases(args.quick):
         cells = []
         for threads in thread_counts:
-            ours, theirs, ratio = measure(case, threads, rounds, budget)
-            cells.append(f"  {ours:7.1f} {theirs:7.1f} {ratio:5.2f}")
+            speeds, ratio = measure(case, threads, rounds, budget)
+            share = 100 * speeds["ember"] / (peak * threads)
+            cells.append("".join(f"{speeds[n]:8.1f}" for n in names) + f"{ratio:7.2f}{share:7.0f}")
         print(f"{case.label:<28}{''.join(cells)}", flush=True)
 
 

@@ -1,5 +1,6 @@
 """One MLP training step (forward, loss, backward, update) and one inference
-batch: ember against every peer that is installed — the same step written
+batch (the training batch's rows, or the case's own: one row on S-sgd for
+latency, 1 024 on M): ember against every peer that is installed — the same step written
 in NumPy, PyTorch eager, `torch.compile` and JAX `jit`.
 
     python benchmarks/train_step.py --threads 1    # pinned to one core
@@ -34,29 +35,32 @@ class Case:
     batch: int
     loss: str  # "ce" (cross entropy, class labels) or "mse" (one float target per row)
     optimizer: str  # "sgd" or "adam"
+    predict_rows: int | None = None  # rows of the inference batch (None: the training batch)
 
-    @property
-    def label(self) -> str:
-        return f"{'-'.join(map(str, self.widths))} b{self.batch} {self.loss.upper()}/{self.optimizer.upper()}"
+    def rows(self, train: bool) -> int:
+        return self.batch if train or self.predict_rows is None else self.predict_rows
+
+    def label(self, train: bool) -> str:
+        return f"{'-'.join(map(str, self.widths))} b{self.rows(train)} {self.loss.upper()}/{self.optimizer.upper()}"
 
     def flops(self, train: bool) -> int:
         """Useful work: 2 flops per multiply-add of every layer, three matmuls per layer when training."""
-        macs = self.batch * sum(a * b for a, b in itertools.pairwise(self.widths))
+        macs = self.rows(train) * sum(a * b for a, b in itertools.pairwise(self.widths))
         return (6 if train else 2) * macs
 
 
 CASES = [
     Case("R", (13, 64, 64, 1), 32, "mse", "sgd"),
-    Case("S-sgd", (784, 128, 10), 64, "ce", "sgd"),
+    Case("S-sgd", (784, 128, 10), 64, "ce", "sgd", predict_rows=1),  # inference latency
     Case("S-adam", (784, 128, 10), 64, "ce", "adam"),
-    Case("M", (784, 512, 512, 10), 256, "ce", "adam"),
+    Case("M", (784, 512, 512, 10), 256, "ce", "adam", predict_rows=1024),
     Case("L", (1024, 2048, 2048, 1024, 10), 512, "ce", "adam"),
 ]
 LR = 1e-3
 
 
 # -- ember ---------------------------------------------------------------------
-def ember_peer(case: Case, x, y):
+def ember_peer(case: Case, x, y, px):
     import ember
     from ember import nn, optim
 
@@ -66,7 +70,7 @@ def ember_peer(case: Case, x, y):
     loss = nn.CrossEntropyLoss() if case.loss == "ce" else nn.MSELoss()
     optimizer = optim.SGD(lr=LR) if case.optimizer == "sgd" else optim.Adam(lr=LR)
     prog = ember.compile(nn.Sequential(*layers), loss=loss, optimizer=optimizer, batch_size=case.batch)
-    return functools.partial(prog.train_step, x, y), functools.partial(prog.predict, x), prog.parameters
+    return functools.partial(prog.train_step, x, y), functools.partial(prog.predict, px), prog.parameters
 
 
 # -- NumPy ---------------------------------------------------------------------
@@ -129,17 +133,17 @@ class NumpyMLP:
 
 
 # -- PyTorch -------------------------------------------------------------------
-def torch_peers(case: Case, params: dict, x, y, threads: int) -> dict[str, tuple[Callable, Callable]]:
+def torch_peers(case: Case, params: dict, x, y, px, threads: int) -> dict[str, tuple[Callable, Callable]]:
     """PyTorch eager and torch.compile (each where it works here)."""
     try:
         import torch
     except ImportError:
         return {}
     torch.set_num_threads(threads)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    peers = {"torch": _torch_step(torch, case, params, tx, ty, compiled=False)}
+    tx, ty, tpx = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(px)
+    peers = {"torch": _torch_step(torch, case, params, tx, ty, tpx, compiled=False)}
     try:
-        compiled = _torch_step(torch, case, params, tx, ty, compiled=True)
+        compiled = _torch_step(torch, case, params, tx, ty, tpx, compiled=True)
         compiled[0]()  # compiles now (tens of seconds), or fails here
         compiled[1]()
         peers["torch.compile"] = compiled
@@ -148,7 +152,7 @@ def torch_peers(case: Case, params: dict, x, y, threads: int) -> dict[str, tuple
     return peers
 
 
-def _torch_step(torch, case: Case, params: dict, tx, ty, compiled: bool) -> tuple[Callable, Callable]:
+def _torch_step(torch, case: Case, params: dict, tx, ty, tpx, compiled: bool) -> tuple[Callable, Callable]:
     layers = []
     for i, (a, b) in enumerate(itertools.pairwise(case.widths)):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()] if i < len(case.widths) - 2 else [torch.nn.Linear(a, b)]
@@ -169,13 +173,13 @@ def _torch_step(torch, case: Case, params: dict, tx, ty, compiled: bool) -> tupl
 
     def predict():
         with torch.inference_mode():
-            return forward(tx)
+            return forward(tpx)
 
     return step, predict
 
 
 # -- JAX -----------------------------------------------------------------------
-def jax_peer(case: Case, params: dict, x, y) -> tuple[Callable, Callable] | None:
+def jax_peer(case: Case, params: dict, x, y, px) -> tuple[Callable, Callable] | None:
     """The step as one jitted function (parameters and Adam moments donated)."""
     try:
         import jax
@@ -217,7 +221,7 @@ def jax_peer(case: Case, params: dict, x, y) -> tuple[Callable, Callable] | None
         return {"p": p, "m": m, "v": v, "t": t}, loss
 
     predict_fn = jax.jit(forward)
-    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    jx, jy, jpx = jnp.asarray(x), jnp.asarray(y), jnp.asarray(px)
     holder = [state]
 
     def step():
@@ -225,7 +229,7 @@ def jax_peer(case: Case, params: dict, x, y) -> tuple[Callable, Callable] | None
         return loss.block_until_ready()
 
     def predict():
-        return predict_fn(holder[0]["p"], jx).block_until_ready()
+        return predict_fn(holder[0]["p"], jpx).block_until_ready()
 
     step()  # compile
     predict()
@@ -261,18 +265,19 @@ def run_case(case: Case, threads: int, rounds: int, seconds: float, peers: set[s
         y = rng.integers(0, case.widths[-1], case.batch)
     else:
         y = rng.normal(size=(case.batch, case.widths[-1])).astype(np.float32)
-    train, predict, params = ember_peer(case, x, y)
+    px = rng.normal(size=(case.rows(train=False), case.widths[0])).astype(np.float32)
+    train, predict, params = ember_peer(case, x, y, px)
     trains: dict[str, Callable] = {"ember": train}
     predicts: dict[str, Callable] = {"ember": predict}
     if "numpy" in peers:
         numpy_mlp = NumpyMLP(case, params)
         trains["numpy"] = functools.partial(numpy_mlp.train_step, x, y)
-        predicts["numpy"] = functools.partial(numpy_mlp.predict, x)
-    torch_runs = torch_peers(case, params, x, y, threads) if peers & {"torch", "torch.compile"} else {}
+        predicts["numpy"] = functools.partial(numpy_mlp.predict, px)
+    torch_runs = torch_peers(case, params, x, y, px, threads) if peers & {"torch", "torch.compile"} else {}
     for name, (step, infer) in torch_runs.items():
         if name in peers:
             trains[name], predicts[name] = step, infer
-    jax_runs = jax_peer(case, params, x, y) if "jax" in peers else None
+    jax_runs = jax_peer(case, params, x, y, px) if "jax" in peers else None
     if jax_runs is not None:
         trains["jax"], predicts["jax"] = jax_runs
     return [(what, timed_rounds(runs, rounds, seconds)) for what, runs in (("train", trains), ("predict", predicts))]
@@ -320,7 +325,8 @@ def _print_table(rows: list[tuple[Case, str, dict[str, float]]], names: list[str
         best = min(others, key=others.__getitem__) if others else None
         gflops = case.flops(what == "train") / times["ember"] / 1e9
         ratio = f"{times['ember'] / others[best]:>11.2f}" if best else f"{'-':>11}"
-        print(f"{case.name:<7} {what:<8} {case.label:<34}{cells}{gflops:>15.1f} {best or '-':>14} {ratio}")
+        label = case.label(what == "train")
+        print(f"{case.name:<7} {what:<8} {label:<34}{cells}{gflops:>15.1f} {best or '-':>14} {ratio}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ class ForkSafeLock:
     def __exit__(self, *exception: object) -> None:
         self._lock.release()
 
+    @property
+    def current(self) -> threading.RLock:
+        """The lock itself, for hot paths: `with lock.current:` skips this
+        class's Python-level __enter__ and __exit__ (~0.5 us a call)."""
+        return self._lock
+
 
 _LOCKS: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
 
