@@ -10,11 +10,18 @@ only ever trains never pays for compiling `gradients`. Every pass is timed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import llvmlite
 
 from ..ir import Graph, print_graph, verify
 from .backend import OptimizedModule, optimize
@@ -35,6 +42,35 @@ def entry_name(graph: str) -> str:
     return ENTRY_NAMES.get(graph, graph)
 
 
+@dataclass(frozen=True)
+class MachineCode:
+    """What running one graph needs: its object code and the scratch memory
+    its calls ask for. This is what the on-disk cache keeps."""
+
+    object_code: bytes
+    scratch_bytes: Poly
+    thread_bytes: int
+
+    def to_bytes(self) -> bytes:
+        """A JSON header (its length first, 4 bytes) and the object code."""
+        scratch = [[list(monomial), coefficient] for monomial, coefficient in self.scratch_bytes.terms]
+        header = {"scratch_bytes": scratch, "thread_bytes": self.thread_bytes}
+        text = json.dumps(header).encode()
+        return struct.pack("<I", len(text)) + text + self.object_code
+
+    @staticmethod
+    def from_bytes(data: bytes) -> MachineCode:
+        """The inverse of `to_bytes` (raises ValueError on anything else)."""
+        try:
+            (length,) = struct.unpack_from("<I", data)
+            header = json.loads(data[4 : 4 + length])
+            terms = tuple((tuple(str(s) for s in m), int(c)) for m, c in header["scratch_bytes"])
+            thread_bytes = int(header["thread_bytes"])
+        except (struct.error, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"not ember machine code: {e}") from None
+        return MachineCode(bytes(data[4 + length :]), Poly(terms), thread_bytes)
+
+
 @dataclass
 class CompiledGraph:
     """One graph's LLVM module before and after optimization, its object code
@@ -48,6 +84,10 @@ class CompiledGraph:
     @property
     def assembly(self) -> str:
         return self.optimized.assembly
+
+    @property
+    def machine_code(self) -> MachineCode:
+        return MachineCode(self.optimized.object_code, self.scratch_bytes, self.thread_bytes)
 
     @property
     def nbytes(self) -> int:
@@ -118,22 +158,45 @@ class NativeBuild:
     log: PassLog
     main: str
     _compiled: dict[str, CompiledGraph] = field(default_factory=dict)
+    _texts: dict[str, str] = field(default_factory=dict)
+
+    def kept(self, graph: str) -> CompiledGraph | None:
+        """The module of `graph` if this process compiled it already."""
+        if graph not in self._compiled and (compiled := COMPILE_CACHE.get(self._memory_key(graph))) is not None:
+            self._compiled[graph] = compiled
+        return self._compiled.get(graph)
+
+    def cache_key(self, graph: str) -> str:
+        """The key of `graph`'s machine code across processes: a hash of
+        everything the code is a function of: the program (its lowered
+        graph and entry name), the target (CPU name, features, caches,
+        cores), ember's code generator (its source files), llvmlite's and
+        LLVM's versions. Code generation is deterministic, so this key
+        names one object file without generating the LLVM IR first."""
+        return module_key(f"{self.programs[graph].name}\n{self._text(graph)}", self.target)
+
+    def _memory_key(self, graph: str) -> Hashable:
+        return (self._text(graph), self.programs[graph].name, self.target)
+
+    def _text(self, graph: str) -> str:
+        """The printed lowered graph of `graph` (printed once: both keys use it)."""
+        if graph not in self._texts:
+            self._texts[graph] = print_graph(self.programs[graph].graph)
+        return self._texts[graph]
 
     def compiled(self, graph: str) -> CompiledGraph:
         """Generate and optimize the module of `graph` (once)."""
-        if graph not in self._compiled:
+        compiled = self.kept(graph)
+        if compiled is None:
             program = self.programs[graph]
-            key = (print_graph(program.graph), program.name, self.target)
-            compiled = COMPILE_CACHE.get(key)
-            if compiled is None:
-                code = _timed(self.log, "codegen", emit_module, [program], self.target)
-                optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
-                _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
-                name = program.name
-                compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
-                COMPILE_CACHE.put(key, compiled)
+            code = _timed(self.log, "codegen", emit_module, [program], self.target)
+            optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
+            _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
+            name = program.name
+            compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
+            COMPILE_CACHE.put(self._memory_key(graph), compiled)
             self._compiled[graph] = compiled
-        return self._compiled[graph]
+        return compiled
 
     def dump(self, stage: str) -> str:
         """A native stage of the main graph (`train`, else `predict`)."""
@@ -145,6 +208,34 @@ class NativeBuild:
             return format_kernels(program, {k.name: s.describe() for k, s in schedules.items()})
         compiled = self.compiled(self.main)
         return {"llvm": compiled.llvm_ir, "llvm-opt": compiled.optimized.llvm_ir, "asm": compiled.assembly}[stage]
+
+
+KEY_FORMAT = "ember machine code 1"
+"""Changes whenever MachineCode's bytes or the key's parts change meaning."""
+
+
+def module_key(text: str, target: Target) -> str:
+    """The disk cache's key of the code that `text` (a program, or a
+    module's LLVM IR) compiles to on `target`, with this ember, llvmlite and LLVM."""
+    parts = [KEY_FORMAT, compiler_digest(), llvmlite.__version__, repr(target), text]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@cache
+def compiler_digest() -> str:
+    """A hash of the source of the compiler and the IR (op table, codegen
+    rules): an edited checkout compiles to new keys, not to stale code.
+    Read once per process (~100 files, a few ms)."""
+    from llvmlite import binding
+
+    from .. import ir
+
+    digest = hashlib.sha256(".".join(map(str, binding.llvm_version_info)).encode())
+    for package in (Path(__file__).parent, Path(ir.__file__).parent):
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _timed(log: PassLog, name: str, run, *args):

@@ -1,9 +1,10 @@
 """The `ember` command: compile a model file and show its IR, train it,
-or profile its training step.
+or profile its training step; see or empty the compile cache.
 
     ember compile examples/models/mlp.py --emit train
     ember train examples/models/mlp.py --epochs 5 --save mlp.npz
     ember profile examples/models/mlp.py --batch-size 256
+    ember cache info
 
 `main(argv)` returns the exit status: 0 on success; 2 on an error in the
 user's input or code (`ember: error: ...` on stderr: ember's one-line
@@ -31,6 +32,7 @@ from .ir import BATCH, EmberError, TensorType, print_graph
 from .nn.module import Module
 from .program import STAGES, Program
 from .runtime.checkpoint import checkpoint_path
+from .runtime.object_cache import default_cache
 from .runtime.threads import set_num_threads
 
 STAGE_HELP = {
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  ember train examples/models/mlp.py --epochs 5\n\n"
         "On an error ember prints a short message and exits with status 2 (3 for a bug in ember);\n"
         "--traceback prints the whole Python traceback instead.\n\n"
-        "Run `ember compile --help`, `ember train --help` or `ember profile --help` for details.",
+        "Run `ember COMMAND --help` (compile, train, profile, cache) for details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ember {__version__}")
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compile_parser(commands)
     add_train_parser(commands)
     add_profile_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -339,6 +342,36 @@ def add_profile_parser(commands: Any) -> None:
     p.add_argument("--predict", action="store_true", help="profile predict, not the training step")
     p.add_argument("--sort", choices=("time", "order"), default="time", help="kernels by time (default) or in order")
     p.set_defaults(run=run_profile)
+
+
+def add_cache_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "cache",
+        parents=[common_options()],
+        help="show or empty the on-disk compile cache",
+        description="The machine code of compiled programs, kept on disk so that a later\n"
+        "process loads it instead of compiling again. EMBER_CACHE_DIR sets where,\n"
+        "EMBER_CACHE_MAX_BYTES its size limit, EMBER_CACHE=0 turns it off.",
+        epilog="examples:\n  ember cache info\n  ember cache clear",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=("info", "clear"), help="info: where and how large; clear: remove every entry")
+    p.set_defaults(run=run_cache)
+
+
+def run_cache(args: argparse.Namespace) -> None:
+    """`ember cache info|clear`."""
+    cache = default_cache()
+    if cache is None:
+        print("the compile cache is off (EMBER_CACHE=0)")
+        return
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.directory}")
+        return
+    info = cache.info()
+    print(f"directory  {info.directory}")
+    print(f"entries    {info.entries}")
+    print(f"size       {info.bytes / 2**20:.1f} MiB of at most {info.limit_bytes / 2**20:.0f} MiB")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """The compiled code a process keeps, seen and cleared in one place.
 
-Two kinds: compiled graphs kept for reuse (LLVM IR text and object code,
-least recently used dropped first beyond a byte limit), and machine code
-loaded for the programs alive now (freed with the last of them). The
+Three kinds: compiled graphs kept for reuse in this process (LLVM IR text
+and object code, least recently used dropped first beyond a byte limit),
+machine code loaded for the programs alive now (freed with the last of
+them), and machine code kept on disk for later processes (object_cache.py). The
 thread pool's own small module, and the two symbols it adds to LLVM's
 process-wide symbol table, are loaded once and stay for the process."""
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from ..compiler.native import COMPILE_CACHE
 from . import jit
+from .object_cache import DiskCacheInfo, default_cache
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class CacheInfo:
     """Modules of machine code in memory, used by live programs."""
     loaded_bytes: int
     """Their machine code."""
+    disk: DiskCacheInfo | None
+    """The on-disk cache: directory, entries, bytes, limit (None when off)."""
 
 
 def cache_info() -> CacheInfo:
@@ -39,11 +43,15 @@ def cache_info() -> CacheInfo:
         limit_bytes=COMPILE_CACHE.limit_bytes,
         loaded=len(modules),
         loaded_bytes=sum(m.nbytes for m in modules),
+        disk=disk.info() if (disk := default_cache()) is not None else None,
     )
 
 
-def clear_cache() -> None:
-    """Drop every compiled graph kept for reuse: the next compile of any
-    program runs code generation and LLVM again. Machine code that live
-    programs use stays until they are gone."""
+def clear_cache(disk: bool = False) -> None:
+    """Drop every compiled graph this process keeps for reuse, and with
+    `disk` every entry of the on-disk cache too: the next compile of any
+    program then runs code generation and LLVM again. Machine code that
+    live programs use stays until they are gone."""
     COMPILE_CACHE.clear()
+    if disk and (cache := default_cache()) is not None:
+        cache.clear()

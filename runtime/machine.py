@@ -39,7 +39,7 @@ class Bandwidth:
 @functools.cache
 def _module(dtype: DType) -> JitModule:
     target = host_target()
-    return JitModule(optimize(emit_peak_module(target, dtype), target), target, resolve_pool=False)
+    return JitModule(optimize(emit_peak_module(target, dtype), target).object_code, target, resolve_pool=False)
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from ..ir.interpreter import bind_symbols
 from . import jit, threads
 from .arena import Arena, aligned_array, aligned_empty, data_address
 from .locks import ForkSafeLock
+from .object_cache import machine_code
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _PROFILED_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -82,13 +83,13 @@ class _Entry:
     next call rewrites the whole block."""
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
-        compiled = build.compiled(graph)
-        self.jit = jit.load(compiled.optimized, build.target)  # keeps the machine code alive
+        code = machine_code(build, graph)
+        self.jit = jit.load(code.object_code, build.target)  # keeps the machine code alive
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
         self.profiled = _PROFILED_ENTRY(self.jit.address(program.name + PROFILE_SUFFIX))
-        self.scratch_bytes = compiled.scratch_bytes
-        self.thread_bytes = compiled.thread_bytes
+        self.scratch_bytes = code.scratch_bytes
+        self.thread_bytes = code.thread_bytes
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)
         self.block_address = data_address(self.block)
         self.slot = {region: len(program.symbols) + i for i, region in enumerate(program.regions)}

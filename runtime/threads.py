@@ -29,6 +29,7 @@ from ..compiler.codegen.threads import FUTEXES, POOL_SLOTS, WORKERS, emit_pool_m
 from ..ir import ConfigError
 from .arena import aligned_empty
 from .jit import JitModule
+from .object_cache import object_code
 
 ENVIRONMENT_VARIABLE = "EMBER_NUM_THREADS"
 
@@ -49,8 +50,9 @@ class ThreadPool:
     def __init__(self, workers: int, futex: bool = FUTEXES) -> None:
         module = ir.Module(name="ember_pool")
         emit_pool_module(module, futex)
-        target = host_target()
-        self._code = JitModule(optimize(str(module), target), target, resolve_pool=False)
+        target, text = host_target(), str(module)
+        code = object_code(text, target, lambda: optimize(text, target).object_code)
+        self._code = JitModule(code, target, resolve_pool=False)
         self.state = aligned_empty(POOL_SLOTS, np.int64)
         self.state[:] = 0
         init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.address("ember_pool_init"))

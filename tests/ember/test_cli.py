@@ -529,3 +529,21 @@ def test_the_console_script_reports_an_exception_in_the_model_file(tmp_path):
     failed = subprocess.run([script, "train", path], capture_output=True, text=True, check=False)
     expected = f"ember: error: {path}:4: ZeroDivisionError: division by zero\n    scale = 1 / 0\n"
     assert (failed.returncode, failed.stdout, failed.stderr) == (2, "", expected)
+
+
+def test_cache_info_and_clear(capsys, classifier, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    ember.clear_cache()  # compiled earlier in this process: through the disk cache now
+    assert main(["compile", classifier]) == 0  # loads the training step: one entry at least
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert f"directory  {tmp_path}" in out
+    entries = int(re.search(r"entries\s+(\d+)", out).group(1))
+    assert entries >= 1
+    assert main(["cache", "clear"]) == 0
+    assert f"removed {entries} entries" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.emc"))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    assert main(["cache", "info"]) == 0
+    assert "off" in capsys.readouterr().out
