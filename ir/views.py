@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .graph import Graph
 from .printer import Namer, format_attrs
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def to_networkx(graph: Graph) -> nx.DiGraph:
     """A DiGraph whose nodes are the printed value names (`%x`, `%3`) and whose
     edges run from each operand to the value computed from it. Node data:
     `type`, `op` (None for arguments), `role` (argument role or None), `label`."""
+    import networkx as nx  # here: importing it takes longer than `import ember` without it
+
     name = Namer(graph)
     g = nx.DiGraph(name=graph.name)
     for a in graph.arguments:
