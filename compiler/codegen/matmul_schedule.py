@@ -7,9 +7,10 @@ products along k for a narrow `x @ W.T`), the register tile and cache
 blocking, how each operand is packed (or read in place), the matrix-vector
 routine a one-row block takes, and where partial sums of C live between
 K blocks. What depends on the sizes of a call is a rule the record states
-and the emitted code applies: blocks of at most SMALL_M rows read A in
-place, and B too when its rows are contiguous and K is at most
-DIRECT_B_DEPTH; a task of one row takes the matrix-vector routine."""
+and the emitted code applies: blocks of at most SMALL_M rows whose A block
+(rows x min(K, KC)) fits MC x KC elements read A in place, and B too when
+its rows are contiguous and K is at most DIRECT_B_DEPTH; a task of one row
+takes the matrix-vector routine."""
 
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ class MatmulSchedule:
         b = self.blocking
         if self.dots:
             return f"dot products along k, {b.dtype} x {b.lanes} lanes, then the epilogue"
-        a = "A in place" if self.pack_a == "in place" else f"A packed by {self.pack_a} (in place up to {SMALL_M} rows)"
-        b_in_place = f" (in place up to {SMALL_M} rows, K <= {DIRECT_B_DEPTH})" if self.b_in_place else ""
+        small = f"up to {SMALL_M} rows and {b.mc}x{b.kc} elements"
+        a = "A in place" if self.pack_a == "in place" else f"A packed by {self.pack_a} (in place {small})"
+        b_in_place = f" (in place {small}, K <= {DIRECT_B_DEPTH})" if self.b_in_place else ""
         parts = [
             f"blocked, tile {b.mr}x{b.nr} ({b.dtype}), KC {b.kc} MC {b.mc} NC {b.nc}",
             a,

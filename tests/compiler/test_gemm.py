@@ -214,6 +214,7 @@ EDGE_SHAPES = [
     (5, 33, 1030),
     (1, 20, 1100),
     (200, 17, 513),
+    (SMALL_M, 40, 600),  # at most SMALL_M rows, but an A block over MC x KC: packed
 ]
 
 
