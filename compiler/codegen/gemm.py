@@ -17,8 +17,8 @@ The structure is the classic one of high-performance BLAS (Goto, BLIS):
 Packing absorbs every transpose: a B stored transposed (the weight of
 `x @ W.T`) is packed by transposing W x W blocks in registers. Blocks of
 at most SMALL_M rows (the batch-size regime of MLPs) whose A block fits in
-MC x KC elements read A in place, and B too when its rows are contiguous; A stored transposed is always read in
-place (MR of its rows are adjacent). Edges (any M, N, K >= 1) are
+MC x KC elements read A in place, and B too when its rows are contiguous.
+Edges (any M, N, K >= 1) are
 zero-padded in packed panels and masked when read or written, so the bulk
 stays on the fast path. Kernels with enough work split their tasks over the
 thread pool (threads.py)."""
@@ -243,11 +243,9 @@ class MatmulEmitter:
         # faster packed, while 64x512x512 ran 1.05x faster in place)
         fits = b.icmp_signed("<=", b.mul(rows, _min(b, k, i64(plan.kc))), i64(plan.mc * plan.kc))
         small = b.and_(b.icmp_signed("<=", rows, i64(SMALL_M)), fits)
-        # B in place: small blocks, rows contiguous, not too deep. A in place:
-        # small blocks, or A stored transposed (MR rows adjacent at every k).
+        # B in place: small blocks, rows contiguous, not too deep. A in place: small blocks
         shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
         b_rows = ir.Constant(ir.IntType(1), int(self.schedule.b_in_place))
-        a_columns = ir.Constant(ir.IntType(1), int(self.schedule.pack_a == "in place"))
         partial = self.schedule.partial_sums
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         # at least one block: with K = 0 the tiles are zeros, still finished and stored
@@ -259,7 +257,7 @@ class MatmulEmitter:
                 packed_depth(b, depth, plan.lanes),
                 first=b.icmp_signed("==", pc, i64(0)),
                 last=b.icmp_signed(">=", b.add(pc, depth), k),
-                direct_a=b.or_(small, a_columns),
+                direct_a=small,
                 direct_b=b.and_(b.and_(small, shallow), b_rows),
                 c_start=c_start,
                 partial=partial,
@@ -440,6 +438,8 @@ class MatmulEmitter:
             rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
             if self.schedule.pack_a == "rows":
                 b.call(lib.pack_a_rows(plan), [source, a.rows, rows, step.depth, target])
+            elif self.schedule.pack_a == "columns":
+                b.call(lib.pack_a_columns(plan), [source, a.cols, rows, step.depth, target])
             else:
                 b.call(lib.pack_a_elements(plan), [source, a.rows, a.cols, rows, step.depth, target])
 

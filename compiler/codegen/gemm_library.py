@@ -456,6 +456,32 @@ class GemmLibrary:
                     index = b.add(b.mul(b.add(k0, i64(kk)), i64(plan.mr)), i64(first))
                     b.store(values, b.gep(dst, [index], source_etype=element), align=4)
 
+    def pack_a_columns(self, plan: Blocking) -> ir.Function:
+        """pack_a_columns(src, src_cols, rows, depth, dst): MR rows of an A
+        stored transposed (A(r, k) at src + r + k*src_cols: the MR values of
+        each k adjacent, as dY.T in a weight gradient) into dst[KC][MR], rows
+        past `rows` zero: one masked vector load and store per k. Read in
+        place instead, a k step 2^n bytes from the last maps to the same few
+        L1 sets (measured on dY.T @ X 2048x1024, K = 256: 1.3x faster packed)."""
+        name = f"ember.gemm.pack_a_columns.{plan.key}"
+        return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_columns(b, plan, *a))
+
+    def _pack_a_columns(self, b, plan: Blocking, src, src_cols, rows, depth, dst) -> None:
+        element = float_type(plan.dtype)
+        vtype = vector_of(element, plan.lanes)
+        groups = []
+        for first in range(0, plan.mr, plan.lanes):
+            width = min(plan.lanes, plan.mr - first)
+            mask = lane_mask(b, _min_i64(b, b.sub(rows, i64(first)), i64(width)), plan.lanes)
+            groups.append((first, width, mask))
+        with for_range(b, i64(0), depth, 1, name="k") as k:
+            for first, width, mask in groups:
+                start = b.gep(src, [b.add(b.mul(k, src_cols), i64(first))], source_etype=element)
+                values = _masked_load(b, start, vtype, mask, plan.itemsize)
+                part = b.shuffle_vector(values, values, ir.Constant(ir.VectorType(I32, width), list(range(width))))
+                index = b.add(b.mul(k, i64(plan.mr)), i64(first))
+                b.store(part, b.gep(dst, [index], source_etype=element), align=plan.itemsize)
+
     def pack_a_elements(self, plan: Blocking) -> ir.Function:
         """pack_a_elements(src, src_rows, src_cols, rows, depth, dst): MR rows
         of A in any layout, element by element, into dst[KC][MR]."""
@@ -611,6 +637,10 @@ def _aligned_vectors(b: ir.IRBuilder, plan: Blocking, stream, stride, count, bod
         body(i, None)
     with b.if_then(b.icmp_signed("<", end, count)):
         body(end, lane_mask(b, b.sub(count, end), lanes))
+
+
+def _min_i64(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
 
 
 def _masked_load(b: ir.IRBuilder, address, vtype: ir.VectorType, mask, align: int) -> ir.Value:

@@ -61,8 +61,9 @@ class MatmulSchedule:
     """Where C's partial sums live between KC blocks: "output" (C itself, when
     the kernel stores it), "scratch", or None (K fits one block, or dots)."""
     pack_a: str
-    """"in place" (A stored transposed: MR rows adjacent at every k), "rows"
-    or "elements" (packed panels; blocks of at most SMALL_M rows read A in place)."""
+    """How A's panels are packed: "rows" (its rows contiguous), "columns"
+    (stored transposed: MR rows adjacent at every k, as dY.T) or "elements";
+    small blocks read A in place (see the module docstring)."""
     pack_b: str
     """"rows", "columns" (a transposed weight, transposed in registers) or
     "elements": how B's panels are packed."""
@@ -76,7 +77,7 @@ class MatmulSchedule:
         if self.dots:
             return f"dot products along k, {b.dtype} x {b.lanes} lanes, then the epilogue"
         small = f"up to {SMALL_M} rows and {b.mc}x{b.kc} elements"
-        a = "A in place" if self.pack_a == "in place" else f"A packed by {self.pack_a} (in place {small})"
+        a = f"A packed by {self.pack_a} (in place {small})"
         b_in_place = f" (in place {small}, K <= {DIRECT_B_DEPTH})" if self.b_in_place else ""
         parts = [
             f"blocked, tile {b.mr}x{b.nr} ({b.dtype}), KC {b.kc} MC {b.mc} NC {b.nc}",
@@ -101,7 +102,7 @@ def schedule_matmul(program: KernelProgram, kernel: Kernel, target: Target) -> M
         partial = None
     else:
         partial = "output" if mm.output in kernel.stores else "scratch"
-    pack_a = "in place" if a.strides[0] == Poly.of(1) else _packed_by(a)
+    pack_a = "columns" if a.strides[0] == Poly.of(1) else _packed_by(a)
     return MatmulSchedule(plan, dots, gemv_kind(a, b), partial, pack_a, _packed_by(b), rows_contiguous(b))
 
 

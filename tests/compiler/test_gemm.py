@@ -559,10 +559,13 @@ def layouts_graph() -> Graph:
 LAYOUT_ROUTINES = {
     # output: (routines its task must call, routines it must not)
     "nn": ({"pack_a_rows", "pack_b_rows", "micro.masked"}, {"pack_a_elements", "pack_b_columns", "pack_b_elements"}),
-    "a_transposed": ({"pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
-    "a_transpose_op": ({"pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
+    "a_transposed": ({"pack_a_columns", "pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
+    "a_transpose_op": ({"pack_a_columns", "pack_b_rows", "micro"}, {"pack_a_rows", "pack_a_elements"}),
     "b_transposed": ({"pack_b_columns", "pack_a_rows"}, {"pack_b_rows", "pack_b_elements"}),
-    "both_transposed": ({"pack_b_columns", "micro"}, {"pack_a_rows", "pack_a_elements", "pack_b_elements"}),
+    "both_transposed": (
+        {"pack_a_columns", "pack_b_columns", "micro"},
+        {"pack_a_rows", "pack_a_elements", "pack_b_elements"},
+    ),
     "b_transpose_of_reshape": ({"pack_b_columns"}, {"pack_b_rows", "pack_b_elements"}),
     "b_broadcast_column": ({"pack_b_columns"}, {"pack_b_rows", "pack_b_elements"}),
     "b_broadcast_row": ({"pack_b_rows", "micro.masked"}, {"pack_b_columns", "pack_b_elements"}),
@@ -594,10 +597,10 @@ def layout_operands(args: Mapping[str, np.ndarray], m: int) -> dict[str, tuple[n
 LAYOUT_SCHEDULES = {
     # output: (pack_a, pack_b, B read in place for small blocks, one-row routine)
     "nn": ("rows", "rows", True, "rows"),
-    "a_transposed": ("in place", "rows", True, "rows"),
-    "a_transpose_op": ("in place", "rows", True, "rows"),
+    "a_transposed": ("columns", "rows", True, "rows"),
+    "a_transpose_op": ("columns", "rows", True, "rows"),
     "b_transposed": ("rows", "columns", False, "columns"),
-    "both_transposed": ("in place", "columns", False, None),
+    "both_transposed": ("columns", "columns", False, None),
     "b_transpose_of_reshape": ("rows", "columns", False, "columns"),
     "b_broadcast_column": ("rows", "columns", False, "columns"),
     "b_broadcast_row": ("rows", "rows", True, "rows"),
@@ -635,7 +638,7 @@ def test_an_mlp_step_shows_each_matmul_schedule_in_the_kernels_dump() -> None:
     assert logits.dots
     weight_gradients = [schedules[k.name] for k in kernels if k.matmul and k.domain[0] != "B"]
     assert weight_gradients
-    assert all(s.pack_a == "in place" for s in weight_gradients)
+    assert all(s.pack_a == "columns" for s in weight_gradients)
     dump = prog.dump("kernels").splitlines()
     for name, schedule in schedules.items():
         header = next(i for i, line in enumerate(dump) if line.startswith(f"{name}: matmul"))
