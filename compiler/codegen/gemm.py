@@ -477,13 +477,23 @@ class MatmulEmitter:
         """The epilogue on the first `rows` rows of accumulators, one row per
         trip of a loop that then moves every row up by one: the rows stay in
         registers (their slots have constant indices, so LLVM promotes them)
-        and the epilogue is emitted once, not once per row."""
+        and the epilogue is emitted once per kind of tile, not once per row.
+        A tile of all NR columns loads and stores whole vectors; only an edge
+        tile masks them (an AVX2 masked store is microcoded on AMD cores:
+        masking every tile cost a 6x16x64 tile as much as its FMAs)."""
         b, plan = e.b, self.plan
-        masks = column_masks(b, plan, cols)
         slots = [[e.stack_slot(value.type) for value in row] for row in sums]
         for row, row_slots in zip(sums, slots, strict=True):
             for value, slot in zip(row, row_slots, strict=True):
                 b.store(value, slot)
+        with b.if_else(b.icmp_signed("==", cols, i64(plan.nr))) as (whole, edge):
+            with whole:
+                self._finish_each_row(e, slots, i0, j0, rows, [None] * plan.vectors)
+            with edge:
+                self._finish_each_row(e, slots, i0, j0, rows, column_masks(b, plan, cols))
+
+    def _finish_each_row(self, e: KernelEmitter, slots, i0, j0, rows, masks: list[ir.Value | None]) -> None:
+        b, plan = e.b, self.plan
         with for_range(b, i64(0), rows, 1, name="fr") as r:
             for c, slot in enumerate(slots[0]):
                 point = Point([b.add(i0, r), b.add(j0, i64(c * plan.lanes))], masks[c])
