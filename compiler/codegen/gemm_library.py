@@ -501,20 +501,37 @@ class GemmLibrary:
         return self._function(name, args, lambda b, *a: self._tile_move(b, plan, load, *a))
 
     def _tile_move(self, b, plan: Blocking, load: bool, tile, c, c_rows, rows, cols) -> None:
+        """A whole tile moves whole vectors; only an edge tile masks them (an
+        AVX2 masked store is microcoded on AMD cores)."""
+        whole = b.and_(b.icmp_signed("==", rows, i64(plan.mr)), b.icmp_signed("==", cols, i64(plan.nr)))
+        with b.if_else(whole) as (full, edge):
+            with full:
+                self._move_rows(b, plan, load, tile, c, c_rows, None)
+            with edge:
+                masks = column_masks(b, plan, cols)
+                rows_masks = [
+                    [b.and_(mask, splat(b, b.icmp_signed("<", i64(r), rows), plan.lanes)) for mask in masks]
+                    for r in range(plan.mr)
+                ]
+                self._move_rows(b, plan, load, tile, c, c_rows, rows_masks)
+
+    def _move_rows(self, b, plan: Blocking, load: bool, tile, c, c_rows, masks) -> None:
+        """Each vector of the tile to or from C, through `masks[r][v]` (None: unmasked)."""
         element = float_type(plan.dtype)
         vtype = vector_of(element, plan.lanes)
-        masks = column_masks(b, plan, cols)
         for r in range(plan.mr):
-            inside = b.icmp_signed("<", i64(r), rows)
             row = b.gep(c, [b.mul(i64(r), c_rows)], source_etype=element)
             for v in range(plan.vectors):
                 slot = b.gep(tile, [i64((r * plan.vectors + v) * plan.lanes)], source_etype=element)
                 address = b.gep(row, [i64(v * plan.lanes)], source_etype=element)
-                mask = b.and_(masks[v], splat(b, inside, plan.lanes))
-                if load:
-                    b.store(_masked_load(b, address, vtype, mask, plan.itemsize), slot, align=4)
+                if masks is None and load:
+                    b.store(b.load(address, typ=vtype, align=plan.itemsize), slot, align=4)
+                elif masks is None:
+                    b.store(b.load(slot, typ=vtype, align=4), address, align=plan.itemsize)
+                elif load:
+                    b.store(_masked_load(b, address, vtype, masks[r][v], plan.itemsize), slot, align=4)
                 else:
-                    _masked_store(b, b.load(slot, typ=vtype, align=4), address, mask, plan.itemsize)
+                    _masked_store(b, b.load(slot, typ=vtype, align=4), address, masks[r][v], plan.itemsize)
 
 
 def accumulate_tile(
