@@ -202,13 +202,15 @@ def machine_code(build: NativeBuild, graph: str) -> MachineCode:
     return code
 
 
-def object_code(llvm_ir: str, target: Target, compile_module: Callable[[], bytes]) -> bytes:
+def object_code(description: str, target: Target, compile_module: Callable[[], bytes]) -> bytes:
     """The object code of a module that is not a program's (the thread
-    pool's): from the disk cache by its LLVM IR text, else `compile_module()`."""
+    pool's): from the disk cache, else `compile_module()`. `description`
+    names the module; with ember's compiler source (in every key) it must
+    determine the module's code."""
     cache = default_cache()
     if cache is None:
         return compile_module()
-    key = module_key(llvm_ir, target)
+    key = module_key(description, target)
     code = cache.get(key)
     if code is None:
         code = MachineCode(compile_module(), Poly(), 0)

@@ -48,10 +48,16 @@ class ThreadPool:
     Linux) nap a millisecond at a time."""
 
     def __init__(self, workers: int, futex: bool = FUTEXES) -> None:
-        module = ir.Module(name="ember_pool")
-        emit_pool_module(module, futex)
-        target, text = host_target(), str(module)
-        code = object_code(text, target, lambda: optimize(text, target).object_code)
+        target = host_target()
+
+        def compile_pool() -> bytes:
+            module = ir.Module(name="ember_pool")
+            emit_pool_module(module, futex)
+            return optimize(str(module), target).object_code
+
+        # the module is a function of ember's compiler (in the key) and the
+        # flag: a cache hit skips generating it (~5 ms of a new process)
+        code = object_code(f"ember_pool futex={futex}", target, compile_pool)
         self._code = JitModule(code, target, resolve_pool=False)
         self.state = aligned_empty(POOL_SLOTS, np.int64)
         self.state[:] = 0

@@ -19,6 +19,6 @@ def test_the_compile_time_benchmark_prints_cold_and_warm_times(tmp_path):
     row = lines[3].split()
     assert row[0] == "13-64-64-1"
     imported, cold, predict, warm, warm_predict = (float(cell) for cell in row[1:6])
-    assert 0 < imported
+    assert imported > 0
     assert 0 < warm < cold
     assert 0 < warm_predict <= predict
