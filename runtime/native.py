@@ -176,13 +176,14 @@ class NativeExecutable:
         (the latency of a batch-1 predict is mostly these checks). Else None,
         and the caller takes the checked path (`run`)."""
         entry = self._entries.get(graph)
-        if entry is None or entry.single is None or type(array) is not np.ndarray:
+        if entry is None or type(array) is not np.ndarray:
             return None
         flags = array.flags
         with self.lock.current:
-            if entry.sizes is None:  # the block is being rewritten, or its memory was released
+            single = entry.single  # read under the lock: another call may have resized the entry
+            if entry.sizes is None or single is None:  # being rewritten, memory released, or not one small output
                 return None
-            in_slot, in_dtype, in_shape, out_slot, out_dtype, out_shape = entry.single
+            in_slot, in_dtype, in_shape, out_slot, out_dtype, out_shape = single
             if array.dtype is not in_dtype or array.shape != in_shape or not (flags.c_contiguous and flags.aligned):
                 return None
             output = np.empty(out_shape, out_dtype)

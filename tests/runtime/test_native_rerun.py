@@ -2,6 +2,8 @@
 exactly the array type the entry was last prepared for skips the checks;
 anything else takes the checked path and gets the same answer."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,30 @@ def test_large_outputs_always_take_the_checked_path():
     x = rows(2000)
     prog.predict(x)
     assert prog._exec.rerun("predict", x) is None
+
+
+def test_threads_alternating_batch_sizes_each_get_their_own_answer():
+    """One thread repeats a batch-1 predict (the fast path) while another
+    resizes the entry for a large batch (whose output is too large for the
+    fast path) again and again: every result is right and nothing raises."""
+    prog, reference = classifier(), classifier("reference")
+    small, large = rows(1, seed=5), rows(1500, seed=6)
+    expected_small, expected_large = reference.predict(small), reference.predict(large)
+    errors: list[BaseException] = []
+
+    def repeat(x: np.ndarray, expected: np.ndarray) -> None:
+        try:
+            for _ in range(300):
+                np.testing.assert_allclose(prog.predict(x), expected, rtol=1e-5, atol=1e-6)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    workers = [
+        threading.Thread(target=repeat, args=(small, expected_small)),
+        threading.Thread(target=repeat, args=(large, expected_large)),
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
