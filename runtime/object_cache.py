@@ -103,6 +103,7 @@ class ObjectCache:
                 warnings.warn(f"ember: the compile cache in {self.directory} is not used: {e}", stacklevel=2)
 
     def info(self) -> DiskCacheInfo:
+        """Where the cache is, what it holds now, and its limit."""
         entries = self._entries()
         return DiskCacheInfo(self.directory, len(entries), sum(size for _, size, _ in entries), self.limit_bytes)
 
