@@ -215,8 +215,9 @@ KEY_FORMAT = "ember machine code 1"
 
 
 def module_key(text: str, target: Target) -> str:
-    """The disk cache's key of the code that `text` (a program, or a
-    module's LLVM IR) compiles to on `target`, with this ember, llvmlite and LLVM."""
+    """The disk cache's key of the code that `text` (a printed program, or
+    a description that determines a module) compiles to on `target`, with
+    this ember, llvmlite and LLVM."""
     parts = [KEY_FORMAT, compiler_digest(), llvmlite.__version__, repr(target), text]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

@@ -34,7 +34,7 @@ import llvmlite.ir as ir
 from ..fusion import Kernel
 from ..symbolic import Poly, product, row_major_strides
 from .gemm_library import GemmLibrary, accumulate_tile, column_masks, float_type, packed_depth, store_tile
-from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64
+from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, smax, smin
 from .kernel import Access, KernelEmitter, Point
 from .matmul_schedule import DIRECT_B_DEPTH, SMALL_M, MatmulSchedule, inner_size, operand_accesses
 from .threads import run_tasks
@@ -164,8 +164,8 @@ class MatmulEmitter:
         cores = i64(self.kernel_emitter.target.cores)
         share = b.sdiv(b.add(n, b.sub(cores, i64(1))), cores)
         even = b.mul(b.sdiv(b.add(share, i64(plan.nr - 1)), i64(plan.nr)), i64(plan.nr))
-        even = _max(b, even, i64(plan.nr))
-        even_count = _max(b, b.sdiv(b.add(n, b.sub(even, i64(1))), even), i64(1))  # one (empty) task when N = 0
+        even = smax(b, even, i64(plan.nr))
+        even_count = smax(b, b.sdiv(b.add(n, b.sub(even, i64(1))), even), i64(1))  # one (empty) task when N = 0
         one_row = b.icmp_signed("==", m, i64(1))
         return b.select(one_row, even_count, count), b.select(one_row, even, columns)
 
@@ -178,7 +178,7 @@ class MatmulEmitter:
         cores = i64(self.kernel_emitter.target.cores)
         wanted = b.sdiv(b.add(cores, b.sub(tasks_n, i64(1))), tasks_n)
         most = b.sdiv(m, i64(MIN_TASK_TILES * mr))
-        count = _min(b, wanted, _max(b, most, i64(1)))
+        count = smin(b, wanted, smax(b, most, i64(1)))
         share = b.sdiv(b.add(m, b.sub(count, i64(1))), count)
         rows = b.mul(b.sdiv(b.add(share, i64(mr - 1)), i64(mr)), i64(mr))
         return count, rows
@@ -216,9 +216,9 @@ class MatmulEmitter:
             b_block=b_block,
             tile=b.gep(b_block, [i64(plan.b_block_bytes)], source_etype=I8),
             i_begin=i_begin,
-            i_end=_min(b, m, b.add(i_begin, rows)),
+            i_end=smin(b, m, b.add(i_begin, rows)),
             j_begin=j_begin,
-            j_end=_min(b, n, b.add(j_begin, columns)),
+            j_end=smin(b, n, b.add(j_begin, columns)),
         )
         if self.schedule.dots:
             self._dot_products(e, task)
@@ -241,7 +241,7 @@ class MatmulEmitter:
         # share of L2 (MC x KC); read in place, a larger A would come from L3
         # again for every panel of B (on a 512 KiB L2, 256x512x512 ran 1.2x
         # faster packed, while 64x512x512 ran 1.05x faster in place)
-        fits = b.icmp_signed("<=", b.mul(rows, _min(b, k, i64(plan.kc))), i64(plan.mc * plan.kc))
+        fits = b.icmp_signed("<=", b.mul(rows, smin(b, k, i64(plan.kc))), i64(plan.mc * plan.kc))
         small = b.and_(b.icmp_signed("<=", rows, i64(SMALL_M)), fits)
         # B in place: small blocks, rows contiguous, not too deep. A in place: small blocks
         shallow = b.icmp_signed("<=", k, i64(DIRECT_B_DEPTH))
@@ -249,8 +249,8 @@ class MatmulEmitter:
         partial = self.schedule.partial_sums
         c_start = e.pointer(self.mm.output) if partial == "output" else e.region("scratch")
         # at least one block: with K = 0 the tiles are zeros, still finished and stored
-        with for_range(b, i64(0), _max(b, k, i64(1)), plan.kc, name="pc") as pc:
-            depth = _min(b, i64(plan.kc), b.sub(k, pc))
+        with for_range(b, i64(0), smax(b, k, i64(1)), plan.kc, name="pc") as pc:
+            depth = smin(b, i64(plan.kc), b.sub(k, pc))
             step = _Step(
                 pc,
                 depth,
@@ -263,7 +263,7 @@ class MatmulEmitter:
                 partial=partial,
             )
             with for_range(b, task.i_begin, task.i_end, plan.mc, name="ic") as ic:
-                ic_end = _min(b, task.i_end, b.add(ic, i64(plan.mc)))
+                ic_end = smin(b, task.i_end, b.add(ic, i64(plan.mc)))
                 with b.if_then(b.not_(step.direct_a)):
                     self._pack_a(e, task, step, ic, ic_end)
                 self._tiles(e, task, step, ic, ic_end)
@@ -287,8 +287,8 @@ class MatmulEmitter:
         n = self._dims(e)[1]
         tile = task.tile
         with for_range(b, i_begin, i_end, plan.mr, name="ir") as i0:
-            rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
-            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+            rows = smin(b, i64(plan.mr), b.sub(i_end, i0))
+            cols = smin(b, i64(plan.nr), b.sub(task.j_end, j0))
             c_tile = b.gep(step.c_start, [b.add(b.mul(i0, n), j0)], source_etype=self.element)
             if step.partial is None:
                 accumulate = i64(0)
@@ -359,7 +359,7 @@ class MatmulEmitter:
             out_row = _away_from(b, out_row, start)
             b.call(lib.gemv_rows(plan), [row, a.cols, start, bm.rows, b.sub(j_end, j_begin), k, out_row])
         with for_range(b, j_begin, j_end, plan.nr, name="gj") as j0:
-            cols = _min(b, i64(plan.nr), b.sub(j_end, j0))
+            cols = smin(b, i64(plan.nr), b.sub(j_end, j0))
             if kind == "columns":
                 start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
                 b.call(lib.gemv_columns(plan), [row, start, bm.cols, cols, k, tile])
@@ -377,8 +377,8 @@ class MatmulEmitter:
             for_range(b, task.i_begin, task.i_end, plan.mr, name="di") as i0,
             for_range(b, task.j_begin, task.j_end, plan.nr, name="dj") as j0,
         ):
-            rows = _min(b, i64(plan.mr), b.sub(task.i_end, i0))
-            cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+            rows = smin(b, i64(plan.mr), b.sub(task.i_end, i0))
+            cols = smin(b, i64(plan.nr), b.sub(task.j_end, j0))
             a_start = b.gep(a.start, [b.mul(i0, a.rows)], source_etype=self.element)
             b_start = b.gep(bm.start, [b.mul(j0, bm.cols)], source_etype=self.element)
             b.call(self.library.dots(plan), [a_start, a.rows, rows, b_start, bm.cols, cols, k, task.tile])
@@ -421,7 +421,7 @@ class MatmulEmitter:
         b, plan, lib, bm = e.b, self.plan, self.library, task.b
         target = self._b_panel(b, task, step, j0)
         source = b.gep(bm.start, [b.add(b.mul(step.pc, bm.rows), b.mul(j0, bm.cols))], source_etype=self.element)
-        cols = _min(b, i64(plan.nr), b.sub(task.j_end, j0))
+        cols = smin(b, i64(plan.nr), b.sub(task.j_end, j0))
         if self.schedule.pack_b == "rows":
             b.call(lib.pack_b_rows(plan), [source, bm.rows, step.depth, cols, target])
         elif self.schedule.pack_b == "columns":
@@ -435,7 +435,7 @@ class MatmulEmitter:
         with for_range(b, i_begin, i_end, plan.mr, name="pi") as i0:
             target = self._a_panel(b, task, step, i0, i_begin)
             source = b.gep(a.start, [b.add(b.mul(i0, a.rows), b.mul(step.pc, a.cols))], source_etype=self.element)
-            rows = _min(b, i64(plan.mr), b.sub(i_end, i0))
+            rows = smin(b, i64(plan.mr), b.sub(i_end, i0))
             if self.schedule.pack_a == "rows":
                 b.call(lib.pack_a_rows(plan), [source, a.rows, rows, step.depth, target])
             elif self.schedule.pack_a == "columns":
@@ -507,7 +507,7 @@ def _split(b: ir.IRBuilder, size: ir.Value, most: int, multiple: int) -> tuple[i
     """Cut `size` into the fewest blocks of at most `most`, as even as
     multiples of `multiple` allow: (number of blocks, block size)."""
     blocks = b.sdiv(b.add(size, i64(most - 1)), i64(most))
-    blocks = _max(b, blocks, i64(1))
+    blocks = smax(b, blocks, i64(1))
     share = b.sdiv(b.add(size, b.sub(blocks, i64(1))), blocks)
     return blocks, b.mul(b.sdiv(b.add(share, i64(multiple - 1)), i64(multiple)), i64(multiple))
 
@@ -527,14 +527,6 @@ def _away_from(b: ir.IRBuilder, buffer: ir.Value, stream: ir.Value) -> ir.Value:
     distance = b.and_(b.sub(b.ptrtoint(stream, I64), b.ptrtoint(buffer, I64)), i64(PAGE - 1))
     shift = b.and_(b.add(distance, i64(PAGE // 2)), i64(PAGE - 1))  # B's vector boundaries too
     return b.gep(buffer, [shift], source_etype=I8)
-
-
-def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _max(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), y, x)
 
 
 def emit_matmul_kernel(

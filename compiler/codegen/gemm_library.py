@@ -41,6 +41,7 @@ from .irutil import (
     i64,
     intrinsic_suffix,
     lane_mask,
+    smin,
     splat,
     vector_of,
 )
@@ -472,7 +473,7 @@ class GemmLibrary:
         groups = []
         for first in range(0, plan.mr, plan.lanes):
             width = min(plan.lanes, plan.mr - first)
-            mask = lane_mask(b, _min_i64(b, b.sub(rows, i64(first)), i64(width)), plan.lanes)
+            mask = lane_mask(b, smin(b, b.sub(rows, i64(first)), i64(width)), plan.lanes)
             groups.append((first, width, mask))
         with for_range(b, i64(0), depth, 1, name="k") as k:
             for first, width, mask in groups:
@@ -646,7 +647,7 @@ def _aligned_vectors(b: ir.IRBuilder, plan: Blocking, stream, stride, count, bod
         skew = b.sdiv(b.and_(b.sub(i64(0), address), i64(lanes * item - 1)), i64(item))
         shared = b.icmp_signed("==", b.and_(stride, i64(lanes - 1)), i64(0))
         head = b.select(shared, skew, i64(0))
-        head = b.select(b.icmp_signed("<", head, count), head, count)
+        head = smin(b, head, count)
         with b.if_then(b.icmp_signed(">", head, i64(0))):
             body(i64(0), lane_mask(b, head, lanes))
     end = b.add(head, b.and_(b.sub(count, head), i64(-lanes)))
@@ -654,10 +655,6 @@ def _aligned_vectors(b: ir.IRBuilder, plan: Blocking, stream, stride, count, bod
         body(i, None)
     with b.if_then(b.icmp_signed("<", end, count)):
         body(end, lane_mask(b, b.sub(count, end), lanes))
-
-
-def _min_i64(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), x, y)
 
 
 def _masked_load(b: ir.IRBuilder, address, vtype: ir.VectorType, mask, align: int) -> ir.Value:

@@ -103,6 +103,16 @@ def for_range(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, n
     b.position_at_end(done)
 
 
+def smin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """The smaller of two signed integers."""
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def smax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """The larger of two signed integers."""
+    return b.select(b.icmp_signed("<", x, y), y, x)
+
+
 def lane_mask(b: ir.IRBuilder, remaining: ir.Value, lanes: int) -> ir.Value:
     """`<lanes x i1>`: lane k is on when k < remaining."""
     if lanes == 1:  # a scalar loop (a domain of size-1 dims): one i1, not a <1 x i1> vector

@@ -26,7 +26,7 @@ from ..fusion import RowSchedule, node_class, row_reduction_outer
 from ..plan import operand_view
 from ..symbolic import Poly, product, row_major_strides
 from ..views import View
-from .irutil import I64, for_range, i64, lane_mask
+from .irutil import I64, for_range, i64, lane_mask, smax, smin
 from .kernel import Access, KernelEmitter, Point
 from .loops import LoopNest, _fill, _identity, _index, _output_access, merge_loops
 from .threads import run_tasks
@@ -67,8 +67,7 @@ def emit_row_kernel(e: KernelEmitter) -> ir.Function:
 
 def _split_rows(b: ir.IRBuilder, rows: ir.Value, cores: int) -> tuple[ir.Value, ir.Value]:
     """(tasks, rows per task): one task per core, fewer when rows are few (at least one)."""
-    tasks = b.select(b.icmp_signed("<", rows, i64(cores)), rows, i64(cores))
-    tasks = b.select(b.icmp_signed("<", tasks, i64(1)), i64(1), tasks)
+    tasks = smax(b, smin(b, rows, i64(cores)), i64(1))
     chunk = b.sdiv(b.add(rows, b.sub(tasks, i64(1))), tasks)
     return tasks, chunk
 
@@ -169,7 +168,7 @@ class RowKernel:
         b = self.e.b
         start = b.mul(self.e.fn.args[1], chunk)
         stop = b.add(start, chunk)
-        stop = b.select(b.icmp_signed("<", stop, self.rows()), stop, self.rows())
+        stop = smin(b, stop, self.rows())
         with for_range(b, start, stop, 1, name="row0") as i:
             self._rows(1, [i])
 
