@@ -1,9 +1,10 @@
 """The `ember` command: compile a model file and show its IR, train it,
-or profile its training step; see or empty the compile cache.
+profile its training step, or export it to C; see or empty the compile cache.
 
     ember compile examples/models/mlp.py --emit train
     ember train examples/models/mlp.py --epochs 5 --save mlp.npz
     ember profile examples/models/mlp.py --batch-size 256
+    ember export mlp.npz -o build/ --train
     ember cache info
 
 `main(argv)` returns the exit status: 0 on success; 2 on an error in the
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from .api import compile as compile_program
+from .api import load as load_program
 from .cli_report import report
 from .compiler import PASS_NAMES
 from .ir import BATCH, EmberError, TensorType, print_graph
@@ -228,6 +230,19 @@ def profile_batch(prog: Program, namespace: Mapping[str, Any], path: str, rows: 
     return arguments(prog.input_types, True), arguments(prog.target_types, False) if prog.is_training else None
 
 
+# -- ember export --------------------------------------------------------------
+def run_export(args: argparse.Namespace) -> None:
+    """`ember export`: a model file's (fresh) or a checkpoint's (trained) model as C."""
+    # the reference backend: the export compiles its own native code, the JIT's would go unused
+    if args.model.endswith(".npz"):
+        prog = load_program(args.model, backend="reference")
+    else:
+        prog = compile_model(load_model_file(args.model), {"backend": "reference"})
+    options = {"weights": args.weights, "max_batch": args.max_batch, "cpu": args.cpu, "shared": args.shared}
+    for path in prog.export(args.output, args.name, train=args.train, **options):
+        print(f"wrote {path}")
+
+
 # -- the parser ----------------------------------------------------------------
 TRACEBACK_HELP = "on an error, print the whole Python traceback instead of a short message"
 
@@ -244,12 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ember",
         description="ember compiles neural-network training.\n"
-        "Compile a model file to see its IR, train it, or profile it.",
+        "Compile a model file to see its IR, train it, profile it, or export it to C.",
         epilog="examples:\n  ember compile examples/models/mlp.py --emit train\n"
         "  ember train examples/models/mlp.py --epochs 5\n\n"
         "On an error ember prints a short message and exits with status 2 (3 for a bug in ember);\n"
         "--traceback prints the whole Python traceback instead.\n\n"
-        "Run `ember COMMAND --help` (compile, train, profile, cache) for details.",
+        "Run `ember COMMAND --help` (compile, train, profile, export, cache) for details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ember {__version__}")
@@ -258,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compile_parser(commands)
     add_train_parser(commands)
     add_profile_parser(commands)
+    add_export_parser(commands)
     add_cache_parser(commands)
     return parser
 
@@ -342,6 +358,43 @@ def add_profile_parser(commands: Any) -> None:
     p.add_argument("--predict", action="store_true", help="profile predict, not the training step")
     p.add_argument("--sort", choices=("time", "order"), default="time", help="kernels by time (default) or in order")
     p.set_defaults(run=run_profile)
+
+
+def add_export_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "export",
+        parents=[common_options()],
+        help="compile a model ahead of time to a C header and object file",
+        description="Compile MODEL.py (its model as initialized) or CHECKPOINT.npz (a saved,\n"
+        "trained program) to DIR/NAME.h and DIR/NAME.o: int NAME_predict(x, y, n)\n"
+        "with the weights baked in, and with --train a training step over a context\n"
+        "the caller allocates. The object needs no Python, ember or malloc; link it\n"
+        "with `cc main.c NAME.o -lm`.",
+        epilog="examples:\n  ember export examples/models/mlp.py -o build/\n"
+        "  ember export digits.npz -o build/ --name digits --train --shared\n"
+        "  ember export digits.npz -o build/ --cpu x86-64-v3   # for other machines",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL.py|CHECKPOINT.npz", help="a model file, or a checkpoint from Program.save")
+    p.add_argument("-o", "--output", metavar="DIR", required=True, help="the directory to write to")
+    p.add_argument("--name", default="model", help="the prefix of every C name and file (default: model)")
+    p.add_argument("--train", action="store_true", help="also export the training step and its context")
+    p.add_argument("--shared", action="store_true", help="also link libNAME.so (needs cc)")
+    p.add_argument("--cpu", help="an LLVM CPU name to build for (x86-64-v3, znver4, ...; default: this machine)")
+    p.add_argument(
+        "--weights",
+        choices=("baked", "external"),
+        default="baked",
+        help="baked into the object (default), or external: NAME_predict takes them (from NAME.weights)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=256,
+        metavar="N",
+        help="rows per native call, and the most a training step takes (default: 256)",
+    )
+    p.set_defaults(run=run_export)
 
 
 def add_cache_parser(commands: Any) -> None:

@@ -9,7 +9,8 @@ import numbers
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .compiler import Optimizer, PassLog, build_inference, build_training, grad_
 from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
-from .compiler.optimizers import PARAMS, initial_state
+from .compiler.optimizers import PARAMS, initial_state, scalar_name
 from .compiler.schedules import StepSchedule
 from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .metrics import Metric
@@ -34,6 +35,9 @@ from .runtime.training import SCHEDULER_INTERVALS, Events, FitOptions, fit_loop,
 from .runtime.validation import check_array, check_indices, check_labels, check_rows, index_inputs
 from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_out
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
+
+if TYPE_CHECKING:
+    from .runtime.export import ExportSource
 from .trace import EVALUATE, LOSS, MODEL, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
 STAGES = ("graph", "autodiff", "train", "simplified", "fused", "kernels", "llvm", "llvm-opt", "asm")
@@ -494,6 +498,61 @@ class Program:
         it back."""
         checkpoint_path(path)  # a bad path fails here, before any work
         save_checkpoint(path, self._checkpoint())
+
+    def export(
+        self,
+        directory: str | os.PathLike,
+        name: str = "model",
+        *,
+        train: bool = False,
+        weights: str = "baked",
+        max_batch: int = 256,
+        cpu: str | None = None,
+        shared: bool = False,
+    ) -> list[Path]:
+        """Compile the model ahead of time to C: `directory/NAME.h` declares
+        `int NAME_predict(const float *x, float *y, size_t n)` and
+        `directory/NAME.o` holds the code and the current weights; it needs no
+        Python, ember or malloc, and links with `cc main.c NAME.o -lm`.
+
+        `train`: also `NAME_train_step` and its context (parameters, optimizer
+        state), taking at most `max_batch` rows a step; predict runs
+        `max_batch` rows a call. `weights="external"`: NAME_predict takes the
+        weights as its first argument (written to `NAME.weights`) instead of
+        baking them in. `cpu`: an LLVM CPU name (`x86-64-v3`, `znver4`, ...)
+        to build for another machine (default: this one). `shared`: also
+        link `libNAME.so` (needs a C compiler). Returns the files written."""
+        from .runtime.export import export  # imported here: it loads LLVM
+
+        if train:
+            self._require_training("export(train=True)")
+        with self._lock:
+            source = self._export_source(train)
+        return export(source, directory, name, weights=weights, max_batch=max_batch, cpu=cpu, shared=shared)
+
+    def _export_source(self, train: bool) -> ExportSource:
+        """The graphs, arenas and inputs an export compiles in (call with the lock held)."""
+        from .runtime.export import ArenaImage, ExportSource
+
+        graphs = {"predict": self._graphs["predict"]} | ({"train": self._graphs["train"]} if train else {})
+        used = {a.name for graph in graphs.values() for a in graph.inputs}
+        fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
+        groups = len(self.param_groups)
+        labels = None
+        if train and len(self._target_arguments) == 1 and self._target_arguments[0][2].get("num_classes"):
+            info = self._target_arguments[0][2]
+            labels = (info["num_classes"], info.get("ignore_index"))
+        return ExportSource(
+            graphs=graphs,
+            dtype=self.dtype,
+            params=ArenaImage.of(self._params),
+            state=ArenaImage.of(self._state),
+            fixed={key: value.copy() for key, value in fixed.items() if key in used},
+            lr_inputs=tuple(scalar_name("lr", i, groups) for i in range(groups)) if train else (),
+            rng_step=RNG_STEP if train and "train" in self._random else None,
+            sample_weight=SAMPLE_WEIGHT if train and self._weighted else None,
+            labels=labels,
+        )
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         """Pickle (and `copy.copy`, `copy.deepcopy`) as checkpoint bytes, never

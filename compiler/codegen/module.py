@@ -37,9 +37,12 @@ class ModuleCode:
     thread_bytes: dict[str, int]
 
 
-def emit_program(program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary) -> tuple[Poly, int]:
-    """Add `program`'s kernels and entry function to `module`; return the
-    shared scratch bytes and the scratch bytes per thread it needs."""
+def emit_program(
+    program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary, profiled: bool = True
+) -> tuple[Poly, int]:
+    """Add `program`'s kernels and entry function (and with `profiled` its
+    profiled twin) to `module`; return the shared scratch bytes and the
+    scratch bytes per thread it needs."""
     schedules = matmul_schedules(program, target)
     thread_bytes = max((s.blocking.thread_bytes for s in schedules.values()), default=0)
     scratch = Poly()
@@ -59,7 +62,8 @@ def emit_program(program: KernelProgram, module: ir.Module, target: Target, libr
     for fn in functions:
         b.call(fn, [entry.args[0]])
     b.ret_void()
-    _emit_profiled_entry(program, module, functions)
+    if profiled:
+        _emit_profiled_entry(program, module, functions)
     return scratch, thread_bytes
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-from ...ir import DType
+from ...ir import ConfigError, DType
 
 
 @functools.cache
@@ -37,12 +39,13 @@ class Target:
         """Elements of `dtype` in one vector register."""
         return max(1, self.vector_bits // (8 * dtype.itemsize))
 
-    def create_target_machine(self) -> llvm.TargetMachine:
+    def create_target_machine(self, reloc: str = "default", codemodel: str = "jitdefault") -> llvm.TargetMachine:
         """A fresh LLVM target machine (an execution engine owns the one it is
-        given, so each engine needs its own)."""
+        given, so each engine needs its own); the defaults are the JIT's, an
+        object file for linking wants `reloc="pic", codemodel="small"`."""
         initialize_llvm()
         return llvm.Target.from_triple(self.triple).create_target_machine(
-            cpu=self.cpu, features=self.features, opt=3, reloc="default", codemodel="jitdefault"
+            cpu=self.cpu, features=self.features, opt=3, reloc=reloc, codemodel=codemodel
         )
 
 
@@ -91,6 +94,67 @@ def host_target() -> Target:
         l2_bytes=caches.get(2, 512 * 1024),
         l3_bytes=caches.get(3, 8 * 1024 * 1024),
         cores=_cores(),
+    )
+
+
+_PROBE = """
+define void @probe(ptr %p) {
+  %a = load <16 x i32>, ptr %p
+  %b = add <16 x i32> %a, %a
+  store <16 x i32> %b, ptr %p
+  %c = load <8 x i32>, ptr %p
+  %d = add <8 x i32> %c, %c
+  store <8 x i32> %d, ptr %p
+  %x = load <8 x float>, ptr %p
+  %y = call <8 x float> @llvm.fma.v8f32(<8 x float> %x, <8 x float> %x, <8 x float> %x)
+  store <8 x float> %y, ptr %p
+  ret void
+}
+declare <8 x float> @llvm.fma.v8f32(<8 x float>, <8 x float>, <8 x float>)
+"""
+"""Vector code whose assembly shows a CPU's widths: zmm registers for
+AVX-512, ymm integer adds for AVX2, an FMA instruction for FMA."""
+
+
+_PROBE_SCRIPT = """
+import sys
+import llvmlite.binding as llvm
+llvm.initialize_native_target()
+llvm.initialize_native_asmprinter()
+machine = llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu=sys.argv[2], opt=0)
+print(machine.emit_assembly(llvm.parse_assembly(sys.argv[3])))
+"""
+"""Run in a child process: LLVM ends the process on some unknown CPU names."""
+
+
+@functools.cache
+def named_target(cpu: str) -> Target:
+    """Code for another x86-64 CPU (an LLVM CPU name: `x86-64-v3`, `znver4`,
+    `skylake-avx512`, ...) with its default features; the triple and the
+    cache sizes are the host's. The vector width is read from the assembly
+    LLVM generates for that CPU, so it is the one the kernels will get."""
+    host = host_target()
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE_SCRIPT, host.triple, cpu, _PROBE], capture_output=True, text=True
+    )
+    if probe.returncode != 0 or "not a recognized processor" in probe.stderr:
+        raise ConfigError(f"LLVM does not know the CPU {cpu!r} (try x86-64-v2, x86-64-v3, x86-64-v4 or znver3)")
+    assembly = probe.stdout
+    if "zmm" in assembly:
+        vector_bits = 512
+    elif "vpaddd\t%ymm" in assembly and "vfmadd" in assembly:
+        vector_bits = 256
+    else:
+        vector_bits = 128
+    return Target(
+        triple=host.triple,
+        cpu=cpu,
+        features="",
+        vector_bits=vector_bits,
+        l1d_bytes=host.l1d_bytes,
+        l2_bytes=host.l2_bytes,
+        l3_bytes=host.l3_bytes,
+        cores=1,
     )
 
 

@@ -471,6 +471,29 @@ def test_run_is_an_alias_of_train(capsys, classifier):
     assert "epoch 1/1" in run_ok(capsys, "run", classifier, "--epochs", "1", "--no-progress")
 
 
+# -- ember export --------------------------------------------------------------
+def test_export_a_model_file(capsys, classifier, tmp_path):
+    out = run_ok(capsys, "export", classifier, "-o", str(tmp_path / "build"), "--name", "blobs")
+    assert out.splitlines() == [f"wrote {tmp_path / 'build' / name}" for name in ("blobs.h", "blobs.o")]
+    header = (tmp_path / "build" / "blobs.h").read_text()
+    assert "int blobs_predict(const float *x, float *y, size_t n);" in header
+    assert "blobs_train_step" not in header
+
+
+def test_export_a_trained_checkpoint_for_training(capsys, classifier, tmp_path):
+    checkpoint = tmp_path / "trained.npz"
+    run_ok(capsys, "train", classifier, "--epochs", "1", "--save", str(checkpoint), "--no-progress")
+    run_ok(capsys, "export", str(checkpoint), "-o", str(tmp_path), "--train", "--max-batch", "16")
+    header = (tmp_path / "model.h").read_text()
+    assert "#define MODEL_MAX_BATCH 16" in header
+    assert "int model_train_step(void *ctx" in header
+
+
+def test_export_errors_are_one_line(capsys, classifier, tmp_path):
+    assert "C identifier" in run_error(capsys, "export", classifier, "-o", str(tmp_path), "--name", "a-b")
+    assert "does not know the CPU" in run_error(capsys, "export", classifier, "-o", str(tmp_path), "--cpu", "z80")
+
+
 # -- help ----------------------------------------------------------------------
 def test_help_explains_the_commands(capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,6 +1,7 @@
 """The scripts in examples/ run as a newcomer runs them, and do what they say."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,19 @@ def test_the_cli_model_file_trains(capsys, tmp_path):
     assert "epoch 5/5" in out
     assert number_after("val_accuracy", out.splitlines()[-2]) > 0.9
     assert ember.load(saved).parameters["0.weight"].shape == (128, 64)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler")
+def test_export_digits_runs_the_model_in_c(tmp_path):
+    out = run_example("export_digits.py", str(tmp_path / "build"), "--epochs", "5", cwd=tmp_path)
+    python = number_after("trained in Python: accuracy", out)
+    assert python > 0.9
+    assert number_after("exported model: accuracy", out) == python  # the same model, run from C
+    tuned = [float(a) for a in re.findall(r"fine-tuning epoch \d: loss \S+, accuracy (\S+)", out)]
+    assert len(tuned) == 3
+    assert tuned[-1] >= python
+
+
+def test_the_readme_shows_the_c_example_as_it_is():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "```c\n" + (EXAMPLES / "c" / "digits.c").read_text() + "```" in readme

@@ -1,0 +1,197 @@
+"""Ahead-of-time export: a compiled model as a C header and an object file.
+
+    DIR/NAME.h         the C interface (runtime/c_header.py writes it)
+    DIR/NAME.o         position-independent machine code, weights included
+    DIR/libNAME.so     with `shared`: the object linked as a shared library
+    DIR/NAME.weights   with `weights="external"`: the weights NAME_predict takes
+
+The object needs no Python, ember, llvmlite or malloc: only libc's memcpy
+and memset and libm. Every file is written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.aot import ExportSpec, Labels, compile_export
+from ..compiler.codegen.target import Target, host_target, named_target
+from ..compiler.native import build_native
+from ..compiler.pipeline import PassLog
+from ..ir import ConfigError, DType, Graph
+from .arena import Arena
+from .c_header import c_header
+
+WEIGHTS = ("baked", "external")
+
+C_KEYWORDS = frozenset(
+    [
+        "auto",
+        "break",
+        "case",
+        "char",
+        "const",
+        "continue",
+        "default",
+        "do",
+        "double",
+        "else",
+        "enum",
+        "extern",
+        "float",
+        "for",
+        "goto",
+        "if",
+        "inline",
+        "int",
+        "long",
+        "register",
+        "restrict",
+        "return",
+        "short",
+        "signed",
+        "sizeof",
+        "static",
+        "struct",
+        "switch",
+        "typedef",
+        "union",
+        "unsigned",
+        "void",
+        "volatile",
+        "while",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ArenaImage:
+    """An arena's bytes at one moment, and where each tensor is in them."""
+
+    data: bytes
+    offsets: Mapping[str, int]
+    nbytes: Mapping[str, int]
+
+    @staticmethod
+    def of(arena: Arena) -> ArenaImage:
+        """Taken while no step runs (under the owner's lock)."""
+        nbytes = {name: arena[name].nbytes for name in arena.names()}
+        return ArenaImage(arena.buffer.tobytes(), dict(arena.byte_offsets), nbytes)
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What an export takes from a Program, copied under its lock."""
+
+    graphs: Mapping[str, Graph]
+    """`predict`, and `train` for a training export."""
+    dtype: DType
+    params: ArenaImage
+    state: ArenaImage
+    fixed: Mapping[str, np.ndarray]
+    lr_inputs: tuple[str, ...]
+    rng_step: str | None
+    sample_weight: str | None
+    labels: tuple[int, int | None] | None
+    """(classes, ignored index) of class-index targets."""
+
+
+def export(
+    source: ExportSource,
+    directory: str | os.PathLike,
+    name: str,
+    *,
+    weights: str = "baked",
+    max_batch: int = 256,
+    cpu: str | None = None,
+    shared: bool = False,
+) -> list[Path]:
+    """Write NAME.h and NAME.o (and the other files asked for) to `directory`; return their paths."""
+    check_name(name)
+    if weights not in WEIGHTS:
+        raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    training = "train" in source.graphs
+    if training and weights == "external":
+        raise ConfigError(
+            "a training export keeps its parameters in the context (NAME_write_parameters sets them); "
+            "weights='external' is for inference exports"
+        )
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
+    compiler = (shutil.which("cc") or shutil.which("gcc")) if shared else None
+    if shared and compiler is None:
+        raise ConfigError("shared=True links the object with the system's C compiler (cc), and there is none")
+    target = host_target() if cpu is None else named_target(cpu)
+    spec = _spec(source, name, max_batch, weights == "external", target)
+    object_code, layout = compile_export(spec, target)
+    files = {f"{name}.h": c_header(layout, target).encode(), f"{name}.o": object_code}
+    if weights == "external":
+        files[f"{name}.weights"] = spec.params
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    written = [_write_atomically(root / file, data) for file, data in files.items()]
+    if shared:
+        written.append(_link_shared(compiler, root / f"{name}.o", root / f"lib{name}.so"))
+    return written
+
+
+def check_name(name: str) -> None:
+    """The export's name prefixes every C symbol: it must be a C identifier."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in C_KEYWORDS:
+        raise ConfigError(f"an export's name must be a C identifier (letters, digits, _), got {name!r}")
+
+
+def _spec(source: ExportSource, name: str, max_batch: int, external: bool, target: Target) -> ExportSpec:
+    params = source.params
+    build = build_native(source.graphs, params.offsets, source.state.offsets, target, PassLog())
+    tensors = tuple((tensor, offset, params.nbytes[tensor]) for tensor, offset in params.offsets.items())
+    return ExportSpec(
+        name=name,
+        dtype=source.dtype,
+        max_batch=max_batch,
+        predict=build.programs["predict"],
+        train=build.programs.get("train"),
+        params=params.data,
+        tensors=tensors,
+        state=source.state.data,
+        fixed={key: np.ascontiguousarray(value).tobytes() for key, value in source.fixed.items()},
+        lr_inputs=source.lr_inputs,
+        rng_step=source.rng_step,
+        sample_weight=source.sample_weight,
+        labels=Labels(*source.labels) if source.labels else None,
+        external_weights=external,
+    )
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same directory."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _link_shared(compiler: str, object_file: Path, library: Path) -> Path:
+    """`cc -shared` the object into `library` (written whole, as the other files)."""
+    temporary = library.with_name(f".{library.name}.tmp")
+    command: Sequence[str] = [compiler, "-shared", "-o", str(temporary), str(object_file), "-lm"]
+    linked = subprocess.run(command, capture_output=True, text=True)
+    if linked.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"linking {library.name} failed: {' '.join(command)}\n{linked.stderr.strip()}")
+    os.replace(temporary, library)
+    return library
