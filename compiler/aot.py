@@ -17,13 +17,18 @@ holds, 64-byte aligned, in this order:
     ---------- the image ends here: `NAME_init` copies it from the object
     workspace  of the training step, then of predict, at `max_batch` rows
     scratch    the larger of the two entries' shared scratch
-    threads    one thread's scratch
+    threads    each thread's scratch
     loss       where the loss goes when the caller passes NULL
 
 `NAME_predict` (baked weights) reads the image in the object and keeps its
 workspace in a zeroed static frame, so it is not reentrant: calls from
 several threads must not overlap. It runs any number of rows, `max_batch`
-at a time; a training step takes at most `max_batch` rows."""
+at a time; a training step takes at most `max_batch` rows.
+
+Threads: an export for one thread runs every task of a kernel in a loop;
+one for `threads` > 1 carries the JIT's thread pool (codegen/threads.py)
+with its state in a static array, and `NAME_set_threads` starts its
+workers with pthreads (`NAME_stop_threads` joins them)."""
 
 from __future__ import annotations
 
@@ -42,11 +47,11 @@ from .codegen.gemm_library import GemmLibrary
 from .codegen.irutil import I1, I8, I32, I64, PTR, VOID, for_range, i64, memory_type, scalar_type, smin
 from .codegen.module import emit_program
 from .codegen.target import Target
-from .codegen.threads import TASK_POINTER
+from .codegen.threads import FUTEXES, POOL_SLOTS, STOP, TASK_POINTER, emit_pool_module
 from .memory import aligned
 from .plan import KernelProgram
 
-OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE = range(6)
+OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE, ERROR_THREADS = range(7)
 """The return codes of every exported function (the header names them)."""
 
 ERRORS = {
@@ -56,6 +61,7 @@ ERRORS = {
     ERROR_CONTEXT: "the context is NULL, not 64-byte aligned, or not initialized by NAME_init",
     ERROR_LABEL: "a label is not a class index in [0, CLASSES) (nor the ignored index)",
     ERROR_VALUE: "the learning rate is negative or not a number",
+    ERROR_THREADS: "a thread count below 1, or the system could not start a thread",
 }
 
 HEADER_BYTES = 64
@@ -96,6 +102,8 @@ class ExportSpec:
     """The training step's sample-weight input, which the export feeds with ones."""
     labels: Labels | None = None
     external_weights: bool = False
+    threads: int = 1
+    """The most threads the kernels may use, the caller's included."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,10 @@ def emit_export(spec: ExportSpec, target: Target) -> tuple[str, Layout]:
             raise ConfigError(f"export needs shapes fixed past the batch; {program.name} has sizes {program.symbols}")
     module = ir.Module(name=spec.name)
     module.triple = target.triple
-    _emit_serial_pool(module)
+    if spec.threads == 1:
+        _emit_serial_pool(module)
+    else:
+        _emit_thread_pool(module, spec)
     library = GemmLibrary(module)
     needs = {p.name: emit_program(p, module, target, library, profiled=False) for p in _programs(spec)}
     layout = _layout(spec, needs)
@@ -181,6 +192,67 @@ def _emit_serial_pool(module: ir.Module) -> None:
     b.ret_void()
     threads = ir.Function(module, ir.FunctionType(I64, []), name="ember_pool_threads")
     ir.IRBuilder(threads.append_basic_block("entry")).ret(i64(1))
+
+
+def _emit_thread_pool(module: ir.Module, spec: ExportSpec) -> None:
+    """The JIT's pool, its state a static array, and the C functions that
+    start and stop its workers:
+
+        int NAME_set_threads(int64_t count)   use up to `count` threads (the
+            caller's included, at most `spec.threads`); starts workers as needed
+        void NAME_stop_threads(void)          stop and join every worker"""
+    emit_pool_module(module, FUTEXES)
+    state = _static(module, spec.name + "_pool", ir.ArrayType(I64, POOL_SLOTS))
+    pointer = module.get_global("ember_pool_state")
+    pointer.initializer = state  # no ember_pool_init call needed
+    pointer.linkage = "internal"
+    handles = _static(module, spec.name + "_workers", ir.ArrayType(I64, spec.threads - 1))  # pthread_t
+    started = _static(module, spec.name + "_started", I64)
+    worker = module.get_global("ember_worker")
+    create = ir.Function(module, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name="pthread_create")
+    join = ir.Function(module, ir.FunctionType(I32, [I64, PTR]), name="pthread_join")
+    set_workers = module.get_global("ember_pool_set_workers")
+
+    main = ir.Function(module, ir.FunctionType(PTR, [PTR]), name=spec.name + "_worker_main")
+    main.linkage = "internal"
+    b = ir.IRBuilder(main.append_basic_block("entry"))
+    b.call(worker, [b.ptrtoint(main.args[0], I64)])  # the worker's index came as the thread's argument
+    b.ret(ir.Constant(PTR, None))
+
+    fn = ir.Function(module, ir.FunctionType(I32, [I64]), name=spec.name + "_set_threads")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    count = fn.args[0]
+    with b.if_then(b.icmp_signed("<", count, i64(1)), likely=False):
+        b.ret(_i32(ERROR_THREADS))
+    workers = smin(b, b.sub(count, i64(1)), i64(spec.threads - 1))
+    with for_range(b, b.load(started, typ=I64), workers, name="w") as w:
+        handle = b.gep(handles, [i64(0), w])
+        status = b.call(create, [handle, ir.Constant(PTR, None), main, b.inttoptr(w, PTR)])
+        with b.if_then(b.icmp_signed("!=", status, _i32(0)), likely=False):
+            b.call(set_workers, [b.load(started, typ=I64)])
+            b.ret(_i32(ERROR_THREADS))
+        b.store(b.add(w, i64(1)), started)
+    b.call(set_workers, [workers])
+    b.ret(_i32(OK))
+
+    fn = ir.Function(module, ir.FunctionType(VOID, []), name=spec.name + "_stop_threads")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b.call(module.get_global("ember_pool_stop"), [])
+    with for_range(b, i64(0), b.load(started, typ=I64), name="w") as w:
+        b.call(join, [b.load(b.gep(handles, [i64(0), w]), typ=I64), ir.Constant(PTR, None)])
+    b.store(i64(0), started)
+    b.store(i64(0), b.gep(state, [i64(0), i64(STOP)]))  # the pool may start again
+    b.call(set_workers, [i64(0)])
+    b.ret_void()
+
+
+def _static(module: ir.Module, name: str, type: ir.Type) -> ir.GlobalVariable:
+    """A zeroed internal global, on a cache line of its own."""
+    variable = ir.GlobalVariable(module, type, name=name)
+    variable.initializer = ir.Constant(type, None)
+    variable.linkage = "internal"
+    variable.align = 64
+    return variable
 
 
 def _layout(spec: ExportSpec, needs: Mapping[str, tuple]) -> Layout:
@@ -215,14 +287,15 @@ def _layout(spec: ExportSpec, needs: Mapping[str, tuple]) -> Layout:
         for i, size in enumerate(program.workspace):
             place(f"{program.name}:workspace:{i}", size.evaluate(sizes))
     place("scratch", max(needs[p.name][0].evaluate(sizes) for p in _programs(spec)))
-    place("threads", max(needs[p.name][1] for p in _programs(spec)))
+    place("threads", max(needs[p.name][1] for p in _programs(spec)) * spec.threads)
     place("loss", 64)
     frame: dict[str, int] = {}
     frame_bytes = 0
     for i, size in enumerate(predict.workspace):
         frame[f"predict:workspace:{i}"] = frame_bytes
         frame_bytes += aligned(size.evaluate(sizes))
-    for key, nbytes in (("scratch", needs[predict.name][0].evaluate(sizes)), ("threads", needs[predict.name][1])):
+    scratch, thread_bytes = needs[predict.name][0].evaluate(sizes), needs[predict.name][1] * spec.threads
+    for key, nbytes in (("scratch", scratch), ("threads", thread_bytes)):
         frame[key] = frame_bytes
         frame_bytes += aligned(nbytes)
     magic = int.from_bytes(hashlib.sha256(f"{spec.name} {sorted(context.items())}".encode()).digest()[:8], "little")
@@ -265,11 +338,7 @@ class _Interface:
         self.prefix = self.spec.name + "_"
         self.image = ir.GlobalVariable(module, ir.ArrayType(I8, layout.image_bytes), name=image_symbol(self.spec))
         self.image.align = 64  # declared here, defined by link_image after optimization
-        frame = ir.GlobalVariable(module, ir.ArrayType(I8, layout.frame_bytes), name=self.prefix + "frame")
-        frame.initializer = ir.Constant(frame.value_type, None)
-        frame.linkage = "internal"
-        frame.align = 64
-        self.frame = frame
+        self.frame = _static(module, self.prefix + "frame", ir.ArrayType(I8, layout.frame_bytes))
 
     def emit(self) -> None:
         spec = self.spec

@@ -239,6 +239,7 @@ def run_export(args: argparse.Namespace) -> None:
     else:
         prog = compile_model(load_model_file(args.model), {"backend": "reference"})
     options = {"weights": args.weights, "max_batch": args.max_batch, "cpu": args.cpu, "shared": args.shared}
+    options["threads"] = args.threads
     for path in prog.export(args.output, args.name, train=args.train, **options):
         print(f"wrote {path}")
 
@@ -393,6 +394,13 @@ def add_export_parser(commands: Any) -> None:
         default=256,
         metavar="N",
         help="rows per native call, and the most a training step takes (default: 256)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the most threads its kernels may use (NAME_set_threads starts them; default 1: no threads)",
     )
     p.set_defaults(run=run_export)
 

@@ -509,6 +509,7 @@ class Program:
         max_batch: int = 256,
         cpu: str | None = None,
         shared: bool = False,
+        threads: int = 1,
     ) -> list[Path]:
         """Compile the model ahead of time to C: `directory/NAME.h` declares
         `int NAME_predict(const float *x, float *y, size_t n)` and
@@ -521,14 +522,17 @@ class Program:
         weights as its first argument (written to `NAME.weights`) instead of
         baking them in. `cpu`: an LLVM CPU name (`x86-64-v3`, `znver4`, ...)
         to build for another machine (default: this one). `shared`: also
-        link `libNAME.so` (needs a C compiler). Returns the files written."""
+        link `libNAME.so` (needs a C compiler). `threads`: the most threads
+        its kernels may use (`NAME_set_threads` starts them; the default, 1,
+        runs everything on the calling thread). Returns the files written."""
         from .runtime.export import export  # imported here: it loads LLVM
 
         if train:
             self._require_training("export(train=True)")
         with self._lock:
             source = self._export_source(train)
-        return export(source, directory, name, weights=weights, max_batch=max_batch, cpu=cpu, shared=shared)
+        options = {"weights": weights, "max_batch": max_batch, "cpu": cpu, "shared": shared, "threads": threads}
+        return export(source, directory, name, **options)
 
     def _export_source(self, train: bool) -> ExportSource:
         """The graphs, arenas and inputs an export compiles in (call with the lock held)."""

@@ -14,7 +14,7 @@ C_TYPES = {
     DType.bool: "uint8_t",
 }
 
-ERROR_NAMES = ("OK", "ERROR_NULL", "ERROR_ROWS", "ERROR_CONTEXT", "ERROR_LABEL", "ERROR_VALUE")
+ERROR_NAMES = ("OK", "ERROR_NULL", "ERROR_ROWS", "ERROR_CONTEXT", "ERROR_LABEL", "ERROR_VALUE", "ERROR_THREADS")
 
 
 def c_header(layout: Layout, target: Target) -> str:
@@ -26,9 +26,10 @@ def c_header(layout: Layout, target: Target) -> str:
         f"/* {name}.h: a model compiled ahead of time by ember",
         f" * for {target.triple}, CPU {target.cpu} ({target.vector_bits}-bit vectors).",
         " *",
-        f" * Link {name}.o into a program: cc main.c {name}.o -lm",
+        f" * Link {name}.o into a program: cc main.c {name}.o -lm" + (" -lpthread" if spec.threads > 1 else ""),
         " * The object needs no Python and allocates nothing: memory comes from",
-        " * the caller (the context) or is static. It runs on the calling thread.",
+        " * the caller (the context) or is static. "
+        + (f"{name}_set_threads starts its helper threads." if spec.threads > 1 else "It runs on the calling thread."),
         " *",
         " * Arrays are dense and row-major (C order), one row per sample:",
         f" *   x  {_shape(x)} {C_TYPES[x.dtype]}: row i starts at x + i * {upper}_INPUT_SIZE",
@@ -62,6 +63,8 @@ def c_header(layout: Layout, target: Target) -> str:
         text = ERRORS[code].replace("MAX_BATCH", f"{upper}_MAX_BATCH").replace("CLASSES", f"{upper}_CLASSES")
         lines.append(f"#define {upper}_{error} {code} /* {text.replace('NAME_', name + '_')} */")
     lines += ["", *_predict(layout, name, upper)]
+    if spec.threads > 1:
+        lines += _threads(spec.threads, name, upper)
     if spec.train is not None:
         lines += _training(layout, name, upper)
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
@@ -81,6 +84,20 @@ def _predict(layout: Layout, name: str, upper: str) -> list[str]:
         f" * weights {weights}",
         " * Keeps its workspace in static memory: calls must not overlap. */",
         f"int {name}_predict({arrays});",
+        "",
+    ]
+
+
+def _threads(threads: int, name: str, upper: str) -> list[str]:
+    return [
+        f"/* Threads: every call runs on the calling thread alone until {name}_set_threads(count)",
+        " * lets its kernels use up to count threads (the caller's included; at most",
+        f" * {upper}_MAX_THREADS), starting helper threads as needed. Helpers spin for a",
+        " * millisecond after each call, then sleep. Call these from one thread, between calls;",
+        f" * {name}_stop_threads() joins the helpers (before unloading a shared library). */",
+        f"#define {upper}_MAX_THREADS {threads}",
+        f"int {name}_set_threads(int64_t count);",
+        f"void {name}_stop_threads(void);",
         "",
     ]
 

@@ -6,7 +6,8 @@
     DIR/NAME.weights   with `weights="external"`: the weights NAME_predict takes
 
 The object needs no Python, ember, llvmlite or malloc: only libc's memcpy
-and memset and libm. Every file is written whole or not at all."""
+and memset (and with threads, pthreads and the futex system call). Every
+file is written whole or not at all."""
 
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ def export(
     max_batch: int = 256,
     cpu: str | None = None,
     shared: bool = False,
+    threads: int = 1,
 ) -> list[Path]:
     """Write NAME.h and NAME.o (and the other files asked for) to `directory`; return their paths."""
     check_name(name)
@@ -123,13 +125,14 @@ def export(
             "a training export keeps its parameters in the context (NAME_write_parameters sets them); "
             "weights='external' is for inference exports"
         )
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
+    for option, value in (("max_batch", max_batch), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option} must be a positive integer, got {value!r}")
     compiler = (shutil.which("cc") or shutil.which("gcc")) if shared else None
     if shared and compiler is None:
         raise ConfigError("shared=True links the object with the system's C compiler (cc), and there is none")
     target = host_target() if cpu is None else named_target(cpu)
-    spec = _spec(source, name, max_batch, weights == "external", target)
+    spec = _spec(source, name, max_batch, weights == "external", target, threads)
     object_code, layout = compile_export(spec, target)
     files = {f"{name}.h": c_header(layout, target).encode(), f"{name}.o": object_code}
     if weights == "external":
@@ -148,7 +151,7 @@ def check_name(name: str) -> None:
         raise ConfigError(f"an export's name must be a C identifier (letters, digits, _), got {name!r}")
 
 
-def _spec(source: ExportSource, name: str, max_batch: int, external: bool, target: Target) -> ExportSpec:
+def _spec(source: ExportSource, name: str, max_batch: int, external: bool, target: Target, threads: int) -> ExportSpec:
     params = source.params
     build = build_native(source.graphs, params.offsets, source.state.offsets, target, PassLog())
     tensors = tuple((tensor, offset, params.nbytes[tensor]) for tensor, offset in params.offsets.items())
@@ -167,6 +170,7 @@ def _spec(source: ExportSource, name: str, max_batch: int, external: bool, targe
         sample_weight=source.sample_weight,
         labels=Labels(*source.labels) if source.labels else None,
         external_weights=external,
+        threads=threads,
     )
 
 
@@ -188,7 +192,7 @@ def _write_atomically(path: Path, data: bytes) -> Path:
 def _link_shared(compiler: str, object_file: Path, library: Path) -> Path:
     """`cc -shared` the object into `library` (written whole, as the other files)."""
     temporary = library.with_name(f".{library.name}.tmp")
-    command: Sequence[str] = [compiler, "-shared", "-o", str(temporary), str(object_file), "-lm"]
+    command: Sequence[str] = [compiler, "-shared", "-o", str(temporary), str(object_file), "-lm", "-lpthread"]
     linked = subprocess.run(command, capture_output=True, text=True)
     if linked.returncode != 0:
         temporary.unlink(missing_ok=True)

@@ -154,6 +154,55 @@ def test_a_c_training_loop_matches_train_step_exactly(tmp_path, optimizer, dropo
     np.testing.assert_array_equal(out[expected.size :], np.float32(losses))
 
 
+THREADS_C = """
+    #include <stdio.h>
+    #include "wide.h"
+    int main(int argc, char **argv) {
+        static _Alignas(64) unsigned char ctx[WIDE_CONTEXT_SIZE];
+        static float x[64 * WIDE_INPUT_SIZE], y[64 * WIDE_OUTPUT_SIZE], params[WIDE_PARAMETERS_SIZE];
+        static int64_t labels[64];
+        FILE *f = fopen(argv[1], "rb");
+        if (fread(x, sizeof x, 1, f) != 1 || fread(labels, sizeof labels, 1, f) != 1) return 10;
+        fclose(f);
+        if (wide_set_threads(0) != WIDE_ERROR_THREADS || wide_set_threads(WIDE_MAX_THREADS) != WIDE_OK) return 11;
+        wide_init(ctx);
+        for (int step = 0; step < 20; step++)
+            if (wide_train_step(ctx, x, labels, 64, 0.01f, NULL) != WIDE_OK) return 12;
+        wide_read_parameters(ctx, params);
+        wide_context_predict(ctx, x, y, 64);
+        wide_stop_threads();
+        f = fopen(argv[2], "wb");
+        fwrite(params, sizeof params, 1, f);
+        fwrite(y, sizeof y, 1, f);
+        fclose(f);
+        return 0;
+    }
+"""
+
+
+@needs_cc
+def test_threads_run_the_same_steps(tmp_path):
+    """Kernels large enough to split over the pool's two threads give the
+    same bits as Python's steps (the JIT's results do not depend on threads)."""
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=ember.optim.Adam(lr=1e-2), seed=1)
+    files = prog.export(tmp_path, "wide", train=True, threads=2)
+    assert "#define WIDE_MAX_THREADS 2" in files[0].read_text()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 64)).astype(np.float32), rng.integers(0, 10, 64)
+    (tmp_path / "data.bin").write_bytes(x.tobytes() + y.astype(np.int64).tobytes())
+    (tmp_path / "main.c").write_text(textwrap.dedent(THREADS_C))
+    command = [CC, "-O1", "-o", "main", "main.c", "wide.o", "-lm", "-lpthread"]
+    subprocess.run(command, cwd=tmp_path, check=True)
+    subprocess.run(["./main", "data.bin", "out.bin"], cwd=tmp_path, check=True, timeout=60)
+    for _ in range(20):
+        prog.train_step(x, y)
+    out = np.fromfile(tmp_path / "out.bin", np.float32)
+    expected = np.concatenate([v.ravel() for v in prog.parameters.values()])
+    np.testing.assert_array_equal(out[: expected.size], expected)
+    np.testing.assert_array_equal(out[expected.size :].reshape(64, 10), prog.predict(x))
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     """The training export of a small classifier, linked as a shared library."""
@@ -293,6 +342,7 @@ def test_an_export_for_another_cpu_is_built_for_it(tmp_path):
         ({"name": "int"}, "C identifier"),
         ({"max_batch": 0}, "max_batch must be a positive integer"),
         ({"weights": "inline"}, "weights must be one of baked, external"),
+        ({"threads": 0}, "threads must be a positive integer"),
         ({"weights": "external", "train": True}, "keeps its parameters in the context"),
     ],
 )
