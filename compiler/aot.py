@@ -51,7 +51,7 @@ from .codegen.threads import FUTEXES, POOL_SLOTS, STOP, TASK_POINTER, emit_pool_
 from .memory import aligned
 from .plan import KernelProgram
 
-OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE, ERROR_THREADS = range(7)
+OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE, ERROR_THREADS, ERROR_INDEX = range(8)
 """The return codes of every exported function (the header names them)."""
 
 ERRORS = {
@@ -62,6 +62,7 @@ ERRORS = {
     ERROR_LABEL: "a label is not a class index in [0, CLASSES) (nor the ignored index)",
     ERROR_VALUE: "the learning rate is negative or not a number",
     ERROR_THREADS: "a thread count below 1, or the system could not start a thread",
+    ERROR_INDEX: "a value of x is not a row index in [0, TABLE_ROWS) of the embedding table it indexes",
 }
 
 HEADER_BYTES = 64
@@ -104,6 +105,8 @@ class ExportSpec:
     external_weights: bool = False
     threads: int = 1
     """The most threads the kernels may use, the caller's included."""
+    index_rows: int | None = None
+    """With integer inputs that index embedding tables: the fewest rows of those tables."""
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,7 @@ class _Interface:
             args["weights"] if self.spec.external_weights else self._at(b, self.image, self.layout.context["params"])
         )
         self._check_not_null(b, [args[k] for k in names if k != "n"], args["n"])
+        self._check_indices(b, args["x"], args["n"])
         addresses = self._fixed_addresses(b, self.spec.predict, self.image)
         addresses["params"] = params
         for key, offset in self.layout.frame.items():
@@ -373,6 +377,7 @@ class _Interface:
         b, args = self._function("context_predict", I32, ["ctx", "x", "y", "n"])
         self._check_context(b, args["ctx"])
         self._check_not_null(b, [args["x"], args["y"]], args["n"])
+        self._check_indices(b, args["x"], args["n"])
         addresses = self._context_addresses(b, self.spec.predict, args["ctx"])
         self._predict_chunks(b, addresses, args["x"], args["y"], args["n"])
         b.ret(_i32(OK))
@@ -399,8 +404,10 @@ class _Interface:
         self._fail_if(b, b.or_(self._is_null(b, args["x"]), self._is_null(b, args["y"])), ERROR_NULL)
         too_many = b.icmp_unsigned(">", b.sub(n, i64(1)), i64(spec.max_batch - 1))  # n = 0 wraps around
         self._fail_if(b, too_many, ERROR_ROWS)
+        self._check_indices(b, args["x"], n)
         if spec.labels is not None:
-            self._check_labels(b, args["y"], b.mul(n, i64(layout.target.row_values)))
+            count = b.mul(n, i64(layout.target.row_values))
+            self._check_range(b, args["y"], layout.target.dtype, count, spec.labels.classes, spec.labels.ignore_index)
         self._fail_if(b, b.fcmp_unordered("<", lr, ir.Constant(lr.type, 0.0)), ERROR_VALUE)
         for name in spec.lr_inputs:
             b.store(lr, self._at(b, ctx, layout.context[f"in:{name}"]))
@@ -487,16 +494,33 @@ class _Interface:
             addresses[f"in:{self.spec.sample_weight}"] = self._at(b, ctx, context["ones"])
         return addresses
 
-    def _check_labels(self, b: ir.IRBuilder, labels: ir.Value, count: ir.Value) -> None:
-        rule = self.spec.labels
-        dtype = self.layout.target.dtype
-        with for_range(b, i64(0), count, name="label") as i:
-            value = b.load(b.gep(labels, [i], source_etype=memory_type(dtype)), typ=memory_type(dtype))
+    def _check_indices(self, b: ir.IRBuilder, x: ir.Value, n: ir.Value) -> None:
+        """Integer inputs that index tables must name their rows (the kernels
+        would clamp them; the caller hears of the mistake instead)."""
+        x_type = self.layout.x
+        if self.spec.index_rows is not None and not x_type.dtype.is_float:
+            count = b.mul(n, i64(x_type.row_values))
+            self._check_range(b, x, x_type.dtype, count, self.spec.index_rows, None, ERROR_INDEX)
+
+    def _check_range(
+        self,
+        b: ir.IRBuilder,
+        values: ir.Value,
+        dtype: DType,
+        count: ir.Value,
+        stop: int,
+        allowed: int | None,
+        error: int = ERROR_LABEL,
+    ) -> None:
+        """Each of `count` integers at `values` lies in [0, stop) or equals `allowed`."""
+        element = memory_type(dtype)
+        with for_range(b, i64(0), count, name="value") as i:
+            value = b.load(b.gep(values, [i], source_etype=element), typ=element)
             value = b.sext(value, I64) if value.type != I64 else value
-            good = b.icmp_unsigned("<", value, i64(rule.classes))
-            if rule.ignore_index is not None:
-                good = b.or_(good, b.icmp_signed("==", value, i64(rule.ignore_index)))
-            self._fail_if(b, b.not_(good), ERROR_LABEL)
+            good = b.icmp_unsigned("<", value, i64(stop))
+            if allowed is not None:
+                good = b.or_(good, b.icmp_signed("==", value, i64(allowed)))
+            self._fail_if(b, b.not_(good), error)
 
     def _check_context(self, b: ir.IRBuilder, ctx: ir.Value) -> None:
         self._fail_if(b, self._is_null(b, ctx), ERROR_CONTEXT)

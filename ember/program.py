@@ -556,6 +556,7 @@ class Program:
             rng_step=RNG_STEP if train and "train" in self._random else None,
             sample_weight=SAMPLE_WEIGHT if train and self._weighted else None,
             labels=labels,
+            index_rows=self._index_inputs.get(self._input_arguments[0].name),
         )
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:

@@ -14,7 +14,16 @@ C_TYPES = {
     DType.bool: "uint8_t",
 }
 
-ERROR_NAMES = ("OK", "ERROR_NULL", "ERROR_ROWS", "ERROR_CONTEXT", "ERROR_LABEL", "ERROR_VALUE", "ERROR_THREADS")
+ERROR_NAMES = (
+    "OK",
+    "ERROR_NULL",
+    "ERROR_ROWS",
+    "ERROR_CONTEXT",
+    "ERROR_LABEL",
+    "ERROR_VALUE",
+    "ERROR_THREADS",
+    "ERROR_INDEX",
+)
 
 
 def c_header(layout: Layout, target: Target) -> str:
@@ -61,6 +70,7 @@ def c_header(layout: Layout, target: Target) -> str:
     lines += ["", "/* What every function returns: */"]
     for code, error in enumerate(ERROR_NAMES):
         text = ERRORS[code].replace("MAX_BATCH", f"{upper}_MAX_BATCH").replace("CLASSES", f"{upper}_CLASSES")
+        text = text.replace("TABLE_ROWS", str(spec.index_rows))
         lines.append(f"#define {upper}_{error} {code} /* {text.replace('NAME_', name + '_')} */")
     lines += ["", *_predict(layout, name, upper)]
     if spec.threads > 1:

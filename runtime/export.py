@@ -102,6 +102,8 @@ class ExportSource:
     sample_weight: str | None
     labels: tuple[int, int | None] | None
     """(classes, ignored index) of class-index targets."""
+    index_rows: int | None
+    """The fewest rows of the tables the input indexes (embeddings), if any."""
 
 
 def export(
@@ -171,6 +173,7 @@ def _spec(source: ExportSource, name: str, max_batch: int, external: bool, targe
         labels=Labels(*source.labels) if source.labels else None,
         external_weights=external,
         threads=threads,
+        index_rows=source.index_rows,
     )
 
 

@@ -228,12 +228,13 @@ def library(tmp_path_factory):
     return lib, prog, (directory / "net.h").read_text()
 
 
-def context(lib) -> tuple[np.ndarray, int]:
-    """An initialized, aligned context and its address."""
-    memory = np.zeros(lib.net_context_size() + 64, np.uint8)
+def context(lib, name: str = "net") -> tuple[np.ndarray, int]:
+    """An initialized, aligned context of export `name` and its address."""
+    size = getattr(lib, f"{name}_context_size")()
+    memory = np.zeros(size + 64, np.uint8)
     start = -memory.ctypes.data % 64
-    ctx = memory[start : start + lib.net_context_size()]
-    assert lib.net_init(ctx.ctypes.data) == 0
+    ctx = memory[start : start + size]
+    assert getattr(lib, f"{name}_init")(ctx.ctypes.data) == 0
     return ctx, ctx.ctypes.data
 
 
@@ -278,6 +279,52 @@ def test_bad_arguments_get_their_codes_and_change_nothing(library):
     assert lib.net_predict(x.ctypes.data, None, 3) == 1
     assert step(address, x.ctypes.data, y.ctypes.data, 8, 0.1, ctypes.byref(loss)) == 0
     assert np.isfinite(loss.value)
+
+
+@needs_cc
+def test_embedding_indices_are_checked(tmp_path):
+    model = nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(12, 3))
+    prog = ember.compile(model, example_inputs=[((1, 3), "int64")])
+    prog.export(tmp_path, "emb", shared=True)
+    header = (tmp_path / "emb.h").read_text()
+    assert "int emb_predict(const int64_t *x, float *y, size_t n);" in header
+    assert "[0, 20) of the embedding table" in header
+    lib = ctypes.CDLL(str(tmp_path / "libemb.so"))
+    lib.emb_predict.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    indices = np.random.default_rng(0).integers(0, 20, (7, 3))
+    y = np.empty((7, 3), np.float32)
+    assert lib.emb_predict(indices.ctypes.data, y.ctypes.data, 7) == 0
+    np.testing.assert_allclose(y, prog.predict(indices), rtol=2e-6, atol=1e-6)
+    indices[6, 2] = 20
+    assert lib.emb_predict(indices.ctypes.data, y.ctypes.data, 7) == 7
+
+
+@needs_cc
+def test_a_float64_regression_trains_in_c_as_in_python(tmp_path):
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
+    prog = ember.compile(model, loss=nn.MSELoss(), optimizer=ember.optim.SGD(lr=0.05), dtype="float64")
+    prog.export(tmp_path, "reg", train=True, shared=True)
+    header = (tmp_path / "reg.h").read_text()
+    assert (
+        "int reg_train_step(void *ctx, const double *x, const double *targets, size_t n, double lr, double *loss);"
+        in header
+    )
+    lib = ctypes.CDLL(str(tmp_path / "libreg.so"))
+    pointer = ctypes.c_void_p
+    lib.reg_train_step.argtypes = [pointer] * 3 + [ctypes.c_size_t, ctypes.c_double, pointer]
+    lib.reg_init.argtypes = [pointer]
+    lib.reg_read_parameters.argtypes = [pointer, pointer]
+    lib.reg_context_size.restype = ctypes.c_size_t
+    _, address = context(lib, "reg")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 5)), rng.standard_normal((16, 1))
+    loss = ctypes.c_double()
+    for _ in range(10):
+        assert lib.reg_train_step(address, x.ctypes.data, y.ctypes.data, 16, 0.05, ctypes.byref(loss)) == 0
+        assert loss.value == prog.train_step(x, y)
+    values = np.empty(sum(v.size for v in prog.parameters.values()))
+    assert lib.reg_read_parameters(address, values.ctypes.data) == 0
+    np.testing.assert_array_equal(values, np.concatenate([v.ravel() for v in prog.parameters.values()]))
 
 
 def test_ignored_labels_pass_the_check(tmp_path):
