@@ -20,12 +20,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-
-import llvmlite
+from typing import TYPE_CHECKING
 
 from ..ir import Graph, print_graph, verify
-from .backend import OptimizedModule, optimize
-from .codegen.module import emit_module, matmul_schedules
 from .codegen.target import Target
 from .fusion import FusedGraph, fuse
 from .kernel_dump import format_fused, format_kernels
@@ -33,6 +30,12 @@ from .lower import lower_for_codegen
 from .pipeline import PassLog
 from .plan import KernelProgram, plan
 from .symbolic import Poly
+
+if TYPE_CHECKING:
+    from .backend import OptimizedModule
+
+# LLVM (llvmlite, the code generator) is imported where a graph is compiled:
+# building a Program's kernel programs, and `import ember`, do without it.
 
 ENTRY_NAMES = {"train": "train_step", "predict": "predict", "gradients": "gradients", "evaluate": "evaluate"}
 """The native function of each runnable graph of a Program (others keep their name)."""
@@ -188,6 +191,9 @@ class NativeBuild:
         """Generate and optimize the module of `graph` (once)."""
         compiled = self.kept(graph)
         if compiled is None:
+            from .backend import optimize
+            from .codegen.module import emit_module
+
             program = self.programs[graph]
             code = _timed(self.log, "codegen", emit_module, [program], self.target)
             optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
@@ -203,6 +209,8 @@ class NativeBuild:
         if stage == "fused":
             return format_fused(self.fused[self.main], entry_name(self.main))
         if stage == "kernels":
+            from .codegen.module import matmul_schedules
+
             program = self.programs[self.main]
             schedules = matmul_schedules(program, self.target)
             return format_kernels(program, {k.name: s.describe() for k, s in schedules.items()})
@@ -218,6 +226,8 @@ def module_key(text: str, target: Target) -> str:
     """The disk cache's key of the code that `text` (a printed program, or
     a description that determines a module) compiles to on `target`, with
     this ember, llvmlite and LLVM."""
+    import llvmlite
+
     parts = [KEY_FORMAT, compiler_digest(), llvmlite.__version__, repr(target), text]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

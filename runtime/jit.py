@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import weakref
 
-import llvmlite.binding as llvm
-
 from ..compiler.codegen.target import Target
 
 _LOADED: weakref.WeakValueDictionary[bytes, JitModule] = weakref.WeakValueDictionary()
@@ -48,6 +46,8 @@ class JitModule:
         # the engine then holds the code alone (measured on the digits
         # training step: 0.14 MB instead of 2.7 MB). It owns its module and
         # its own target machine.
+        import llvmlite.binding as llvm
+
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.create_target_machine())
         self._engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
         self._engine.finalize_object()

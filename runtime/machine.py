@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compiler.backend import optimize
-from ..compiler.codegen.peak import COPY_FUNCTION, COUNTER_FUNCTION, PEAK_FUNCTION, chains, emit_peak_module
 from ..compiler.codegen.target import host_target
 from ..ir import DType
 from .arena import aligned_empty, data_address
@@ -38,36 +36,46 @@ class Bandwidth:
 
 @functools.cache
 def _module(dtype: DType) -> JitModule:
+    """The probes' module (LLVM and the code generator load with it, not with ember)."""
+    from ..compiler.backend import optimize
+    from ..compiler.codegen import peak
+
     target = host_target()
-    return JitModule(optimize(emit_peak_module(target, dtype), target).object_code, target, resolve_pool=False)
+    return JitModule(optimize(peak.emit_peak_module(target, dtype), target).object_code, target, resolve_pool=False)
 
 
 @functools.cache
 def fma_peak(dtype: DType = DType.float32) -> float:
     """Floating-point operations per second of one core doing nothing but
     vector FMAs (2 per lane), the best of a few runs of ~5 ms."""
+    from ..compiler.codegen import peak
+
     target = host_target()
-    peak = _PEAK(_module(dtype).address(PEAK_FUNCTION))
+    run = _PEAK(_module(dtype).address(peak.PEAK_FUNCTION))
     out = np.zeros(target.lanes(dtype), dtype.numpy)
     iterations = 1 << 20
-    peak(1000, data_address(out))
+    run(1000, data_address(out))
     best = float("inf")
     for _ in range(5):
         start = time.perf_counter()
-        peak(iterations, data_address(out))
+        run(iterations, data_address(out))
         best = min(best, time.perf_counter() - start)
-    return iterations * chains(target) * target.lanes(dtype) * 2 / best
+    return iterations * peak.chains(target) * target.lanes(dtype) * 2 / best
 
 
 def cycle_counter() -> int:
     """The CPU's cycle counter now (rdtsc on x86: a constant rate)."""
-    return _COUNTER(_module(DType.float32).address(COUNTER_FUNCTION))()
+    from ..compiler.codegen import peak
+
+    return _COUNTER(_module(DType.float32).address(peak.COUNTER_FUNCTION))()
 
 
 @functools.cache
 def counter_rate() -> float:
     """Ticks of `cycle_counter` per second, against time.perf_counter over 20 ms."""
-    read = _COUNTER(_module(DType.float32).address(COUNTER_FUNCTION))
+    from ..compiler.codegen import peak
+
+    read = _COUNTER(_module(DType.float32).address(peak.COUNTER_FUNCTION))
     start, ticks = time.perf_counter(), read()
     while time.perf_counter() - start < 0.02:
         pass
@@ -78,6 +86,8 @@ def counter_rate() -> float:
 def copy_bandwidths() -> tuple[Bandwidth, ...]:
     """Copy bandwidth with working sets that fit in L1, L2, L3, and in none
     (4x L3, at least 64 MiB): the roofs of kernels that move that much."""
+    from ..compiler.codegen import peak
+
     target = host_target()
     levels = [
         ("L1", target.l1d_bytes, target.l1d_bytes // 2),
@@ -85,7 +95,7 @@ def copy_bandwidths() -> tuple[Bandwidth, ...]:
         ("L3", target.l3_bytes, target.l3_bytes // 2),
         ("DRAM", 2**62, max(4 * target.l3_bytes, 64 << 20)),
     ]
-    copy = _COPY(_module(DType.float32).address(COPY_FUNCTION))
+    copy = _COPY(_module(DType.float32).address(peak.COPY_FUNCTION))
     vector_bytes = target.vector_bits // 8
     results = []
     for level, fits, working_set in levels:

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.codegen.module import PROFILE_SUFFIX
 from ..compiler.codegen.target import Target, host_target
 from ..compiler.native import NativeBuild, build_native
 from ..compiler.pipeline import PassLog
@@ -83,6 +82,8 @@ class _Entry:
     next call rewrites the whole block."""
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
+        from ..compiler.codegen.module import PROFILE_SUFFIX
+
         code = machine_code(build, graph)
         self.jit = jit.load(code.object_code, build.target)  # keeps the machine code alive
         self.program = program

@@ -19,13 +19,9 @@ import ctypes
 import os
 import threading
 
-import llvmlite.binding as llvm
-import llvmlite.ir as ir
 import numpy as np
 
-from ..compiler.backend import optimize
 from ..compiler.codegen.target import host_target
-from ..compiler.codegen.threads import FUTEXES, POOL_SLOTS, WORKERS, emit_pool_module
 from ..ir import ConfigError
 from .arena import aligned_empty
 from .jit import JitModule
@@ -47,7 +43,14 @@ class ThreadPool:
     Idle workers sleep on futexes, or with `futex=False` (the default off
     Linux) nap a millisecond at a time."""
 
-    def __init__(self, workers: int, futex: bool = FUTEXES) -> None:
+    def __init__(self, workers: int, futex: bool | None = None) -> None:
+        # the pool's code generator and LLVM load with the pool, not with ember
+        import llvmlite.ir as ir
+
+        from ..compiler.backend import optimize
+        from ..compiler.codegen.threads import FUTEXES, POOL_SLOTS, WORKERS, emit_pool_module
+
+        futex = FUTEXES if futex is None else futex
         target = host_target()
 
         def compile_pool() -> bytes:
@@ -60,6 +63,7 @@ class ThreadPool:
         code = object_code(f"ember_pool futex={futex}", target, compile_pool)
         self._code = JitModule(code, target, resolve_pool=False)
         self.state = aligned_empty(POOL_SLOTS, np.int64)
+        self._workers_slot = WORKERS
         self.state[:] = 0
         init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.address("ember_pool_init"))
         init(self.state.ctypes.data)
@@ -76,6 +80,8 @@ class ThreadPool:
     def publish(self) -> None:
         """Make native code loaded from now on call this pool's
         `ember_parallel_for` and `ember_pool_threads`."""
+        import llvmlite.binding as llvm
+
         for name in ("ember_parallel_for", "ember_pool_threads"):
             llvm.add_symbol(name, self._code.address(name))
 
@@ -87,7 +93,7 @@ class ThreadPool:
     @property
     def threads(self) -> int:
         """Threads a kernel may use now, the caller included."""
-        return int(self.state[WORKERS]) + 1
+        return int(self.state[self._workers_slot]) + 1
 
     def set_threads(self, count: int) -> None:
         self._set_workers(min(count, self.workers + 1) - 1)

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
-
-import llvmlite.binding as llvm
+from typing import TYPE_CHECKING
 
 from ...ir import ConfigError, DType
+
+if TYPE_CHECKING:
+    import llvmlite.binding as llvm
+
+# llvmlite is imported where LLVM is used, not with this module: `import
+# ember` then stays free of it (~40 ms), and a program's first compile loads it.
 
 
 @functools.cache
 def initialize_llvm() -> None:
     """Set up LLVM's native target once per process (`llvm.initialize()` is
     gone in llvmlite 0.50; only these two are needed)."""
+    import llvmlite.binding as llvm
+
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
 
@@ -43,6 +49,8 @@ class Target:
         """A fresh LLVM target machine (an execution engine owns the one it is
         given, so each engine needs its own); the defaults are the JIT's, an
         object file for linking wants `reloc="pic", codemodel="small"`."""
+        import llvmlite.binding as llvm
+
         initialize_llvm()
         return llvm.Target.from_triple(self.triple).create_target_machine(
             cpu=self.cpu, features=self.features, opt=3, reloc=reloc, codemodel=codemodel
@@ -80,6 +88,8 @@ def _cache_sizes() -> dict[int, int]:
 @functools.cache
 def host_target() -> Target:
     """The machine this process runs on."""
+    import llvmlite.binding as llvm
+
     initialize_llvm()
     features = llvm.get_host_cpu_features()
     flags = {name for name, enabled in features.items() if enabled}
@@ -133,6 +143,8 @@ def named_target(cpu: str) -> Target:
     `skylake-avx512`, ...) with its default features; the triple and the
     cache sizes are the host's. The vector width is read from the assembly
     LLVM generates for that CPU, so it is the one the kernels will get."""
+    import subprocess
+
     host = host_target()
     probe = subprocess.run(
         [sys.executable, "-c", _PROBE_SCRIPT, host.triple, cpu, _PROBE], capture_output=True, text=True

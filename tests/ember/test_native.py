@@ -17,7 +17,8 @@ from model_tables import ACTIVATIONS, LOSSES
 from native_helpers import central_differences
 
 import ember
-import ember.compiler.native as native_compiler
+import ember.compiler.backend as backend
+import ember.compiler.codegen.module as codegen_module
 import ember.runtime.jit as jit
 from ember import nn, optim
 from ember.compiler.codegen.target import host_target
@@ -205,9 +206,10 @@ def test_predict_on_any_batch_size_matches_the_reference_without_recompiling(mon
     x, y = make_batch(loss(), "float32", rows=32)
     native.train_step(x, y)  # predict sees trained weights, not the initial ones
     reference.train_step(x, y)
-    counters = {name: CallCounter(getattr(native_compiler, name)) for name in ("emit_module", "optimize")}
+    stages = {"emit_module": codegen_module, "optimize": backend}
+    counters = {name: CallCounter(getattr(module, name)) for name, module in stages.items()}
     for name, counter in counters.items():
-        monkeypatch.setattr(native_compiler, name, counter)
+        monkeypatch.setattr(stages[name], name, counter)
     monkeypatch.setattr(jit, "load", loader := CallCounter(jit.load))
 
     rng = np.random.default_rng(3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ember
-import ember.compiler.native as native_compiler
+import ember.compiler.codegen.module as codegen_module
 from ember import nn
 
 
@@ -41,8 +41,8 @@ def test_clear_cache_makes_the_next_compile_start_over(monkeypatch) -> None:
     info = ember.cache_info()
     assert (info.compiled, info.compiled_bytes, info.disk.entries, info.disk.bytes) == (0, 0, 0, 0)
     calls = []
-    original = native_compiler.emit_module
-    monkeypatch.setattr(native_compiler, "emit_module", lambda *a: calls.append(1) or original(*a))
+    original = codegen_module.emit_module
+    monkeypatch.setattr(codegen_module, "emit_module", lambda *a: calls.append(1) or original(*a))
     ember.compile(model(hidden=9))
     assert calls == [1]
 

@@ -315,7 +315,7 @@ def test_a_float64_regression_trains_in_c_as_in_python(tmp_path):
     lib.reg_init.argtypes = [pointer]
     lib.reg_read_parameters.argtypes = [pointer, pointer]
     lib.reg_context_size.restype = ctypes.c_size_t
-    _, address = context(lib, "reg")
+    memory, address = context(lib, "reg")  # kept: the address points into it
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((16, 5)), rng.standard_normal((16, 1))
     loss = ctypes.c_double()
@@ -325,6 +325,7 @@ def test_a_float64_regression_trains_in_c_as_in_python(tmp_path):
     values = np.empty(sum(v.size for v in prog.parameters.values()))
     assert lib.reg_read_parameters(address, values.ctypes.data) == 0
     np.testing.assert_array_equal(values, np.concatenate([v.ravel() for v in prog.parameters.values()]))
+    assert memory.any()
 
 
 def test_ignored_labels_pass_the_check(tmp_path):
