@@ -16,11 +16,11 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..ir import Graph, print_graph, verify
 from .codegen.target import Target
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 # LLVM (llvmlite, the code generator) is imported where a graph is compiled:
 # building a Program's kernel programs, and `import ember`, do without it.
+
+V = TypeVar("V")
 
 ENTRY_NAMES = {"train": "train_step", "predict": "predict", "gradients": "gradients", "evaluate": "evaluate"}
 """The native function of each runnable graph of a Program (others keep their name)."""
@@ -151,13 +153,39 @@ identical program compiled again in one process (tests, repeated
 object code. `ember.cache_info()` shows it, `ember.clear_cache()` empties it."""
 
 
+class OnDemand(Mapping[str, V]):
+    """A mapping whose values are made on first access, once (under a lock:
+    a Program's graphs may first be needed by two threads at once)."""
+
+    def __init__(self, keys: Iterable[str], make: Callable[[str], V]) -> None:
+        self._keys = tuple(keys)
+        self._make = make
+        self._made: dict[str, V] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: str) -> V:
+        if key not in self._made:
+            if key not in self._keys:
+                raise KeyError(key)
+            with self._lock:
+                if key not in self._made:
+                    self._made[key] = self._make(key)
+        return self._made[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 @dataclass
 class NativeBuild:
-    """The native pipeline's products for one Program, compiled on demand."""
+    """The native pipeline's products for one Program, made on demand."""
 
     target: Target
-    fused: dict[str, FusedGraph]
-    programs: dict[str, KernelProgram]
+    fused: Mapping[str, FusedGraph]
+    programs: Mapping[str, KernelProgram]
     log: PassLog
     main: str
     _compiled: dict[str, CompiledGraph] = field(default_factory=dict)
@@ -263,14 +291,22 @@ def build_native(
     target: Target,
     log: PassLog,
 ) -> NativeBuild:
-    """Lower, fuse and plan every graph in `graphs` (by runnable name)."""
-    fused: dict[str, FusedGraph] = {}
-    programs: dict[str, KernelProgram] = {}
-    for name, graph in graphs.items():
-        lowered = _timed(log, "lower", lower_for_codegen, graph)
+    """The native pipeline of every graph in `graphs` (by runnable name):
+    each is lowered, fused and planned when first needed (a program that
+    only trains never plans `gradients`), or at once with `log.check`."""
+
+    def lowered_and_fused(name: str) -> FusedGraph:
+        lowered = _timed(log, "lower", lower_for_codegen, graphs[name])
         if log.check:
             verify(lowered)
-        fused[name] = _timed(log, "fuse", fuse, lowered)
-        programs[name] = _timed(log, "plan", plan, fused[name], entry_name(name), param_offsets, state_offsets)
+        return _timed(log, "fuse", fuse, lowered)
+
+    fused = OnDemand(graphs, lowered_and_fused)
+    programs = OnDemand(
+        graphs, lambda name: _timed(log, "plan", plan, fused[name], entry_name(name), param_offsets, state_offsets)
+    )
+    if log.check:
+        for name in graphs:
+            programs[name]
     main = "train" if "train" in graphs else next(iter(graphs))
     return NativeBuild(target, fused, programs, log, main)

@@ -39,6 +39,10 @@ class Buffer:
     size: Poly
 
 
+PROFILE_SUFFIX = ".profile"
+"""The profiled entry of program P is the function `P.profile`."""
+
+
 @dataclass
 class KernelProgram:
     """Kernels in execution order plus the buffer of every stored tensor."""
@@ -54,6 +58,11 @@ class KernelProgram:
     """The size in bytes of each workspace slot (region `workspace:N`)."""
     recomputed: set[Node] = field(default_factory=set)
     """Nodes computed at each index by the kernels that read them (see `fusion.recomputed_nodes`)."""
+
+    @property
+    def profiled_name(self) -> str:
+        """The entry's twin that also times each kernel (codegen/module.py)."""
+        return self.name + PROFILE_SUFFIX
 
     def is_stored(self, value: Value) -> bool:
         return value in self.buffers

@@ -82,13 +82,11 @@ class _Entry:
     next call rewrites the whole block."""
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
-        from ..compiler.codegen.module import PROFILE_SUFFIX
-
         code = machine_code(build, graph)
         self.jit = jit.load(code.object_code, build.target)  # keeps the machine code alive
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
-        self.profiled = _PROFILED_ENTRY(self.jit.address(program.name + PROFILE_SUFFIX))
+        self.profiled = _PROFILED_ENTRY(self.jit.address(program.profiled_name))
         self.scratch_bytes = code.scratch_bytes
         self.thread_bytes = code.thread_bytes
         self.block = np.zeros(len(program.symbols) + len(program.regions), dtype=np.int64)

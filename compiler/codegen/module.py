@@ -67,15 +67,11 @@ def emit_program(
     return scratch, thread_bytes
 
 
-PROFILE_SUFFIX = ".profile"
-"""The profiled entry of program P is the function `P.profile`."""
-
-
 def _emit_profiled_entry(program: KernelProgram, module: ir.Module, functions: list[ir.Function]) -> None:
     """`P.profile(args, ticks)`: the entry, reading the CPU's cycle counter
     (rdtsc: constant rate, a few ns) around every kernel call; the normal
     entry stays free of it."""
-    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR]), name=program.name + PROFILE_SUFFIX)
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR]), name=program.profiled_name)
     args, ticks = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     clock = declare(module, "llvm.readcyclecounter", I64, [])

@@ -24,7 +24,7 @@ from native_helpers import EPS, FLOATS, VECMATH_RTOL, make_graph, native, tensor
 import ember
 from ember import functional as F
 from ember import nn
-from ember.compiler.codegen.module import PROFILE_SUFFIX
+from ember.compiler.plan import PROFILE_SUFFIX
 from ember.ir import DType, Graph, interpret
 
 LONG = np.longdouble
