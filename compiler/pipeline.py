@@ -12,7 +12,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from ..ir import Graph, verify
-from .autodiff import autodiff, grad_name
+from .autodiff import GRAD_SUFFIX, autodiff, grad_name
 from .clipping import GradientClipping, clip_gradients
 from .optimizers import Optimizer, lower_optimizer
 from .schedules import StepSchedule, schedule_lr
@@ -109,6 +109,10 @@ class TrainingGraphs:
     train: Graph
     gradients: Graph
     evaluate: Graph
+    backward: Graph
+    """The training step's first half: loss, gradients and buffer updates."""
+    apply: Graph
+    """Its second half: from given gradients (inputs `NAME.grad`) to the update."""
 
 
 def build_training(
@@ -134,7 +138,44 @@ def build_training(
     train = run_passes(loss_graph, training_passes(optimizer, wrt, clipping, lr_schedule), log, stages)
     gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
     evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
-    return TrainingGraphs(stages, train, gradients, evaluate)
+    backward = run_passes(_loss_and_gradients(stages["autodiff"]), [simplify_pass("backward")], log)
+    apply = run_passes(gradient_inputs(stages["autodiff"]), update_passes(optimizer, clipping, lr_schedule), log)
+    return TrainingGraphs(stages, train, gradients, evaluate, backward, apply)
+
+
+def _loss_and_gradients(autodiff_graph: Graph) -> Graph:
+    """The autodiff graph (buffer updates included) with only the outputs
+    the update needs: the loss and the gradients."""
+    graph, _ = autodiff_graph.clone("backward")
+    graph.outputs = {k: v for k, v in graph.outputs.items() if k == "loss" or k.endswith(GRAD_SUFFIX)}
+    return graph
+
+
+def update_passes(
+    optimizer: Optimizer, clipping: GradientClipping | None, lr_schedule: StepSchedule | None
+) -> list[Pass]:
+    """The passes of the training step after autodiff, for a graph that
+    takes its gradients as inputs: clipping, the optimizer, the schedule."""
+    return [
+        *([Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []),
+        Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer)),
+        *([Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule))] if lr_schedule else []),
+        simplify_pass("apply"),
+    ]
+
+
+def gradient_inputs(autodiff_graph: Graph) -> Graph:
+    """A graph whose gradients come from outside (a data-parallel step
+    averages them across processes first): inputs `NAME.grad` and `loss`,
+    passed through as the outputs autodiff gives, for each trained param."""
+    graph = Graph("apply")
+    graph.outputs["loss"] = graph.add_argument("loss", autodiff_graph.outputs["loss"].type)
+    for param in autodiff_graph.params:
+        name = grad_name(param.name)
+        if name in autodiff_graph.outputs:
+            graph.add_argument(param.name, param.type, "param")
+            graph.outputs[name] = graph.add_argument(name, param.type)
+    return graph
 
 
 def _trained_only(graph: Graph, wrt: Sequence[str] | None) -> Graph:

@@ -37,6 +37,7 @@ from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_ou
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
 
 if TYPE_CHECKING:
+    from .distributed import World
     from .runtime.export import ExportSource
 from .trace import EVALUATE, LOSS, MODEL, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
@@ -126,6 +127,8 @@ class Program:
                 self._sources[EVALUATE] = evaluate_graph
             self._stages = training.stages
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
+            # a distributed step's two halves, compiled when first used
+            self._graphs.update(backward=training.backward, apply=training.apply)
         self._param_names = [p.name for p in predict_graph.params]
         self._buffer_names = [b.name for b in predict_graph.buffers]
         self._state_layout = state_layout or StateLayout.default(self._param_names + self._buffer_names)
@@ -154,6 +157,7 @@ class Program:
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
+        self._gradients_flat: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
         # bound once, read by every call: a step passes only the batch
         fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
         if backend == "native":
@@ -285,14 +289,26 @@ class Program:
         return f"<ember.Program {what}: {len(self._param_names)} params ({count:,} values), {self.backend} backend>"
 
     # -- running -------------------------------------------------------
-    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> float:
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None, *, distributed: bool = False) -> float:
         """One training step on one minibatch (forward, backward, update);
         returns the loss before the update. A model of several inputs takes
         `x` as a tuple, one of several outputs `y` as a tuple. `sample_weight`
         (one finite number >= 0 per row) weighs each row's loss: the loss is
-        the mean over the batch of `w_i * loss_i`, as in Keras."""
+        the mean over the batch of `w_i * loss_i`, as in Keras.
+
+        `distributed=True` (after `ember.distributed.init()`): `x, y` are this
+        process's share of the batch; the gradients are averaged over the
+        processes before the update, so every process updates the same way,
+        and the loss returned is the mean over the processes."""
         self._require_training("train_step")
-        return self._train_batch(self._check_batch(x, y, sample_weight=sample_weight))
+        batch = self._check_batch(x, y, sample_weight=sample_weight)
+        if distributed:
+            from .distributed import world
+
+            team = world()
+            if team.size > 1:
+                return self._distributed_batch(batch, team)
+        return self._train_batch(batch)
 
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model's output for `x` (any number of rows; a tuple of inputs
@@ -736,6 +752,30 @@ class Program:
             loss = float(outputs[LOSS])
             self._advance_rng("train")
             return loss
+
+    def _distributed_batch(self, batch: Batch, team: World) -> float:
+        """A step split in two: backward (loss and gradients, into one
+        buffer), the buffer's mean over the processes, then apply."""
+        with self._lock:
+            buffer, views = self._gradient_buffer()
+            self._exec.run("backward", batch, out=views)
+            self._advance_rng("backward")
+            team.allreduce_mean(buffer)
+            return float(self._exec.run("apply", views)[LOSS])
+
+    def _gradient_buffer(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One contiguous buffer for the backward half's outputs (the loss,
+        then each gradient), and a view of it per output; made once."""
+        if self._gradients_flat is None:
+            outputs = self._graphs["backward"].outputs
+            sizes = [math.prod(v.type.shape) for v in outputs.values()]
+            buffer = np.zeros(sum(sizes), self.dtype.numpy)
+            views, start = {}, 0
+            for (name, value), size in zip(outputs.items(), sizes, strict=True):
+                views[name] = buffer[start : start + size].reshape(value.type.shape)
+                start += size
+            self._gradients_flat = (buffer, views)
+        return self._gradients_flat
 
     def _advance_rng(self, graph: str) -> None:
         """After a training-mode run of `graph` that drew random numbers: the

@@ -161,11 +161,15 @@ class NativeExecutable:
         held = [self._threads] + [m for e in self._entries.values() for m in (e.workspace, e.scratch)]
         return sum(m.array.size for m in held)
 
-    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, graph: str, inputs: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
         """Run entry `graph` on validated `inputs`; params and state are updated
-        in place; returns freshly allocated outputs."""
+        in place; returns the outputs: freshly allocated, or for names in
+        `out` written into those arrays (each exactly the output's shape and
+        dtype, C-contiguous and writeable: checked here)."""
         with self.lock:
-            return self._run(graph, inputs)
+            return self._run(graph, inputs, out=out)
 
     def rerun(self, graph: str, array: Any) -> np.ndarray | None:
         """Entry `graph` of one input and one output on `array`, when `array`
@@ -207,18 +211,26 @@ class NativeExecutable:
             return self._run(graph, inputs, ticks)
 
     def _run(
-        self, graph: str, inputs: Mapping[str, np.ndarray], ticks: np.ndarray | None = None
+        self,
+        graph: str,
+        inputs: Mapping[str, np.ndarray],
+        ticks: np.ndarray | None = None,
+        out: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         entry = self.entry(graph)
         sizes = self._bind(entry, inputs)
         block = entry.block
         if sizes != entry.sizes:
             self._resize(entry, sizes)
-        for name, _, _, slot in entry.inputs:
-            block[slot] = data_address(inputs[name])
         outputs = {}
         for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True):
-            outputs[name], block[slot] = _output_array(shape, dtype)
+            if out is not None and name in out:
+                outputs[name] = _given_output(entry.program.name, name, out[name], shape, dtype)
+                block[slot] = data_address(outputs[name])
+            else:
+                outputs[name], block[slot] = _output_array(shape, dtype)
+        for name, _, _, slot in entry.inputs:
+            block[slot] = data_address(inputs[name])
         if ticks is None:
             entry.function(entry.block_address)
         else:
@@ -295,6 +307,16 @@ def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, 
     # whole rows of vectors start on a cache line: a matmul's stores then
     # touch one line each, not two (up to 25% faster on large C)
     return aligned_array(shape, dtype)
+
+
+def _given_output(entry: str, name: str, array: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """`array`, once checked to be exactly where output `name` can go."""
+    if not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape:
+        got = f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise ShapeError(f"native {entry}: output {name} must go to a {dtype}{list(shape)} array, got {got}")
+    if not (array.flags.c_contiguous and array.flags.aligned and array.flags.writeable):
+        raise ShapeError(f"native {entry}: output {name} must go to a C-contiguous, aligned, writeable array")
+    return array
 
 
 def _fixed_address(entry: str, name: str, type: TensorType, array: np.ndarray) -> int:

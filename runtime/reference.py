@@ -34,10 +34,13 @@ class ReferenceExecutable:
         self.state = state
         self.fixed = dict(fixed or {})
 
-    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, graph: str, inputs: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
         """Run graph `graph` on `inputs` (already validated) plus the current
         params and state; write its updates in place only after the whole
-        graph has run; return its outputs."""
+        graph has run; return its outputs (those named in `out` copied into
+        those arrays, as the native backend writes them there)."""
         g = self.graphs[graph]
         arguments = dict(inputs)
         arguments.update({a.name: self.fixed[a.name] for a in g.inputs if a.name in self.fixed})
@@ -47,7 +50,11 @@ class ReferenceExecutable:
         for name, value in result.updates.items():
             np.copyto(self.params[name] if name in self.params else self.state[name], value)
         # fresh arrays, as native code returns: an output may be an argument itself
-        return {name: np.array(value) for name, value in result.outputs.items()}
+        outputs = {name: np.array(value) for name, value in result.outputs.items()}
+        for name, array in (out or {}).items():
+            np.copyto(array, outputs[name])
+            outputs[name] = array
+        return outputs
 
     def release_memory(self) -> None:
         """Nothing to give back: the interpreter keeps no buffers between calls."""

@@ -1,0 +1,55 @@
+"""Run under `mpiexec -n N`: N ranks each taking b rows of every batch end
+with the parameters of one process taking all N*b rows (float64: equal to
+round-off), for SGD, Adam, and AdamW with clipping and a schedule.
+Prints one line per case on rank 0; exits non-zero on a mismatch."""
+
+import sys
+
+import numpy as np
+
+import ember
+import ember.distributed as dist
+from ember import nn, optim
+from ember.optim import lr_scheduler
+
+STEPS, ROWS = 6, 8
+
+
+def program(optimizer, **options):
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    return ember.compile(model, nn.CrossEntropyLoss(), optimizer, dtype="float64", seed=1, **options)
+
+
+CASES = {
+    "sgd": lambda: program(optim.SGD(lr=0.1, momentum=0.9)),
+    "adam": lambda: program(optim.Adam(lr=0.01)),
+    "adamw-clipped-scheduled": lambda: program(
+        optim.AdamW(lr=0.01, weight_decay=0.1),
+        clip_grad_norm=0.5,
+        lr_schedule=lr_scheduler.StepLR.compiled(step_size=2, gamma=0.5),
+    ),
+}
+
+
+def main() -> int:
+    world = dist.init()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((STEPS, world.size * ROWS, 5))
+    y = rng.integers(0, 3, (STEPS, world.size * ROWS))
+    mine = slice(world.rank * ROWS, (world.rank + 1) * ROWS)
+    failed = False
+    for name, make in CASES.items():
+        shared, alone = make(), make()
+        for step in range(STEPS):
+            loss = shared.train_step(x[step, mine], y[step, mine], distributed=True)
+            expected = alone.train_step(x[step], y[step])
+        worst = max(float(np.abs(shared.parameters[k] - alone.parameters[k]).max()) for k in alone.parameters)
+        ok = worst < 1e-12 and abs(loss - expected) < 1e-12
+        failed |= not ok
+        if world.rank == 0:
+            print(f"{name}: ranks {world.size}, largest parameter difference {worst:.1e}, {'ok' if ok else 'MISMATCH'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
