@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .ir import ConfigError
+from .runtime.training import Events, Logs
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,43 @@ class World:
     def broadcast(self, buffer: np.ndarray, root: int = 0) -> None:
         """`buffer` (contiguous) replaced by rank `root`'s, in place."""
         self.comm.Bcast(buffer, root=root)
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` holds on any rank."""
+        from mpi4py import MPI
+
+        return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+
+
+class AgreedEvents(Events):
+    """Another `Events` whose stop every rank agrees on: one rank's callback
+    stopping stops them all (else the others would wait for it in their
+    next all-reduce forever)."""
+
+    def __init__(self, events: Events, world: World) -> None:
+        self.events = events
+        self.world = world
+
+    def train_begin(self) -> None:
+        self.events.train_begin()
+
+    def epoch_begin(self, epoch: int) -> None:
+        self.events.epoch_begin(epoch)
+
+    def batch_begin(self, batch: int) -> None:
+        self.events.batch_begin(batch)
+
+    def batch_end(self, batch: int, logs: Logs) -> None:
+        self.events.batch_end(batch, logs)
+
+    def epoch_end(self, epoch: int, logs: Logs) -> None:
+        self.events.epoch_end(epoch, logs)
+
+    def train_end(self, logs: Logs) -> None:
+        self.events.train_end(logs)
+
+    def stop(self) -> bool:
+        return self.world.any(self.events.stop())
 
 
 _WORLD: World | None = None

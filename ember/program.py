@@ -3,6 +3,7 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -15,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import metrics as metric_table
-from .callbacks import Callback, CallbackList, SchedulerStep
+from .callbacks import Callback, CallbackList, ModelCheckpoint, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state, scalar_name
 from .compiler.schedules import StepSchedule
+from .distributed import AgreedEvents
 from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .metrics import Metric
 from .param_groups import Hyperparameters, ParamGroup
@@ -307,7 +309,7 @@ class Program:
 
             team = world()
             if team.size > 1:
-                return self._distributed_batch(batch, team)
+                return self._distributed_batch(batch, team=team)
         return self._train_batch(batch)
 
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -364,6 +366,7 @@ class Program:
         metrics: Sequence[Any] | None = (),
         progress: bool = True,
         drop_last: bool = False,
+        distributed: bool = False,
     ) -> dict[str, list[float]]:
         """Train for `epochs` passes over (x, y) in shuffled minibatches of
         `batch_size` rows (default: the compiled batch size); every argument
@@ -386,7 +389,18 @@ class Program:
         (ember.optim.lr_scheduler, built on this program) steps after each
         epoch's validation, or after each step with
         `scheduler_interval="step"`; one whose `step` takes a metric
-        (ReduceLROnPlateau) gets `val_loss` (without validation: `loss`)."""
+        (ReduceLROnPlateau) gets `val_loss` (without validation: `loss`).
+
+        `distributed=True` (every process of an MPI job, after
+        `ember.distributed.init()`, with the same data): rank 0's parameters,
+        optimizer state and shuffling RNG are sent to every rank; each epoch
+        is shuffled alike everywhere and cut into one shard per rank (as
+        PyTorch's DistributedSampler), each rank steps on `batch_size` rows of
+        its shard with `train_step(..., distributed=True)`, so a step trains
+        on `batch_size` times the ranks rows. Losses are means over the
+        ranks, validation and metrics run whole on every rank (the history is
+        the same everywhere), the progress bar shows on rank 0 only, and
+        ModelCheckpoint saves from rank 0 only."""
         self._require_training("fit")
         if misplaced:
             raise ConfigError(
@@ -405,20 +419,43 @@ class Program:
         elif validation_split:
             data, validation = split_validation(data, validation_split)
         evaluate = functools.partial(self._evaluate, metrics=chosen)
-        events = self._fit_events(
-            () if callbacks is None else callbacks, lr_scheduler, scheduler_interval, validation is not None
-        )
+        callbacks = list(() if callbacks is None else callbacks)
+        team = self._team() if distributed else None
+        train_batch = self._train_batch if team is None else functools.partial(self._distributed_batch, team=team)
+        if team is not None:
+            self._take_rank_zeros_state(team)
+            if team.rank != 0:
+                callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+                options = dataclasses.replace(options, progress=False)
+        events = self._fit_events(callbacks, lr_scheduler, scheduler_interval, validation is not None)
         return fit_loop(
-            self._train_batch,
+            train_batch,
             evaluate,
             data,
             validation,
             options,
             self._rng,
-            events,
+            events if team is None else AgreedEvents(events, team),
             epoch_logs=lambda: {"lr": self.lr},
             train_metrics=functools.partial(self._epoch_metrics, metrics=chosen) if metrics else None,
+            shard=(0, 1) if team is None else (team.rank, team.size),
         )
+
+    def _team(self) -> World | None:
+        """The MPI job of a distributed fit; None for a job of one (an ordinary fit)."""
+        from .distributed import world
+
+        team = world()
+        return team if team.size > 1 else None
+
+    def _take_rank_zeros_state(self, team: World) -> None:
+        """Parameters, buffers, optimizer state, the random numbers' step and
+        the shuffling RNG as rank 0 has them: every rank starts alike."""
+        with self._lock:
+            team.broadcast(self._params.buffer)
+            team.broadcast(self._state.buffer)
+            team.broadcast(self._rng_key[RNG_STEP])
+            self._rng.bit_generator.state = team.comm.bcast(self._rng.bit_generator.state, root=0)
 
     def profile(self, x: Any, y: Any = None, *, steps: int = 20, sample_weight: Any = None) -> Profile:
         """Time every kernel of `steps` calls (after a few warm-up calls) and
@@ -753,7 +790,7 @@ class Program:
             self._advance_rng("train")
             return loss
 
-    def _distributed_batch(self, batch: Batch, team: World) -> float:
+    def _distributed_batch(self, batch: Batch, *, team: World) -> float:
         """A step split in two: backward (loss and gradients, into one
         buffer), the buffer's mean over the processes, then apply."""
         with self._lock:

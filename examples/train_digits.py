@@ -2,6 +2,7 @@
 cross-entropy and Adam. Reaches about 98% test accuracy in 20 epochs.
 
     python examples/train_digits.py --epochs 20 --no-progress
+    mpiexec -n 2 python examples/train_digits.py --distributed   # two processes train together
 """
 
 import argparse
@@ -19,11 +20,22 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel with the processes of an MPI job (start it with mpiexec -n N)",
+    )
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    rank = 0
+    if args.distributed:
+        import ember.distributed as dist
+
+        world = dist.init()
+        rank = world.rank
 
     # 1797 grayscale 8x8 images (64 pixel values 0..16), standardized with the
     # training set's mean and spread.
@@ -39,14 +51,19 @@ def main():
     program = ember.compile(
         model, loss=nn.CrossEntropyLoss(), optimizer=optim.Adam(lr=1e-3), batch_size=32, seed=args.seed, **backend
     )
-    print(program)
+    say = print if rank == 0 else lambda *args: None  # with --distributed, rank 0 reports
+    say(program)
 
-    history = program.fit(x_train, y_train, epochs=args.epochs, progress=not args.no_progress)
+    # --distributed: every rank steps on 32 rows of its shard of each epoch,
+    # and the gradients are averaged over the ranks before each update
+    history = program.fit(
+        x_train, y_train, epochs=args.epochs, progress=not args.no_progress, distributed=args.distributed
+    )
     for epoch, (loss, seconds) in enumerate(zip(history["loss"], history["seconds"], strict=True), 1):
-        print(f"epoch {epoch:2d}  loss {loss:.4f}  {seconds * 1e3:.1f} ms")
+        say(f"epoch {epoch:2d}  loss {loss:.4f}  {seconds * 1e3:.1f} ms")
 
     metrics = program.evaluate(x_test, y_test)  # loss and accuracy over the whole test set
-    print(f"test loss {metrics['loss']:.4f}  test accuracy {metrics['accuracy']:.4f}")
+    say(f"test loss {metrics['loss']:.4f}  test accuracy {metrics['accuracy']:.4f}")
 
 
 if __name__ == "__main__":

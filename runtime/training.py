@@ -35,10 +35,23 @@ class FitOptions:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
 
-def minibatches(rows: int, options: FitOptions, rng: np.random.Generator) -> list[np.ndarray]:
-    """Index arrays of one epoch's minibatches (shuffled when asked)."""
+def minibatches(
+    rows: int, options: FitOptions, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)
+) -> list[np.ndarray]:
+    """Index arrays of one epoch's minibatches (shuffled when asked). With
+    `shard` = (rank, ranks), this rank's: the epoch's order is cut into
+    equal shards, rank r taking rows r, r + ranks, ... (padded by wrapping
+    around to a multiple of `ranks`, or cut short with `drop_last`, as
+    PyTorch's DistributedSampler), so every rank takes as many steps, and
+    step j of all ranks together covers the rows that step j of one process
+    with `ranks` times the batch size would."""
     order = rng.permutation(rows) if options.shuffle else np.arange(rows)
-    stop = rows - rows % options.batch_size if options.drop_last else rows
+    rank, ranks = shard
+    if ranks > 1:
+        whole = rows - rows % ranks if options.drop_last else -(-rows // ranks) * ranks
+        order = np.resize(order, whole)[rank::ranks]  # np.resize repeats the order to pad it
+    count = len(order)
+    stop = count - count % options.batch_size if options.drop_last else count
     return [order[i : i + options.batch_size] for i in range(0, stop, options.batch_size)]
 
 
@@ -104,6 +117,7 @@ def fit_loop(
     events: Events | None = None,
     epoch_logs: Callable[[], Logs] | None = None,
     train_metrics: Callable[[Arrays], dict[str, float]] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, list[float]]:
     """Train for `options.epochs` epochs on minibatches of the rows of
     `data` (inputs and targets); return the history: `loss` (mean training
@@ -114,11 +128,13 @@ def fit_loop(
     `seconds` (training time of the epoch).
 
     As in Keras, when `events` asks to stop, the loop leaves the epoch after
-    the current step, still validates and ends that epoch, and stops."""
+    the current step, still validates and ends that epoch, and stops.
+    `shard` = (rank, ranks): train on this rank's share of each epoch (see
+    `minibatches`)."""
     events = events or Events()
     history: dict[str, list[float]] = {}
     rows_total = next(iter(data.values())).shape[0]
-    batches_per_epoch = rows_total // options.batch_size if options.drop_last else -(-rows_total // options.batch_size)
+    batches_per_epoch = _batch_count(rows_total, options, shard[1])
     logs: Logs = {}
     events.train_begin()
     from tqdm.auto import tqdm  # here: importing it takes ~50 ms, a quarter of `import ember`
@@ -131,7 +147,8 @@ def fit_loop(
             starting = dict(epoch_logs()) if epoch_logs else {}
             events.epoch_begin(epoch)
             start = time.perf_counter()
-            logs = {"loss": _train_epoch(train_batch, data, minibatches(rows_total, options, rng), events, bar)}
+            batches = minibatches(rows_total, options, rng, shard)
+            logs = {"loss": _train_epoch(train_batch, data, batches, events, bar)}
             seconds = time.perf_counter() - start
             if train_metrics is not None:
                 logs.update({name: value for name, value in train_metrics(data).items() if name != "loss"})
@@ -144,6 +161,13 @@ def fit_loop(
             events.epoch_end(epoch, dict(logs))
     events.train_end(logs)
     return history or {"loss": [], "seconds": []}
+
+
+def _batch_count(rows: int, options: FitOptions, ranks: int) -> int:
+    """How many minibatches `minibatches` makes of `rows` for each of `ranks`."""
+    if ranks > 1:
+        rows = rows // ranks if options.drop_last else -(-rows // ranks)
+    return rows // options.batch_size if options.drop_last else -(-rows // options.batch_size)
 
 
 def _train_epoch(

@@ -95,6 +95,20 @@ def test_two_ranks_train_as_one_process_with_both_halves():
     assert all(line.endswith(", ok") for line in lines), lines
 
 
+@needs_mpi
+def test_a_distributed_fit_trains_as_one_process_with_the_whole_batch(tmp_path):
+    result = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, str(HERE / "mpi_fit.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "ok", result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["rank0.npz"]  # checkpoints from rank 0 only
+
+
 FAILING = """
     import os, signal, numpy as np, ember, ember.distributed as dist
     from ember import nn, optim

@@ -98,3 +98,15 @@ def test_export_digits_runs_the_model_in_c(tmp_path):
 def test_the_readme_shows_the_c_example_as_it_is():
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert "```c\n" + (EXAMPLES / "c" / "digits.c").read_text() + "```" in readme
+
+
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason='needs MPI: pip install -e ".[mpi]"')
+def test_train_digits_distributed_on_two_processes(tmp_path):
+    command = [MPIEXEC, "-n", "2", sys.executable, str(EXAMPLES / "train_digits.py"), "--distributed"]
+    result = subprocess.run([*command, "--no-progress", "--epochs", "20"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("test accuracy") == 1  # rank 0 reports
+    assert number_after("test accuracy", result.stdout) > 0.95
