@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -157,8 +157,8 @@ class OnDemand(Mapping[str, V]):
     """A mapping whose values are made on first access, once (under a lock:
     a Program's graphs may first be needed by two threads at once)."""
 
-    def __init__(self, keys: Iterable[str], make: Callable[[str], V]) -> None:
-        self._keys = tuple(keys)
+    def __init__(self, keys: Collection[str], make: Callable[[str], V]) -> None:
+        self._keys = keys  # held, not copied: a key added to it later can be made too
         self._make = make
         self._made: dict[str, V] = {}
         self._lock = threading.Lock()
@@ -293,7 +293,8 @@ def build_native(
 ) -> NativeBuild:
     """The native pipeline of every graph in `graphs` (by runnable name):
     each is lowered, fused and planned when first needed (a program that
-    only trains never plans `gradients`), or at once with `log.check`."""
+    only trains never plans `gradients`), or at once with `log.check`.
+    `graphs` is held: a graph the owner adds to it later is built too."""
 
     def lowered_and_fused(name: str) -> FusedGraph:
         lowered = _timed(log, "lower", lower_for_codegen, graphs[name])

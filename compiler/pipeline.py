@@ -109,10 +109,6 @@ class TrainingGraphs:
     train: Graph
     gradients: Graph
     evaluate: Graph
-    backward: Graph
-    """The training step's first half: loss, gradients and buffer updates."""
-    apply: Graph
-    """Its second half: from given gradients (inputs `NAME.grad`) to the update."""
 
 
 def build_training(
@@ -138,9 +134,24 @@ def build_training(
     train = run_passes(loss_graph, training_passes(optimizer, wrt, clipping, lr_schedule), log, stages)
     gradients = run_passes(_without_updates(stages["autodiff"]), [simplify_pass("gradients")], log)
     evaluate = run_passes(_without_updates(evaluate_graph or loss_graph), [simplify_pass("evaluate")], log)
-    backward = run_passes(_loss_and_gradients(stages["autodiff"]), [simplify_pass("backward")], log)
-    apply = run_passes(gradient_inputs(stages["autodiff"]), update_passes(optimizer, clipping, lr_schedule), log)
-    return TrainingGraphs(stages, train, gradients, evaluate, backward, apply)
+    return TrainingGraphs(stages, train, gradients, evaluate)
+
+
+def build_split_step(
+    autodiff_graph: Graph,
+    optimizer: Optimizer,
+    log: PassLog,
+    clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
+) -> tuple[Graph, Graph]:
+    """The training step in two halves, for a data-parallel step that
+    averages the gradients across processes between them: `backward` (the
+    loss, the gradients and the buffer updates of `autodiff_graph`, the
+    autodiff stage of `build_training`) and `apply` (gradients given as
+    inputs `NAME.grad`, then clipping, the optimizer and the schedule)."""
+    backward = run_passes(_loss_and_gradients(autodiff_graph), [simplify_pass("backward")], log)
+    apply = run_passes(gradient_inputs(autodiff_graph), update_passes(optimizer, clipping, lr_schedule), log)
+    return backward, apply
 
 
 def _loss_and_gradients(autodiff_graph: Graph) -> Graph:

@@ -22,6 +22,7 @@ from .compiler.clipping import GradientClipping
 from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state, scalar_name
+from .compiler.pipeline import build_split_step
 from .compiler.schedules import StepSchedule
 from .distributed import AgreedEvents
 from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
@@ -129,8 +130,6 @@ class Program:
                 self._sources[EVALUATE] = evaluate_graph
             self._stages = training.stages
             self._graphs.update(train=training.train, gradients=training.gradients, evaluate=training.evaluate)
-            # a distributed step's two halves, compiled when first used
-            self._graphs.update(backward=training.backward, apply=training.apply)
         self._param_names = [p.name for p in predict_graph.params]
         self._buffer_names = [b.name for b in predict_graph.buffers]
         self._state_layout = state_layout or StateLayout.default(self._param_names + self._buffer_names)
@@ -419,12 +418,12 @@ class Program:
         elif validation_split:
             data, validation = split_validation(data, validation_split)
         evaluate = functools.partial(self._evaluate, metrics=chosen)
-        callbacks = list(() if callbacks is None else callbacks)
+        callbacks = () if callbacks is None else callbacks
         team = self._team() if distributed else None
         train_batch = self._train_batch if team is None else functools.partial(self._distributed_batch, team=team)
         if team is not None:
             self._take_rank_zeros_state(team)
-            if team.rank != 0:
+            if team.rank != 0 and isinstance(callbacks, Iterable):
                 callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
                 options = dataclasses.replace(options, progress=False)
         events = self._fit_events(callbacks, lr_scheduler, scheduler_interval, validation is not None)
@@ -794,11 +793,23 @@ class Program:
         """A step split in two: backward (loss and gradients, into one
         buffer), the buffer's mean over the processes, then apply."""
         with self._lock:
+            self._add_split_step()
             buffer, views = self._gradient_buffer()
             self._exec.run("backward", batch, out=views)
             self._advance_rng("backward")
             team.allreduce_mean(buffer)
             return float(self._exec.run("apply", views)[LOSS])
+
+    def _add_split_step(self) -> None:
+        """Build the graphs of a distributed step's two halves, once (the
+        executables hold `_graphs`, and compile them when first run)."""
+        if "backward" not in self._graphs:
+            backward, apply = build_split_step(
+                self._stages["autodiff"], self._optimizer, self.log, self.clipping, self.lr_schedule
+            )
+            self._graphs.update(backward=backward, apply=apply)
+            if any(a.name in RNG_INPUTS for a in backward.inputs):
+                self._random.add("backward")
 
     def _gradient_buffer(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One contiguous buffer for the backward half's outputs (the loss,

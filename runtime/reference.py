@@ -29,7 +29,7 @@ class ReferenceExecutable:
     ) -> None:
         """`fixed`: inputs the owner keeps in arrays it writes in place
         between calls; every run reads them as they are, calls do not pass them."""
-        self.graphs = dict(graphs)
+        self.graphs = graphs  # held: the owner may add graphs (a distributed step's halves)
         self.params = params
         self.state = state
         self.fixed = dict(fixed or {})
