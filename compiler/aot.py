@@ -142,10 +142,6 @@ class Layout:
     frame_bytes: int
     magic: int
 
-    @property
-    def workspace_regions(self) -> int:
-        return len(self.spec.predict.workspace)
-
 
 def single_argument(graph: Graph, names: list[str], role: str) -> Argument:
     """The one argument of `graph` among `names`, as a C array of rows."""
