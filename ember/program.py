@@ -423,9 +423,10 @@ class Program:
         train_batch = self._train_batch if team is None else functools.partial(self._distributed_batch, team=team)
         if team is not None:
             self._take_rank_zeros_state(team)
-            if team.rank != 0 and isinstance(callbacks, Iterable):
-                callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+            if team.rank != 0:  # rank 0 reports and saves
                 options = dataclasses.replace(options, progress=False)
+                if isinstance(callbacks, Iterable):  # else _fit_events refuses it
+                    callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         events = self._fit_events(callbacks, lr_scheduler, scheduler_interval, validation is not None)
         return fit_loop(
             train_batch,
