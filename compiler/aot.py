@@ -68,6 +68,10 @@ ERRORS = {
 HEADER_BYTES = 64
 """The context's header: its magic number, on a cache line of its own."""
 
+STATIC_LIMIT = 2**31
+"""The most static memory (and context) an export lays out: the small code
+model addresses its data within +-2 GiB of the code."""
+
 
 @dataclass(frozen=True)
 class Labels:
@@ -297,6 +301,11 @@ def _layout(spec: ExportSpec, needs: Mapping[str, tuple]) -> Layout:
     for key, nbytes in (("scratch", scratch), ("threads", thread_bytes)):
         frame[key] = frame_bytes
         frame_bytes += aligned(nbytes)
+    if max(frame_bytes, total) >= STATIC_LIMIT:
+        raise ConfigError(
+            f"max_batch={spec.max_batch} needs {max(frame_bytes, total) / 2**30:.1f} GiB of workspace; "
+            f"an object's static memory and a context stay below 2 GiB: pass a smaller max_batch"
+        )
     magic = int.from_bytes(hashlib.sha256(f"{spec.name} {sorted(context.items())}".encode()).digest()[:8], "little")
     return Layout(spec, x, y, target, context, total, image_bytes, frame, max(frame_bytes, 64), magic)
 

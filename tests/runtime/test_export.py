@@ -391,6 +391,7 @@ def test_an_export_for_another_cpu_is_built_for_it(tmp_path):
         ({"max_batch": 0}, "max_batch must be a positive integer"),
         ({"weights": "inline"}, "weights must be one of baked, external"),
         ({"threads": 0}, "threads must be a positive integer"),
+        ({"max_batch": 10**8}, "GiB of workspace"),
         ({"weights": "external", "train": True}, "keeps its parameters in the context"),
     ],
 )
