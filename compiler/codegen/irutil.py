@@ -41,8 +41,8 @@ def vector_of(element: ir.Type, lanes: int) -> ir.Type:
 
 def constant(type: ir.Type, value) -> ir.Constant:
     """A scalar constant, or the same value in every lane of a vector type."""
-    if isinstance(type, ir.VectorType):
-        return ir.Constant(type, [value] * type.count)
+    # a vector type given one value repeats one element constant, whose text
+    # llvmlite formats once (a list of values made and formatted one per lane)
     return ir.Constant(type, value)
 
 
@@ -81,7 +81,7 @@ def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
         return value
     vtype = ir.VectorType(value.type, lanes)
     one = b.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(I32, 0))
-    return b.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+    return b.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), 0))
 
 
 @contextmanager
