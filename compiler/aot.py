@@ -48,7 +48,7 @@ from .codegen.irutil import I1, I8, I32, I64, PTR, VOID, for_range, i64, memory_
 from .codegen.module import emit_program
 from .codegen.target import Target
 from .codegen.threads import FUTEXES, POOL_SLOTS, STOP, TASK_POINTER, emit_pool_module
-from .memory import aligned
+from .memory import packed_offsets
 from .plan import KernelProgram
 
 OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE, ERROR_THREADS, ERROR_INDEX = range(8)
@@ -270,37 +270,33 @@ def _layout(spec: ExportSpec, needs: Mapping[str, tuple]) -> Layout:
         ]
         target = single_argument(graph, names, "target")
     sizes = {BATCH: spec.max_batch}
-    context: dict[str, int] = {}
-    total = 0
-
-    def place(key: str, nbytes: int) -> None:
-        nonlocal total
-        context[key] = total
-        total += aligned(nbytes)
-
-    place("magic", HEADER_BYTES)
-    for name, value in spec.fixed.items():
-        place(f"in:{name}", len(value))
-    if spec.sample_weight is not None:
-        place("ones", spec.max_batch * _dtype_of(spec.train, spec.sample_weight).itemsize)
-    place("params", len(spec.params))
-    place("state", len(spec.state))
-    image_bytes = total
-    for program in _programs(spec):
-        for i, size in enumerate(program.workspace):
-            place(f"{program.name}:workspace:{i}", size.evaluate(sizes))
-    place("scratch", max(needs[p.name][0].evaluate(sizes) for p in _programs(spec)))
-    place("threads", max(needs[p.name][1] for p in _programs(spec)) * spec.threads)
-    place("loss", 64)
-    frame: dict[str, int] = {}
-    frame_bytes = 0
-    for i, size in enumerate(predict.workspace):
-        frame[f"predict:workspace:{i}"] = frame_bytes
-        frame_bytes += aligned(size.evaluate(sizes))
-    scratch, thread_bytes = needs[predict.name][0].evaluate(sizes), needs[predict.name][1] * spec.threads
-    for key, nbytes in (("scratch", scratch), ("threads", thread_bytes)):
-        frame[key] = frame_bytes
-        frame_bytes += aligned(nbytes)
+    programs = _programs(spec)
+    image_parts = [
+        ("magic", HEADER_BYTES),
+        *((f"in:{name}", len(value)) for name, value in spec.fixed.items()),
+        *(
+            [("ones", spec.max_batch * _dtype_of(spec.train, spec.sample_weight).itemsize)]
+            if spec.sample_weight is not None
+            else []
+        ),
+        ("params", len(spec.params)),
+        ("state", len(spec.state)),
+    ]
+    work_parts = [
+        *((f"{p.name}:workspace:{i}", size.evaluate(sizes)) for p in programs for i, size in enumerate(p.workspace)),
+        ("scratch", max(needs[p.name][0].evaluate(sizes) for p in programs)),
+        ("threads", max(needs[p.name][1] for p in programs) * spec.threads),
+        ("loss", 64),
+    ]
+    context, total = _packed(image_parts + work_parts)
+    image_bytes = _packed(image_parts)[1]
+    frame, frame_bytes = _packed(
+        [
+            *((f"predict:workspace:{i}", size.evaluate(sizes)) for i, size in enumerate(predict.workspace)),
+            ("scratch", needs[predict.name][0].evaluate(sizes)),
+            ("threads", needs[predict.name][1] * spec.threads),
+        ]
+    )
     if max(frame_bytes, total) >= STATIC_LIMIT:
         raise ConfigError(
             f"max_batch={spec.max_batch} needs {max(frame_bytes, total) / 2**30:.1f} GiB of workspace; "
@@ -308,6 +304,12 @@ def _layout(spec: ExportSpec, needs: Mapping[str, tuple]) -> Layout:
         )
     magic = int.from_bytes(hashlib.sha256(f"{spec.name} {sorted(context.items())}".encode()).digest()[:8], "little")
     return Layout(spec, x, y, target, context, total, image_bytes, frame, max(frame_bytes, 64), magic)
+
+
+def _packed(parts: list[tuple[str, int]]) -> tuple[dict[str, int], int]:
+    """Offsets of the named parts laid out in order, each 64-byte aligned, and the total."""
+    offsets, total = packed_offsets(nbytes for _, nbytes in parts)
+    return {key: offset for (key, _), offset in zip(parts, offsets, strict=True)}, total
 
 
 def _dtype_of(program: KernelProgram, name: str) -> DType:
@@ -345,7 +347,7 @@ class _Interface:
         self.spec = layout.spec
         self.prefix = self.spec.name + "_"
         self.image = ir.GlobalVariable(module, ir.ArrayType(I8, layout.image_bytes), name=image_symbol(self.spec))
-        self.image.align = 64  # declared here, defined by link_image after optimization
+        self.image.align = 64  # declared here; compile_export links in its definition after optimization
         self.frame = _static(module, self.prefix + "frame", ir.ArrayType(I8, layout.frame_bytes))
 
     def emit(self) -> None:
@@ -395,7 +397,7 @@ class _Interface:
         """int NAME_init(void *ctx): the exported parameters, optimizer state and hyperparameters."""
         b, args = self._function("init", I32, ["ctx"])
         ctx = args["ctx"]
-        self._fail_if(b, b.icmp_unsigned("==", ctx, ir.Constant(PTR, None)), ERROR_CONTEXT)
+        self._fail_if(b, self._is_null(b, ctx), ERROR_CONTEXT)
         self._fail_if(b, self._misaligned(b, ctx), ERROR_CONTEXT)
         self._memcpy(b, ctx, self._at(b, self.image, 0), self.layout.image_bytes)
         b.ret(_i32(OK))

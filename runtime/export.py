@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..compiler.native import build_native
 from ..compiler.pipeline import PassLog
 from ..ir import ConfigError, DType, Graph
 from .arena import Arena
+from .atomic_file import write_atomically
 from .c_header import c_header
 
 WEIGHTS = ("baked", "external")
@@ -141,7 +141,10 @@ def export(
         files[f"{name}.weights"] = spec.params
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    written = [_write_atomically(root / file, data) for file, data in files.items()]
+    written = []
+    for file, data in files.items():
+        write_atomically(root / file, lambda f, data=data: f.write(data))
+        written.append(root / file)
     if shared:
         written.append(_link_shared(compiler, root / f"{name}.o", root / f"lib{name}.so"))
     return written
@@ -175,21 +178,6 @@ def _spec(source: ExportSource, name: str, max_batch: int, external: bool, targe
         threads=threads,
         index_rows=source.index_rows,
     )
-
-
-def _write_atomically(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _link_shared(compiler: str, object_file: Path, library: Path) -> Path:
