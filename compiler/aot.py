@@ -43,6 +43,7 @@ import numpy as np
 
 from ..ir import BATCH, ConfigError, DType, Graph
 from .backend import optimize
+from .codegen.collective import define_job_of_one
 from .codegen.gemm_library import GemmLibrary
 from .codegen.irutil import I1, I8, I32, I64, PTR, VOID, for_range, i64, memory_type, scalar_type, smin
 from .codegen.module import emit_program
@@ -172,6 +173,7 @@ def emit_export(spec: ExportSpec, target: Target) -> tuple[str, Layout]:
         _emit_thread_pool(module, spec)
     library = GemmLibrary(module)
     needs = {p.name: emit_program(p, module, target, library, profiled=False) for p in _programs(spec)}
+    define_job_of_one(module)  # SyncBatchNorm alone: the batch's own statistics
     layout = _layout(spec, needs)
     _Interface(module, layout).emit()
     for fn in module.functions:

@@ -43,12 +43,13 @@ _CLASSES = {
     "gather": "elementwise",
     "elementwise": "elementwise",
     "source": "elementwise",
+    "collective": "collective",  # a kernel of its own: a copy, then the all-reduce of the copy
 }
 
 
 def node_class(node: Node) -> str:
-    """`matmul`, `reduce`, `layout` or `elementwise` (what fusion sees of an
-    op, by its entry); ops with a `lower` rule never get here."""
+    """`matmul`, `reduce`, `layout`, `collective` or `elementwise` (what
+    fusion sees of an op, by its entry); ops with a `lower` rule never get here."""
     op = node.op
     if op.lower is None and op.kind in _CLASSES:
         return _CLASSES[op.kind]
@@ -90,6 +91,8 @@ class Kernel:
             return "copy"
         if self.rows:
             return "rows"
+        if any(node_class(n) == "collective" for n in self.nodes):
+            return "collective"
         return "matmul" if self.matmul else "reduce" if self.reductions else "elementwise"
 
     def __repr__(self) -> str:
@@ -539,7 +542,7 @@ def _row_candidates(g: _Group) -> list[tuple[Shape, tuple[int, ...], bool]] | No
     is not of whole rows accumulates in memory). None when `g` cannot be in
     a row kernel at all."""
     if any(
-        node_class(n) in ("matmul", "layout") or n.op.rows or n.op.kind == "scatter" or n.op.element_index
+        node_class(n) in ("matmul", "layout", "collective") or n.op.rows or n.op.kind == "scatter" or n.op.element_index
         for n in g.nodes
     ):  # matmuls, ops that address rows or places of their own (gather, pad, scatter_add), stored random numbers
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node, Value
+from ..ir import DType, Graph, Node, Value
 from ..ir.types import Shape
 from .fusion import FusedGraph, Kernel, node_class
 from .memory import packed_offsets
@@ -41,6 +41,17 @@ class Buffer:
 
 PROFILE_SUFFIX = ".profile"
 """The profiled entry of program P is the function `P.profile`."""
+
+ALLREDUCE_SUM = "ember_allreduce_sum"
+"""The function a collective kernel calls to sum its result over the
+process group (codegen/collective.py; the runtime defines it)."""
+
+ALLREDUCE_DTYPES = (DType.float32, DType.float64)
+"""The element types `ALLREDUCE_SUM` takes, by the code passed with the data."""
+
+ACTIVE_GROUPS = "ember_active_groups"
+"""An i64 the runtime keeps: how many threads run inside a process group now.
+While it is 0, collective kernels skip the call (a job of one)."""
 
 
 @dataclass

@@ -40,14 +40,20 @@ def _constant_value(value: Value) -> float | int | bool | None:
 
 
 def fold_constants(graph: Graph) -> Graph:
-    """Evaluate nodes whose inputs are all scalar constants, and sizes of static axes."""
+    """Evaluate nodes whose inputs are all scalar constants, and sizes of
+    static axes. A collective's value depends on the other processes: never folded."""
 
     def rule(b: Builder, node: Node) -> Value | None:
         out = node.output.type
         dims = node.op.counts(node.inputs[0].type.shape, **node.attrs) if node.op.counts is not None else None
         if dims is not None and all(isinstance(d, int) for d in dims):
             return b.const(math.prod(dims), out.dtype)
-        if node.op.arity == 0 or out.rank != 0 or any(_constant_value(v) is None for v in node.inputs):
+        if (
+            node.op.arity == 0
+            or node.op.kind == "collective"
+            or out.rank != 0
+            or any(_constant_value(v) is None for v in node.inputs)
+        ):
             return None
         args = [np.asarray(_constant_value(v), v.type.dtype.numpy) for v in node.inputs]
         with np.errstate(all="ignore"):

@@ -9,7 +9,9 @@ batch. A distributed training step runs the compiled step in two halves:
 
 so every rank applies the same averaged gradients and the parameters stay
 equal everywhere, as PyTorch's DistributedDataParallel does. With one rank
-the step is the ordinary `train_step`.
+the step is the ordinary `train_step`. A model's `nn.SyncBatchNorm` layers
+sum their statistics over the ranks inside the backward half (`World.allreduce_sum`,
+called from native code).
 
     mpiexec -n 2 python train.py      # in train.py:
 
@@ -48,6 +50,13 @@ class World:
 
         self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
         buffer /= self.size
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        """`buffer` (contiguous) replaced by its sum over the ranks, in place
+        (what SyncBatchNorm's statistics take)."""
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
 
     def broadcast(self, buffer: np.ndarray, root: int = 0) -> None:
         """`buffer` (contiguous) replaced by rank `root`'s, in place."""

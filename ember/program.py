@@ -31,6 +31,7 @@ from .param_groups import Hyperparameters, ParamGroup
 from .profile import Profile, profile_entry
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
+from .runtime.collectives import reducing_over
 from .runtime.locks import ForkSafeLock
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
@@ -796,7 +797,8 @@ class Program:
         with self._lock:
             self._add_split_step()
             buffer, views = self._gradient_buffer()
-            self._exec.run("backward", batch, out=views)
+            with reducing_over(team.allreduce_sum):  # SyncBatchNorm's statistics: the whole batch's
+                self._exec.run("backward", batch, out=views)
             self._advance_rng("backward")
             team.allreduce_mean(buffer)
             return float(self._exec.run("apply", views)[LOSS])

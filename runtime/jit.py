@@ -37,10 +37,12 @@ class JitModule:
     60 modules loaded and dropped)."""
 
     def __init__(self, object_code: bytes, target: Target, resolve_pool: bool = True) -> None:
-        if resolve_pool:  # kernels call ember_parallel_for: the pool defines it
+        if resolve_pool:  # kernels call ember_parallel_for (the pool's) and ember_allreduce_sum
+            from .collectives import publish
             from .threads import pool
 
             pool()
+            publish()
         # The engine gets no IR, only the object code: MCJIT would compile IR
         # again (seconds), while loading object code takes milliseconds, and
         # the engine then holds the code alone (measured on the digits

@@ -17,6 +17,7 @@ import llvmlite.ir as ir
 from ..fusion import Kernel
 from ..plan import KernelProgram
 from ..symbolic import Poly, maximum
+from .collective import emit_collective_kernel
 from .gemm import emit_matmul_kernel, shared_scratch
 from .gemm_library import GemmLibrary
 from .irutil import I64, PTR, VOID, declare, i64
@@ -54,6 +55,9 @@ def emit_program(
             functions.append(emit_matmul_kernel(emitter, schedules[kernel], thread_bytes, library))
         elif kernel.rows is not None:
             functions.append(emit_row_kernel(emitter))
+        elif kernel.kind == "collective":
+            copy = KernelEmitter(program, kernel, module, target, part=".copy")
+            functions.append(emit_collective_kernel(emitter, copy))
         else:
             functions.append(emit_loop_kernel(emitter))
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=program.name)

@@ -1,7 +1,7 @@
 """Models: modules, layers, activations and losses."""
 
 from . import init
-from .batchnorm import BatchNorm1d
+from .batchnorm import BatchNorm1d, SyncBatchNorm
 from .layers import (
     ELU,
     GELU,
@@ -83,6 +83,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Softsign",
+    "SyncBatchNorm",
     "Tanh",
     "init",
 ]

@@ -1,6 +1,6 @@
-"""`BatchNorm1d`: batch normalization with PyTorch's arguments, formulas and
-state dict names (`weight`, `bias`, `running_mean`, `running_var`,
-`num_batches_tracked`)."""
+"""`BatchNorm1d` and `SyncBatchNorm`: batch normalization with PyTorch's
+arguments, formulas and state dict names (`weight`, `bias`,
+`running_mean`, `running_var`, `num_batches_tracked`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from .. import functional as F
 from ..ir import ConfigError, ShapeError
 from ..tensor import emit, user_location
-from .module import Module, Parameter
+from .module import Buffer, Module, Parameter
 
 
 class BatchNorm1d(Module):
@@ -58,11 +58,12 @@ class BatchNorm1d(Module):
     def forward(self, x: Any) -> Any:
         axes = self._axes(x)
         if self.training or not self.track_running_stats:
-            mean = F.mean(x, axes, keepdims=True)
+            count = emit("size", x, axes=axes, dtype=x.dtype)  # rows (times length) per channel
+            mean = self._total(F.sum(x, axes, keepdims=True)) / self._total(count)
             centered = x - mean
-            var = F.mean(centered * centered, axes, keepdims=True)
+            var = self._total(F.sum(centered * centered, axes, keepdims=True)) / self._total(count)
             if self.training and self.track_running_stats:
-                self._update_running_stats(x, axes, mean, var)
+                self._update_running_stats(self._total(count), mean, var)
         else:
             mean, var = self._channels(self.running_mean, x), self._channels(self.running_var, x)
             centered = x - mean
@@ -87,8 +88,12 @@ class BatchNorm1d(Module):
         """A per-channel vector shaped to broadcast against `x`."""
         return value if x.ndim == 2 else F.reshape(value, (self.num_features, 1))
 
-    def _update_running_stats(self, x: Any, axes: list[int], mean: Any, var: Any) -> None:
-        count = emit("size", x, axes=axes, dtype=x.dtype)  # rows (times length) per channel
+    def _total(self, value: Any) -> Any:
+        """A sum over this step's rows, `value` being this batch's: the
+        batch is all the rows there are."""
+        return value
+
+    def _update_running_stats(self, count: Any, mean: Any, var: Any) -> None:
         unbiased = F.reshape(var, (self.num_features,)) * (count / F.maximum(count - 1.0, 1.0))
         self.num_batches_tracked = self.num_batches_tracked + 1.0
         factor = self.momentum if self.momentum is not None else 1.0 / (self.num_batches_tracked + 1.0)
@@ -104,3 +109,47 @@ class BatchNorm1d(Module):
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class SyncBatchNorm(BatchNorm1d):
+    """`BatchNorm1d` whose training statistics are those of the whole
+    batch of a distributed step, every process's rows together, as
+    torch.nn.SyncBatchNorm: the sums behind the mean and the variance
+    (and the row count) are all-reduced across the processes, and so are
+    their gradients. Outside a distributed step (`train_step` without
+    `distributed=True`, a job of one, an exported model) it is
+    `BatchNorm1d`. It synchronizes over the whole MPI job: `process_group`
+    must be None."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+    ) -> None:
+        if process_group is not None:
+            raise ConfigError("SyncBatchNorm: process_group must be None (ember synchronizes over the whole job)")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+
+    def _total(self, value: Any) -> Any:
+        return emit("allreduce_sum", value)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """`module` with every BatchNorm1d in it replaced by a SyncBatchNorm
+        holding the same parameters, buffers and mode (`module` itself if it
+        is one); as torch.nn.SyncBatchNorm.convert_sync_batchnorm."""
+        if process_group is not None:
+            raise ConfigError("SyncBatchNorm: process_group must be None (ember synchronizes over the whole job)")
+        if isinstance(module, BatchNorm1d) and not isinstance(module, SyncBatchNorm):
+            synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            for name, member in [*module._registered(Parameter), *module._registered(Buffer)]:
+                setattr(synced, name, member)
+            synced.training = module.training
+            return synced
+        for name, child in list(module.named_children()):
+            setattr(module, name, cls.convert_sync_batchnorm(child))
+        return module

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..errors import IRError
 from ..opdef import OpDef
-from . import elementwise, layout, linalg, random, reduction, rows, source
+from . import collective, elementwise, layout, linalg, random, reduction, rows, source
 
-TABLES = (elementwise, reduction, layout, linalg, source, rows, random)
+TABLES = (elementwise, reduction, layout, linalg, source, rows, random, collective)
 OPS: dict[str, OpDef] = {op.name: op for table in TABLES for op in table.OPS}
 
 

@@ -28,7 +28,7 @@ def _one_op_graph(op: str, input_shape: tuple[int, ...], **attrs) -> Graph:
 def test_every_op_is_classified_or_lowered(name: str) -> None:
     op = OPS[name]
     if op.lower is None:
-        assert node_class(Node(op, (), {})) in ("matmul", "reduce", "layout", "elementwise")
+        assert node_class(Node(op, (), {})) in ("matmul", "reduce", "layout", "elementwise", "collective")
 
 
 def test_the_table_has_lowered_and_layout_ops() -> None:

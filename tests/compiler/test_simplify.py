@@ -263,6 +263,7 @@ def test_fold_size_of_static_axes(axes, dtype, value):
         pytest.param(lambda b, x: b.exp(x), id="input"),
         pytest.param(lambda b, x: b.mul(x, 2.0), id="input-and-constant"),
         pytest.param(lambda b, x: b.add(x, b.broadcast_to(b.const(1.0, F64), shape=[4])), id="tensor-constant"),
+        pytest.param(lambda b, x: b.allreduce_sum(b.const(3.0, F64)), id="collective-of-constant"),
     ],
 )
 def test_fold_keeps_what_is_not_a_scalar_constant(build):

@@ -55,6 +55,37 @@ def test_the_split_step_is_the_training_step(monkeypatch, backend):
     assert split.rng_step == fused.rng_step == 4
 
 
+class Twins(dist.World):
+    """A job of two ranks that hold the same rows: every sum over the ranks is twice this rank's."""
+
+    def allreduce_mean(self, buffer: np.ndarray) -> None:
+        pass
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        buffer *= 2
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_sync_batch_norm_normalizes_by_every_ranks_rows(monkeypatch, backend):
+    """Two ranks with the same rows train as one process with the rows
+    twice: SyncBatchNorm's statistics, their gradients and its running
+    statistics are the whole job's (a count twice this rank's, among them)."""
+
+    def synced() -> ember.Program:
+        model = nn.Sequential(nn.Linear(5, 16, bias=False), nn.SyncBatchNorm(16), nn.ReLU(), nn.Linear(16, 3))
+        return ember.compile(model, nn.CrossEntropyLoss(), optim.SGD(lr=0.1), dtype="float64", backend=backend)
+
+    shared, alone = synced(), synced()
+    monkeypatch.setattr(dist, "_WORLD", Twins(None, 0, 2, 0))
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x, y = rng.standard_normal((3, 5)), rng.integers(0, 3, 3)
+        loss = shared.train_step(x, y, distributed=True)
+        assert loss == pytest.approx(alone.train_step(np.concatenate([x, x]), np.concatenate([y, y])), rel=1e-14)
+    for name, value in alone.state_dict().items():
+        np.testing.assert_allclose(shared.state_dict()[name], value, rtol=1e-13, atol=1e-15, err_msg=name)
+
+
 def test_a_distributed_step_needs_init(monkeypatch):
     monkeypatch.setattr(dist, "_WORLD", None)
     prog = classifier("native")
@@ -91,7 +122,7 @@ def test_two_ranks_train_as_one_process_with_both_halves():
     result = mpiexec(2, HERE / "mpi_equivalence.py", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 6
     assert all(line.endswith(", ok") for line in lines), lines
 
 

@@ -155,3 +155,46 @@ def test_state_and_repr_follow_pytorch():
     assert bn.num_batches_tracked.data.dtype == np.int64
     assert repr(bn) == "BatchNorm1d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
     assert list(nn.BatchNorm1d(4, affine=False, track_running_stats=False).named_parameters()) == []
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_sync_batch_norm_alone_is_batch_norm(backend):
+    """Outside a distributed step SyncBatchNorm normalizes by the batch's
+    own statistics: the same bits as BatchNorm1d (the distributed case is
+    in tests/distributed)."""
+    programs = [
+        ember.compile(
+            nn.Sequential(nn.Linear(4, 8), norm(8, momentum=None), nn.ReLU(), nn.Linear(8, 3)),
+            loss=nn.CrossEntropyLoss(),
+            optimizer=optim.Adam(lr=0.01),
+            dtype="float64",
+            backend=backend,
+        )
+        for norm in (nn.BatchNorm1d, nn.SyncBatchNorm)
+    ]
+    for x, y in batches():
+        assert programs[0].train_step(x, y) == programs[1].train_step(x, y)
+    for name, value in programs[0].state_dict().items():
+        np.testing.assert_array_equal(programs[1].state_dict()[name], value, err_msg=name)
+
+
+def test_convert_sync_batchnorm_keeps_parameters_buffers_and_mode():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.BatchNorm1d(8, eps=1e-3, affine=False)), nn.BatchNorm1d(8))
+    model[2].eval()
+    norms = [model[1][0], model[2]]
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert converted is model
+    synced = [model[1][0], model[2]]
+    assert [type(m) for m in synced] == [nn.SyncBatchNorm, nn.SyncBatchNorm]
+    for old, new in zip(norms, synced, strict=True):
+        assert (new.eps, new.affine, new.training) == (old.eps, old.affine, old.training)
+        assert [(n, id(p)) for n, p in new.named_parameters()] == [(n, id(p)) for n, p in old.named_parameters()]
+        assert [(n, id(b)) for n, b in new.named_buffers()] == [(n, id(b)) for n, b in old.named_buffers()]
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    single = nn.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm1d(3))
+    assert type(single) is nn.SyncBatchNorm
+    assert repr(single) == "SyncBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+    with pytest.raises(ember.ConfigError, match="process_group must be None"):
+        nn.SyncBatchNorm(3, process_group="group")
+    with pytest.raises(ember.ConfigError, match="process_group must be None"):
+        nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group="group")

@@ -96,6 +96,7 @@ CASES = [
         for beta, threshold in [(1.0, 20.0), (2.0, 3.0), (0.5, 1.0)]
     ),
     Case("exp", ((),)),
+    Case("allreduce_sum", ((3, 4),)),  # no process group: the identity (tests/distributed checks a group)
     Case("sigmoid", ((2, 3, 2),)),
     *(Case("leaky_relu", ((3, 4),), {"alpha": alpha}) for alpha in (0.01, 0.2, -0.5)),
     *(Case(op, shapes) for op in ["add", "sub", "mul", "div", "pow"] for shapes in BROADCASTS),

@@ -14,6 +14,7 @@ import pytest
 from inputs import NUM_CLASSES, draw
 
 from ember.ir import OPS, Builder, DType, DTypeError, Graph, IRError, ShapeError, TensorType, interpret
+from ember.ir.collectives import reducing_over
 
 from .conftest import run_op
 
@@ -491,11 +492,28 @@ def test_scatter_add_accumulates_repeats_in_order_and_skips() -> None:
     np.testing.assert_array_equal(run_op("scatter_add", values, indices, rows=4, skip=1), want)
 
 
+def test_allreduce_sum_is_the_identity_alone_and_the_groups_sum_in_one() -> None:
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(run_op("allreduce_sum", x), x)
+    seen = []
+
+    def three_ranks_alike(buffer: np.ndarray) -> None:
+        seen.append(buffer.flags.c_contiguous)
+        buffer *= 3
+
+    with reducing_over(three_ranks_alike):
+        np.testing.assert_array_equal(run_op("allreduce_sum", x), 3 * x)
+    np.testing.assert_array_equal(run_op("allreduce_sum", x), x)  # the group is gone with the block
+    assert seen == [True]
+    with pytest.raises(DTypeError, match="allreduce_sum"):
+        Builder(Graph("g")).allreduce_sum(Graph("h").add_argument("i", TensorType(DType.int32, (3,))))
+
+
 def test_every_op_has_a_semantics_test() -> None:
     elsewhere = {
         "logical_and", "select", "softmax", "log_softmax", "matmul", "transpose",
         "reshape", "broadcast_to", "constant", "size", "one_hot", "cast", "random_uniform",
-        "slice", "pad", "gather", "scatter_add",
+        "slice", "pad", "gather", "scatter_add", "allreduce_sum",
     }  # fmt: skip
     tested = {*UNARY, *BINARY, *COMPARISONS, *REDUCTIONS, *elsewhere}
     assert tested == set(OPS)

@@ -19,6 +19,7 @@ relative error of the sum of magnitudes."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -42,6 +43,7 @@ from native_helpers import (
 )
 
 from ember.ir import OPS, DType, Graph, interpret
+from ember.runtime.collectives import reducing_over
 
 ALL_DTYPES = (*FLOATS, *INTS, DType.bool)
 B_SIZES = (0, 1, 5, 33)
@@ -719,6 +721,53 @@ def test_size_follows_the_batch_size() -> None:
 
 
 @functools.cache
+def collective_graph(dtype: DType) -> Graph:
+    """SyncBatchNorm's statistics: a column sum and a count all-reduced, a
+    scalar argument too, and one fed by elementwise work."""
+
+    def build(b, v):
+        x = v["x"]
+        total = b.allreduce_sum(b.sum(x, axes=[0]))
+        count = b.allreduce_sum(b.size(x, axes=[0], dtype=dtype))
+        return {
+            "normalized": b.sub(x, b.div(total, count)),
+            "scalar": b.allreduce_sum(v["s"]),
+            "squares": b.mul(b.allreduce_sum(b.mul(x, x)), 2.0),
+        }
+
+    return make_graph("collective", {"x": tensor(dtype, ("B", 5)), "s": tensor(dtype, ())}, build)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_collectives_sum_over_the_active_group(dtype: DType, ranks: int | None) -> None:
+    """Alone, the identity; in a group of `ranks` alike processes (each
+    all-reduce multiplies by `ranks`), what the reference computes."""
+    graph = collective_graph(dtype)
+    rng = np.random.default_rng(3)
+    calls = []
+
+    def alike(buffer: np.ndarray) -> None:
+        calls.append(buffer.size)
+        buffer *= ranks
+
+    expected_calls = []
+    for batch in (1, 7, 33):
+        args = {"x": draw("real", (batch, 5), rng, dtype), "s": np.asarray(1.5, dtype.numpy)}
+        with contextlib.ExitStack() as stack:
+            if ranks is not None:
+                stack.enter_context(reducing_over(alike))
+            actual, expected = run_both(graph, args)
+        summed = Tol(atol=64 * EPS[dtype] * float(np.abs(args["x"]).max()))  # the column sum's order differs
+        for name in expected.outputs:
+            assert_matches(actual.outputs[name], expected.outputs[name], summed, f"{name} B={batch}")
+        if ranks is not None:
+            np.testing.assert_array_equal(actual.outputs["scalar"], ranks * 1.5)
+            expected_calls += 2 * [1, 1, 5, 5 * batch]  # the reference's, then the native code's
+    assert sorted(calls) == sorted(expected_calls)
+
+
+@functools.cache
 def layout_graph(dtype: DType) -> Graph:
     """Layout ops as outputs: each is stored by a copy of a strided view."""
 
@@ -931,6 +980,7 @@ GRAPHS = [
     *(functools.partial(slice_graph, d) for d in LAYOUT_DTYPES),
     *(functools.partial(rows_graph, d, i) for d in FLOATS for i in INTS),
     *(functools.partial(random_graph, d) for d in FLOATS),
+    *(functools.partial(collective_graph, d) for d in FLOATS),
 ]
 """Every graph the tests above compile."""
 
