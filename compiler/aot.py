@@ -43,14 +43,15 @@ import numpy as np
 
 from ..ir import BATCH, ConfigError, DType, Graph
 from .backend import optimize
-from .codegen.collective import define_job_of_one
+from .codegen.collective import emit_group_support
 from .codegen.gemm_library import GemmLibrary
 from .codegen.irutil import I1, I8, I32, I64, PTR, VOID, for_range, i64, memory_type, scalar_type, smin
 from .codegen.module import emit_program
+from .codegen.pool_state import FUTEXES, POOL_SLOTS, STOP
 from .codegen.target import Target
-from .codegen.threads import FUTEXES, POOL_SLOTS, STOP, TASK_POINTER, emit_pool_module
+from .codegen.threads import TASK_POINTER, emit_pool_module
 from .memory import packed_offsets
-from .plan import KernelProgram
+from .plan import ALLREDUCE_SUM, KernelProgram
 
 OK, ERROR_NULL, ERROR_ROWS, ERROR_CONTEXT, ERROR_LABEL, ERROR_VALUE, ERROR_THREADS, ERROR_INDEX = range(8)
 """The return codes of every exported function (the header names them)."""
@@ -173,7 +174,8 @@ def emit_export(spec: ExportSpec, target: Target) -> tuple[str, Layout]:
         _emit_thread_pool(module, spec)
     library = GemmLibrary(module)
     needs = {p.name: emit_program(p, module, target, library, profiled=False) for p in _programs(spec)}
-    define_job_of_one(module)  # SyncBatchNorm alone: the batch's own statistics
+    if ALLREDUCE_SUM in module.globals:  # SyncBatchNorm alone: the batch's own statistics
+        emit_group_support(module, internal=True)
     layout = _layout(spec, needs)
     _Interface(module, layout).emit()
     for fn in module.functions:

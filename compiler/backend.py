@@ -29,8 +29,10 @@ class OptimizedModule:
 
     @cached_property
     def object_code(self) -> bytes:
-        """Relocatable machine code for the target, as the JIT loads it."""
-        return self.target.create_target_machine().emit_object(llvm.parse_assembly(self.llvm_ir))
+        """Relocatable, position-independent machine code for the target:
+        the JIT loads it, and the runtime links it into a shared library."""
+        machine = self.target.create_target_machine(reloc="pic", codemodel="small")
+        return machine.emit_object(llvm.parse_assembly(self.llvm_ir))
 
     @property
     def nbytes(self) -> int:

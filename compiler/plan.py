@@ -53,6 +53,9 @@ ACTIVE_GROUPS = "ember_active_groups"
 """An i64 the runtime keeps: how many threads run inside a process group now.
 While it is 0, collective kernels skip the call (a job of one)."""
 
+ALLREDUCE_HOOK = "ember_allreduce_hook"
+"""Where the runtime puts the function `ALLREDUCE_SUM` calls (a callback into Python)."""
+
 
 @dataclass
 class KernelProgram:

@@ -19,7 +19,6 @@ from . import metrics as metric_table
 from .callbacks import Callback, CallbackList, ModelCheckpoint, SchedulerStep
 from .compiler import Optimizer, PassLog, build_inference, build_training, grad_name
 from .compiler.clipping import GradientClipping
-from .compiler.codegen.target import host_target
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state, scalar_name
 from .compiler.pipeline import build_split_step
@@ -32,6 +31,7 @@ from .profile import Profile, profile_entry
 from .runtime.arena import Arena
 from .runtime.checkpoint import Checkpoint, checkpoint_bytes, checkpoint_path, save_checkpoint
 from .runtime.collectives import reducing_over
+from .runtime.host import host
 from .runtime.locks import ForkSafeLock
 from .runtime.native import NativeExecutable
 from .runtime.reference import ReferenceExecutable
@@ -164,7 +164,7 @@ class Program:
         fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
         if backend == "native":
             self._native = build_native(
-                self._graphs, self._params.byte_offsets, self._state.byte_offsets, host_target(), self.log
+                self._graphs, self._params.byte_offsets, self._state.byte_offsets, host(), self.log
             )
             self._exec = NativeExecutable(self._native, self._params, self._state, self._lock, fixed)
         else:

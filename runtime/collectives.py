@@ -1,10 +1,11 @@
 """The process group of native collective kernels (compiler/codegen/collective.py).
 
-`ember_allreduce_sum`, which those kernels call, is a callback into Python
-that sums the data over the group active on the calling thread
-(ir/collectives.py). The kernels call it only while `ember_active_groups`
-is not 0: `reducing_over` (here) counts the groups active in the process,
-so a step outside any group costs no callback.
+The thread pool's module holds the native side (`ember_active_groups`,
+`ember_allreduce_hook`, `ember_allreduce_sum`); `attach` points its hook at
+a callback into Python that sums the data over the group active on the
+calling thread (ir/collectives.py). The kernels call it only while
+`ember_active_groups` is not 0: `reducing_over` (here) counts the groups
+active in the process, so a step outside any group costs no callback.
 
 A callback cannot raise through native code: an error is kept and raised
 when the block of `reducing_over` ends."""
@@ -13,17 +14,19 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-from ..compiler.plan import ACTIVE_GROUPS, ALLREDUCE_DTYPES, ALLREDUCE_SUM
+from ..compiler.plan import ACTIVE_GROUPS, ALLREDUCE_DTYPES, ALLREDUCE_HOOK
 from ..ir import collectives
 from ..ir.collectives import AllreduceSum, active_group
 
 _ELEMENTS = tuple(np.ctypeslib.as_ctypes_type(dtype.numpy) for dtype in ALLREDUCE_DTYPES)
 _PENDING = threading.local()
+_LOCK = threading.Lock()
+_active_groups = ctypes.c_int64(0)  # the pool's counter once attached
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32)
@@ -37,9 +40,16 @@ def _allreduce_sum(data: int, count: int, dtype_code: int) -> None:
         _PENDING.error = error
 
 
-_PUBLISHED = False
-_LOCK = threading.Lock()
-_ACTIVE_GROUPS = ctypes.c_int64(0)
+def attach(address: Callable[[str], int]) -> None:
+    """Connect the native side, in the loaded module whose symbols
+    `address(name)` finds (the thread pool's), to this one: its hook calls
+    the Python callback, its counter counts the groups active now."""
+    global _active_groups
+    with _LOCK:
+        ctypes.c_void_p.from_address(address(ALLREDUCE_HOOK)).value = ctypes.cast(_allreduce_sum, ctypes.c_void_p).value
+        native = ctypes.c_int64.from_address(address(ACTIVE_GROUPS))
+        native.value = _active_groups.value
+        _active_groups = native
 
 
 @contextmanager
@@ -49,29 +59,12 @@ def reducing_over(allreduce_sum: AllreduceSum) -> Iterator[None]:
     the group raised inside native code is raised at the end of the block."""
     with collectives.reducing_over(allreduce_sum):
         with _LOCK:
-            _ACTIVE_GROUPS.value += 1
+            _active_groups.value += 1
         try:
             yield
         finally:
             with _LOCK:
-                _ACTIVE_GROUPS.value -= 1
-    _raise_pending()
-
-
-def publish() -> None:
-    """Let native code loaded from now on call `ember_allreduce_sum` (once per process)."""
-    global _PUBLISHED
-    with _LOCK:
-        if not _PUBLISHED:
-            import llvmlite.binding as llvm
-
-            llvm.add_symbol(ALLREDUCE_SUM, ctypes.cast(_allreduce_sum, ctypes.c_void_p).value)
-            llvm.add_symbol(ACTIVE_GROUPS, ctypes.addressof(_ACTIVE_GROUPS))
-            _PUBLISHED = True
-
-
-def _raise_pending() -> None:
-    """Raise the error a collective of this thread met in native code, if any."""
+                _active_groups.value -= 1
     error = getattr(_PENDING, "error", None)
     if error is not None:
         _PENDING.error = None

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.aot import ExportSpec, Labels, compile_export
-from ..compiler.codegen.target import Target, host_target, named_target
+from ..compiler.codegen.target import Target, named_target
 from ..compiler.native import build_native
 from ..compiler.pipeline import PassLog
 from ..ir import ConfigError, DType, Graph
 from .arena import Arena
 from .atomic_file import write_atomically
 from .c_header import c_header
+from .host import host
 
 WEIGHTS = ("baked", "external")
 
@@ -133,7 +134,7 @@ def export(
     compiler = (shutil.which("cc") or shutil.which("gcc")) if shared else None
     if shared and compiler is None:
         raise ConfigError("shared=True links the object with the system's C compiler (cc), and there is none")
-    target = host_target() if cpu is None else named_target(cpu)
+    target = host() if cpu is None else named_target(cpu)
     spec = _spec(source, name, max_batch, weights == "external", target, threads)
     object_code, layout = compile_export(spec, target)
     files = {f"{name}.h": c_header(layout, target).encode(), f"{name}.o": object_code}

@@ -1,33 +1,54 @@
-"""Loading machine code into memory as callable functions (MCJIT).
+"""Loading machine code into memory as callable functions.
+
+A program's machine code loads as a shared library when the compile cache
+linked one and the thread pool's code is a library too (its symbols are
+what the kernels call; runtime/shared_library.py), and otherwise through
+LLVM's JIT linker (MCJIT), from the object code.
 
 A loaded module is shared while it is in use: every program whose graph
-compiled to the same object code calls one copy, and the copy (with its
-execution engine) is freed when the last of them is gone. Nothing is kept
-here for later reuse: the compile caches keep object code (in this
-process: compiler/native.py; on disk: object_cache.py), and loading it
-again takes milliseconds."""
+compiled to the same code calls one copy, and the copy is freed when the
+last of them is gone. Nothing is kept here for later reuse: the compile
+caches keep machine code (in this process: compiler/native.py; on disk:
+object_cache.py), and loading it again takes milliseconds."""
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from typing import Protocol
 
 from ..compiler.codegen.target import Target
+from ..compiler.native import MachineCode
+from . import shared_library
 
 _LOADED: weakref.WeakValueDictionary[bytes, JitModule] = weakref.WeakValueDictionary()
 
 
-def load(object_code: bytes, target: Target) -> JitModule:
-    """`object_code` loaded once and shared while in use (the code is
-    immutable; each caller keeps its own argument blocks)."""
-    module = _LOADED.get(object_code)
+class LoadedCode(Protocol):
+    nbytes: int
+
+    def address(self, name: str) -> int: ...
+
+
+def load(code: MachineCode, target: Target) -> LoadedCode:
+    """`code` loaded once and shared while in use (the code is immutable;
+    each caller keeps its own argument blocks)."""
+    from .threads import pool
+
+    kernels_call = pool()
+    if code.library and kernels_call.is_library:
+        with contextlib.suppress(OSError):  # the loader refused it: the JIT loads the object
+            return shared_library.load(code.library)
+    module = _LOADED.get(code.object_code)
     if module is None:
-        module = _LOADED[object_code] = JitModule(object_code, target)
+        kernels_call.publish()
+        module = _LOADED[code.object_code] = JitModule(code.object_code, target)
     return module
 
 
-def loaded() -> list[JitModule]:
+def loaded() -> list[LoadedCode]:
     """The modules in use now."""
-    return list(_LOADED.values())
+    return [*_LOADED.values(), *shared_library.loaded()]
 
 
 class JitModule:
@@ -36,13 +57,7 @@ class JitModule:
     an engine when the Python object goes; measured: RSS stays flat over
     60 modules loaded and dropped)."""
 
-    def __init__(self, object_code: bytes, target: Target, resolve_pool: bool = True) -> None:
-        if resolve_pool:  # kernels call ember_parallel_for (the pool's) and ember_allreduce_sum
-            from .collectives import publish
-            from .threads import pool
-
-            pool()
-            publish()
+    def __init__(self, object_code: bytes, target: Target) -> None:
         # The engine gets no IR, only the object code: MCJIT would compile IR
         # again (seconds), while loading object code takes milliseconds, and
         # the engine then holds the code alone (measured on the digits
@@ -56,8 +71,8 @@ class JitModule:
         self.nbytes = len(object_code)
 
     def address(self, name: str) -> int:
-        """The address of function `name`."""
-        address = self._engine.get_function_address(name)
+        """The address of function or variable `name`."""
+        address = self._engine.get_function_address(name) or self._engine.get_global_value_address(name)
         if not address:
-            raise KeyError(f"no function {name!r} in the compiled module")
+            raise KeyError(f"no symbol {name!r} in the compiled module")
         return address

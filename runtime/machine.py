@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compiler.codegen.target import host_target
 from ..ir import DType
 from .arena import aligned_empty, data_address
+from .host import host
 from .jit import JitModule
 
 _PEAK = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)
@@ -40,8 +40,8 @@ def _module(dtype: DType) -> JitModule:
     from ..compiler.backend import optimize
     from ..compiler.codegen import peak
 
-    target = host_target()
-    return JitModule(optimize(peak.emit_peak_module(target, dtype), target).object_code, target, resolve_pool=False)
+    target = host()
+    return JitModule(optimize(peak.emit_peak_module(target, dtype), target).object_code, target)
 
 
 @functools.cache
@@ -50,7 +50,7 @@ def fma_peak(dtype: DType = DType.float32) -> float:
     vector FMAs (2 per lane), the best of a few runs of ~5 ms."""
     from ..compiler.codegen import peak
 
-    target = host_target()
+    target = host()
     run = _PEAK(_module(dtype).address(peak.PEAK_FUNCTION))
     out = np.zeros(target.lanes(dtype), dtype.numpy)
     iterations = 1 << 20
@@ -88,7 +88,7 @@ def copy_bandwidths() -> tuple[Bandwidth, ...]:
     (4x L3, at least 64 MiB): the roofs of kernels that move that much."""
     from ..compiler.codegen import peak
 
-    target = host_target()
+    target = host()
     levels = [
         ("L1", target.l1d_bytes, target.l1d_bytes // 2),
         ("L2", target.l2_bytes, target.l2_bytes // 2),

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.codegen.target import Target, host_target
+from ..compiler.codegen.target import Target
 from ..compiler.native import NativeBuild, build_native
 from ..compiler.pipeline import PassLog
 from ..compiler.plan import KernelProgram
@@ -32,6 +32,7 @@ from ..ir import DTypeError, Graph, IRError, RunResult, ShapeError, TensorType
 from ..ir.interpreter import bind_symbols
 from . import jit, threads
 from .arena import Arena, aligned_array, aligned_empty, data_address
+from .host import host
 from .locks import ForkSafeLock
 from .object_cache import machine_code
 
@@ -83,7 +84,7 @@ class _Entry:
 
     def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
         code = machine_code(build, graph)
-        self.jit = jit.load(code.object_code, build.target)  # keeps the machine code alive
+        self.jit = jit.load(code, build.target)  # keeps the machine code alive
         self.program = program
         self.function = _ENTRY(self.jit.address(program.name))
         self.profiled = _PROFILED_ENTRY(self.jit.address(program.profiled_name))
@@ -342,7 +343,7 @@ class GraphFunction:
         self.state = Arena({s.name: s.type.shape for s in graph.state}, _arena_dtype(graph.state, "state"))
         self.log = PassLog()
         build = build_native(
-            {graph.name: graph}, self.params.byte_offsets, self.state.byte_offsets, target or host_target(), self.log
+            {graph.name: graph}, self.params.byte_offsets, self.state.byte_offsets, target or host(), self.log
         )
         self.build = build
         self._executable = NativeExecutable(build, self.params, self.state)

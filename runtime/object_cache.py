@@ -41,9 +41,12 @@ from ..compiler.codegen.target import Target
 from ..compiler.native import MachineCode, NativeBuild, module_key
 from ..compiler.symbolic import Poly
 from ..ir import ConfigError
+from .shared_library import link
 
 MAGIC = b"EMBERMC1"
 SUFFIX = ".emc"
+HOST_PREFIX = "host-"
+"""Files `host-<fingerprint>.json` beside the entries describe CPUs (runtime/host.py)."""
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 _HEADER = len(MAGIC) + 32 + 64
 
@@ -108,9 +111,12 @@ class ObjectCache:
         return DiskCacheInfo(self.directory, len(entries), sum(size for _, size, _ in entries), self.limit_bytes)
 
     def clear(self) -> int:
-        """Remove every entry (and stray temporary files); the number removed."""
+        """Remove every entry (and stray temporary files, and the CPU
+        descriptions); the number of entries removed."""
         entries = self._entries(temporary=True)
         for path, _, _ in entries:
+            _remove(path)
+        for path in self.directory.glob(f"{HOST_PREFIX}*.json"):
             _remove(path)
         return len(entries)
 
@@ -186,7 +192,8 @@ _CACHES: dict[tuple[str, int], ObjectCache] = {}
 
 def machine_code(build: NativeBuild, graph: str) -> MachineCode:
     """The machine code of `graph`: compiled in this process already, else
-    from the disk cache, else compiled now (and stored there)."""
+    from the disk cache, else compiled now (and stored there, with the
+    shared library it links to where a C compiler can link one)."""
     kept = build.kept(graph)
     if kept is not None:
         return kept.machine_code
@@ -198,22 +205,27 @@ def machine_code(build: NativeBuild, graph: str) -> MachineCode:
     code = cache.get(key)
     build.log.count("cache-lookup", time.perf_counter() - start)
     if code is None:
-        code = build.compiled(graph).machine_code
+        compiled = build.compiled(graph)
+        start = time.perf_counter()
+        compiled.library = link(compiled.optimized.object_code)
+        build.log.count("link", time.perf_counter() - start)
+        code = compiled.machine_code
         cache.put(key, code)
     return code
 
 
-def object_code(description: str, target: Target, compile_module: Callable[[], bytes]) -> bytes:
-    """The object code of a module that is not a program's (the thread
-    pool's): from the disk cache, else `compile_module()`. `description`
-    names the module; with ember's compiler source (in every key) it must
-    determine the module's code."""
+def support_code(description: str, target: Target, compile_module: Callable[[], bytes]) -> MachineCode:
+    """The machine code of a module that is not a program's (the thread
+    pool's): from the disk cache, else `compile_module()` (object code),
+    linked too when stored. `description` names the module; with ember's
+    compiler source (in every key) it must determine the module's code."""
     cache = default_cache()
     if cache is None:
-        return compile_module()
+        return MachineCode(compile_module(), Poly(), 0)
     key = module_key(description, target)
     code = cache.get(key)
     if code is None:
-        code = MachineCode(compile_module(), Poly(), 0)
+        object_code = compile_module()
+        code = MachineCode(object_code, Poly(), 0, link(object_code))
         cache.put(key, code)
-    return code.object_code
+    return code

@@ -15,19 +15,30 @@ kernels on its one thread."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import threading
 
 import numpy as np
 
-from ..compiler.codegen.target import host_target
+from ..compiler.codegen.pool_state import FUTEXES, POOL_SLOTS, WORKERS
+from ..compiler.codegen.target import Target
+from ..compiler.native import MachineCode
+from ..compiler.plan import ACTIVE_GROUPS, ALLREDUCE_SUM
 from ..ir import ConfigError
+from . import collectives
 from .arena import aligned_empty
+from .host import host
 from .jit import JitModule
-from .object_cache import object_code
+from .object_cache import support_code
+from .shared_library import SharedLibrary
+from .shared_library import load as load_library
 
 ENVIRONMENT_VARIABLE = "EMBER_NUM_THREADS"
+
+PUBLISHED = ("ember_parallel_for", "ember_pool_threads", ALLREDUCE_SUM, ACTIVE_GROUPS)
+"""The pool's symbols that kernels use."""
 
 
 def available_cores() -> int:
@@ -43,47 +54,62 @@ class ThreadPool:
     Idle workers sleep on futexes, or with `futex=False` (the default off
     Linux) nap a millisecond at a time."""
 
-    def __init__(self, workers: int, futex: bool | None = None) -> None:
-        # the pool's code generator and LLVM load with the pool, not with ember
-        import llvmlite.ir as ir
-
-        from ..compiler.backend import optimize
-        from ..compiler.codegen.threads import FUTEXES, POOL_SLOTS, WORKERS, emit_pool_module
-
+    def __init__(self, workers: int, futex: bool | None = None, process: bool = False) -> None:
+        """`workers` threads; `process`: this is the process's pool (`pool()`),
+        the one loaded kernels call."""
         futex = FUTEXES if futex is None else futex
-        target = host_target()
+        target = host()
 
         def compile_pool() -> bytes:
+            # the pool's code generator and LLVM load when its code is not cached
+            import llvmlite.ir as ir
+
+            from ..compiler.backend import optimize
+            from ..compiler.codegen.collective import emit_group_support
+            from ..compiler.codegen.threads import emit_pool_module
+
             module = ir.Module(name="ember_pool")
             emit_pool_module(module, futex)
+            emit_group_support(module)
             return optimize(str(module), target).object_code
 
         # the module is a function of ember's compiler (in the key) and the
         # flag: a cache hit skips generating it (~5 ms of a new process)
-        code = object_code(f"ember_pool futex={futex}", target, compile_pool)
-        self._code = JitModule(code, target, resolve_pool=False)
+        code = support_code(f"ember_pool futex={futex}", target, compile_pool)
+        # a library's symbols are global: kernel libraries bind to them when loaded
+        self.code = (
+            load_library(code.library, global_symbols=True) if code.library else JitModule(code.object_code, target)
+        )
         self.state = aligned_empty(POOL_SLOTS, np.int64)
         self._workers_slot = WORKERS
         self.state[:] = 0
-        init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.address("ember_pool_init"))
+        init = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self.code.address("ember_pool_init"))
         init(self.state.ctypes.data)
-        self._set_workers = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self._code.address("ember_pool_set_workers"))
-        self._stop = ctypes.CFUNCTYPE(None)(self._code.address("ember_pool_stop"))
-        serve = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self._code.address("ember_worker"))
+        self._set_workers = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self.code.address("ember_pool_set_workers"))
+        self._stop = ctypes.CFUNCTYPE(None)(self.code.address("ember_pool_stop"))
+        serve = ctypes.CFUNCTYPE(None, ctypes.c_int64)(self.code.address("ember_worker"))
         self._threads = [
             threading.Thread(target=serve, args=(i,), name=f"ember-worker-{i}", daemon=True) for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
         self.workers = workers
+        self._published = False
+
+    @property
+    def is_library(self) -> bool:
+        """Whether the pool's code is a shared library (whose symbols kernel libraries bind to)."""
+        return isinstance(self.code, SharedLibrary)
 
     def publish(self) -> None:
-        """Make native code loaded from now on call this pool's
-        `ember_parallel_for` and `ember_pool_threads`."""
-        import llvmlite.binding as llvm
+        """Let object code the JIT loads from now on call this pool's
+        functions and read its variables (once; loads LLVM)."""
+        if not self._published:
+            import llvmlite.binding as llvm
 
-        for name in ("ember_parallel_for", "ember_pool_threads"):
-            llvm.add_symbol(name, self._code.address(name))
+            for name in PUBLISHED:
+                llvm.add_symbol(name, self.code.address(name))
+            self._published = True
 
     @property
     def capacity(self) -> int:
@@ -113,6 +139,15 @@ class ThreadPool:
         self._set_workers(0)
 
 
+def _load(code: MachineCode, target: Target, global_symbols: bool) -> SharedLibrary | JitModule:
+    """A pool's code as a library (the process pool's with global symbols:
+    kernel libraries bind to them when loaded), else through the JIT."""
+    if code.library:
+        with contextlib.suppress(OSError):  # the loader refused it
+            return load_library(code.library, global_symbols)
+    return JitModule(code.object_code, target)
+
+
 _POOL: ThreadPool | None = None
 _LOCK = threading.Lock()
 _REQUESTED: int | None = None
@@ -124,8 +159,8 @@ def pool() -> ThreadPool:
     with _LOCK:
         if _POOL is None:
             count = _REQUESTED if _REQUESTED is not None else _threads_from_environment()  # may raise: no pool yet
-            _POOL = ThreadPool(available_cores() - 1)
-            _POOL.publish()
+            _POOL = ThreadPool(available_cores() - 1, process=True)
+            collectives.attach(_POOL.code.address)
             _POOL.set_threads(count)
             atexit.register(_POOL.stop)
             os.register_at_fork(after_in_child=_POOL.forget_workers)

@@ -1,24 +1,26 @@
 """Collective kernels: a value summed over the processes of a distributed step.
 
 The kernel copies its input into its result (a loop kernel: the op's
-`emit` is the identity), then, unless the runtime's `ember_active_groups`
-is 0, hands the result to the runtime, which sums it over the active
-process group in place (ir/collectives.py):
+`emit` is the identity), then, unless `ember_active_groups` is 0, hands the
+result to the runtime, which sums it over the active process group in
+place (ir/collectives.py):
 
-    extern i64 ember_active_groups;
+    i64 ember_active_groups;                      // groups active in the process
+    void (*ember_allreduce_hook)(void *, i64, i32);   // set by the runtime
     void ember_allreduce_sum(void *data, i64 count, i32 dtype)
-        // dtype: the index of the data's type in plan.ALLREDUCE_DTYPES
+        // calls the hook; dtype: the index of the data's type in plan.ALLREDUCE_DTYPES
 
-The runtime defines both (runtime/collectives.py); an exported object,
-which runs as one process, defines the count as 0 and the function as a
-no-op (compiler/aot.py). The call is made from the step's own thread,
-between kernels, never from a task of the thread pool."""
+`emit_group_support` defines these three in the thread pool's module,
+which the runtime loads first (runtime/threads.py, runtime/collectives.py);
+an exported object, which runs as one process, holds its own copy with no
+group ever active (compiler/aot.py). The call is made from the step's own
+thread, between kernels, never from a task of the thread pool."""
 
 from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from ..plan import ACTIVE_GROUPS, ALLREDUCE_DTYPES, ALLREDUCE_SUM
+from ..plan import ACTIVE_GROUPS, ALLREDUCE_DTYPES, ALLREDUCE_HOOK, ALLREDUCE_SUM
 from ..symbolic import product
 from .irutil import I32, I64, PTR, VOID, declare, i64
 from .kernel import KernelEmitter
@@ -43,15 +45,20 @@ def emit_collective_kernel(emitter: KernelEmitter, copy: KernelEmitter) -> ir.Fu
     return emitter.finish()
 
 
-def define_job_of_one(module: ir.Module) -> None:
-    """The runtime's side of collective kernels as a job of one has it, in
-    `module` (an exported object, which runs without a process group): no
-    group is ever active, and the data is already the sum."""
-    groups = module.globals.get(ACTIVE_GROUPS)
-    if groups is not None:
-        groups.initializer = i64(0)
-        groups.linkage = "internal"
-    fn = module.globals.get(ALLREDUCE_SUM)
-    if fn is not None:
-        fn.linkage = "internal"
-        ir.IRBuilder(fn.append_basic_block("entry")).ret_void()
+def emit_group_support(module: ir.Module, internal: bool = False) -> None:
+    """Define `ACTIVE_GROUPS` (0), `ALLREDUCE_HOOK` (null) and `ALLREDUCE_SUM`
+    (which calls the hook when it is set) in `module`, with `internal`
+    linkage for an object that keeps them to itself."""
+    groups = module.globals.get(ACTIVE_GROUPS) or ir.GlobalVariable(module, I64, ACTIVE_GROUPS)
+    groups.initializer = i64(0)
+    hook = ir.GlobalVariable(module, PTR, ALLREDUCE_HOOK)
+    hook.initializer = ir.Constant(PTR, None)
+    fn = declare(module, ALLREDUCE_SUM, VOID, [PTR, I64, I32])
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    callback = b.load(hook, typ=ir.PointerType(fn.function_type))
+    with b.if_then(b.icmp_unsigned("!=", callback, ir.Constant(callback.type, None))):
+        b.call(callback, fn.args)
+    b.ret_void()
+    if internal:
+        for value in (groups, hook, fn):
+            value.linkage = "internal"

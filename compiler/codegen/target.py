@@ -85,20 +85,37 @@ def _cache_sizes() -> dict[int, int]:
     return sizes
 
 
-@functools.cache
-def host_target() -> Target:
-    """The machine this process runs on."""
+@dataclass(frozen=True)
+class HostCPU:
+    """What LLVM says of the CPU this process runs on: the target triple,
+    the CPU's name and its features (`+avx2,+fma,-avx512f,...`)."""
+
+    triple: str
+    cpu: str
+    features: str
+
+
+def probe_host_cpu() -> HostCPU:
+    """Ask LLVM (loading llvmlite.binding, ~30 ms the first time)."""
     import llvmlite.binding as llvm
 
     initialize_llvm()
-    features = llvm.get_host_cpu_features()
-    flags = {name for name, enabled in features.items() if enabled}
+    return HostCPU(llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
+
+
+@functools.cache
+def host_target(cpu: HostCPU | None = None) -> Target:
+    """The machine this process runs on, its CPU as `cpu` describes it
+    (probed with LLVM when None; runtime/host.py remembers it), its caches
+    and cores as the system reports them."""
+    cpu = cpu or probe_host_cpu()
+    flags = {feature[1:] for feature in cpu.features.split(",") if feature.startswith("+")}
     vector_bits = 512 if "avx512f" in flags else 256 if "avx2" in flags and "fma" in flags else 128
     caches = _cache_sizes()
     return Target(
-        triple=llvm.get_process_triple(),
-        cpu=llvm.get_host_cpu_name(),
-        features=features.flatten(),
+        triple=cpu.triple,
+        cpu=cpu.cpu,
+        features=cpu.features,
         vector_bits=vector_bits,
         l1d_bytes=caches.get(1, 32 * 1024),
         l2_bytes=caches.get(2, 512 * 1024),

@@ -53,33 +53,33 @@ CPU when idle and up to a nap before a sleeper helps.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import llvmlite.ir as ir
 
 from .irutil import I32, I64, PTR, VOID, declare, for_range, i64
-
-LINE = 8
-"""int64 slots per cache line."""
-
-WORKERS, STOP, LOCK = 0, 1, 2
-SEQ = 1 * LINE
-TASK, ARGS, COUNT = 2 * LINE, 2 * LINE + 1, 2 * LINE + 2
-NEXT = 3 * LINE
-DONE = 4 * LINE
-ACTIVE = 5 * LINE
-SLEEPERS, WAKE, PARK = 6 * LINE, 6 * LINE + 1, 6 * LINE + 2
-POOL_SLOTS = 7 * LINE
+from .pool_state import (
+    ACTIVE,
+    ARGS,
+    COUNT,
+    DONE,
+    FUTEXES,
+    LOCK,
+    NEXT,
+    PARK,
+    SEQ,
+    SLEEPERS,
+    STOP,
+    TASK,
+    WAKE,
+    WORKERS,
+)
 
 SPIN_NANOSECONDS = 1_000_000
 """How long a worker spins after a round before it sleeps."""
 
 NAP_NANOSECONDS = 1_000_000
 """Without futexes: how long a sleeping worker naps between looks for work."""
-
-FUTEXES = sys.platform.startswith("linux")
-"""Whether this system's workers sleep on futexes (else they nap)."""
 
 SYS_FUTEX = 202
 """The futex system call's number on x86-64 Linux."""

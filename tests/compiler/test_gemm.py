@@ -842,7 +842,7 @@ def test_thread_count_does_not_change_partial_sums(restore_threads) -> None:
 
 def _jit(module: ir.Module) -> JitModule:
     module.triple = HOST.triple
-    return JitModule(optimize(str(module), HOST).object_code, HOST, resolve_pool=False)
+    return JitModule(optimize(str(module), HOST).object_code, HOST)
 
 
 @functools.cache

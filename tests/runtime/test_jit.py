@@ -1,17 +1,19 @@
-"""Loaded machine code (runtime/jit.py): shared by the programs that use
-it, freed with the last of them, loaded from the object code the compile
-cache keeps."""
+"""Loaded machine code (runtime/jit.py): a shared library where the compile
+cache linked one, else object code through LLVM's JIT; shared by the
+programs that use it, freed with the last of them, loaded from the code
+the compile cache keeps."""
 
 import gc
 import weakref
 
 import numpy as np
+import pytest
 
 import ember
 import ember.compiler.backend as backend
 import ember.compiler.codegen.module as codegen_module
 from ember import nn
-from ember.runtime import jit
+from ember.runtime import jit, object_cache, shared_library
 
 
 def tiny_model(outputs: int = 3) -> nn.Module:
@@ -22,17 +24,22 @@ def predict_module(prog: ember.Program) -> jit.JitModule:
     return prog._exec.entry("predict").jit
 
 
-def test_machine_code_is_shared_while_used_and_freed_with_its_last_program() -> None:
-    first, second = ember.compile(tiny_model()), ember.compile(tiny_model())
+@pytest.mark.parametrize(("loader", "outputs"), [(shared_library.SharedLibrary, 2), (jit.JitModule, 5)])
+def test_machine_code_is_shared_while_used_and_freed_with_its_last_program(monkeypatch, loader, outputs) -> None:
+    if loader is jit.JitModule:  # no C compiler to link a library
+        monkeypatch.setattr(object_cache, "link", lambda object_code: b"")
+    first, second = ember.compile(tiny_model(outputs)), ember.compile(tiny_model(outputs))
     module = predict_module(first)
+    assert type(module) is loader
     assert predict_module(second) is module
-    engine = weakref.ref(module._engine)  # llvmlite disposes an engine when its object goes
+    # llvmlite disposes an engine when its object goes; a library is unloaded with its object
+    freed = weakref.ref(module._engine if loader is jit.JitModule else module)
     del first, module
     gc.collect()
-    assert engine() is not None, "the second program still runs it"
+    assert freed() is not None, "the second program still runs it"
     del second
     gc.collect()
-    assert engine() is None
+    assert freed() is None
 
 
 def test_a_program_compiled_again_loads_the_kept_object_code(monkeypatch) -> None:
@@ -47,3 +54,14 @@ def test_a_program_compiled_again_loads_the_kept_object_code(monkeypatch) -> Non
     again = ember.compile(tiny_model(outputs=4))
     np.testing.assert_array_equal(again.predict(x), expected)
     assert calls == []
+
+
+def test_a_library_the_loader_refuses_loads_through_the_jit(monkeypatch) -> None:
+    def refuse(library, global_symbols=False):
+        raise OSError("undefined symbol: something")
+
+    monkeypatch.setattr(shared_library, "load", refuse)
+    x = np.ones((2, 4), np.float32)
+    prog = ember.compile(tiny_model(outputs=7))
+    assert type(predict_module(prog)) is jit.JitModule
+    assert prog.predict(x).shape == (2, 7)

@@ -15,6 +15,7 @@ import pytest
 import ember
 from ember.compiler.native import MachineCode
 from ember.compiler.symbolic import Poly
+from ember.runtime import shared_library
 from ember.runtime.object_cache import SUFFIX, ObjectCache, default_cache
 
 KEY = "ab" * 32
@@ -27,6 +28,10 @@ def code(size: int = 100, fill: int = 7) -> MachineCode:
 def test_machine_code_round_trips_through_bytes():
     original = code()
     assert MachineCode.from_bytes(original.to_bytes()) == original
+    linked = MachineCode(b"object", Poly(), 0, b"library")
+    assert MachineCode.from_bytes(linked.to_bytes()) == linked
+    with pytest.raises(ValueError, match="shorter than its header"):
+        MachineCode.from_bytes(linked.to_bytes()[: -len(b"library") - 1])
     with pytest.raises(ValueError, match="not ember machine code"):
         MachineCode.from_bytes(b"\xff\xff\xff\x7fgarbage")
 
@@ -124,13 +129,16 @@ CHILD = textwrap.dedent(
     prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1), seed=1)
     x = np.linspace(-1, 1, 40, dtype=np.float32).reshape(8, 5)
     loss = prog.train_step(x, np.arange(8) % 3)
-    print(repr(loss), "codegen" in prog.log.seconds)
+    print(repr(loss), "codegen" in prog.log.seconds, "llvmlite.binding" in sys.modules)
     """
 )
+LINKER = shared_library.linker() is not None
 
 
 def run_children(directory: Path, count: int, **env: str) -> list[tuple[str, bool]]:
-    """Run CHILD in `count` processes at once; each one's (loss, whether it generated code)."""
+    """Run CHILD in `count` processes at once; each one's (loss, whether it
+    generated code). A process that generated none loaded no LLVM, where
+    the cache holds linked libraries."""
     environment = {**os.environ, "EMBER_CACHE_DIR": str(directory), **env}
     children = [
         subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=environment)
@@ -140,7 +148,9 @@ def run_children(directory: Path, count: int, **env: str) -> list[tuple[str, boo
     for child in children:
         out, _ = child.communicate(timeout=300)
         assert child.returncode == 0
-        loss, generated = out.split()
+        loss, generated, loaded_llvm = out.split()
+        if generated == "False" and LINKER:
+            assert loaded_llvm == "False", "a warm process loaded LLVM"
         results.append((loss, generated == "True"))
     return results
 

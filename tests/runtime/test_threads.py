@@ -108,7 +108,7 @@ def test_native_code_sees_the_thread_count(restore_threads) -> None:
     """ember_pool_threads(), which kernels call to choose their split, follows
     ember.set_num_threads."""
     pool = threads.pool()
-    pool_threads = ctypes.CFUNCTYPE(ctypes.c_int64)(pool._code.address("ember_pool_threads"))
+    pool_threads = ctypes.CFUNCTYPE(ctypes.c_int64)(pool.code.address("ember_pool_threads"))
     for count in range(1, CORES + 1):
         ember.set_num_threads(count)
         assert pool_threads() == count
@@ -233,7 +233,7 @@ def rendezvous(pool: threads.ThreadPool, rounds: list[tuple[int, float]]) -> tup
     allowed worker (and no other) woke up and took a task; a lost wake-up
     breaks the barrier after its timeout. Returns the failures, and how many
     rounds began with a worker asleep."""
-    parallel_for = PARALLEL_FOR(pool._code.address("ember_parallel_for"))
+    parallel_for = PARALLEL_FOR(pool.code.address("ember_parallel_for"))
     failures: list[str] = []
     ran: list[int] = []
     barrier = threading.Barrier(1)

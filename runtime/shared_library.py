@@ -1,0 +1,112 @@
+"""Machine code as a shared library: linked once, loaded without LLVM.
+
+Loading object code needs LLVM's JIT linker (runtime/jit.py), and with it
+llvmlite.binding, ~30 ms to import: more than a warm compile's whole budget.
+So when the compile cache stores new machine code, the runtime also links
+the object (position-independent: compiler/backend.py) into a shared
+library with the system's C compiler, and the cache keeps both. A later
+process loads the library with the dynamic loader in well under a
+millisecond: the cache entry's checked bytes are written to a file of
+this process's private directory, under a name never used before (the
+loader takes a name it has loaded already for that library), loaded, and
+unlinked. Without a C compiler, or off Linux, the JIT loads the object
+code as before.
+
+The process's thread pool's library is loaded first and with global
+symbols, so the kernels' calls to `ember_parallel_for` and
+`ember_allreduce_sum` resolve to it; kernel libraries (every program has a
+`train_step`) and other pools' libraries are loaded with local symbols,
+and kernel libraries are unloaded when no program uses them."""
+
+from __future__ import annotations
+
+import _ctypes
+import atexit
+import ctypes
+import functools
+import itertools
+import shutil
+import subprocess
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+
+_LOADED: weakref.WeakValueDictionary[bytes, SharedLibrary] = weakref.WeakValueDictionary()
+_NAMES = itertools.count()
+
+
+@functools.cache
+def _private_directory() -> Path:
+    """A directory only this process (and user) writes, removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="ember-code-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+@functools.cache
+def linker() -> str | None:
+    """The C compiler that links libraries (`cc`, else `gcc`), or None where
+    there is none, or off Linux (linking is done with Linux's rules: the
+    library leaves the symbols it calls to the process)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def link(object_code: bytes) -> bytes:
+    """`object_code` linked into a shared library; b"" if it cannot be (no
+    linker, or the link failed: the JIT loads the object code then)."""
+    compiler = linker()
+    if compiler is None:
+        return b""
+    with tempfile.TemporaryDirectory(prefix="ember-link-") as directory:
+        obj, library = Path(directory, "code.o"), Path(directory, "code.so")
+        obj.write_bytes(object_code)
+        # No C runtime: the symbols the code calls (memcpy, the pool's) are
+        # the process's. -Bsymbolic: the library's own references bind to its
+        # own definitions (a second pool's library must not reach the first's state).
+        command = [compiler, "-shared", "-nostdlib", "-Wl,-Bsymbolic", "-o", str(library), str(obj)]
+        linked = subprocess.run(command, capture_output=True)
+        return library.read_bytes() if linked.returncode == 0 else b""
+
+
+def loaded() -> list[SharedLibrary]:
+    """The kernel libraries in use now."""
+    return list(_LOADED.values())
+
+
+def load(library: bytes, global_symbols: bool = False) -> SharedLibrary:
+    """`library` loaded (an OSError if the dynamic loader refuses it): a
+    kernel library once and shared while in use, one with `global_symbols`
+    (the process's thread pool's) for the process's lifetime."""
+    if global_symbols:
+        return SharedLibrary(library, global_symbols=True)
+    loaded = _LOADED.get(library)
+    if loaded is None:
+        loaded = _LOADED[library] = SharedLibrary(library)
+    return loaded
+
+
+class SharedLibrary:
+    """A shared library loaded from bytes, unloaded with this object (unless
+    its symbols are global: others may be bound to them)."""
+
+    def __init__(self, library: bytes, global_symbols: bool = False) -> None:
+        path = _private_directory() / f"{next(_NAMES)}.so"
+        path.write_bytes(library)
+        try:
+            mode = ctypes.RTLD_GLOBAL if global_symbols else ctypes.RTLD_LOCAL
+            self._library = ctypes.CDLL(str(path), mode=mode)
+        finally:
+            path.unlink()  # the loader keeps its own mapping
+        self.nbytes = len(library)
+        if not global_symbols:
+            weakref.finalize(self, _ctypes.dlclose, self._library._handle)
+
+    def address(self, name: str) -> int:
+        """The address of function or variable `name`."""
+        try:
+            return ctypes.cast(self._library[name], ctypes.c_void_p).value
+        except AttributeError:
+            raise KeyError(f"no symbol {name!r} in the compiled library") from None
