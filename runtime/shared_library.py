@@ -6,9 +6,9 @@ So when the compile cache stores new machine code, the runtime also links
 the object (position-independent: compiler/backend.py) into a shared
 library with the system's C compiler, and the cache keeps both. A later
 process loads the library with the dynamic loader in well under a
-millisecond: the cache entry's checked bytes are written to a file of
-this process's private directory, under a name never used before (the
-loader takes a name it has loaded already for that library), loaded, and
+millisecond: the cache entry's checked bytes are written to a new private
+temporary file, under a name this process never used before (the loader
+takes a name it has loaded already for that library), loaded, and
 unlinked. Without a C compiler, or off Linux, the JIT loads the object
 code as before.
 
@@ -21,10 +21,10 @@ and kernel libraries are unloaded when no program uses them."""
 from __future__ import annotations
 
 import _ctypes
-import atexit
 import ctypes
 import functools
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -34,14 +34,6 @@ from pathlib import Path
 
 _LOADED: weakref.WeakValueDictionary[bytes, SharedLibrary] = weakref.WeakValueDictionary()
 _NAMES = itertools.count()
-
-
-@functools.cache
-def _private_directory() -> Path:
-    """A directory only this process (and user) writes, removed at exit."""
-    directory = Path(tempfile.mkdtemp(prefix="ember-code-"))
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    return directory
 
 
 @functools.cache
@@ -93,9 +85,13 @@ class SharedLibrary:
     its symbols are global: others may be bound to them)."""
 
     def __init__(self, library: bytes, global_symbols: bool = False) -> None:
-        path = _private_directory() / f"{next(_NAMES)}.so"
-        path.write_bytes(library)
+        # mkstemp: a new file only this user reads and writes; the process and
+        # a counter in its name: never a name the loader has seen in this process
+        fd, name = tempfile.mkstemp(prefix=f"ember-code-{os.getpid()}-{next(_NAMES)}-", suffix=".so")
+        path = Path(name)
         try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(library)
             mode = ctypes.RTLD_GLOBAL if global_symbols else ctypes.RTLD_LOCAL
             self._library = ctypes.CDLL(str(path), mode=mode)
         finally:

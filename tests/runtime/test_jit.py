@@ -4,6 +4,7 @@ programs that use it, freed with the last of them, loaded from the code
 the compile cache keeps."""
 
 import gc
+import os
 import weakref
 
 import numpy as np
@@ -65,3 +66,16 @@ def test_a_library_the_loader_refuses_loads_through_the_jit(monkeypatch) -> None
     prog = ember.compile(tiny_model(outputs=7))
     assert type(predict_module(prog)) is jit.JitModule
     assert prog.predict(x).shape == (2, 7)
+
+
+def test_a_forked_child_loads_libraries_of_its_own() -> None:
+    """Parent and child write their libraries' files under names of their own."""
+    x = np.ones((2, 4), np.float32)
+    ember.compile(tiny_model(outputs=8)).predict(x)  # the parent has loaded code before the fork
+    pid = os.fork()
+    if pid == 0:
+        status = 0 if ember.compile(tiny_model(outputs=9)).predict(x).shape == (2, 9) else 1
+        os._exit(status)
+    assert ember.compile(tiny_model(outputs=10)).predict(x).shape == (2, 10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
