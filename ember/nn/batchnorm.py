@@ -130,8 +130,7 @@ class SyncBatchNorm(BatchNorm1d):
         track_running_stats: bool = True,
         process_group: Any = None,
     ) -> None:
-        if process_group is not None:
-            raise ConfigError("SyncBatchNorm: process_group must be None (ember synchronizes over the whole job)")
+        _whole_job(process_group)
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def _total(self, value: Any) -> Any:
@@ -142,8 +141,7 @@ class SyncBatchNorm(BatchNorm1d):
         """`module` with every BatchNorm1d in it replaced by a SyncBatchNorm
         holding the same parameters, buffers and mode (`module` itself if it
         is one); as torch.nn.SyncBatchNorm.convert_sync_batchnorm."""
-        if process_group is not None:
-            raise ConfigError("SyncBatchNorm: process_group must be None (ember synchronizes over the whole job)")
+        _whole_job(process_group)
         if isinstance(module, BatchNorm1d) and not isinstance(module, SyncBatchNorm):
             synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
             for name, member in [*module._registered(Parameter), *module._registered(Buffer)]:
@@ -153,3 +151,8 @@ class SyncBatchNorm(BatchNorm1d):
         for name, child in list(module.named_children()):
             setattr(module, name, cls.convert_sync_batchnorm(child))
         return module
+
+
+def _whole_job(process_group: Any) -> None:
+    if process_group is not None:
+        raise ConfigError("SyncBatchNorm: process_group must be None (ember synchronizes over the whole job)")
