@@ -62,6 +62,10 @@ class World:
         """`buffer` (contiguous) replaced by rank `root`'s, in place."""
         self.comm.Bcast(buffer, root=root)
 
+    def allgather(self, value: Any) -> list[Any]:
+        """Every rank's `value` (any picklable object), in rank order."""
+        return self.comm.allgather(value)
+
     def any(self, flag: bool) -> bool:
         """Whether `flag` holds on any rank."""
         from mpi4py import MPI

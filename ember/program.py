@@ -398,8 +398,10 @@ class Program:
         PyTorch's DistributedSampler), each rank steps on `batch_size` rows of
         its shard with `train_step(..., distributed=True)`, so a step trains
         on `batch_size` times the ranks rows. Losses are means over the
-        ranks, validation and metrics run whole on every rank (the history is
-        the same everywhere), the progress bar shows on rank 0 only, and
+        ranks; validation and the epochs' metrics run each rank on its share
+        of the rows, then gather the sums and predictions everywhere (the
+        history is the same on every rank, and equals one process's to
+        round-off); the progress bar shows on rank 0 only, and
         ModelCheckpoint saves from rank 0 only."""
         self._require_training("fit")
         if misplaced:
@@ -418,9 +420,9 @@ class Program:
             validation = self._check_batch(*validation_data, prefix="validation ")
         elif validation_split:
             data, validation = split_validation(data, validation_split)
-        evaluate = functools.partial(self._evaluate, metrics=chosen)
         callbacks = () if callbacks is None else callbacks
         team = self._team() if distributed else None
+        evaluate = functools.partial(self._evaluate, metrics=chosen, team=team)
         train_batch = self._train_batch if team is None else functools.partial(self._distributed_batch, team=team)
         if team is not None:
             self._take_rank_zeros_state(team)
@@ -438,7 +440,7 @@ class Program:
             self._rng,
             events if team is None else AgreedEvents(events, team),
             epoch_logs=lambda: {"lr": self.lr},
-            train_metrics=functools.partial(self._epoch_metrics, metrics=chosen) if metrics else None,
+            train_metrics=functools.partial(self._epoch_metrics, metrics=chosen, team=team) if metrics else None,
             shard=(0, 1) if team is None else (team.rank, team.size),
         )
 
@@ -851,16 +853,36 @@ class Program:
             chosen.append(defaults + [m for m in extra if m.name not in {d.name for d in defaults}])
         return chosen
 
-    def _epoch_metrics(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
+    def _epoch_metrics(self, batch: Batch, metrics: list[list[Metric]], team: World | None = None) -> dict[str, float]:
         """The metrics of the training data after an epoch (not its loss:
         fit reports the mean loss of the epoch's steps)."""
-        return {name: value for name, value in self._evaluate(batch, metrics).items() if not name.startswith(LOSS)}
+        evaluated = self._evaluate(batch, metrics, team)
+        return {name: value for name, value in evaluated.items() if not name.startswith(LOSS)}
 
-    def _evaluate(self, batch: Batch, metrics: list[list[Metric]] | None = None) -> dict[str, float]:
+    def _evaluate(
+        self, batch: Batch, metrics: list[list[Metric]] | None = None, team: World | None = None
+    ) -> dict[str, float]:
+        """Loss and metrics of `batch`; with `team` (a distributed fit), each
+        rank runs its share of the rows and every rank gets the whole result."""
+        metrics = metrics or self._chosen_metrics(None)
         with self._lock:  # every chunk sees the same parameters
-            return self._evaluate_chunks(batch, metrics or self._chosen_metrics(None))
+            if team is None:
+                return self._evaluation(batch, metrics, *self._evaluation_sums(batch, metrics))
+            rows = next(iter(batch.values())).shape[0]
+            share = slice(team.rank * rows // team.size, (team.rank + 1) * rows // team.size)
+            sums = self._evaluation_sums({name: array[share] for name, array in batch.items()}, metrics)
+            shares = team.allgather(sums)  # in rank order: the rows' order
+        totals = [math.fsum(share[0][i] for share in shares) for i in range(len(sums[0]))]
+        counts = [math.fsum(share[1][i] for share in shares) for i in range(len(sums[1]))]
+        predictions = [[p for share in shares for p in share[2][i]] for i in range(len(sums[2]))]
+        return self._evaluation(batch, metrics, totals, counts, predictions)
 
-    def _evaluate_chunks(self, batch: Batch, metrics: list[list[Metric]]) -> dict[str, float]:
+    def _evaluation_sums(
+        self, batch: Batch, metrics: list[list[Metric]]
+    ) -> tuple[list[float], list[float], list[list[np.ndarray]]]:
+        """Per output: the loss summed over `batch` in chunks (each chunk's
+        mean times its denominator), the denominators' sum, and the
+        predictions its metrics need, chunk by chunk."""
         infos = self._loss_infos()
         losses, outs, targets = names(LOSS, len(infos)), names(PREDICTION, len(infos)), self._target_names()
         totals, counts = [0.0] * len(infos), [0.0] * len(infos)
@@ -876,6 +898,18 @@ class Program:
                     counts[i] += weight
                 if metrics[i]:
                     predictions[i].append(out[outs[i]].copy())
+        return totals, counts, predictions
+
+    def _evaluation(
+        self,
+        batch: Batch,
+        metrics: list[list[Metric]],
+        totals: list[float],
+        counts: list[float],
+        predictions: list[list[np.ndarray]],
+    ) -> dict[str, float]:
+        """The loss and metrics of `batch`, from its sums (`_evaluation_sums`)."""
+        infos, targets = self._loss_infos(), self._target_names()
         results = []
         for i, (total, count, info, target) in enumerate(zip(totals, counts, infos, targets, strict=True)):
             with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, as PyTorch
