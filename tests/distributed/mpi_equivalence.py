@@ -33,6 +33,7 @@ CASES = {
     ),
     "adam-syncbatchnorm": lambda: program(optim.Adam(lr=0.01), nn.SyncBatchNorm(16)),
     "sgd-syncbatchnorm-cumulative": lambda: program(optim.SGD(lr=0.1), nn.SyncBatchNorm(16, momentum=None)),
+    "sgd-syncbatchnorm-reference": lambda: program(optim.SGD(lr=0.1), nn.SyncBatchNorm(16), backend="reference"),
 }
 
 PER_RANK = {"adam-batchnorm1d": lambda: program(optim.Adam(lr=0.01), nn.BatchNorm1d(16))}

@@ -122,7 +122,7 @@ def test_two_ranks_train_as_one_process_with_both_halves():
     result = mpiexec(2, HERE / "mpi_equivalence.py", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7
     assert all(line.endswith(", ok") for line in lines), lines
 
 
