@@ -20,8 +20,8 @@ CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler (cc) to link the exported object")
 
 
-def classifier(optimizer=None, dropout=False) -> ember.Program:
-    layers = [nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU()]
+def classifier(optimizer=None, dropout=False, norm=nn.BatchNorm1d) -> ember.Program:
+    layers = [nn.Linear(6, 16), norm(16), nn.ReLU()]
     layers += [nn.Dropout(0.25)] if dropout else []
     model = nn.Sequential(*layers, nn.Linear(16, 4))
     return ember.compile(
@@ -131,12 +131,16 @@ TRAIN_C = """
 
 @needs_cc
 @pytest.mark.parametrize(
-    ("optimizer", "dropout"),
-    [(ember.optim.Adam(lr=1e-2), True), (ember.optim.SGD(lr=0.1, momentum=0.9, weight_decay=1e-3), False)],
-    ids=["adam-dropout", "sgd-momentum"],
+    ("optimizer", "dropout", "norm"),
+    [
+        (ember.optim.Adam(lr=1e-2), True, nn.BatchNorm1d),
+        (ember.optim.SGD(lr=0.1, momentum=0.9, weight_decay=1e-3), False, nn.BatchNorm1d),
+        (ember.optim.SGD(lr=0.1), False, nn.SyncBatchNorm),  # a job of one: the batch's own statistics
+    ],
+    ids=["adam-dropout", "sgd-momentum", "sgd-syncbatchnorm"],
 )
-def test_a_c_training_loop_matches_train_step_exactly(tmp_path, optimizer, dropout):
-    prog = classifier(optimizer, dropout)
+def test_a_c_training_loop_matches_train_step_exactly(tmp_path, optimizer, dropout, norm):
+    prog = classifier(optimizer, dropout, norm)
     x, y = data(64)
     prog.train_step(x[:8], y[:8])  # exported mid-training: state and step counts carry over
     prog.export(tmp_path, train=True)
