@@ -34,6 +34,8 @@ from pathlib import Path
 
 _LOADED: weakref.WeakValueDictionary[bytes, SharedLibrary] = weakref.WeakValueDictionary()
 _NAMES = itertools.count()
+LINK_SECONDS = 60
+"""A link that takes longer is given up (the JIT loads the object instead)."""
 
 
 @functools.cache
@@ -48,7 +50,7 @@ def linker() -> str | None:
 
 def link(object_code: bytes) -> bytes:
     """`object_code` linked into a shared library; b"" if it cannot be (no
-    linker, or the link failed: the JIT loads the object code then)."""
+    linker, or the link failed or hung: the JIT loads the object code then)."""
     compiler = linker()
     if compiler is None:
         return b""
@@ -59,7 +61,10 @@ def link(object_code: bytes) -> bytes:
         # the process's. -Bsymbolic: the library's own references bind to its
         # own definitions (a second pool's library must not reach the first's state).
         command = [compiler, "-shared", "-nostdlib", "-Wl,-Bsymbolic", "-o", str(library), str(obj)]
-        linked = subprocess.run(command, capture_output=True)
+        try:
+            linked = subprocess.run(command, capture_output=True, timeout=LINK_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            return b""
         return library.read_bytes() if linked.returncode == 0 else b""
 
 

@@ -79,3 +79,13 @@ def test_a_forked_child_loads_libraries_of_its_own() -> None:
     assert ember.compile(tiny_model(outputs=10)).predict(x).shape == (2, 10)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_link_that_fails_leaves_the_object_code(monkeypatch, tmp_path) -> None:
+    broken = tmp_path / "cc"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(shared_library, "linker", lambda: str(broken))
+    assert shared_library.link(b"not an object") == b""
+    monkeypatch.setattr(shared_library, "linker", lambda: str(tmp_path / "missing"))
+    assert shared_library.link(b"not an object") == b""
