@@ -45,7 +45,8 @@ class KernelTime:
     flops: int
     bytes: int
     bound: str
-    """`compute`, or `memory (L2|L3|DRAM)`: what the roofline says limits it."""
+    """`compute`, or `memory (L2|L3|DRAM)`: what the roofline says limits
+    it; `collective` for an all-reduce across processes (its roof: the copy)."""
     roof_seconds: float
     """The least time the roofline allows."""
 
@@ -148,6 +149,8 @@ def profile_entry(
         memory = machine.bandwidth_for(nbytes)
         compute_time, memory_time = flops / peak, nbytes / memory.bytes_per_second
         bound = "compute" if compute_time >= memory_time else f"memory ({memory.level})"
+        if kernel.kind == "collective":
+            bound = "collective"
         roof = max(compute_time, memory_time)
         kernels.append(KernelTime(kernel.name, describe(kernel, sizes), float(spent), flops, nbytes, bound, roof))
     return Profile(program.name, sizes, steps, count, kernels, float(seconds[-1]), step_seconds, peak)

@@ -41,6 +41,17 @@ def test_a_training_profile_times_every_kernel_in_order(program):
     assert 0 < profile.share("matmul") <= 1
 
 
+def test_a_sync_batch_norm_profile_shows_its_collectives():
+    model = nn.Sequential(nn.Linear(12, 16, bias=False), nn.SyncBatchNorm(16), nn.ReLU(), nn.Linear(16, 5))
+    prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1))
+    profile = prog.profile(*batch(), steps=2)
+    collectives = [k for k in profile.kernels if k.bound == "collective"]
+    # forward: the row count, the sum and the squared deviations; backward: the two sums' gradients
+    assert len(collectives) == 5
+    assert all("allreduce_sum" in k.computes for k in collectives)
+    assert "collective" in profile.table()
+
+
 def test_profiling_does_not_train(program):
     x, y = batch()
     program.train_step(x, y)
