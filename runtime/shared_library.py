@@ -26,7 +26,6 @@ import functools
 import itertools
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import weakref
@@ -54,6 +53,8 @@ def link(object_code: bytes) -> bytes:
     compiler = linker()
     if compiler is None:
         return b""
+    import subprocess  # here: only a compile that stores new code links, and `import ember` stays lighter
+
     with tempfile.TemporaryDirectory(prefix="ember-link-") as directory:
         obj, library = Path(directory, "code.o"), Path(directory, "code.so")
         obj.write_bytes(object_code)
