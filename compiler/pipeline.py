@@ -85,15 +85,9 @@ def training_passes(
     `wrt` names the params that train (default: all). With `clipping`, the
     gradients are clipped (one global step over all of them) before any
     update; with `lr_schedule`, the step computes its learning rate."""
-    global_step = [Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []
-    # the schedule rewrites the optimizer's lr, so its result is the "train" stage
-    scheduled = [Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule), stage="train")] if lr_schedule else []
     return [
         Pass("autodiff", lambda g, log: _trained_only(autodiff(g), wrt), stage="autodiff"),
-        *global_step,
-        Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
-        *scheduled,
-        simplify_pass("train"),
+        *update_passes(optimizer, clipping, lr_schedule, "train"),
     ]
 
 
@@ -150,7 +144,7 @@ def build_split_step(
     autodiff stage of `build_training`) and `apply` (gradients given as
     inputs `NAME.grad`, then clipping, the optimizer and the schedule)."""
     backward = run_passes(_loss_and_gradients(autodiff_graph), [simplify_pass("backward")], log)
-    apply = run_passes(gradient_inputs(autodiff_graph), update_passes(optimizer, clipping, lr_schedule), log)
+    apply = run_passes(gradient_inputs(autodiff_graph), update_passes(optimizer, clipping, lr_schedule, "apply"), log)
     return backward, apply
 
 
@@ -163,15 +157,17 @@ def _loss_and_gradients(autodiff_graph: Graph) -> Graph:
 
 
 def update_passes(
-    optimizer: Optimizer, clipping: GradientClipping | None, lr_schedule: StepSchedule | None
+    optimizer: Optimizer, clipping: GradientClipping | None, lr_schedule: StepSchedule | None, name: str
 ) -> list[Pass]:
-    """The passes of the training step after autodiff, for a graph that
-    takes its gradients as inputs: clipping, the optimizer, the schedule."""
+    """The passes of the training step after autodiff: clipping, the
+    optimizer, the schedule, then simplify, which names the graph `name`.
+    The optimizer's result is the "train" stage, or the schedule's, which
+    rewrites the optimizer's lr."""
     return [
         *([Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []),
-        Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer)),
-        *([Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule))] if lr_schedule else []),
-        simplify_pass("apply"),
+        Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
+        *([Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule), stage="train")] if lr_schedule else []),
+        simplify_pass(name),
     ]
 
 
