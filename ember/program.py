@@ -304,13 +304,8 @@ class Program:
         and the loss returned is the mean over the processes."""
         self._require_training("train_step")
         batch = self._check_batch(x, y, sample_weight=sample_weight)
-        if distributed:
-            from .distributed import world
-
-            team = world()
-            if team.size > 1:
-                return self._distributed_batch(batch, team=team)
-        return self._train_batch(batch)
+        team = self._team() if distributed else None
+        return self._train_batch(batch) if team is None else self._distributed_batch(batch, team=team)
 
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model's output for `x` (any number of rows; a tuple of inputs
@@ -445,7 +440,8 @@ class Program:
         )
 
     def _team(self) -> World | None:
-        """The MPI job of a distributed fit; None for a job of one (an ordinary fit)."""
+        """The MPI job of a distributed step or fit; None for a job of one
+        (then the step is the ordinary one)."""
         from .distributed import world
 
         team = world()
