@@ -58,12 +58,12 @@ class BatchNorm1d(Module):
     def forward(self, x: Any) -> Any:
         axes = self._axes(x)
         if self.training or not self.track_running_stats:
-            count = emit("size", x, axes=axes, dtype=x.dtype)  # rows (times length) per channel
-            mean = self._total(F.sum(x, axes, keepdims=True)) / self._total(count)
+            count = self._total(emit("size", x, axes=axes, dtype=x.dtype))  # rows (times length) per channel
+            mean = self._total(F.sum(x, axes, keepdims=True)) / count
             centered = x - mean
-            var = self._total(F.sum(centered * centered, axes, keepdims=True)) / self._total(count)
+            var = self._total(F.sum(centered * centered, axes, keepdims=True)) / count
             if self.training and self.track_running_stats:
-                self._update_running_stats(self._total(count), mean, var)
+                self._update_running_stats(count, mean, var)
         else:
             mean, var = self._channels(self.running_mean, x), self._channels(self.running_var, x)
             centered = x - mean
