@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from .arena import Arena
 from .atomic_file import write_atomically
 from .c_header import c_header
 from .host import host
+from .shared_library import c_compiler
 
 WEIGHTS = ("baked", "external")
 
@@ -131,7 +131,7 @@ def export(
     for option, value in (("max_batch", max_batch), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{option} must be a positive integer, got {value!r}")
-    compiler = (shutil.which("cc") or shutil.which("gcc")) if shared else None
+    compiler = c_compiler() if shared else None
     if shared and compiler is None:
         raise ConfigError("shared=True links the object with the system's C compiler (cc), and there is none")
     target = host() if cpu is None else named_target(cpu)

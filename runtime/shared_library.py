@@ -38,13 +38,16 @@ LINK_SECONDS = 60
 
 
 @functools.cache
-def linker() -> str | None:
-    """The C compiler that links libraries (`cc`, else `gcc`), or None where
-    there is none, or off Linux (linking is done with Linux's rules: the
-    library leaves the symbols it calls to the process)."""
-    if not sys.platform.startswith("linux"):
-        return None
+def c_compiler() -> str | None:
+    """The system's C compiler (`cc`, else `gcc`), or None."""
     return shutil.which("cc") or shutil.which("gcc")
+
+
+def linker() -> str | None:
+    """The C compiler that links libraries here, or None where there is
+    none, or off Linux (linking is done with Linux's rules: the library
+    leaves the symbols it calls to the process)."""
+    return c_compiler() if sys.platform.startswith("linux") else None
 
 
 def link(object_code: bytes) -> bytes:
