@@ -6,8 +6,9 @@ the case's size (weak scaling, as data-parallel training runs).
     python benchmarks/distributed.py --cases M --steps 40
 
 For each case and rank count: training steps per second, samples per
-second (all ranks), the all-reduce's share of a step (the gradient
-buffer's Allreduce timed alone, same size), and the scaling efficiency
+second (all ranks), the all-reduce's share of a step (the gradients'
+mean over the ranks timed alone, as the step takes it: in shared memory
+on one host, else MPI's Allreduce), and the scaling efficiency
 (samples/s of N ranks over N times one rank's). Last, a model (not a
 measurement) of the step at more hosts: a ring all-reduce moves
 2 (N-1)/N times the gradient bytes per rank, at the bandwidth given by
@@ -66,14 +67,16 @@ def worker(case: str, steps: int) -> None:
         prog.train_step(x, y, distributed=True)
     comm.Barrier()
     step = (time.perf_counter() - start) / steps
-    buffer = np.zeros(1 + sum(v.size for v in prog.parameters.values()), np.float32)
+    exchange = world.gradient_mean(1 + sum(v.size for v in prog.parameters.values()), np.float32)
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(steps):
-        world.allreduce_mean(buffer)
+        exchange.reduce()
     reduce = (time.perf_counter() - start) / steps
     if world.rank == 0:
-        print(json.dumps({"step": step, "allreduce": reduce if world.size > 1 else 0.0, "bytes": buffer.nbytes}))
+        print(
+            json.dumps({"step": step, "allreduce": reduce if world.size > 1 else 0.0, "bytes": exchange.local.nbytes})
+        )
 
 
 def measure(mpiexec: str, case: str, ranks: int, steps: int) -> dict:

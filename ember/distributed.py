@@ -4,7 +4,7 @@ Every process (rank) holds the whole model and takes its own share of each
 batch. A distributed training step runs the compiled step in two halves:
 
     backward   loss and gradients of this rank's rows, into one buffer
-    all-reduce the buffer summed over the ranks (one MPI call), then / size
+    mean       the buffers' mean over the ranks (`GradientMean`)
     apply      clipping, the schedule and the optimizer's update, natively
 
 so every rank applies the same averaged gradients and the parameters stay
@@ -12,6 +12,11 @@ equal everywhere, as PyTorch's DistributedDataParallel does. With one rank
 the step is the ordinary `train_step`. A model's `nn.SyncBatchNorm` layers
 sum their statistics over the ranks inside the backward half (`World.allreduce_sum`,
 called from native code).
+
+The mean takes one MPI all-reduce when the job spans hosts. When every rank
+runs on one host it takes none: the buffers live in memory the ranks share
+(an MPI-3 shared window), each rank sums its own slice of all of them and
+the apply halves all read the one result, so no gradient is copied.
 
     mpiexec -n 2 python train.py      # in train.py:
 
@@ -25,7 +30,7 @@ mpi4py is an optional dependency: `pip install "ember[mpi]"` (with the
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,12 +42,23 @@ from .runtime.training import Events, Logs
 @dataclass(frozen=True)
 class World:
     """The processes of one MPI job: this one's rank among `size`, and its
-    rank among those on the same host (`local_rank`)."""
+    rank among those on the same host (`local_rank`). `one_host`: every
+    rank runs on this host, so gradients can be averaged in shared memory."""
 
     comm: Any
     rank: int
     size: int
     local_rank: int
+    one_host: bool = False
+    _windows: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    def gradient_mean(self, length: int, dtype: np.dtype) -> GradientMean:
+        """Buffers for `length` numbers a rank writes and their mean over
+        the ranks (every rank calls this at the same point of the program,
+        as with any collective)."""
+        if self.one_host:
+            return SharedMemoryMean(self, length, dtype)
+        return AllreduceMean(self, length, dtype)
 
     def allreduce_mean(self, buffer: np.ndarray) -> None:
         """`buffer` (contiguous) replaced by its mean over the ranks, in place."""
@@ -71,6 +87,74 @@ class World:
         from mpi4py import MPI
 
         return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+
+
+class GradientMean:
+    """This rank's numbers (`local`, written by the backward half) and the
+    mean over the ranks (`mean`, read by the apply half), each a fixed
+    buffer; `reduce()` fills `mean` from every rank's `local`."""
+
+    world: World
+    local: np.ndarray
+    mean: np.ndarray
+
+    def reduce(self) -> None:
+        raise NotImplementedError
+
+
+class AllreduceMean(GradientMean):
+    """One buffer, averaged in place by an MPI all-reduce."""
+
+    def __init__(self, world: World, length: int, dtype: np.dtype) -> None:
+        self.world = world
+        self.local = self.mean = np.zeros(length, dtype)
+
+    def reduce(self) -> None:
+        self.world.allreduce_mean(self.local)
+
+
+class SharedMemoryMean(GradientMean):
+    """Every rank's buffer and the mean, rows of one window of shared
+    memory: rank r sums the r-th slice of every rank's row, in rank order,
+    into the mean row, so each number is added once on the host and every
+    rank reads the same bits. Barriers on both sides keep a rank from
+    reading a row before it is written or writing one still being read."""
+
+    ALIGN = 16
+    """Rows and slices start on 64-byte boundaries, so ranks never write to one cache line."""
+
+    def __init__(self, world: World, length: int, dtype: np.dtype) -> None:
+        from mpi4py import MPI
+
+        self.world = world
+        dtype = np.dtype(dtype)
+        stride = -(-length // self.ALIGN) * self.ALIGN
+        rows = world.size + 1
+        size = rows * stride * dtype.itemsize if world.rank == 0 else 0
+        window = MPI.Win.Allocate_shared(size, dtype.itemsize, comm=world.comm)
+        window.Lock_all(MPI.MODE_NOCHECK)
+        world._windows.append(window)  # freed with the job: freeing is collective, a collection is not
+        memory, _ = window.Shared_query(0)
+        table = np.ndarray((rows, stride), dtype, buffer=memory)
+        self.window = window
+        self.rows = table[: world.size, :length]
+        self.local, self.mean = table[world.rank, :length], table[world.size, :length]
+        bounds = [min(length, (stride * r // world.size) // self.ALIGN * self.ALIGN) for r in range(world.size)]
+        self.mine = slice(bounds[world.rank], bounds[world.rank + 1] if world.rank + 1 < world.size else length)
+
+    def reduce(self) -> None:
+        self._barrier()  # every rank's row is written
+        rows, mean = self.rows[:, self.mine], self.mean[self.mine]
+        np.add(rows[0], rows[1], out=mean)
+        for row in rows[2:]:
+            np.add(mean, row, out=mean)
+        np.divide(mean, self.world.size, out=mean)
+        self._barrier()  # the whole mean is written
+
+    def _barrier(self) -> None:
+        self.window.Sync()
+        self.world.comm.Barrier()
+        self.window.Sync()
 
 
 class AgreedEvents(Events):
@@ -120,7 +204,8 @@ def init() -> World:
             ) from None
         comm = MPI.COMM_WORLD
         local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        _WORLD = World(comm, comm.Get_rank(), comm.Get_size(), local.Get_rank())
+        size = comm.Get_size()
+        _WORLD = World(comm, comm.Get_rank(), size, local.Get_rank(), one_host=size > 1 and local.Get_size() == size)
         local.Free()
         if _WORLD.size > 1:
             _abort_on_uncaught_exceptions(comm)

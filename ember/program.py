@@ -41,7 +41,7 @@ from .state_dict import IncompatibleKeys, StateLayout, check_state_dict, give_ou
 from .tensor import RNG_INPUTS, RNG_SEED, RNG_STEP
 
 if TYPE_CHECKING:
-    from .distributed import World
+    from .distributed import GradientMean, World
     from .runtime.export import ExportSource
 from .trace import EVALUATE, LOSS, MODEL, PREDICTION, SAMPLE_WEIGHT, TARGET, names
 
@@ -159,7 +159,7 @@ class Program:
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
-        self._gradients_flat: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+        self._gradients_flat: tuple[GradientMean, dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
         # bound once, read by every call: a step passes only the batch
         fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
         if backend == "native":
@@ -791,15 +791,15 @@ class Program:
 
     def _distributed_batch(self, batch: Batch, *, team: World) -> float:
         """A step split in two: backward (loss and gradients, into one
-        buffer), the buffer's mean over the processes, then apply."""
+        buffer), the buffers' mean over the processes, then apply."""
         with self._lock:
             self._add_split_step()
-            buffer, views = self._gradient_buffer()
+            exchange, written, averaged = self._gradient_mean(team)
             with reducing_over(team.allreduce_sum):  # SyncBatchNorm's statistics: the whole batch's
-                self._exec.run("backward", batch, out=views)
+                self._exec.run("backward", batch, out=written)
             self._advance_rng("backward")
-            team.allreduce_mean(buffer)
-            return float(self._exec.run("apply", views)[LOSS])
+            exchange.reduce()
+            return float(self._exec.run("apply", averaged)[LOSS])
 
     def _add_split_step(self) -> None:
         """Build the graphs of a distributed step's two halves, once (the
@@ -812,18 +812,23 @@ class Program:
             if any(a.name in RNG_INPUTS for a in backward.inputs):
                 self._random.add("backward")
 
-    def _gradient_buffer(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One contiguous buffer for the backward half's outputs (the loss,
-        then each gradient), and a view of it per output; made once."""
-        if self._gradients_flat is None:
+    def _gradient_mean(self, team: World) -> tuple[GradientMean, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The buffers of the backward half's outputs (the loss, then each
+        gradient) and of their mean over `team`, with a view of each per
+        output; made once per job."""
+        if self._gradients_flat is None or self._gradients_flat[0].world is not team:
             outputs = self._graphs["backward"].outputs
             sizes = [math.prod(v.type.shape) for v in outputs.values()]
-            buffer = np.zeros(sum(sizes), self.dtype.numpy)
-            views, start = {}, 0
-            for (name, value), size in zip(outputs.items(), sizes, strict=True):
-                views[name] = buffer[start : start + size].reshape(value.type.shape)
-                start += size
-            self._gradients_flat = (buffer, views)
+            exchange = team.gradient_mean(sum(sizes), self.dtype.numpy)
+
+            def views(buffer: np.ndarray) -> dict[str, np.ndarray]:
+                views, start = {}, 0
+                for (name, value), size in zip(outputs.items(), sizes, strict=True):
+                    views[name] = buffer[start : start + size].reshape(value.type.shape)
+                    start += size
+                return views
+
+            self._gradients_flat = (exchange, views(exchange.local), views(exchange.mean))
         return self._gradients_flat
 
     def _advance_rng(self, graph: str) -> None:

@@ -122,8 +122,15 @@ def test_two_ranks_train_as_one_process_with_both_halves():
     result = mpiexec(2, HERE / "mpi_equivalence.py", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 7
+    assert len(lines) == 8
     assert all(line.endswith(", ok") for line in lines), lines
+
+
+@needs_mpi
+def test_three_ranks_average_in_shared_memory_in_rank_order():
+    result = mpiexec(3, HERE / "mpi_mean.py", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["ok"]
 
 
 @needs_mpi
