@@ -3,6 +3,7 @@ and optimizer state, and the methods to train and run it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -159,7 +160,8 @@ class Program:
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
-        self._gradients_flat: tuple[GradientMean, dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+        self._gradient_exchange: GradientMean | None = None
+        self._collective_backward = False  # the backward half holds collective ops (SyncBatchNorm)
         # bound once, read by every call: a step passes only the batch
         fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
         if backend == "native":
@@ -794,12 +796,13 @@ class Program:
         buffer), the buffers' mean over the processes, then apply."""
         with self._lock:
             self._add_split_step()
-            exchange, written, averaged = self._gradient_mean(team)
-            with reducing_over(team.allreduce_sum):  # SyncBatchNorm's statistics: the whole batch's
-                self._exec.run("backward", batch, out=written)
+            exchange = self._gradient_mean(team)
+            # SyncBatchNorm's statistics: the whole batch's (a model without any skips the block's ~5 us)
+            with reducing_over(team.allreduce_sum) if self._collective_backward else contextlib.nullcontext():
+                self._exec.run("backward", batch)
             self._advance_rng("backward")
             exchange.reduce()
-            return float(self._exec.run("apply", averaged)[LOSS])
+            return float(self._exec.run("apply", {})[LOSS])
 
     def _add_split_step(self) -> None:
         """Build the graphs of a distributed step's two halves, once (the
@@ -809,14 +812,16 @@ class Program:
                 self._stages["autodiff"], self._optimizer, self.log, self.clipping, self.lr_schedule
             )
             self._graphs.update(backward=backward, apply=apply)
+            self._collective_backward = any(node.op.kind == "collective" for node in backward.nodes)
             if any(a.name in RNG_INPUTS for a in backward.inputs):
                 self._random.add("backward")
 
-    def _gradient_mean(self, team: World) -> tuple[GradientMean, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _gradient_mean(self, team: World) -> GradientMean:
         """The buffers of the backward half's outputs (the loss, then each
-        gradient) and of their mean over `team`, with a view of each per
-        output; made once per job."""
-        if self._gradients_flat is None or self._gradients_flat[0].world is not team:
+        gradient) and of their mean over `team`, made once per job: the
+        backward half writes its outputs into the first and the apply half
+        reads its inputs from the second, where they are bound."""
+        if self._gradient_exchange is None or self._gradient_exchange.world is not team:
             outputs = self._graphs["backward"].outputs
             sizes = [math.prod(v.type.shape) for v in outputs.values()]
             exchange = team.gradient_mean(sum(sizes), self.dtype.numpy)
@@ -828,8 +833,10 @@ class Program:
                     start += size
                 return views
 
-            self._gradients_flat = (exchange, views(exchange.local), views(exchange.mean))
-        return self._gradients_flat
+            self._exec.bind("backward", outputs=views(exchange.local))
+            self._exec.bind("apply", inputs=views(exchange.mean))
+            self._gradient_exchange = exchange
+        return self._gradient_exchange
 
     def _advance_rng(self, graph: str) -> None:
         """After a training-mode run of `graph` that drew random numbers: the

@@ -7,7 +7,9 @@ memory are prepared when the sizes change and reused while they stay; a
 call writes only what changes (the addresses of this call's inputs and
 outputs) and makes one ctypes call with one pointer argument. Inputs the
 owner keeps in fixed arrays (hyperparameters, the random numbers' seed and
-step) are checked and bound once, when the entry is made.
+step), and the inputs and outputs it binds to an entry (a distributed
+step's gradient buffers), are checked and bound once, when the entry is
+made.
 
 Memory between calls follows the data: each entry's workspace and scratch
 are sized for its latest call, growing when a call needs more and given
@@ -82,7 +84,15 @@ class _Entry:
     moves memory the block points to first sets `sizes` to None, and the
     next call rewrites the whole block."""
 
-    def __init__(self, program: KernelProgram, build: NativeBuild, graph: str, fixed: Mapping[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        program: KernelProgram,
+        build: NativeBuild,
+        graph: str,
+        fixed: Mapping[str, np.ndarray],
+        bound: Mapping[str, np.ndarray],
+    ) -> None:
+        """`fixed`: inputs read where they are; `bound`: outputs written where they are."""
         code = machine_code(build, graph)
         self.jit = jit.load(code, build.target)  # keeps the machine code alive
         self.program = program
@@ -100,10 +110,18 @@ class _Entry:
         ]
         for a in program.graph.inputs:
             if a.name in fixed:
-                self.block[self.slot[f"in:{a.name}"]] = _fixed_address(program.name, a.name, a.type, fixed[a.name])
+                address = _fixed_address(program.name, f"fixed input {a.name}", a.type, fixed[a.name])
+                self.block[self.slot[f"in:{a.name}"]] = address
         self.outputs = [
-            (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"]) for name, v in program.graph.outputs.items()
+            (name, v.type, v.type.dtype.numpy, self.slot[f"out:{name}"])
+            for name, v in program.graph.outputs.items()
+            if name not in bound
         ]
+        for name, value in program.graph.outputs.items():
+            if name in bound:
+                address = _fixed_address(program.name, f"output {name}", value.type, bound[name], writeable=True)
+                self.block[self.slot[f"out:{name}"]] = address
+        self.kept = (fixed, bound)  # the arrays the block points to live as long as it
         self.workspace_slots = [self.slot[f"workspace:{i}"] for i in range(len(program.workspace))]
         self.workspace = _Memory()
         self.scratch = _Memory()
@@ -135,6 +153,7 @@ class NativeExecutable:
         self.params = params
         self.state = state
         self.fixed = dict(fixed or {})
+        self._bound: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self._threads = _Memory()  # one slice per thread, shared by the entries (calls never overlap)
         self._entries: dict[str, _Entry] = {}
         self.lock = lock or ForkSafeLock()  # one call at a time: calls share the argument blocks and buffers
@@ -143,8 +162,26 @@ class NativeExecutable:
     def entry(self, graph: str) -> _Entry:
         """The compiled entry of `graph`, compiling it on first use."""
         if graph not in self._entries:
-            self._entries[graph] = _Entry(self.build.programs[graph], self.build, graph, self.fixed)
+            inputs, outputs = self._bound.get(graph, ({}, {}))
+            program = self.build.programs[graph]
+            self._entries[graph] = _Entry(program, self.build, graph, self.fixed | inputs, outputs)
         return self._entries[graph]
+
+    def bind(
+        self,
+        graph: str,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        outputs: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """From now on entry `graph` reads `inputs` and writes `outputs`
+        (by name) where these arrays are, and calls neither pass those
+        inputs nor return those outputs. The owner writes the arrays in
+        place and never replaces them. Each is checked once, when the entry
+        is next made: exactly its value's static type, C-contiguous and
+        aligned, and an output writeable."""
+        with self.lock:
+            self._bound[graph] = (dict(inputs or {}), dict(outputs or {}))
+            self._entries.pop(graph, None)
 
     def release_memory(self) -> None:
         """Free the workspace, scratch and per-thread memory kept between
@@ -162,15 +199,11 @@ class NativeExecutable:
         held = [self._threads] + [m for e in self._entries.values() for m in (e.workspace, e.scratch)]
         return sum(m.array.size for m in held)
 
-    def run(
-        self, graph: str, inputs: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None
-    ) -> dict[str, np.ndarray]:
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run entry `graph` on validated `inputs`; params and state are updated
-        in place; returns the outputs: freshly allocated, or for names in
-        `out` written into those arrays (each exactly the output's shape and
-        dtype, C-contiguous and writeable: checked here)."""
+        in place; returns the outputs (freshly allocated) but those bound."""
         with self.lock:
-            return self._run(graph, inputs, out=out)
+            return self._run(graph, inputs)
 
     def rerun(self, graph: str, array: Any) -> np.ndarray | None:
         """Entry `graph` of one input and one output on `array`, when `array`
@@ -212,11 +245,7 @@ class NativeExecutable:
             return self._run(graph, inputs, ticks)
 
     def _run(
-        self,
-        graph: str,
-        inputs: Mapping[str, np.ndarray],
-        ticks: np.ndarray | None = None,
-        out: Mapping[str, np.ndarray] | None = None,
+        self, graph: str, inputs: Mapping[str, np.ndarray], ticks: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
         entry = self.entry(graph)
         sizes = self._bind(entry, inputs)
@@ -225,11 +254,7 @@ class NativeExecutable:
             self._resize(entry, sizes)
         outputs = {}
         for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True):
-            if out is not None and name in out:
-                outputs[name] = _given_output(entry.program.name, name, out[name], shape, dtype)
-                block[slot] = data_address(outputs[name])
-            else:
-                outputs[name], block[slot] = _output_array(shape, dtype)
+            outputs[name], block[slot] = _output_array(shape, dtype)
         for name, _, _, slot in entry.inputs:
             block[slot] = data_address(inputs[name])
         if ticks is None:
@@ -310,25 +335,17 @@ def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, 
     return aligned_array(shape, dtype)
 
 
-def _given_output(entry: str, name: str, array: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """`array`, once checked to be exactly where output `name` can go."""
-    if not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape:
-        got = f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
-        raise ShapeError(f"native {entry}: output {name} must go to a {dtype}{list(shape)} array, got {got}")
-    if not (array.flags.c_contiguous and array.flags.aligned and array.flags.writeable):
-        raise ShapeError(f"native {entry}: output {name} must go to a C-contiguous, aligned, writeable array")
-    return array
-
-
-def _fixed_address(entry: str, name: str, type: TensorType, array: np.ndarray) -> int:
-    """The address of fixed input `name`, once checked to be exactly `type`
-    (of static shape: its memory never changes size)."""
-    if array.dtype != type.dtype.numpy:
-        raise DTypeError(f"native {entry}: fixed input {name} is {array.dtype}, expected {type}")
+def _fixed_address(entry: str, what: str, type: TensorType, array: np.ndarray, writeable: bool = False) -> int:
+    """The address of a fixed input or bound output (`what`), once checked
+    to be exactly `type` (of static shape: its memory never changes size)."""
+    if not isinstance(array, np.ndarray) or array.dtype != type.dtype.numpy:
+        got = array.dtype if isinstance(array, np.ndarray) else array.__class__.__name__
+        raise DTypeError(f"native {entry}: {what} is {got}, expected {type}")
     if not type.is_static or array.shape != type.shape:
-        raise ShapeError(f"native {entry}: fixed input {name} has shape {array.shape}, expected {type}")
-    if not (array.flags.c_contiguous and array.flags.aligned):
-        raise ShapeError(f"native {entry}: fixed input {name} must be a C-contiguous {type}")
+        raise ShapeError(f"native {entry}: {what} has shape {array.shape}, expected {type}")
+    if not (array.flags.c_contiguous and array.flags.aligned) or (writeable and not array.flags.writeable):
+        kind = "C-contiguous, writeable" if writeable else "C-contiguous"
+        raise ShapeError(f"native {entry}: {what} must be a {kind} {type}")
     return data_address(array)
 
 

@@ -33,16 +33,27 @@ class ReferenceExecutable:
         self.params = params
         self.state = state
         self.fixed = dict(fixed or {})
+        self._bound: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
 
-    def run(
-        self, graph: str, inputs: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None
-    ) -> dict[str, np.ndarray]:
+    def bind(
+        self,
+        graph: str,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        outputs: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """From now on graph `graph` reads `inputs` and writes `outputs` (by
+        name) in these arrays, and runs neither take those inputs nor return
+        those outputs (as the native backend's `bind`)."""
+        self._bound[graph] = (dict(inputs or {}), dict(outputs or {}))
+
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run graph `graph` on `inputs` (already validated) plus the current
         params and state; write its updates in place only after the whole
-        graph has run; return its outputs (those named in `out` copied into
-        those arrays, as the native backend writes them there)."""
+        graph has run; return its outputs (those bound copied into their
+        arrays instead, as the native backend writes them there)."""
         g = self.graphs[graph]
-        arguments = dict(inputs)
+        bound_inputs, bound_outputs = self._bound.get(graph, ({}, {}))
+        arguments = dict(inputs) | bound_inputs
         arguments.update({a.name: self.fixed[a.name] for a in g.inputs if a.name in self.fixed})
         arguments.update({p.name: self.params[p.name] for p in [*g.params, *g.buffers]})
         arguments.update({s.name: self.state[s.name] for s in g.state})
@@ -51,9 +62,8 @@ class ReferenceExecutable:
             np.copyto(self.params[name] if name in self.params else self.state[name], value)
         # fresh arrays, as native code returns: an output may be an argument itself
         outputs = {name: np.array(value) for name, value in result.outputs.items()}
-        for name, array in (out or {}).items():
-            np.copyto(array, outputs[name])
-            outputs[name] = array
+        for name, array in bound_outputs.items():
+            np.copyto(array, outputs.pop(name))
         return outputs
 
     def release_memory(self) -> None:
