@@ -14,7 +14,7 @@ MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.e
 
 @pytest.mark.skipif(MPIEXEC is None, reason='needs MPI: pip install -e ".[mpi]"')
 def test_the_distributed_benchmark_prints_steps_and_scaling(tmp_path):
-    command = [sys.executable, str(SCRIPT), "--cases", "R", "--steps", "50"]
+    command = [sys.executable, str(SCRIPT), "--cases", "R", "--steps", "50", "--rounds", "2"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("R ")]
