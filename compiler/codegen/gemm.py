@@ -119,8 +119,8 @@ class MatmulEmitter:
         self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
         micro_args = (PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64, I64, PTR)
         self.micro_emitter = KernelEmitter(program, kernel, module, target, f".micro.{plan.key}", micro_args)
-        self.micro_emitter.pass_scalars()  # computed once per task, not once per tile
-        self._scalars: dict[KernelEmitter, ir.Value] = {}  # each caller's array of them
+        self.micro_emitter.take_from_caller()  # scalars computed once per task, not once per tile
+        self._passed_arrays: dict[KernelEmitter, ir.Value] = {}  # each caller's array of them
 
     def emit(self) -> ir.Function:
         e = self.kernel_emitter
@@ -128,7 +128,8 @@ class MatmulEmitter:
         m, n, k = self._dims(e)
         tasks_n = self._column_tasks(b, m, n)[0]
         tasks = b.mul(self._row_tasks(b, m, tasks_n)[0], tasks_n)
-        self._emit_micro()  # first: the task passes it the scalars its epilogue asked for
+        self._emit_micro()  # first: the task passes it what its epilogue asked for
+        self.micro = self.library.shared(self.micro_emitter.fn)
         task_fn = self._emit_task()
         parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
         with b.if_else(self._whole_row(b, m, n, parallel)) as (whole, split):
@@ -310,7 +311,7 @@ class MatmulEmitter:
                         self._finish_buffered(e, tile, i0, j0, rows, cols)
                 with unmasked:
                     micro_args = [e.fn.args[0], *args, i0, j0, b.zext(finish, I64), self._passed(e)]
-                    b.call(self.micro_emitter.fn, micro_args)
+                    b.call(self.micro, micro_args)
             if step.partial is not None:
                 with b.if_then(b.not_(finish)):
                     b.call(lib.tile_move(plan, load=False), [tile, c_tile, n, rows, cols])
@@ -321,13 +322,13 @@ class MatmulEmitter:
         b = e.b
         zero = i64(0)
         operands = [tile, zero, zero, rows, tile, zero, cols, zero, tile, i64(1)]
-        b.call(self.micro_emitter.fn, [e.fn.args[0], *operands, i0, j0, i64(1), self._passed(e)])
+        b.call(self.micro, [e.fn.args[0], *operands, i0, j0, i64(1), self._passed(e)])
 
     def _passed(self, e: KernelEmitter) -> ir.Value:
-        """The inline scalars the microkernel takes from its caller `e`."""
-        if e not in self._scalars:
-            self._scalars[e] = e.store_scalars(self.micro_emitter.passed_scalars)
-        return self._scalars[e]
+        """The inline scalars and addresses the microkernel takes from its caller `e`."""
+        if e not in self._passed_arrays:
+            self._passed_arrays[e] = e.store_passed(self.micro_emitter.passed)
+        return self._passed_arrays[e]
 
     def _prefetch_next_tile(self, e: KernelEmitter, step: _Step, i0, j0, n) -> None:
         """Ask for the lines of C the next row tile reads and writes (partial

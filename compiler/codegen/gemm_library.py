@@ -208,6 +208,20 @@ class GemmLibrary:
     def __init__(self, module: ir.Module) -> None:
         self.module = module
         self._functions: dict[str, ir.Function] = {}
+        self._bodies: dict[str, ir.Function] = {}
+
+    def shared(self, fn: ir.Function) -> ir.Function:
+        """`fn`, or the module's earlier function with the same text but for
+        its name, which then replaces it (`fn` leaves the module). Kernels
+        whose epilogues compute the same thing on tensors that live in
+        different places (the layers of an MLP) share one microkernel:
+        LLVM optimizes and compiles it once."""
+        text = str(fn).replace(fn.get_reference(), "@_", 1)
+        if text not in self._bodies:
+            self._bodies[text] = fn
+        elif self._bodies[text] is not fn:
+            del self.module.globals[fn.name]
+        return self._bodies[text]
 
     def _function(self, name: str, args: list[ir.Type], build) -> ir.Function:
         if name not in self._functions:

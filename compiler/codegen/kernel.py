@@ -53,6 +53,11 @@ def _alignment(dtype: DType) -> int:
     return dtype.itemsize
 
 
+Passed = Node | Value | Poly
+"""What a caller computes for a `take_from_caller` callee: an inline scalar,
+the address of a stored tensor, a polynomial."""
+
+
 class KernelEmitter:
     """Builds the LLVM function of one kernel; loops.py and gemm.py drive it."""
 
@@ -90,7 +95,8 @@ class KernelEmitter:
         self._regions: dict[str, ir.Value] = {}
         self._scalars: dict[Node, Val] = {}
         self._input_scalars: dict[Value, Val] = {}
-        self.passed_scalars: list[Node] | None = None  # see `pass_scalars`
+        self.passed: list[Passed] | None = None  # see `take_from_caller`
+        self._passed_polys: dict[Poly, ir.Value] = {}
         self._pointers: dict[Value, ir.Value] = {}
 
     def finish(self) -> ir.Function:
@@ -131,6 +137,10 @@ class KernelEmitter:
 
     def poly(self, p: Poly, b: ir.IRBuilder | None = None) -> ir.Value:
         """An i64 holding `p` at the runtime sizes of its symbols."""
+        if self.passed is not None and p.terms and p != Poly.of(1):
+            if p not in self._passed_polys:
+                self._passed_polys[p] = self.prologue.load(self._passed_slot(p), typ=I64)
+            return self._passed_polys[p]
         b = b or self.b
         total: ir.Value | None = None
         for monomial, coefficient in p.terms:
@@ -142,6 +152,8 @@ class KernelEmitter:
 
     def pointer(self, value: Value) -> ir.Value:
         """The address of the first element of stored tensor `value`."""
+        if value not in self._pointers and self.passed is not None:
+            self._pointers[value] = self.prologue.load(self._passed_slot(value), typ=PTR)
         if value not in self._pointers:
             buffer = self.program.buffers[value]
             region = self.region(buffer.region)
@@ -150,39 +162,52 @@ class KernelEmitter:
             )
         return self._pointers[value]
 
-    def pass_scalars(self) -> None:
-        """Take the inline scalars from the caller instead of computing them:
-        the function's last argument points to them, 8 bytes apart, in the
-        order of `passed_scalars` (filled as the body asks for them). For a
-        function called once per tile, such as a matmul's microkernel, whose
-        caller computes them once (a bias correction's pow was measured at 2%
-        of an MNIST-sized Adam step, computed again for every tile)."""
-        self.passed_scalars = []
+    def take_from_caller(self) -> None:
+        """Take the inline scalars, the addresses of stored tensors, and the
+        sizes, strides and offsets (but 0 and 1) from the caller instead of
+        computing them: the function's last argument points to them, 8 bytes
+        apart, in the order of `passed` (filled as the body asks for them).
+        For a function called once per tile, such as a matmul's
+        microkernel, whose caller computes them once (a bias correction's
+        pow was measured at 2% of an MNIST-sized Adam step, computed again
+        for every tile); and holding no address or size of its own, the
+        function can be shared by kernels that differ only in those
+        (GemmLibrary.shared)."""
+        self.passed = []
 
-    def store_scalars(self, nodes: list[Node]) -> ir.Value:
-        """A stack array holding the values of inline `nodes`, computed in
-        this function's prologue, 8 bytes apart: what a `pass_scalars`
-        callee reads."""
-        array = self.allocas.alloca(ir.ArrayType(I64, max(len(nodes), 1)))
+    def store_passed(self, items: list[Passed]) -> ir.Value:
+        """A stack array holding, 8 bytes apart, the values of inline nodes,
+        the addresses of stored tensors and the values of polynomials in
+        `items`, computed in this function's prologue: what a
+        `take_from_caller` callee reads."""
+        array = self.allocas.alloca(ir.ArrayType(I64, max(len(items), 1)))
         array.type = PTR  # llvmlite types an alloca by its contents; LLVM's pointers are opaque
-        for i, node in enumerate(nodes):
-            value = self.inline_value(node)
-            raw = self.prologue.zext(value.ir, I8) if value.dtype is DType.bool else value.ir
+        for i, item in enumerate(items):
+            if isinstance(item, Node):
+                value = self.inline_value(item)
+                raw = self.prologue.zext(value.ir, I8) if value.dtype is DType.bool else value.ir
+            elif isinstance(item, Poly):
+                raw = self.poly(item, self.prologue)
+            else:
+                raw = self.pointer(item)
             self.prologue.store(raw, self.prologue.gep(array, [i64(8 * i)], source_etype=I8))
         return array
 
+    def _passed_slot(self, item: Passed) -> ir.Value:
+        """The address of the caller's slot for `item`, the next one."""
+        address = self.prologue.gep(self.fn.args[-1], [i64(8 * len(self.passed))], source_etype=I8)
+        self.passed.append(item)
+        return address
+
     def _passed_scalar(self, node: Node) -> Val:
-        b = self.prologue
-        address = b.gep(self.fn.args[-1], [i64(8 * len(self.passed_scalars))], source_etype=I8)
-        self.passed_scalars.append(node)
         dtype = node.output.type.dtype
-        raw = b.load(address, typ=memory_type(dtype))
-        return Val(b.icmp_unsigned("!=", raw, ir.Constant(I8, 0)) if dtype is DType.bool else raw, dtype)
+        raw = self.prologue.load(self._passed_slot(node), typ=memory_type(dtype))
+        return Val(self.prologue.icmp_unsigned("!=", raw, ir.Constant(I8, 0)) if dtype is DType.bool else raw, dtype)
 
     def inline_value(self, node: Node) -> Val:
         """A scalar node of the program's inline set, computed in the prologue
-        (or, after `pass_scalars`, given by the caller)."""
-        if node not in self._scalars and self.passed_scalars is not None:
+        (or, after `take_from_caller`, given by the caller)."""
+        if node not in self._scalars and self.passed is not None:
             self._scalars[node] = self._passed_scalar(node)
         if node not in self._scalars:
             b = self.prologue

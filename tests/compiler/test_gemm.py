@@ -99,14 +99,15 @@ _ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\
 
 def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     """The gemm library routines the optimized task function of `kernel` still
-    calls, and its own microkernel ("micro"): routine name -> keys
+    calls, and its microkernel ("micro": its own, or the same one of an
+    earlier kernel, GemmLibrary.shared): routine name -> keys
     (`f32.6x2x16.kc512`) it calls them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
     name = re.escape(f"{program(fn).name}.{kernel.name}.task")
     match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
     assert match is not None, f"no task function for {kernel}"
     routines: dict[str, set[str]] = {}
-    owner = rf"(?:ember\.gemm|{re.escape(f'{program(fn).name}.{kernel.name}')})"
+    owner = rf"(?:ember\.gemm|{re.escape(program(fn).name)}\.k\d+)"
     for routine, dtype, mr, vectors, lanes, kc in re.findall(_ROUTINE.format(owner=owner), match.group(0)):
         routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}.kc{kc}")
     return routines
@@ -1005,3 +1006,32 @@ def test_blocks_of_a_large_cache_are_whole_tiles_when_run() -> None:
         a, b = random_operands(rng, m, 32, 8, F32)
         check_product(fn({"a": a, "b": b}).outputs["c"], a, b, F32, f"M={m} with {plan}")
     assert plan.mc % plan.mr == 0
+
+
+def test_layers_alike_share_one_microkernel() -> None:
+    """The hidden layers of an MLP (the same epilogue on tensors that live
+    elsewhere, with other strides) call one microkernel, which LLVM then
+    optimizes and compiles once; the step still trains as the reference."""
+    from ember import nn, optim
+
+    def program(backend: str) -> ember.Program:
+        model = nn.Sequential(nn.Linear(24, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 3))
+        return ember.compile(model, nn.CrossEntropyLoss(), optim.Adam(lr=0.01), backend=backend, seed=4)
+
+    prog, reference = program("native"), program("reference")
+    text = prog._native.compiled("train").llvm_ir
+    tasks = re.findall(r'^define [^\n]*@"(train_step\.k\d+)\.task"\(.*?^}$', text, re.M | re.S)
+    calls = {
+        task: set(re.findall(r'call [^\n@]*@"(train_step\.k\d+\.micro[^"]*)"', body))
+        for task, body in zip(tasks, re.findall(r'^define [^\n]*\.task"\(.*?^}$', text, re.M | re.S), strict=True)
+    }
+    defined = set(re.findall(r'^define [^\n]*@"(train_step\.k\d+\.micro[^"]*)"', text, re.M))
+    called = set().union(*calls.values())
+    assert called == defined  # nothing defined that no task calls
+    assert len(defined) < sum(1 for c in calls.values() if c), calls  # some tasks share one
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x, y = rng.standard_normal((16, 24)).astype(np.float32), rng.integers(0, 3, 16)
+        assert prog.train_step(x, y) == pytest.approx(reference.train_step(x, y), rel=1e-5)
+    for name, value in reference.parameters.items():
+        np.testing.assert_allclose(prog.parameters[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
