@@ -8,11 +8,13 @@ the case's size (weak scaling, as data-parallel training runs).
 The rank counts alternate for --rounds rounds (3) and each keeps its
 fastest: on a shared machine a single window swings by tens of percent.
 
-For each case and rank count: training steps per second, samples per
+For each case and rank count (and 2 ranks with the optimizer state
+sharded, ZeRO stage 1): training steps per second, samples per
 second (all ranks), the all-reduce's share of a step (the gradients'
 mean over the ranks timed alone, as the step takes it: in shared memory
 on one host, else MPI's Allreduce), and the scaling efficiency
-(samples/s of N ranks over N times one rank's). Last, a model (not a
+(samples/s of N ranks over N times one rank's), and the optimizer
+state each rank holds. Last, a model (not a
 measurement) of the step at more hosts: a ring all-reduce moves
 2 (N-1)/N times the gradient bytes per rank, at the bandwidth given by
 --network-gbps, plus 2 (N-1) latencies of --latency-us, added to the
@@ -38,8 +40,9 @@ CASES = {
 }
 
 
-def worker(case: str, steps: int) -> None:
-    """One rank: time `steps` distributed steps and the all-reduce alone."""
+def worker(case: str, steps: int, sharded: bool) -> None:
+    """One rank: time `steps` distributed steps (`sharded`: with the
+    optimizer state sharded over the ranks) and the all-reduce alone."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -59,6 +62,8 @@ def worker(case: str, steps: int) -> None:
     loss = nn.MSELoss() if widths[-1] == 1 else nn.CrossEntropyLoss()
     optimizer = optim.SGD(lr=0.01) if kind == "sgd" else optim.Adam(lr=1e-3)
     prog = ember.compile(nn.Sequential(*layers), loss, optimizer, batch_size=batch, seed=0)
+    if sharded:
+        prog.shard_optimizer_state()
     rng = np.random.default_rng(world.rank)
     x = rng.standard_normal((batch, widths[0])).astype(np.float32)
     y = rng.standard_normal((batch, 1)).astype(np.float32) if widths[-1] == 1 else rng.integers(0, widths[-1], batch)
@@ -77,13 +82,14 @@ def worker(case: str, steps: int) -> None:
         exchange.reduce()
     reduce = (time.perf_counter() - start) / steps
     if world.rank == 0:
-        print(
-            json.dumps({"step": step, "allreduce": reduce if world.size > 1 else 0.0, "bytes": exchange.local.nbytes})
-        )
+        reduce = reduce if world.size > 1 else 0.0
+        state = prog.optimizer_state_nbytes
+        print(json.dumps({"step": step, "allreduce": reduce, "bytes": exchange.local.nbytes, "state": state}))
 
 
-def measure(mpiexec: str, case: str, ranks: int, steps: int) -> dict:
+def measure(mpiexec: str, case: str, ranks: int, steps: int, sharded: bool = False) -> dict:
     command = [mpiexec, "-n", str(ranks), sys.executable, str(Path(__file__).resolve()), "--worker", case]
+    command += ["--sharded"] if sharded else []
     result = subprocess.run([*command, "--steps", str(steps)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
@@ -98,16 +104,25 @@ def main() -> None:
     parser.add_argument("--network-gbps", type=float, default=10.0, help="the model's link bandwidth (Gbit/s)")
     parser.add_argument("--latency-us", type=float, default=20.0, help="the model's per-message latency")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--sharded", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.steps)
+        worker(args.worker, args.steps, args.sharded)
         return
     mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
     if mpiexec is None:
         raise SystemExit('needs MPI: pip install -e ".[mpi]"')
     cores = len(os.sched_getaffinity(0))
     print(f"one thread per rank, rank r pinned to core r ({cores} cores); per-rank batch as the case's")
-    columns = ("ranks", 5), ("step ms", 8), ("steps/s", 8), ("samples/s", 10), ("allreduce", 10), ("scaling", 8)
+    columns = (
+        ("ranks", 5),
+        ("step ms", 8),
+        ("steps/s", 8),
+        ("samples/s", 10),
+        ("allreduce", 10),
+        ("scaling", 8),
+        ("opt MB/rank", 12),
+    )
     header = f"{'case':<7} " + " ".join(f"{name:>{width}}" for name, width in columns)
     print(header)
     print("-" * len(header))
@@ -115,19 +130,21 @@ def main() -> None:
     for case in args.cases.split(","):
         batch = CASES[case][1]
         steps = args.steps or {"R": 2000, "S-adam": 400, "M": 40, "L": 4}[case]
-        counts = (1, 2)[: min(2, cores)]
-        runs = [[measure(mpiexec, case, ranks, steps) for ranks in counts] for _ in range(args.rounds)]
-        best = {ranks: min((run[i] for run in runs), key=lambda got: got["step"]) for i, ranks in enumerate(counts)}
-        one = best[1]
-        for ranks, got in best.items():
+        kinds = [(1, False), (2, False), (2, True)] if cores > 1 else [(1, False)]
+        runs = [[measure(mpiexec, case, ranks, steps, sharded) for ranks, sharded in kinds] for _ in range(args.rounds)]
+        best = {kind: min((run[i] for run in runs), key=lambda got: got["step"]) for i, kind in enumerate(kinds)}
+        one = best[1, False]
+        for (ranks, sharded), got in best.items():
             samples = ranks * batch / got["step"]
             scaling = samples / (batch / one["step"]) / ranks
             share = f"{100 * got['allreduce'] / got['step']:.0f}%" if ranks > 1 else "-"
+            label = f"{ranks}{'*' if sharded else ''}"
             print(
-                f"{case:<7} {ranks:>5} {got['step'] * 1e3:>8.3f} {1 / got['step']:>8.1f} {samples:>10.0f} "
-                f"{share:>10} {scaling:>8.2f}"
+                f"{case:<7} {label:>5} {got['step'] * 1e3:>8.3f} {1 / got['step']:>8.1f} {samples:>10.0f} "
+                f"{share:>10} {scaling:>8.2f} {got['state'] / 1e6:>12.2f}"
             )
         models.append((case, batch, one))
+    print("* the optimizer state sharded over the ranks (ZeRO stage 1: Program.shard_optimizer_state)")
     bandwidth = args.network_gbps * 1e9 / 8
     print(f"\nmodel (not measured): ring all-reduce over {args.network_gbps:g} Gbit/s, {args.latency_us:g} us latency")
     print(f"{'case':<7} " + " ".join(f"{f'{n} hosts':>10}" for n in (2, 4, 8, 16, 64)) + "   (scaling efficiency)")

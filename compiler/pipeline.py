@@ -148,6 +148,22 @@ def build_split_step(
     return backward, apply
 
 
+def build_sharded_apply(
+    autodiff_graph: Graph,
+    optimizer: Optimizer,
+    updated: Sequence[str],
+    log: PassLog,
+    clipping: GradientClipping | None = None,
+    lr_schedule: StepSchedule | None = None,
+) -> Graph:
+    """The apply half of a step whose optimizer state is sharded over the
+    processes (ZeRO stage 1): every gradient is an input (clipping takes
+    the norm of them all), but only the params in `updated` are updated, so
+    the graph holds only their optimizer state (and the groups' scalars)."""
+    passes = update_passes(optimizer, clipping, lr_schedule, "apply", updated)
+    return run_passes(gradient_inputs(autodiff_graph), passes, log)
+
+
 def _loss_and_gradients(autodiff_graph: Graph) -> Graph:
     """The autodiff graph (buffer updates included) with only the outputs
     the update needs: the loss and the gradients."""
@@ -157,14 +173,20 @@ def _loss_and_gradients(autodiff_graph: Graph) -> Graph:
 
 
 def update_passes(
-    optimizer: Optimizer, clipping: GradientClipping | None, lr_schedule: StepSchedule | None, name: str
+    optimizer: Optimizer,
+    clipping: GradientClipping | None,
+    lr_schedule: StepSchedule | None,
+    name: str,
+    updated: Sequence[str] | None = None,
 ) -> list[Pass]:
     """The passes of the training step after autodiff: clipping, the
-    optimizer, the schedule, then simplify, which names the graph `name`.
+    optimizer (of the params in `updated`, default all that have a
+    gradient), the schedule, then simplify, which names the graph `name`.
     The optimizer's result is the "train" stage, or the schedule's, which
     rewrites the optimizer's lr."""
     return [
         *([Pass("clip-gradients", lambda g, log: clip_gradients(g, clipping))] if clipping else []),
+        *([Pass("shard-update", lambda g, log: _trained_only(g, updated))] if updated is not None else []),
         Pass("lower-optimizer", lambda g, log: lower_optimizer(g, optimizer), stage="train"),
         *([Pass("schedule-lr", lambda g, log: schedule_lr(g, lr_schedule), stage="train")] if lr_schedule else []),
         simplify_pass(name),

@@ -30,12 +30,14 @@ mpi4py is an optional dependency: `pip install "ember[mpi]"` (with the
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .ir import ConfigError
+from .runtime.arena import Arena
 from .runtime.training import Events, Logs
 
 
@@ -155,6 +157,42 @@ class SharedMemoryMean(GradientMean):
         self.window.Sync()
         self.world.comm.Barrier()
         self.window.Sync()
+
+
+@dataclass
+class OptimizerShard:
+    """A process's share of a program's optimizer state (ZeRO stage 1, see
+    `Program.shard_optimizer_state`): the process that updates each
+    parameter (`owners`) and keeps each piece of state (`state_owners`; the
+    groups' scalars, such as `step`, every process keeps alike), the state
+    of this process's parameters, and the apply half that updates them."""
+
+    owners: dict[str, int]
+    state_owners: dict[str, int]
+    state: Arena
+    executable: Any
+
+    def share_parameters(self, world: World, params: Arena) -> None:
+        """Every parameter as its owner updated it: a broadcast from each owner."""
+        for name, owner in self.owners.items():
+            world.broadcast(params[name], root=owner)
+
+    def owner_of_state(self, name: str) -> int:
+        """The process that keeps optimizer state `name` (rank 0 for the groups' scalars)."""
+        return self.state_owners.get(name, 0)
+
+
+def partition(sizes: Mapping[str, int], ranks: int) -> dict[str, int]:
+    """Each parameter (by its number of elements) to a rank: the largest
+    first, each to the rank holding the fewest elements so far (the lowest
+    rank on a tie), as torch's ZeroRedundancyOptimizer partitions."""
+    loads = [0] * ranks
+    owners = {}
+    for name in sorted(sizes, key=lambda n: -sizes[n]):  # a stable sort: ties keep the given order
+        rank = loads.index(min(loads))
+        owners[name] = rank
+        loads[rank] += sizes[name]
+    return {name: owners[name] for name in sizes}
 
 
 class AgreedEvents(Events):

@@ -22,9 +22,9 @@ from .compiler import Optimizer, PassLog, build_inference, build_training, grad_
 from .compiler.clipping import GradientClipping
 from .compiler.native import NativeBuild, build_native
 from .compiler.optimizers import PARAMS, initial_state, scalar_name
-from .compiler.pipeline import build_split_step
+from .compiler.pipeline import build_sharded_apply, build_split_step
 from .compiler.schedules import StepSchedule
-from .distributed import AgreedEvents
+from .distributed import AgreedEvents, OptimizerShard, partition
 from .ir import BATCH, ConfigError, DType, Graph, InputError, TensorType, print_graph
 from .metrics import Metric
 from .param_groups import Hyperparameters, ParamGroup
@@ -161,9 +161,11 @@ class Program:
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
         self._native: NativeBuild | None = None
         self._gradient_exchange: GradientMean | None = None
+        self._averaged: dict[str, np.ndarray] = {}  # the apply half's inputs: views of the exchange's mean
         self._collective_backward = False  # the backward half holds collective ops (SyncBatchNorm)
+        self._shard: OptimizerShard | None = None  # see shard_optimizer_state
         # bound once, read by every call: a step passes only the batch
-        fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
+        fixed = self._fixed_inputs()
         if backend == "native":
             self._native = build_native(
                 self._graphs, self._params.byte_offsets, self._state.byte_offsets, host(), self.log
@@ -218,7 +220,15 @@ class Program:
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """A copy of the optimizer state: `step` and each param's buffers."""
         with self._lock:
+            self._require_whole_state("optimizer_state")
             return self._state.copies()
+
+    @property
+    def optimizer_state_nbytes(self) -> int:
+        """The bytes of optimizer state this process holds (its share only,
+        after `shard_optimizer_state`)."""
+        with self._lock:
+            return (self._state if self._shard is None else self._shard.state).buffer.nbytes
 
     @property
     def optimizer(self) -> Optimizer | None:
@@ -419,6 +429,12 @@ class Program:
             data, validation = split_validation(data, validation_split)
         callbacks = () if callbacks is None else callbacks
         team = self._team() if distributed else None
+        checkpoints = isinstance(callbacks, Iterable) and any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        if checkpoints and self._shard is not None:
+            raise ConfigError(
+                "ModelCheckpoint saves the whole optimizer state, and each process holds its share only "
+                "(shard_optimizer_state): call prog.gather_optimizer_state() on every process first"
+            )
         evaluate = functools.partial(self._evaluate, metrics=chosen, team=team)
         train_batch = self._train_batch if team is None else functools.partial(self._distributed_batch, team=team)
         if team is not None:
@@ -449,12 +465,88 @@ class Program:
         team = world()
         return team if team.size > 1 else None
 
+    def shard_optimizer_state(self) -> None:
+        """Keep only this process's share of the optimizer state, as
+        torch.distributed.optim.ZeroRedundancyOptimizer does (ZeRO stage 1):
+        each parameter goes to one process (the largest first, each to the
+        process holding the fewest numbers so far), which alone keeps its
+        optimizer state (Adam's two moments, ...) and updates it in a
+        distributed step; the updated parameters are then broadcast from
+        their owners. The optimizer's memory falls about N-fold over N
+        processes, and the steps train exactly as before. Call it on every
+        process of the job at the same point (after
+        `ember.distributed.init()`): every one starts from rank 0's
+        parameters and state. Until `gather_optimizer_state()`, whatever
+        needs the whole state (a step without distributed=True,
+        `optimizer_state`, a checkpoint, an export with train=True) raises.
+        In a job of one process it does nothing."""
+        self._require_training("shard_optimizer_state")
+        team = self._team()
+        if team is None or self._shard is not None:
+            return
+        self._take_rank_zeros_state(team)
+        with self._lock:
+            self._add_split_step()
+            graphs = self._graphs
+            trained = [name for name in self._param_names if grad_name(name) in graphs["backward"].outputs]
+            owners = partition({name: self._params[name].size for name in trained}, team.size)
+            mine = [name for name in trained if owners[name] == team.rank]
+            autodiff = self._stages["autodiff"]
+            apply = build_sharded_apply(autodiff, self._optimizer, mine, self.log, self.clipping, self.lr_schedule)
+            share = Arena({s.name: s.type.shape for s in apply.state}, self.dtype.numpy)
+            for name in share.names():
+                np.copyto(share[name], self._state[name])
+            state_owners = {
+                f"{name}.{slot}": owners[name]
+                for group in self._optimizer.param_groups
+                for name in group[PARAMS]
+                if name in owners
+                for slot in self._optimizer.state_slots(group)
+            }
+            executable = self._executable({"apply": apply}, share)
+            self._shard = OptimizerShard(owners, state_owners, share, executable)
+            self._use_state(Arena({}, self.dtype.numpy))  # the whole state's memory goes
+            self._bind_apply()
+
+    def gather_optimizer_state(self) -> None:
+        """Every process holds the whole optimizer state again (each
+        parameter's from its owner), undoing `shard_optimizer_state`. Call
+        it on every process of the job at the same point."""
+        team = self._team()
+        if team is None or self._shard is None:
+            return
+        with self._lock:
+            shard, train = self._shard, self._graphs["train"]
+            whole = Arena({s.name: s.type.shape for s in train.state}, self.dtype.numpy)
+            for name in whole.names():
+                if name in shard.state:
+                    np.copyto(whole[name], shard.state[name])
+            for name in whole.names():
+                team.broadcast(whole[name], root=shard.owner_of_state(name))
+            self._shard = None
+            self._use_state(whole)
+            self._bind_apply()
+
+    def _use_state(self, state: Arena) -> None:
+        """Run the program's graphs against optimizer state `state` from now on."""
+        self._state = state
+        self._exec.use_state(state)
+
+    def _executable(self, graphs: dict[str, Graph], state: Arena) -> NativeExecutable | ReferenceExecutable:
+        """An executable of `graphs` over the program's parameters and `state`,
+        on the program's backend."""
+        if self._native is None:
+            return ReferenceExecutable(graphs, self._params, state, self._fixed_inputs())
+        build = build_native(graphs, self._params.byte_offsets, state.byte_offsets, host(), self.log)
+        return NativeExecutable(build, self._params, state, self._lock, self._fixed_inputs())
+
     def _take_rank_zeros_state(self, team: World) -> None:
         """Parameters, buffers, optimizer state, the random numbers' step and
         the shuffling RNG as rank 0 has them: every rank starts alike."""
         with self._lock:
             team.broadcast(self._params.buffer)
-            team.broadcast(self._state.buffer)
+            if self._shard is None:  # shards are cut from rank 0's state, and stay alike
+                team.broadcast(self._state.buffer)
             team.broadcast(self._rng_key[RNG_STEP])
             self._rng.bit_generator.state = team.comm.bcast(self._rng.bit_generator.state, root=0)
 
@@ -477,6 +569,7 @@ class Program:
                     return self._exec.run_profiled("predict", self._check_inputs(x, minimum_rows=0), ticks)
         else:
             self._require_training("profile with targets")
+            self._require_whole_state("profile with targets")
             inputs, graph = self._check_batch(x, y, sample_weight=sample_weight), "train"
 
             def step(ticks: np.ndarray) -> object:
@@ -501,6 +594,8 @@ class Program:
         needs more and are given back when a call needs less than a quarter
         of them, so a huge predict followed by small ones frees its memory."""
         self._exec.release_memory()
+        if self._shard is not None:
+            self._shard.executable.release_memory()
 
     # -- parameters, checkpoints, dumps ---------------------------------
     def set_parameters(self, values: Mapping[str, Any], strict: bool = True) -> None:
@@ -590,11 +685,13 @@ class Program:
 
     def _export_source(self, train: bool) -> ExportSource:
         """The graphs, arenas and inputs an export compiles in (call with the lock held)."""
+        if train:
+            self._require_whole_state("an export with train=True")
         from .runtime.export import ArenaImage, ExportSource
 
         graphs = {"predict": self._graphs["predict"]} | ({"train": self._graphs["train"]} if train else {})
         used = {a.name for graph in graphs.values() for a in graph.inputs}
-        fixed = {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
+        fixed = self._fixed_inputs()
         groups = len(self.param_groups)
         labels = None
         if train and len(self._target_arguments) == 1 and self._target_arguments[0][2].get("num_classes"):
@@ -647,6 +744,18 @@ class Program:
     def _require_training(self, what: str) -> None:
         if not self.is_training:
             raise ConfigError(f"{what} needs a program compiled with loss= and optimizer=")
+
+    def _require_whole_state(self, what: str) -> None:
+        if self._shard is not None:
+            raise ConfigError(
+                f"{what} needs the whole optimizer state, and this process holds its share only "
+                "(shard_optimizer_state): call prog.gather_optimizer_state() on every process first"
+            )
+
+    def _fixed_inputs(self) -> dict[str, np.ndarray]:
+        """The inputs every native call reads where they are: the random
+        numbers' seed and step, and the hyperparameters."""
+        return {**self._rng_key, **(self._hyper.inputs if self._hyper else {})}
 
     def _target_names(self) -> list[str]:
         return names(TARGET, len(self._loss_infos()))
@@ -755,12 +864,14 @@ class Program:
             meta["rng_step"] = self.rng_step
             params = {name: self._params[name].copy() for name in self._param_names}
             buffers = {name: self._params[name].copy() for name in self._buffer_names}
+            self._require_whole_state("a checkpoint")
             return Checkpoint(meta, texts, params, self._state.copies(), buffers)
 
     def _restore(self, state: Mapping[str, np.ndarray], rng: Any, rng_step: int = 0) -> None:
         """Set the optimizer state, (unless None) the shuffling RNG's state and
         the random numbers' step counter from a checkpoint, which ember.restore checked."""
         with self._lock:
+            self._require_whole_state("restoring optimizer state")
             for name, value in state.items():
                 np.copyto(self._state[name], value)
             if rng is not None:
@@ -784,6 +895,7 @@ class Program:
     def _train_batch(self, batch: Batch, ticks: np.ndarray | None = None) -> float:
         """One step on a checked batch (`ticks`: through the profiled entry, see `profile`)."""
         with self._lock:
+            self._require_whole_state("a training step without distributed=True")
             outputs = (
                 self._exec.run("train", batch) if ticks is None else self._exec.run_profiled("train", batch, ticks)
             )
@@ -802,7 +914,11 @@ class Program:
                 self._exec.run("backward", batch)
             self._advance_rng("backward")
             exchange.reduce()
-            return float(self._exec.run("apply", {})[LOSS])
+            if self._shard is None:
+                return float(self._exec.run("apply", {})[LOSS])
+            loss = float(self._shard.executable.run("apply", {})[LOSS])
+            self._shard.share_parameters(team, self._params)
+            return loss
 
     def _add_split_step(self) -> None:
         """Build the graphs of a distributed step's two halves, once (the
@@ -834,9 +950,15 @@ class Program:
                 return views
 
             self._exec.bind("backward", outputs=views(exchange.local))
-            self._exec.bind("apply", inputs=views(exchange.mean))
-            self._gradient_exchange = exchange
+            self._gradient_exchange, self._averaged = exchange, views(exchange.mean)
+            self._bind_apply()
         return self._gradient_exchange
+
+    def _bind_apply(self) -> None:
+        """The apply half that runs now (the whole update, or this process's
+        share) reads its inputs from the gradients' mean, once there is one."""
+        if self._gradient_exchange is not None:
+            (self._exec if self._shard is None else self._shard.executable).bind("apply", inputs=self._averaged)
 
     def _advance_rng(self, graph: str) -> None:
         """After a training-mode run of `graph` that drew random numbers: the

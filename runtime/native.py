@@ -167,6 +167,15 @@ class NativeExecutable:
             self._entries[graph] = _Entry(program, self.build, graph, self.fixed | inputs, outputs)
         return self._entries[graph]
 
+    def use_state(self, state: Arena) -> None:
+        """Run against optimizer state `state` from now on (laid out as the
+        compiled code expects, or never run an entry that reads it): every
+        entry's block is rewritten at its next call."""
+        with self.lock:
+            self.state = state
+            for entry in self._entries.values():
+                entry.sizes = None
+
     def bind(
         self,
         graph: str,

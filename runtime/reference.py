@@ -35,6 +35,10 @@ class ReferenceExecutable:
         self.fixed = dict(fixed or {})
         self._bound: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
 
+    def use_state(self, state: Arena) -> None:
+        """Run against optimizer state `state` from now on."""
+        self.state = state
+
     def bind(
         self,
         graph: str,

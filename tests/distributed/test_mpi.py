@@ -127,6 +127,36 @@ def test_two_ranks_train_as_one_process_with_both_halves():
 
 
 @needs_mpi
+def test_ranks_with_sharded_optimizer_state_train_as_one_process():
+    result = mpiexec(2, HERE / "mpi_zero.py", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    assert all(line.endswith(", ok") for line in lines), lines
+
+
+def test_parameters_go_to_the_least_loaded_rank_largest_first():
+    sizes = {"a": 10, "b": 40, "c": 25, "d": 25, "e": 5}
+    assert dist.partition(sizes, 2) == {"a": 0, "b": 0, "c": 1, "d": 1, "e": 0}  # 55 and 50 elements
+    owners = dist.partition(sizes, 3)
+    assert list(owners) == list(sizes)  # in the given order
+    loads = [sum(size for name, size in sizes.items() if owners[name] == rank) for rank in range(3)]
+    assert loads == [40, 35, 30]
+    assert set(dist.partition(sizes, 1).values()) == {0}
+    assert dist.partition({"x": 3, "y": 3}, 2) == {"x": 0, "y": 1}  # a tie: the given order, the lower rank
+
+
+def test_sharding_in_a_job_of_one_does_nothing(monkeypatch):
+    monkeypatch.setattr(dist, "_WORLD", dist.World(None, 0, 1, 0))
+    prog = classifier("native")
+    prog.shard_optimizer_state()
+    x, y = np.random.default_rng(2).standard_normal((6, 5)), np.arange(6) % 3
+    prog.train_step(x, y)
+    assert prog.optimizer_state.keys() >= {"step"}
+    prog.gather_optimizer_state()
+
+
+@needs_mpi
 def test_three_ranks_average_in_shared_memory_in_rank_order():
     result = mpiexec(3, HERE / "mpi_mean.py", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
