@@ -103,6 +103,12 @@ class GradientMean:
     def reduce(self) -> None:
         raise NotImplementedError
 
+    def share(self, pieces: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        """For each (array, slot, owner): every rank's `array` becomes the
+        owner's, passed through `slot`, a view of `mean` (which every rank's
+        apply half has read by now), or broadcast."""
+        raise NotImplementedError
+
 
 class AllreduceMean(GradientMean):
     """One buffer, averaged in place by an MPI all-reduce."""
@@ -113,6 +119,10 @@ class AllreduceMean(GradientMean):
 
     def reduce(self) -> None:
         self.world.allreduce_mean(self.local)
+
+    def share(self, pieces: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        for array, _, owner in pieces:
+            self.world.broadcast(array, root=owner)
 
 
 class SharedMemoryMean(GradientMean):
@@ -153,6 +163,16 @@ class SharedMemoryMean(GradientMean):
         np.divide(mean, self.world.size, out=mean)
         self._barrier()  # the whole mean is written
 
+    def share(self, pieces: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        self._barrier()  # every rank has read the mean
+        for array, slot, owner in pieces:
+            if owner == self.world.rank:
+                np.copyto(slot, array)
+        self._barrier()  # every owner's array is in its slot
+        for array, slot, owner in pieces:
+            if owner != self.world.rank:
+                np.copyto(array, slot)
+
     def _barrier(self) -> None:
         self.window.Sync()
         self.world.comm.Barrier()
@@ -172,10 +192,10 @@ class OptimizerShard:
     state: Arena
     executable: Any
 
-    def share_parameters(self, world: World, params: Arena) -> None:
-        """Every parameter as its owner updated it: a broadcast from each owner."""
-        for name, owner in self.owners.items():
-            world.broadcast(params[name], root=owner)
+    def share_parameters(self, exchange: GradientMean, params: Arena, slots: Mapping[str, np.ndarray]) -> None:
+        """Every parameter as its owner updated it, passed through its slot
+        of the gradients' mean (`slots`, by parameter: its gradient's)."""
+        exchange.share([(params[name], slots[name], owner) for name, owner in self.owners.items()])
 
     def owner_of_state(self, name: str) -> int:
         """The process that keeps optimizer state `name` (rank 0 for the groups' scalars)."""

@@ -917,7 +917,8 @@ class Program:
             if self._shard is None:
                 return float(self._exec.run("apply", {})[LOSS])
             loss = float(self._shard.executable.run("apply", {})[LOSS])
-            self._shard.share_parameters(team, self._params)
+            slots = {name: self._averaged[grad_name(name)] for name in self._shard.owners}
+            self._shard.share_parameters(exchange, self._params, slots)
             return loss
 
     def _add_split_step(self) -> None:

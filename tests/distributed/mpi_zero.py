@@ -7,6 +7,7 @@ what needs the whole state refuses until `gather_optimizer_state`, which
 brings back the state one process has. Prints one line per case on rank 0;
 exits non-zero on a mismatch."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -37,6 +38,11 @@ CASES = {
     ),
     "adam-reference": lambda: program(optim.Adam(lr=0.01), backend="reference"),
 }
+CASES["adam-through-mpi"] = CASES["adam"]
+
+OVER_MPI = {"adam-through-mpi"}
+"""Cases whose gradients and parameters go through MPI's Allreduce and
+broadcasts, as across hosts (the others share memory on this host)."""
 
 
 def refuses(action) -> bool:
@@ -72,6 +78,7 @@ def main() -> int:
     mine = slice(world.rank * ROWS, (world.rank + 1) * ROWS)
     failed = False
     for name, make in CASES.items():
+        dist._WORLD = dataclasses.replace(world, one_host=world.one_host and name not in OVER_MPI)
         shared, alone = make(), make()
         whole = sum(v.size for k, v in shared.optimizer_state.items() if k != "step")
         shared.shard_optimizer_state()

@@ -131,7 +131,7 @@ def test_ranks_with_sharded_optimizer_state_train_as_one_process():
     result = mpiexec(2, HERE / "mpi_zero.py", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert all(line.endswith(", ok") for line in lines), lines
 
 
