@@ -18,6 +18,11 @@ runs on one host it takes none: the buffers live in memory the ranks share
 (an MPI-3 shared window), each rank sums its own slice of all of them and
 the apply halves all read the one result, so no gradient is copied.
 
+`Program.shard_optimizer_state()` (ZeRO stage 1) keeps on each rank only
+the optimizer state of the parameters it owns (`partition`,
+`OptimizerShard`); the owners hand the updated parameters to the others
+after each apply (`GradientMean.share`).
+
     mpiexec -n 2 python train.py      # in train.py:
 
     import ember.distributed as dist
@@ -30,6 +35,7 @@ mpi4py is an optional dependency: `pip install "ember[mpi]"` (with the
 from __future__ import annotations
 
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +97,7 @@ class World:
         return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
 
 
-class GradientMean:
+class GradientMean(ABC):
     """This rank's numbers (`local`, written by the backward half) and the
     mean over the ranks (`mean`, read by the apply half), each a fixed
     buffer; `reduce()` fills `mean` from every rank's `local`."""
@@ -100,14 +106,15 @@ class GradientMean:
     local: np.ndarray
     mean: np.ndarray
 
+    @abstractmethod
     def reduce(self) -> None:
-        raise NotImplementedError
+        """`mean` from every rank's `local` (every rank calls it, as any collective)."""
 
+    @abstractmethod
     def share(self, pieces: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
         """For each (array, slot, owner): every rank's `array` becomes the
         owner's, passed through `slot`, a view of `mean` (which every rank's
         apply half has read by now), or broadcast."""
-        raise NotImplementedError
 
 
 class AllreduceMean(GradientMean):

@@ -471,15 +471,17 @@ class Program:
         each parameter goes to one process (the largest first, each to the
         process holding the fewest numbers so far), which alone keeps its
         optimizer state (Adam's two moments, ...) and updates it in a
-        distributed step; the updated parameters are then broadcast from
-        their owners. The optimizer's memory falls about N-fold over N
-        processes, and the steps train exactly as before. Call it on every
-        process of the job at the same point (after
-        `ember.distributed.init()`): every one starts from rank 0's
-        parameters and state. Until `gather_optimizer_state()`, whatever
-        needs the whole state (a step without distributed=True,
-        `optimizer_state`, a checkpoint, an export with train=True) raises.
-        In a job of one process it does nothing."""
+        distributed step; the owners then hand the updated parameters to
+        the others (through the shared gradients' buffer on one host, by
+        broadcasts across hosts). The optimizer's memory falls up to N-fold
+        over N processes (parameters are not split: the largest bounds it),
+        and the steps train exactly as before. Call it on every process of
+        the job at the same point (after `ember.distributed.init()`): every
+        one starts from rank 0's parameters and state. Until
+        `gather_optimizer_state()`, whatever needs the whole state (a step
+        without distributed=True, `optimizer_state`, a checkpoint, fit with
+        ModelCheckpoint, profile with targets, an export with train=True)
+        raises a ConfigError. In a job of one process it does nothing."""
         self._require_training("shard_optimizer_state")
         team = self._team()
         if team is None or self._shard is not None:
@@ -834,6 +836,7 @@ class Program:
 
     def _checkpoint(self) -> Checkpoint:
         """Everything a checkpoint holds, taken at one moment."""
+        self._require_whole_state("a checkpoint")
         meta = {
             "dtype": self.dtype.name,
             "batch_size": self.batch_size,
@@ -864,7 +867,6 @@ class Program:
             meta["rng_step"] = self.rng_step
             params = {name: self._params[name].copy() for name in self._param_names}
             buffers = {name: self._params[name].copy() for name in self._buffer_names}
-            self._require_whole_state("a checkpoint")
             return Checkpoint(meta, texts, params, self._state.copies(), buffers)
 
     def _restore(self, state: Mapping[str, np.ndarray], rng: Any, rng_step: int = 0) -> None:
