@@ -35,6 +35,7 @@ mpi4py is an optional dependency: `pip install "ember[mpi]"` (with the
 from __future__ import annotations
 
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -277,6 +278,9 @@ def init() -> World:
     return _WORLD
 
 
+_ABORT_GRACE_SECONDS = 0.5
+
+
 def _abort_on_uncaught_exceptions(comm: Any) -> None:
     """An exception that ends this process ends the job: the traceback is
     printed, then MPI_Abort stops every rank (as `python -m mpi4py` does).
@@ -286,6 +290,9 @@ def _abort_on_uncaught_exceptions(comm: Any) -> None:
     def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
         previous(kind, value, traceback)
         sys.stderr.flush()
+        # mpiexec forwards a rank's stderr through a pipe it stops reading
+        # once the abort reaches it: give it a moment to pass the traceback on.
+        time.sleep(_ABORT_GRACE_SECONDS)
         comm.Abort(1)
 
     sys.excepthook = hook
