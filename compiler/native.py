@@ -11,6 +11,7 @@ only ever trains never pays for compiling `gradients`. Every pass is timed."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
 import threading
@@ -27,8 +28,10 @@ from .codegen.target import Target
 from .fusion import FusedGraph, fuse
 from .kernel_dump import format_fused, format_kernels
 from .lower import lower_for_codegen
+from .parallel import MIN_PART_LINES, Helper, compile_in_parts, compile_jobs, start_helpers
 from .pipeline import PassLog
 from .plan import KernelProgram, plan
+from .split import split_module
 from .symbolic import Poly
 
 if TYPE_CHECKING:
@@ -57,13 +60,20 @@ class MachineCode:
     scratch_bytes: Poly
     thread_bytes: int
     library: bytes = b""
+    parts: tuple[bytes, ...] = ()
+    """The objects `object_code` joins, for a module compiled in parts (the JIT loads them)."""
 
     def to_bytes(self) -> bytes:
-        """A JSON header (its length first, 4 bytes), the object code, the library."""
+        """A JSON header (its length first, 4 bytes), the object code, the parts' objects, the library."""
         scratch = [[list(monomial), coefficient] for monomial, coefficient in self.scratch_bytes.terms]
-        header = {"scratch_bytes": scratch, "thread_bytes": self.thread_bytes, "object_bytes": len(self.object_code)}
+        header = {
+            "scratch_bytes": scratch,
+            "thread_bytes": self.thread_bytes,
+            "object_bytes": len(self.object_code),
+            "part_bytes": [len(part) for part in self.parts],
+        }
         text = json.dumps(header).encode()
-        return struct.pack("<I", len(text)) + text + self.object_code + self.library
+        return struct.pack("<I", len(text)) + text + self.object_code + b"".join(self.parts) + self.library
 
     @staticmethod
     def from_bytes(data: bytes) -> MachineCode:
@@ -74,11 +84,15 @@ class MachineCode:
             terms = tuple((tuple(str(s) for s in m), int(c)) for m, c in header["scratch_bytes"])
             thread_bytes = int(header["thread_bytes"])
             object_end = 4 + length + int(header["object_bytes"])
+            part_sizes = [int(size) for size in header["part_bytes"]]
         except (struct.error, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"not ember machine code: {e}") from None
-        if object_end > len(data):
+        ends = list(itertools.accumulate(part_sizes, initial=object_end))
+        if ends[-1] > len(data) or any(size < 0 for size in part_sizes):
             raise ValueError("not ember machine code: shorter than its header says")
-        return MachineCode(bytes(data[4 + length : object_end]), Poly(terms), thread_bytes, bytes(data[object_end:]))
+        parts = tuple(bytes(data[start:end]) for start, end in itertools.pairwise(ends))
+        code = bytes(data[4 + length : object_end])
+        return MachineCode(code, Poly(terms), thread_bytes, bytes(data[ends[-1] :]), parts)
 
 
 @dataclass
@@ -99,7 +113,10 @@ class CompiledGraph:
 
     @property
     def machine_code(self) -> MachineCode:
-        return MachineCode(self.optimized.object_code, self.scratch_bytes, self.thread_bytes, self.library)
+        optimized = self.optimized
+        return MachineCode(
+            optimized.object_code, self.scratch_bytes, self.thread_bytes, self.library, optimized.part_objects
+        )
 
     @property
     def nbytes(self) -> int:
@@ -226,18 +243,44 @@ class NativeBuild:
         """Generate and optimize the module of `graph` (once)."""
         compiled = self.kept(graph)
         if compiled is None:
-            from .backend import optimize
             from .codegen.module import emit_module
 
             program = self.programs[graph]
-            code = _timed(self.log, "codegen", emit_module, [program], self.target)
-            optimized = _timed(self.log, "llvm-optimize", optimize, code.llvm_ir, self.target)
-            _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
+            # started first: their start-up overlaps the code generation below
+            helpers = start_helpers(min(compile_jobs(), _parts_worth_cutting(program)))
+            try:
+                code = _timed(self.log, "codegen", emit_module, [program], self.target)
+                optimized = self._optimize(code.llvm_ir, helpers)
+            finally:
+                for helper in helpers:
+                    helper.close()
             name = program.name
             compiled = CompiledGraph(code.llvm_ir, code.scratch_bytes[name], code.thread_bytes[name], optimized)
             COMPILE_CACHE.put(self._memory_key(graph), compiled)
             self._compiled[graph] = compiled
         return compiled
+
+    def _optimize(self, llvm_ir: str, helpers: list[Helper]) -> OptimizedModule:
+        """`llvm_ir` optimized and compiled: in parts, on the helpers too,
+        when it is large enough to pay (parallel.py), else here in one piece."""
+        from .backend import OptimizedModule, optimize
+
+        def here(text: str) -> tuple[str, bytes]:
+            optimized = _timed(self.log, "llvm-optimize", optimize, text, self.target)
+            return optimized.llvm_ir, _timed(self.log, "machine-code", lambda: optimized.object_code)
+
+        parts = [llvm_ir]
+        if helpers and llvm_ir.count("\n") >= MIN_PART_LINES * (len(helpers) + 1):
+            parts = split_module(llvm_ir, len(helpers) + 1)
+        if len(parts) > 1:
+            start = time.perf_counter()
+            done = compile_in_parts(parts, helpers, here, self.target)
+            self.log.count("parallel-llvm", time.perf_counter() - start)
+            if done is not None:
+                return OptimizedModule.from_parts(*done, self.target)
+        optimized = _timed(self.log, "llvm-optimize", optimize, llvm_ir, self.target)
+        _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
+        return optimized
 
     def dump(self, stage: str) -> str:
         """A native stage of the main graph (`train`, else `predict`)."""
@@ -253,7 +296,7 @@ class NativeBuild:
         return {"llvm": compiled.llvm_ir, "llvm-opt": compiled.optimized.llvm_ir, "asm": compiled.assembly}[stage]
 
 
-KEY_FORMAT = "ember machine code 2"
+KEY_FORMAT = "ember machine code 3"
 """Changes whenever MachineCode's bytes or the key's parts change meaning."""
 
 
@@ -284,6 +327,16 @@ def compiler_digest() -> str:
             stat = path.stat()
             digest.update(f"{path.relative_to(package.parent).as_posix()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _parts_worth_cutting(program: KernelProgram) -> int:
+    """How many parts of MIN_PART_LINES `program`'s module likely makes (at
+    least 1), told before it is generated: a matmul kernel is ~1 000 lines
+    of LLVM IR (its task, microkernel and share of the matmul library),
+    another kernel ~150."""
+    matmuls = sum(kernel.matmul is not None for kernel in program.kernels)
+    lines = 1000 * matmuls + 150 * (len(program.kernels) - matmuls)
+    return max(1, lines // MIN_PART_LINES)
 
 
 def _timed(log: PassLog, name: str, run, *args):

@@ -42,7 +42,7 @@ def load(code: MachineCode, target: Target) -> LoadedCode:
     module = _LOADED.get(code.object_code)
     if module is None:
         kernels_call.publish()
-        module = _LOADED[code.object_code] = JitModule(code.object_code, target)
+        module = _LOADED[code.object_code] = JitModule(code.object_code, target, code.parts)
     return module
 
 
@@ -57,7 +57,7 @@ class JitModule:
     an engine when the Python object goes; measured: RSS stays flat over
     60 modules loaded and dropped)."""
 
-    def __init__(self, object_code: bytes, target: Target) -> None:
+    def __init__(self, object_code: bytes, target: Target, parts: tuple[bytes, ...] = ()) -> None:
         # The engine gets no IR, only the object code: MCJIT would compile IR
         # again (seconds), while loading object code takes milliseconds, and
         # the engine then holds the code alone (measured on the digits
@@ -66,7 +66,10 @@ class JitModule:
         import llvmlite.binding as llvm
 
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.create_target_machine())
-        self._engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        # a module compiled in parts loads as its parts' objects: MCJIT misreads
+        # the constant pools of objects joined by `cc -r` (the linker does not)
+        for code in parts or (object_code,):
+            self._engine.add_object_file(llvm.ObjectFileRef.from_data(code))
         self._engine.finalize_object()
         self.nbytes = len(object_code)
 

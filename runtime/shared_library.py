@@ -22,25 +22,19 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
-import functools
 import itertools
 import os
-import shutil
 import sys
 import tempfile
 import weakref
 from pathlib import Path
 
+from ..compiler.parallel import c_compiler
+
 _LOADED: weakref.WeakValueDictionary[bytes, SharedLibrary] = weakref.WeakValueDictionary()
 _NAMES = itertools.count()
 LINK_SECONDS = 60
 """A link that takes longer is given up (the JIT loads the object instead)."""
-
-
-@functools.cache
-def c_compiler() -> str | None:
-    """The system's C compiler (`cc`, else `gcc`), or None."""
-    return shutil.which("cc") or shutil.which("gcc")
 
 
 def linker() -> str | None:

@@ -49,12 +49,9 @@ class Target:
         """A fresh LLVM target machine (an execution engine owns the one it is
         given, so each engine needs its own); the defaults are the JIT's, an
         object file for linking wants `reloc="pic", codemodel="small"`."""
-        import llvmlite.binding as llvm
+        from ..llvm_job import target_machine
 
-        initialize_llvm()
-        return llvm.Target.from_triple(self.triple).create_target_machine(
-            cpu=self.cpu, features=self.features, opt=3, reloc=reloc, codemodel=codemodel
-        )
+        return target_machine(self.triple, self.cpu, self.features, reloc, codemodel)
 
 
 _SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"

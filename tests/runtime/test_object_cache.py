@@ -34,6 +34,10 @@ def test_machine_code_round_trips_through_bytes():
         MachineCode.from_bytes(linked.to_bytes()[: -len(b"library") - 1])
     with pytest.raises(ValueError, match="not ember machine code"):
         MachineCode.from_bytes(b"\xff\xff\xff\x7fgarbage")
+    in_parts = MachineCode(b"joined", Poly(), 0, b"library", (b"part one", b"part two"))
+    assert MachineCode.from_bytes(in_parts.to_bytes()) == in_parts
+    with pytest.raises(ValueError, match="shorter than its header"):
+        MachineCode.from_bytes(in_parts.to_bytes()[: -len(b"library part two") - 1])
 
 
 def test_an_entry_reads_back_as_written(tmp_path):

@@ -1,0 +1,167 @@
+"""Compiling one module on several cores.
+
+LLVM's optimization and code generation of a training step take most of a
+cold compile, on one core: llvmlite serializes every call into LLVM in a
+process. So a large module is cut into parts (split.py), helper processes
+(compiler/llvm_job.py run by its path, one per extra part) optimize and
+compile theirs while this process compiles part 0, and the system's C
+compiler joins the objects into one relocatable object, which is then
+cached and linked like any other. LLVM's JIT loads the parts' objects
+instead (MachineCode.parts): from the joined object it computed wrong
+results (measured: Adam's step counter added 0, a constant read amiss),
+from the parts the same as from the module compiled whole.
+
+The helpers are started before the module is generated, so their start-up
+(the interpreter, llvmlite) overlaps ember's code generation. A helper that
+fails, hangs or cannot start leaves its part to this process: the object
+is the same either way. `EMBER_COMPILE_JOBS` sets the number of parts (1:
+no helpers); by default it is the number of cores this process may run on."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..ir import ConfigError
+from .codegen.target import Target
+
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess is imported where a compile uses it: `import ember` stays lighter
+
+JOBS_VARIABLE = "EMBER_COMPILE_JOBS"
+
+MIN_PART_LINES = 1500
+"""Lines of LLVM IR per part below which cutting a module does not pay (a
+helper's start-up, ~0.1 s of a second core, and the link, ~10 ms)."""
+
+MAX_PARTS = 8
+"""The most parts a module is cut into (a module of ~10 000 lines makes
+about that many of MIN_PART_LINES)."""
+
+HELPER_SECONDS = 120
+"""A helper that takes longer is stopped and its part compiled here."""
+
+
+def compile_jobs() -> int:
+    """How many parts a large module is compiled in: `EMBER_COMPILE_JOBS`,
+    else the cores this process may run on."""
+    text = os.environ.get(JOBS_VARIABLE, "").strip()
+    if not text:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ConfigError(f"{JOBS_VARIABLE} must be a whole number of parallel compiles >= 1, got {text!r}")
+    return jobs
+
+
+@functools.cache
+def c_compiler() -> str | None:
+    """The system's C compiler (`cc`, else `gcc`), or None."""
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def join_objects(objects: list[bytes]) -> bytes | None:
+    """`objects` joined into one relocatable object (`cc -r`), or None
+    where there is no C compiler or the join failed."""
+    compiler = c_compiler()
+    if compiler is None or not sys.platform.startswith("linux"):
+        return None
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="ember-join-") as directory:
+        paths = []
+        for i, data in enumerate(objects):
+            paths.append(Path(directory, f"part{i}.o"))
+            paths[-1].write_bytes(data)
+        joined = Path(directory, "joined.o")
+        command = [compiler, "-r", "-nostdlib", "-o", str(joined), *map(str, paths)]
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=HELPER_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return joined.read_bytes() if result.returncode == 0 else None
+
+
+class Helper:
+    """A process that optimizes and compiles one module text (llvm_job.py)."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self._process: subprocess.Popen | None = None
+        try:
+            self._process = subprocess.Popen(
+                # -P: the script's folder (ember's compiler) is not put on sys.path
+                [sys.executable, "-P", str(Path(__file__).with_name("llvm_job.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            self._process = None
+
+    def compile(self, text: str, target: Target) -> tuple[str, bytes] | None:
+        """(optimized text, object code) of `text`, or None if the helper failed."""
+        if self._process is None:
+            return None
+        import subprocess
+
+        try:
+            job = pickle.dumps((text, target.triple, target.cpu, target.features))
+            out, _ = self._process.communicate(job, timeout=HELPER_SECONDS)
+            result = pickle.loads(out) if self._process.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, pickle.UnpicklingError, EOFError):
+            result = None
+        finally:
+            self.close()
+        return result if isinstance(result, tuple) and len(result) == 2 else None
+
+    def close(self) -> None:
+        """Stop the helper (if it still runs)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+
+def start_helpers(parts: int) -> list[Helper]:
+    """A helper for each part but the first (at most MAX_PARTS parts),
+    started now so it is ready when its part is; none where the objects
+    could not be joined (no C compiler, or not Linux)."""
+    if c_compiler() is None or not sys.platform.startswith("linux"):
+        return []
+    return [Helper() for _ in range(min(parts, MAX_PARTS) - 1)]
+
+
+def compile_in_parts(
+    parts: list[str], helpers: list[Helper], compile_here: Callable[[str], tuple[str, bytes]], target: Target
+) -> tuple[list[str], list[bytes], bytes] | None:
+    """The optimized texts of `parts`, their objects, and those joined into one:
+    part 0 (and any part a helper could not compile) by `compile_here`, the
+    others by `helpers`; None if the objects could not be joined."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # a thread per helper feeds it its part and waits for the object (the
+    # pipes release the GIL) while this thread compiles part 0
+    with ThreadPoolExecutor(max_workers=max(1, len(parts) - 1)) as pool:
+        sent = [pool.submit(helper.compile, text, target) for helper, text in zip(helpers, parts[1:], strict=False)]
+        results = [compile_here(parts[0])]
+        for future, text in zip(sent, parts[1:], strict=True):
+            results.append(future.result() or compile_here(text))
+    objects = [code for _, code in results]
+    joined = join_objects(objects)
+    if joined is None:
+        return None
+    return [optimized for optimized, _ in results], objects, joined
