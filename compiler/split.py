@@ -135,7 +135,9 @@ def _hidden(function: _Function) -> str:
 
 
 def _declaration(function: _Function) -> str:
-    """The declaration of `function` as another part defines it (hidden)."""
-    prototype = function.text.split("\n", 1)[0]
-    prototype = prototype.replace("define internal ", "declare hidden ", 1)
-    return _PARAMETER_NAME.sub("", prototype)
+    """The declaration of `function` as another part defines it (an
+    internal function hidden, see _hidden)."""
+    prototype = function.text.split("\n", 1)[0].removeprefix("define ")
+    if function.internal:
+        prototype = prototype.replace("internal ", "hidden ", 1)
+    return "declare " + _PARAMETER_NAME.sub("", prototype)

@@ -70,6 +70,26 @@ def test_the_parts_define_every_function_once_and_call_across_parts_through_hidd
     assert max(sizes) < 0.6 * module_text.count("\n")  # about even
 
 
+def _function(name: str, linkage: str, calls: list[str], lines: int) -> str:
+    body = [f'  %"v{i}" = add i64 {i}, 1' for i in range(lines)]
+    body += [f'  call void @"{callee}"(ptr %".1")' for callee in calls]
+    return f'define {linkage}void @"{name}"(ptr %".1")\n{{\nentry:\n' + "\n".join(body) + "\n  ret void\n}\n"
+
+
+def test_a_part_calling_an_entry_declares_it_with_its_own_linkage():
+    text = '; ModuleID = "m"\ntarget triple = "x86_64-unknown-linux-gnu"\ntarget datalayout = ""\n\n'
+    text += _function("main", "", ["big", "small"], 1)
+    text += _function("log", "", [], 1)
+    text += _function("big", "internal ", ["log"], 50)
+    text += _function("small", "internal ", [], 40)
+    parts = split_module(text, 2)
+    initialize_llvm()
+    for part in parts:
+        llvm.parse_assembly(part).verify()
+    assert 'declare void @"log"(ptr)' in parts[1]
+    assert 'declare hidden void @"big"(ptr)' in parts[0]
+
+
 def test_a_module_that_cannot_be_cut_comes_back_whole(module_text):
     assert split_module(module_text, 1) == [module_text]
     with_data = module_text + '\n@"table" = internal global i64 0\n'
