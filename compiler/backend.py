@@ -28,6 +28,7 @@ class OptimizedModule:
     `llvm_ir` then shows them one after the other."""
 
     part_objects: tuple[bytes, ...] = ()
+    """Their objects, which `object_code` joins (the JIT loads these)."""
 
     @staticmethod
     def from_parts(parts: list[str], objects: list[bytes], object_code: bytes, target: Target) -> OptimizedModule:
