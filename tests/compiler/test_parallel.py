@@ -133,6 +133,13 @@ def test_a_helper_that_fails_leaves_its_part_to_this_process(monkeypatch):
     np.testing.assert_array_equal(parts_out, whole_out)
 
 
+def test_without_a_c_compiler_a_module_compiles_in_one_piece(monkeypatch):
+    monkeypatch.setattr(parallel, "c_compiler", lambda: None)
+    prog, _ = trained(monkeypatch, 2)
+    assert not prog._native.compiled("train").optimized.parts
+    assert "parallel-llvm" not in prog.pass_seconds
+
+
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_number_of_compile_jobs_is_refused(monkeypatch, value):
     monkeypatch.setenv(parallel.JOBS_VARIABLE, value)
