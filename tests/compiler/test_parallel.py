@@ -1,7 +1,9 @@
 """Compiling a module in parts on several cores (compiler/split.py,
-compiler/parallel.py): the cut keeps every function and its callers
-together, the joined object trains exactly as the module compiled whole,
-and a helper that fails leaves its part to this process."""
+compiler/parallel.py): the cut defines every function once and each part
+verifies; a step compiled in parts trains bitwise as the module compiled
+whole, loaded by the JIT or from the disk cache's shared library; a helper
+that fails leaves its part to this process; without a C compiler nothing
+is cut."""
 
 from __future__ import annotations
 
