@@ -285,7 +285,9 @@ def add_compile_parser(commands: Any) -> None:
         parents=[common_options()],
         help="compile a model file and print its IR",
         description="Compile MODEL.py and print one compiler stage (default: graph),\n"
-        "the graph after chosen passes, or write every stage to files.",
+        "the graph after chosen passes, or write every stage to files. LLVM compiles\n"
+        "a large module in parts on the cores this process may use\n"
+        "(EMBER_COMPILE_JOBS sets how many; 1: in one piece).",
         epilog=MODEL_FILE_HELP + "\nexamples:\n"
         "  ember compile examples/models/mlp.py                      # the traced graph\n"
         "  ember compile examples/models/mlp.py --emit simplified\n"
