@@ -47,6 +47,15 @@ def trained(monkeypatch, jobs: int, disk_cache: bool = False) -> tuple[ember.Pro
 
 
 @pytest.fixture(scope="module")
+def whole() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The parameters and a prediction of the step compiled in one piece."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        prog, out = trained(monkeypatch, 1)
+        assert not prog._native.compiled("train").optimized.parts
+        return {name: value.copy() for name, value in prog.state_dict().items()}, out
+
+
+@pytest.fixture(scope="module")
 def module_text() -> str:
     ember.clear_cache()
     return deep_classifier()._native.compiled("train").llvm_ir
@@ -99,40 +108,36 @@ def test_a_module_that_cannot_be_cut_comes_back_whole(module_text):
 
 
 @needs_linker
-def test_a_step_compiled_in_parts_trains_as_the_module_compiled_whole(monkeypatch):
-    whole, whole_out = trained(monkeypatch, 1)
+def test_a_step_compiled_in_parts_trains_as_the_module_compiled_whole(monkeypatch, whole):
     parts, parts_out = trained(monkeypatch, 2)
-    assert not whole._native.compiled("train").optimized.parts
     assert len(parts._native.compiled("train").optimized.parts) == 2
     assert parts.pass_seconds.get("parallel-llvm", 0) > 0
-    np.testing.assert_array_equal(parts.state_dict()["0.weight"], whole.state_dict()["0.weight"])
-    np.testing.assert_array_equal(parts.state_dict()["4.bias"], whole.state_dict()["4.bias"])
-    np.testing.assert_array_equal(parts_out, whole_out)
+    np.testing.assert_array_equal(parts.state_dict()["0.weight"], whole[0]["0.weight"])
+    np.testing.assert_array_equal(parts.state_dict()["4.bias"], whole[0]["4.bias"])
+    np.testing.assert_array_equal(parts_out, whole[1])
     assert "; part 2 of 2" in parts.dump("llvm-opt")
     assert "# part 2 of 2" in parts.dump("asm")
 
 
 @needs_linker
-def test_a_step_compiled_in_parts_is_cached_and_loads_from_the_cache(monkeypatch, tmp_path):
-    whole, whole_out = trained(monkeypatch, 1)
+def test_a_step_compiled_in_parts_is_cached_and_loads_from_the_cache(monkeypatch, tmp_path, whole):
     monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
     stored, _ = trained(monkeypatch, 2, disk_cache=True)
     assert stored.pass_seconds.get("parallel-llvm", 0) > 0
     loaded, loaded_out = trained(monkeypatch, 2, disk_cache=True)  # a new compile: from the disk cache
     assert loaded.pass_seconds.get("parallel-llvm", 0) == 0
     assert loaded.pass_seconds.get("llvm-optimize", 0) == 0
-    np.testing.assert_array_equal(loaded.state_dict()["0.weight"], whole.state_dict()["0.weight"])
-    np.testing.assert_array_equal(loaded_out, whole_out)
+    np.testing.assert_array_equal(loaded.state_dict()["0.weight"], whole[0]["0.weight"])
+    np.testing.assert_array_equal(loaded_out, whole[1])
 
 
 @needs_linker
-def test_a_helper_that_fails_leaves_its_part_to_this_process(monkeypatch):
-    whole, whole_out = trained(monkeypatch, 1)
+def test_a_helper_that_fails_leaves_its_part_to_this_process(monkeypatch, whole):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # every helper exits at once, with no object
     parts, parts_out = trained(monkeypatch, 2)
     assert len(parts._native.compiled("train").optimized.parts) == 2
-    np.testing.assert_array_equal(parts.state_dict()["0.weight"], whole.state_dict()["0.weight"])
-    np.testing.assert_array_equal(parts_out, whole_out)
+    np.testing.assert_array_equal(parts.state_dict()["0.weight"], whole[0]["0.weight"])
+    np.testing.assert_array_equal(parts_out, whole[1])
 
 
 def test_without_a_c_compiler_a_module_compiles_in_one_piece(monkeypatch):
