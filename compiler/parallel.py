@@ -19,18 +19,16 @@ no helpers); by default it is the number of cores this process may run on."""
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..ir import ConfigError
 from .codegen.target import Target
+from .toolchain import linker, run_linker
 
 if TYPE_CHECKING:
     import subprocess
@@ -66,32 +64,11 @@ def compile_jobs() -> int:
     return jobs
 
 
-@functools.cache
-def c_compiler() -> str | None:
-    """The system's C compiler (`cc`, else `gcc`), or None."""
-    return shutil.which("cc") or shutil.which("gcc")
-
-
 def join_objects(objects: list[bytes]) -> bytes | None:
     """`objects` joined into one relocatable object (`cc -r`), or None
-    where there is no C compiler or the join failed."""
-    compiler = c_compiler()
-    if compiler is None or not sys.platform.startswith("linux"):
-        return None
-    import subprocess
-
-    with tempfile.TemporaryDirectory(prefix="ember-join-") as directory:
-        paths = []
-        for i, data in enumerate(objects):
-            paths.append(Path(directory, f"part{i}.o"))
-            paths[-1].write_bytes(data)
-        joined = Path(directory, "joined.o")
-        command = [compiler, "-r", "-nostdlib", "-o", str(joined), *map(str, paths)]
-        try:
-            result = subprocess.run(command, capture_output=True, timeout=HELPER_SECONDS)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return joined.read_bytes() if result.returncode == 0 else None
+    where there is no linker or the join failed."""
+    compiler = linker()
+    return None if compiler is None else run_linker(compiler, ["-r", "-nostdlib"], objects, HELPER_SECONDS)
 
 
 class Helper:
@@ -140,7 +117,7 @@ def start_helpers(parts: int) -> list[Helper]:
     """A helper for each part but the first (at most MAX_PARTS parts),
     started now so it is ready when its part is; none where the objects
     could not be joined (no C compiler, or not Linux)."""
-    if c_compiler() is None or not sys.platform.startswith("linux"):
+    if linker() is None:
         return []
     return [Helper() for _ in range(min(parts, MAX_PARTS) - 1)]
 

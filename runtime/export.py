@@ -24,12 +24,12 @@ from ..compiler.aot import ExportSpec, Labels, compile_export
 from ..compiler.codegen.target import Target, named_target
 from ..compiler.native import build_native
 from ..compiler.pipeline import PassLog
+from ..compiler.toolchain import c_compiler
 from ..ir import ConfigError, DType, Graph
 from .arena import Arena
 from .atomic_file import write_atomically
 from .c_header import c_header
 from .host import host
-from .shared_library import c_compiler
 
 WEIGHTS = ("baked", "external")
 

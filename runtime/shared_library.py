@@ -24,24 +24,16 @@ import _ctypes
 import ctypes
 import itertools
 import os
-import sys
 import tempfile
 import weakref
 from pathlib import Path
 
-from ..compiler.parallel import c_compiler
+from ..compiler.toolchain import linker, run_linker
 
 _LOADED: weakref.WeakValueDictionary[bytes, SharedLibrary] = weakref.WeakValueDictionary()
 _NAMES = itertools.count()
 LINK_SECONDS = 60
 """A link that takes longer is given up (the JIT loads the object instead)."""
-
-
-def linker() -> str | None:
-    """The C compiler that links libraries here, or None where there is
-    none, or off Linux (linking is done with Linux's rules: the library
-    leaves the symbols it calls to the process)."""
-    return c_compiler() if sys.platform.startswith("linux") else None
 
 
 def link(object_code: bytes) -> bytes:
@@ -50,20 +42,11 @@ def link(object_code: bytes) -> bytes:
     compiler = linker()
     if compiler is None:
         return b""
-    import subprocess  # here: only a compile that stores new code links, and `import ember` stays lighter
-
-    with tempfile.TemporaryDirectory(prefix="ember-link-") as directory:
-        obj, library = Path(directory, "code.o"), Path(directory, "code.so")
-        obj.write_bytes(object_code)
-        # No C runtime: the symbols the code calls (memcpy, the pool's) are
-        # the process's. -Bsymbolic: the library's own references bind to its
-        # own definitions (a second pool's library must not reach the first's state).
-        command = [compiler, "-shared", "-nostdlib", "-Wl,-Bsymbolic", "-o", str(library), str(obj)]
-        try:
-            linked = subprocess.run(command, capture_output=True, timeout=LINK_SECONDS)
-        except (OSError, subprocess.TimeoutExpired):
-            return b""
-        return library.read_bytes() if linked.returncode == 0 else b""
+    # No C runtime: the symbols the code calls (memcpy, the pool's) are
+    # the process's. -Bsymbolic: the library's own references bind to its
+    # own definitions (a second pool's library must not reach the first's state).
+    flags = ["-shared", "-nostdlib", "-Wl,-Bsymbolic"]
+    return run_linker(compiler, flags, [object_code], LINK_SECONDS) or b""
 
 
 def loaded() -> list[SharedLibrary]:
