@@ -265,22 +265,25 @@ class NativeBuild:
         when it is large enough to pay (parallel.py), else here in one piece."""
         from .backend import OptimizedModule, optimize
 
-        def here(text: str) -> tuple[str, bytes]:
+        def here(text: str) -> OptimizedModule:
             optimized = _timed(self.log, "llvm-optimize", optimize, text, self.target)
-            return optimized.llvm_ir, _timed(self.log, "machine-code", lambda: optimized.object_code)
+            _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
+            return optimized
+
+        def part_here(text: str) -> tuple[str, bytes]:
+            optimized = here(text)
+            return optimized.llvm_ir, optimized.object_code
 
         parts = [llvm_ir]
         if helpers and llvm_ir.count("\n") >= MIN_PART_LINES * (len(helpers) + 1):
             parts = split_module(llvm_ir, len(helpers) + 1)
         if len(parts) > 1:
             start = time.perf_counter()
-            done = compile_in_parts(parts, helpers, here, self.target)
+            done = compile_in_parts(parts, helpers, part_here, self.target)
             self.log.count("parallel-llvm", time.perf_counter() - start)
             if done is not None:
                 return OptimizedModule.from_parts(*done, self.target)
-        optimized = _timed(self.log, "llvm-optimize", optimize, llvm_ir, self.target)
-        _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
-        return optimized
+        return here(llvm_ir)
 
     def dump(self, stage: str) -> str:
         """A native stage of the main graph (`train`, else `predict`)."""

@@ -33,10 +33,7 @@ class _Function:
     text: str
     internal: bool
     calls: set[str]
-
-    @property
-    def lines(self) -> int:
-        return self.text.count("\n")
+    lines: int
 
 
 def split_module(text: str, parts: int) -> list[str]:
@@ -100,7 +97,7 @@ def _parse(text: str) -> tuple[str, list[str], dict[str, _Function]] | None:
             if name is None:
                 return None
             calls = set(_NAME.findall(body)) - {name.group(1)}
-            functions[name.group(1)] = _Function(name.group(1), body, " internal " in line, calls)
+            functions[name.group(1)] = _Function(name.group(1), body, " internal " in line, calls, end - i)
             i = end + 1
             continue
         if line.startswith("declare ") or (line.startswith("@") and " = external global " in line):
