@@ -95,9 +95,9 @@ def schedule_matmul(program: KernelProgram, kernel: Kernel, target: Target) -> M
     assert mm is not None, f"{kernel} has no matmul"
     a, b = operand_accesses(program, mm)
     rows, columns = (d if isinstance(d, int) else None for d in mm.output.type.shape)
-    plan = blocking(target, mm.output.type.dtype, columns, rows)
-    dots = isinstance(columns, int) and columns <= DOT_COLUMNS and gemv_kind(a, b) == "columns"
     depth = inner_size(mm)
+    plan = blocking(target, mm.output.type.dtype, columns, rows, depth if isinstance(depth, int) else None)
+    dots = isinstance(columns, int) and columns <= DOT_COLUMNS and gemv_kind(a, b) == "columns"
     if (isinstance(depth, int) and depth <= plan.kc) or dots:
         partial = None
     else:

@@ -40,7 +40,7 @@ from ember.compiler.codegen.gemm_library import (
     transpose,
 )
 from ember.compiler.codegen.irutil import I64, PTR, VOID
-from ember.compiler.codegen.matmul_schedule import DOT_COLUMNS, SMALL_M, MatmulSchedule, schedule_matmul
+from ember.compiler.codegen.matmul_schedule import DOT_COLUMNS, SMALL_M, MatmulSchedule, inner_size, schedule_matmul
 from ember.compiler.codegen.target import Target, host_target
 from ember.compiler.codegen.threads import SEQ
 from ember.compiler.fusion import Kernel
@@ -84,7 +84,8 @@ def kernel_storing(fn: GraphFunction, output: str) -> Kernel:
 def kernel_plan(kernel: Kernel, target: Target = HOST) -> Blocking:
     """The blocking codegen chooses for a matmul kernel (on this host)."""
     rows, columns = (d if isinstance(d, int) else None for d in kernel.matmul.output.type.shape)
-    return blocking(target, kernel.matmul.output.type.dtype, columns, rows)
+    depth = inner_size(kernel.matmul)
+    return blocking(target, kernel.matmul.output.type.dtype, columns, rows, depth if isinstance(depth, int) else None)
 
 
 def schedule_of(fn: GraphFunction, kernel: Kernel, target: Target = HOST) -> MatmulSchedule:
@@ -94,22 +95,22 @@ def schedule_of(fn: GraphFunction, kernel: Kernel, target: Target = HOST) -> Mat
     return schedule
 
 
-_ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\.kc(\d+)"
+_ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\b"
 
 
 def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     """The gemm library routines the optimized task function of `kernel` still
     calls, and its microkernel ("micro": its own, or the same one of an
     earlier kernel, GemmLibrary.shared): routine name -> keys
-    (`f32.6x2x16.kc512`) it calls them with."""
+    (`f32.6x2x16`) it calls them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
     name = re.escape(f"{program(fn).name}.{kernel.name}.task")
     match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
     assert match is not None, f"no task function for {kernel}"
     routines: dict[str, set[str]] = {}
     owner = rf"(?:ember\.gemm|{re.escape(program(fn).name)}\.k\d+)"
-    for routine, dtype, mr, vectors, lanes, kc in re.findall(_ROUTINE.format(owner=owner), match.group(0)):
-        routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}.kc{kc}")
+    for routine, dtype, mr, vectors, lanes in re.findall(_ROUTINE.format(owner=owner), match.group(0)):
+        routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}")
     return routines
 
 
@@ -628,14 +629,16 @@ def test_an_mlp_step_shows_each_matmul_schedule_in_the_kernels_dump() -> None:
     """Forward x @ W.T packs W by columns, a 10-class output layer runs as dot
     products, weight gradients dY.T @ X read dY in place; the kernels dump
     prints every matmul's schedule under its header."""
-    model = ember.nn.Sequential(ember.nn.Linear(784, 64), ember.nn.ReLU(), ember.nn.Linear(64, 10))
+    model = ember.nn.Sequential(ember.nn.Linear(2100, 64), ember.nn.ReLU(), ember.nn.Linear(64, 10))
     prog = ember.compile(model, loss=ember.nn.CrossEntropyLoss(), optimizer=ember.optim.SGD(lr=0.1))
     build = prog._native
     kernels = build.programs["train"].kernels
     schedules = {k.name: schedule_matmul(build.programs["train"], k, build.target) for k in kernels if k.matmul}
     forward, logits = (schedules[k.name] for k in kernels[:2])
     assert (forward.dots, forward.pack_b, forward.one_row) == (False, "columns", "columns")
-    assert forward.partial_sums == "scratch"  # K = 784 > KC; the kernel stores relu(xW.T + b), not xW.T
+    # K = 2100 takes more than one block of at most 1024 (deep_block); the
+    # kernel stores relu(xW.T + b), not xW.T, so partial sums go to scratch
+    assert forward.partial_sums == "scratch"
     assert logits.dots
     weight_gradients = [schedules[k.name] for k in kernels if k.matmul and k.domain[0] != "B"]
     assert weight_gradients
@@ -981,6 +984,39 @@ def test_blocking_of_the_documented_zen4_core() -> None:
     assert (plan.mr, plan.vectors, plan.lanes, plan.nr) == (8, 2, 16, 32)
     plan = blocking(fake_target(256, MIB), F32, None)
     assert (plan.mr, plan.vectors, plan.nr) == (6, 2, 16)
+
+
+@pytest.mark.parametrize(
+    ("depth", "kc", "mc"),
+    [(None, 512, 256), (100, 512, 256), (512, 512, 256), (600, 608, 208), (784, 784, 160), (1024, 1024, 128),
+     (1536, 768, 168), (2048, 1024, 128), (5000, 1008, 128)],
+)  # fmt: skip
+def test_a_known_deep_k_takes_fewer_deeper_blocks(depth: int | None, kc: int, mc: int) -> None:
+    """On the documented Zen 4 core (1 MiB L2, float32, 8x32 tiles), a K known
+    to be deeper than KC = 512 is cut into the fewest even blocks of at most
+    1024 (a B micro-panel of an eighth of L2); MC shrinks so the A block still
+    takes half of L2. Shallower or unknown K keeps the default blocking."""
+    plan = blocking(fake_target(512, MIB), F32, None, None, depth)
+    assert (plan.kc, plan.mc) == (kc, mc)
+    assert plan.kc % plan.lanes == 0
+    assert plan.mc % plan.mr == 0
+    assert plan.mc * plan.kc * plan.itemsize <= MIB // 2
+    if depth is not None and depth > 512:
+        blocks = -(-depth // plan.kc)
+        assert blocks == -(-depth // 1024), "not the fewest blocks"
+        assert depth - (blocks - 1) * plan.kc > plan.kc - 16 * blocks, "the last block is shallow"
+
+
+def test_deep_blocks_keep_the_register_tile_and_the_shared_functions() -> None:
+    """KC is a property of the task loops alone: the shared functions of a
+    register tile (microkernels, packing) are named and emitted once for all
+    the blockings of a module."""
+    shallow = blocking(fake_target(512, MIB), F32, None, None, 256)
+    deep = blocking(fake_target(512, MIB), F32, None, None, 2048)
+    assert shallow.kc != deep.kc
+    assert shallow.key == deep.key
+    # AVX2 on a 512 KiB L2 already takes KC = 1024: no deeper block
+    assert blocking(fake_target(256, 512 * KIB), F32, None, None, 2048).kc == 1024
 
 
 @functools.cache
