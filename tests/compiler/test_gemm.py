@@ -1008,9 +1008,9 @@ def test_a_known_deep_k_takes_fewer_deeper_blocks(depth: int | None, kc: int, mc
 
 
 def test_deep_blocks_keep_the_register_tile_and_the_shared_functions() -> None:
-    """KC is a property of the task loops alone: the shared functions of a
-    register tile (microkernels, packing) are named and emitted once for all
-    the blockings of a module."""
+    """KC is a property of the task loops alone: the shared functions
+    (microkernels, packing, tile moves) are named by the register tile, so a
+    module's deep and shallow matmuls of one tile call the same ones."""
     shallow = blocking(fake_target(512, MIB), F32, None, None, 256)
     deep = blocking(fake_target(512, MIB), F32, None, None, 2048)
     assert shallow.kc != deep.kc
