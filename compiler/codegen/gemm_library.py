@@ -129,6 +129,11 @@ class Blocking:
 KC_MAX = 1024
 """The deepest KC block."""
 
+DEEP_MC = 128
+"""The fewest rows a deeper KC block leaves the A block (MC): the smallest
+measured (Zen 4, KC 1024). On a 512 KiB L2 (Zen 3) this keeps KC at 512:
+deeper blocks there would leave 60-78 rows, not measured."""
+
 
 def _round_down(value: int, multiple: int) -> int:
     return max(multiple, value // multiple * multiple)
@@ -173,7 +178,8 @@ def blocking(
     item = dtype.itemsize
     kc = max(128, min(KC_MAX, _round_down(target.l2_bytes // (16 * nr * item), 16)))
     if depth is not None and depth > kc:
-        kc = deep_block(depth, kc, target.l2_bytes // (8 * nr * item))
+        deepest = min(target.l2_bytes // (8 * nr * item), target.l2_bytes // (2 * DEEP_MC * item))
+        kc = deep_block(depth, kc, deepest)
     mc = _round_down(min(4096, target.l2_bytes // (2 * kc * item)), mr)  # whole tiles, also at the cap
     nc = _round_down(min(4096, target.l3_bytes // (8 * kc * item)), nr)
     if columns is not None:
@@ -184,14 +190,15 @@ def blocking(
 
 def deep_block(depth: int, kc: int, deepest: int) -> int:
     """KC for a known depth K > kc: K in the fewest blocks of at most
-    `deepest` (a B micro-panel of an eighth of L2) and KC_MAX, cut evenly
-    (no shallow last block), and never less than kc. Fewer blocks mean fewer
-    passes of partial sums through C. Measured on a Zen 4 core (1 MiB L2),
-    KC 1024 against 512, each compiled and timed round by round in one
-    process: squares of 1024 and 2048 +3-4% (to 90% of the FMA peak),
-    X @ W.T 512x2048->2048 +2-4%, dY @ W +1%; a shallower K (the batch of a
-    weight gradient) was 2-3% slower with the smaller MC that comes with
-    KC 1024, so only matmuls deeper than KC get it."""
+    `deepest` (a B micro-panel of an eighth of L2, an A block of DEEP_MC
+    rows in half of it) and KC_MAX, cut evenly (no shallow last block), and
+    never less than kc. Fewer blocks mean fewer passes of partial sums
+    through C. Measured on a Zen 4 core (1 MiB L2), KC 1024 against 512,
+    each compiled and timed round by round in one process: squares of 1024
+    and 2048 +3-4% (to 90% of the FMA peak), X @ W.T 512x2048->2048 +2-4%,
+    dY @ W +1%; a shallower K (the batch of a weight gradient) was 2-3%
+    slower with the smaller MC that comes with KC 1024, so only matmuls
+    deeper than KC get it."""
     most = max(kc, min(KC_MAX, _round_down(deepest, 16)))
     blocks = -(-depth // most)
     return max(kc, min(most, -(-depth // (16 * blocks)) * 16))

@@ -1015,8 +1015,11 @@ def test_deep_blocks_keep_the_register_tile_and_the_shared_functions() -> None:
     deep = blocking(fake_target(512, MIB), F32, None, None, 2048)
     assert shallow.kc != deep.kc
     assert shallow.key == deep.key
-    # AVX2 on a 512 KiB L2 already takes KC = 1024: no deeper block
-    assert blocking(fake_target(256, 512 * KIB), F32, None, None, 2048).kc == 1024
+    # no deeper block where it would leave the A block fewer than DEEP_MC rows
+    # (AVX2 on a 512 KiB L2), nor where KC is KC_MAX already (AVX2 on 1 MiB)
+    for l2 in (512 * KIB, MIB):
+        default = blocking(fake_target(256, l2), F32, None)
+        assert blocking(fake_target(256, l2), F32, None, None, 2048) == default
 
 
 @functools.cache
