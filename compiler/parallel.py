@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..ir import ConfigError
-from .codegen.target import Target
+from .codegen.target import Target, available_cores
 from .toolchain import linker, run_linker
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def compile_jobs() -> int:
     else the cores this process may run on."""
     text = os.environ.get(JOBS_VARIABLE, "").strip()
     if not text:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return available_cores()
     try:
         jobs = int(text)
     except ValueError:

@@ -23,7 +23,7 @@ import threading
 import numpy as np
 
 from ..compiler.codegen.pool_state import FUTEXES, POOL_SLOTS, WORKERS
-from ..compiler.codegen.target import Target
+from ..compiler.codegen.target import Target, available_cores
 from ..compiler.native import MachineCode
 from ..compiler.plan import ACTIVE_GROUPS, ALLREDUCE_SUM
 from ..ir import ConfigError
@@ -39,14 +39,6 @@ ENVIRONMENT_VARIABLE = "EMBER_NUM_THREADS"
 
 PUBLISHED = ("ember_parallel_for", "ember_pool_threads", ALLREDUCE_SUM, ACTIVE_GROUPS)
 """The pool's symbols that kernels use."""
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class ThreadPool:

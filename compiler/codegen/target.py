@@ -117,7 +117,7 @@ def host_target(cpu: HostCPU | None = None) -> Target:
         l1d_bytes=caches.get(1, 32 * 1024),
         l2_bytes=caches.get(2, 512 * 1024),
         l3_bytes=caches.get(3, 8 * 1024 * 1024),
-        cores=_cores(),
+        cores=available_cores(),
     )
 
 
@@ -184,7 +184,7 @@ def named_target(cpu: str) -> Target:
     )
 
 
-def _cores() -> int:
+def available_cores() -> int:
     """Cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
