@@ -68,8 +68,10 @@ def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> Optim
     gain (measured, one pinned core: the R, S, M and L training steps and a
     LayerNorm/GELU/BatchNorm MLP within 2% of O3) and cost 20-25% more
     optimization time (784-512-512-10 with Adam: 0.80 -> 0.63 s; InstCombine
-    is half of what remains). LLVM's loop and SLP vectorizers stay on for
-    whatever scalar code remains (they leave hand-vectorized kernels unchanged)."""
+    is half of what remains). LLVM's loop unroller is off: it only copied
+    ember's hand-unrolled loops again (llvm_job.py). LLVM's loop and SLP
+    vectorizers stay on for whatever scalar code remains (they leave
+    hand-vectorized kernels unchanged)."""
     try:
         optimized = llvm_job.optimize(llvm_ir, target.triple, target.cpu, target.features, auto_vectorize)
     except RuntimeError as e:
