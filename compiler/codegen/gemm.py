@@ -34,7 +34,7 @@ import llvmlite.ir as ir
 from ..fusion import Kernel
 from ..symbolic import Poly, product, row_major_strides
 from .gemm_library import GemmLibrary, accumulate_tile, column_masks, float_type, packed_depth, store_tile
-from .irutil import I8, I32, I64, PTR, VOID, declare, for_range, i64, smax, smin
+from .irutil import I8, I32, I64, PTR, VOID, constant, declare, for_range, i64, smax, smin
 from .kernel import Access, KernelEmitter, Point
 from .matmul_schedule import DIRECT_B_DEPTH, SMALL_M, MatmulSchedule, inner_size, operand_accesses
 from .threads import run_tasks
@@ -345,7 +345,7 @@ class MatmulEmitter:
                 start = b.add(b.mul(b.add(row, i64(r)), n), j0)
                 for offset in (0, plan.nr - 1):
                     address = b.gep(base, [b.add(start, i64(offset))], source_etype=self.element)
-                    b.call(prefetch, [address, ir.Constant(I32, 1), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+                    b.call(prefetch, [address, constant(I32, 1), constant(I32, 3), constant(I32, 1)])
 
     def _gemv(self, e: KernelEmitter, kind: str, task: _Task) -> None:
         """One row of C over the whole depth at once: dot products NR columns at

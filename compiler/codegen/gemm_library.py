@@ -707,14 +707,14 @@ def _aligned_vectors(b: ir.IRBuilder, plan: Blocking, stream, stride, count, bod
 
 def _masked_load(b: ir.IRBuilder, address, vtype: ir.VectorType, mask, align: int) -> ir.Value:
     fn = declare(b.module, f"llvm.masked.load.{intrinsic_suffix(vtype)}.p0", vtype, [PTR, I32, mask.type, vtype])
-    return b.call(fn, [address, ir.Constant(I32, align), mask, constant(vtype, 0.0)])
+    return b.call(fn, [address, constant(I32, align), mask, constant(vtype, 0.0)])
 
 
 def _masked_store(b: ir.IRBuilder, value, address, mask, align: int) -> None:
     fn = declare(
         b.module, f"llvm.masked.store.{intrinsic_suffix(value.type)}.p0", VOID, [value.type, PTR, I32, mask.type]
     )
-    b.call(fn, [value, address, ir.Constant(I32, align), mask])
+    b.call(fn, [value, address, constant(I32, align), mask])
 
 
 def sum_each(b: ir.IRBuilder, vectors: list[ir.Value]) -> list[ir.Value]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,11 +44,23 @@ def constant(type: ir.Type, value) -> ir.Constant:
     """A scalar constant, or the same value in every lane of a vector type."""
     # a vector type given one value repeats one element constant, whose text
     # llvmlite formats once (a list of values made and formatted one per lane)
+    if isinstance(value, list):
+        return ir.Constant(type, value)
+    return _shared_constant(type, repr(value), value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_constant(type: ir.Type, text: str, value) -> ir.Constant:
+    """One object per type and value (`text` keeps -0.0 apart from 0.0, which
+    compare equal): a module uses the same few constants thousands of times,
+    and llvmlite takes ~10 us to make one and caches its text on the object
+    (measured: a third of a training step's code generation went to making
+    constants)."""
     return ir.Constant(type, value)
 
 
 def i64(value: int) -> ir.Constant:
-    return ir.Constant(I64, value)
+    return constant(I64, value)
 
 
 def intrinsic_suffix(type: ir.Type) -> str:
@@ -80,8 +93,9 @@ def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
     if lanes == 1 or isinstance(value.type, ir.VectorType):
         return value
     vtype = ir.VectorType(value.type, lanes)
-    one = b.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(I32, 0))
-    return b.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), 0))
+    undefined = constant(vtype, ir.Undefined)
+    one = b.insert_element(undefined, value, constant(I32, 0))
+    return b.shuffle_vector(one, undefined, constant(ir.VectorType(I32, lanes), 0))
 
 
 @contextmanager

@@ -260,7 +260,7 @@ class KernelEmitter:
         dtype = access.base.type.dtype
         inner = access.strides[-1] if access.strides else Poly()
         mtype = memory_type(dtype)
-        align = ir.Constant(I32, _alignment(dtype))
+        align = constant(I32, _alignment(dtype))
         if lanes == 1 or inner == Poly():
             raw = splat(self.b, self.b.load(self.address(access, point), typ=mtype), lanes)
         else:
@@ -300,7 +300,7 @@ class KernelEmitter:
             return
         name = f"llvm.masked.store.{intrinsic_suffix(data.type)}.p0"
         fn = declare(self.b.module, name, VOID, [data.type, PTR, I32, point.mask.type])
-        self.b.call(fn, [data, address, ir.Constant(I32, _alignment(dtype)), point.mask])
+        self.b.call(fn, [data, address, constant(I32, _alignment(dtype)), point.mask])
 
     def _scatter(self, data: ir.Value, start: ir.Value, stride: Poly, mask, align: int, lanes: int) -> None:
         """Store the lanes of `data` at `start + lane * stride` elements."""
@@ -311,7 +311,7 @@ class KernelEmitter:
         mask = mask if mask is not None else constant(vector_of(I1, lanes), 1)
         name = f"llvm.masked.scatter.{intrinsic_suffix(data.type)}.v{lanes}p0"
         fn = declare(self.b.module, name, VOID, [data.type, pointers.type, I32, mask.type])
-        self.b.call(fn, [data, pointers, ir.Constant(I32, align), mask])
+        self.b.call(fn, [data, pointers, constant(I32, align), mask])
 
     # -- members ----------------------------------------------------------
     def operand_access(self, node: Node, index: int) -> Access:
@@ -410,4 +410,4 @@ class KernelEmitter:
 
 def _first_lane(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
     """Lane 0 of a vector; a scalar as it is."""
-    return b.extract_element(value, ir.Constant(I32, 0)) if isinstance(value.type, ir.VectorType) else value
+    return b.extract_element(value, constant(I32, 0)) if isinstance(value.type, ir.VectorType) else value
