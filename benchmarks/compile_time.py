@@ -3,10 +3,13 @@ ember`, `ember.compile` of the training step plus its first call, and the
 first `predict`; cold (an empty compile cache) and warm (a second process
 finding the machine code in the cache), beside the first call of a
 `jax.jit` training step (plain SGD) and of a `torch.compile` model's
-forward, backward and Adam step, where those are installed. The cold
-compile is also measured unpinned, on every core this process may use,
-where ember compiles a large module in parts in parallel
-(compiler/parallel.py).
+forward, backward and Adam step, where those are installed. "new model"
+is a cold compile of the model after another process compiled a model
+with each hidden layer 8 wider: the program's own code is not in the
+cache, the matmul library's functions, compiled once per machine
+(compiler/shared_code.py), are. The cold compile is also measured
+unpinned, on every core this process may use, where ember compiles a
+large module in parts in parallel (compiler/parallel.py).
 
     python benchmarks/compile_time.py
     python benchmarks/compile_time.py --models 784-128-10 --repeat 3
@@ -109,12 +112,25 @@ def run(program: str, model: str, env: dict[str, str]) -> dict[str, float] | Non
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def best(program: str, model: str, env: dict[str, str], repeat: int, fresh_cache: bool = False) -> dict | None:
-    """The best of `repeat` processes, key by key (`fresh_cache`: each one starts with an empty cache)."""
+def neighbour(model: str) -> str:
+    """`model` with each hidden layer 8 wider: another program (none of its
+    kernels is `model`'s) that calls the same matmul library functions."""
+    widths = model.split("-")
+    return "-".join([widths[0], *(str(int(w) + 8) for w in widths[1:-1]), widths[-1]])
+
+
+def best(
+    program: str, model: str, env: dict[str, str], repeat: int, fresh_cache: bool = False, after: str | None = None
+) -> dict | None:
+    """The best of `repeat` processes, key by key (`fresh_cache`: each one
+    starts with an empty cache, into which a process compiling model `after`
+    first put its code)."""
     results = []
     for _ in range(repeat):
         if fresh_cache:
             with tempfile.TemporaryDirectory() as directory:
+                if after is not None:
+                    run(program, after, {**env, "EMBER_CACHE_DIR": directory})
                 results.append(run(program, model, {**env, "EMBER_CACHE_DIR": directory}))
         else:
             results.append(run(program, model, env))
@@ -141,12 +157,14 @@ def main() -> None:
     print(f"seconds, best of {args.repeat} fresh processes {pinned}; batch {BATCH}, Adam")
     all_cores = f"{cores} cores"
     header = f"{'model':<24}{'import':>8}{'compile+step':>14}{'predict':>9}"
+    header += f"{'new model: compile+step':>25}{'predict':>9}"
     header += f"{all_cores + ': compile+step':>22}{'predict':>9}{'warm compile+step':>19}"
     header += f"{'warm predict':>14}{'jax.jit':>9}{'torch.compile':>15}"
     print(header)
     print("-" * len(header))
     for model in args.models.split(","):
         cold = best(EMBER, model, {}, args.repeat, fresh_cache=True)
+        new = best(EMBER, model, {}, args.repeat, fresh_cache=True, after=neighbour(model))
         unpinned = best(EMBER, model, {"PIN_ONE_CORE": "0"}, args.repeat, fresh_cache=True)
         with tempfile.TemporaryDirectory() as directory:
             env = {"EMBER_CACHE_DIR": directory}
@@ -159,6 +177,7 @@ def main() -> None:
             return f"{result[key]:>{width}.3f}" if result else f"{'-':>{width}}"
 
         row = f"{model:<24}{cell(cold, 'import', 8)}{cell(cold, 'compile', 14)}{cell(cold, 'predict', 9)}"
+        row += f"{cell(new, 'compile', 25)}{cell(new, 'predict', 9)}"
         row += f"{cell(unpinned, 'compile', 22)}{cell(unpinned, 'predict', 9)}"
         row += f"{cell(warm, 'compile', 19)}{cell(warm, 'predict', 14)}{cell(jax, 'compile', 9)}"
         row += cell(torch, "compile", 15)

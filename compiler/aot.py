@@ -42,7 +42,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..ir import BATCH, ConfigError, DType, Graph
-from .backend import optimize
+from .backend import object_machine, optimized
 from .codegen.collective import emit_group_support
 from .codegen.gemm_library import GemmLibrary
 from .codegen.irutil import I1, I8, I32, I64, PTR, VOID, for_range, i64, memory_type, scalar_type, smin
@@ -579,11 +579,10 @@ def image_symbol(spec: ExportSpec) -> str:
 def compile_export(spec: ExportSpec, target: Target) -> tuple[bytes, Layout]:
     """The export's relocatable object (position-independent) and its layout."""
     text, layout = emit_export(spec, target)
-    optimized = optimize(text, target)
-    module = llvm.parse_assembly(optimized.llvm_ir)
+    machine = object_machine(target)
+    module = optimized(text, machine)
     module.link_in(llvm.parse_assembly(_image_module(spec, image(layout), target)))
     module.get_global_variable(image_symbol(spec)).linkage = "internal"
-    machine = target.create_target_machine(reloc="pic", codemodel="small")
     return machine.emit_object(module), layout
 
 

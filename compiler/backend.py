@@ -16,64 +16,87 @@ from .codegen.target import Target
 
 @dataclass
 class OptimizedModule:
-    """An optimized LLVM module as text, and the target it was optimized
-    for. Only the text is kept (a parsed module takes several times its
-    size); assembly and object code are emitted from fresh parses of it,
-    since emitting code runs more passes over a module in place."""
+    """A module's machine code for a target, and the LLVM IR it came from.
+    Compiling makes only the object code: the optimized text and the
+    assembly, which only dumps ask for, are made again from the source when
+    asked (LLVM is deterministic), so a compile neither prints the optimized
+    module nor parses it a second time."""
 
-    llvm_ir: str
+    source: str
     target: Target
+    object_code: bytes
+    """Relocatable, position-independent machine code: the JIT loads it, and
+    the runtime links it into a shared library."""
+
     parts: tuple[str, ...] = ()
-    """The optimized parts of a module compiled in parts (compiler/parallel.py);
-    `llvm_ir` then shows them one after the other."""
+    """The sources of the program's pieces, where the module was cut
+    (compiler/parallel.py; one piece when only `functions` were cut out)."""
+
+    functions: tuple[str, ...] = ()
+    """The sources of the functions cut out to be compiled once per machine
+    (compiler/shared_code.py)."""
 
     part_objects: tuple[bytes, ...] = ()
-    """Their objects, which `object_code` joins (the JIT loads these)."""
+    """The objects of `parts`, then of `functions`, which `object_code` joins (the JIT loads these)."""
 
-    @staticmethod
-    def from_parts(parts: list[str], objects: list[bytes], object_code: bytes, target: Target) -> OptimizedModule:
-        """A module compiled in `parts` to `objects`, joined into `object_code`."""
-        shown = "\n".join(f"; part {i + 1} of {len(parts)}\n{text}" for i, text in enumerate(parts))
-        module = OptimizedModule(shown, target, tuple(parts), tuple(objects))
-        module.__dict__["object_code"] = object_code  # emitted already, part by part
-        return module
+    def _pieces(self) -> list[tuple[str, str]]:
+        """(heading, source) of each piece compiled on its own; just the source when uncut."""
+        if not self.parts:
+            return [("", self.source)]
+        count = len(self.parts)
+        pieces = [(f"part {i + 1} of {count}", text) for i, text in enumerate(self.parts)]
+        return pieces + [(f"shared function {i + 1} of {len(self.functions)}", t) for i, t in enumerate(self.functions)]
+
+    @cached_property
+    def llvm_ir(self) -> str:
+        """The optimized text (of each piece in turn, for a module cut in pieces)."""
+        target = self.target
+        texts = [
+            (heading, llvm_job.optimize(text, target.triple, target.cpu, target.features))
+            for heading, text in self._pieces()
+        ]
+        return "\n".join(f"; {heading}\n{text}" if heading else text for heading, text in texts)
 
     @cached_property
     def assembly(self) -> str:
-        machine = self.target.create_target_machine()
-        if not self.parts:
-            return machine.emit_assembly(llvm.parse_assembly(self.llvm_ir))
-        texts = (machine.emit_assembly(llvm.parse_assembly(part)) for part in self.parts)
-        return "\n".join(f"# part {i + 1} of {len(self.parts)}\n{text}" for i, text in enumerate(texts))
-
-    @cached_property
-    def object_code(self) -> bytes:
-        """Relocatable, position-independent machine code for the target:
-        the JIT loads it, and the runtime links it into a shared library."""
-        target = self.target
-        return llvm_job.object_code(self.llvm_ir, target.triple, target.cpu, target.features)
+        machine = object_machine(self.target)
+        texts = [(heading, machine.emit_assembly(optimized(text, machine))) for heading, text in self._pieces()]
+        return "\n".join(f"# {heading}\n{text}" if heading else text for heading, text in texts)
 
     @property
     def nbytes(self) -> int:
         """The bytes of text and code this object holds now."""
-        held = (self.__dict__.get(name, "") for name in ("assembly", "object_code"))
-        parts = sum(len(p) for p in self.parts) + sum(len(o) for o in self.part_objects)
-        return len(self.llvm_ir) + sum(len(x) for x in held) + parts
+        held = sum(len(self.__dict__.get(name, "")) for name in ("llvm_ir", "assembly"))
+        parts = sum(len(p) for p in (*self.parts, *self.functions)) + sum(len(o) for o in self.part_objects)
+        return len(self.source) + len(self.object_code) + held + parts
 
 
-def optimize(llvm_ir: str, target: Target, auto_vectorize: bool = True) -> OptimizedModule:
-    """Parse, verify and optimize for `target`: LLVM's O1 pipeline, then
-    code generation at its highest level (llvm_job.py). ember's kernels are
-    vectorized and unrolled by hand, so O3's extra passes found nothing to
-    gain (measured, one pinned core: the R, S, M and L training steps and a
-    LayerNorm/GELU/BatchNorm MLP within 2% of O3) and cost 20-25% more
-    optimization time (784-512-512-10 with Adam: 0.80 -> 0.63 s; InstCombine
-    is half of what remains). LLVM's loop unroller is off: it only copied
-    ember's hand-unrolled loops again (llvm_job.py). LLVM's loop and SLP
-    vectorizers stay on for whatever scalar code remains (they leave
-    hand-vectorized kernels unchanged)."""
+def object_machine(target: Target) -> llvm.TargetMachine:
+    """A target machine for relocatable, position-independent objects of `target`."""
+    return llvm_job.object_machine(target.triple, target.cpu, target.features)
+
+
+def optimized(llvm_ir: str, machine: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, verify and optimize for `machine`'s target: LLVM's O1
+    pipeline (llvm_job.py), whose module `machine` then compiles at its
+    highest level. ember's kernels are vectorized and unrolled by hand, so
+    O3's extra passes found nothing to gain (measured, one pinned core: the
+    R, S, M and L training steps and a LayerNorm/GELU/BatchNorm MLP within
+    2% of O3) and cost 20-25% more optimization time (784-512-512-10 with
+    Adam: 0.80 -> 0.63 s; InstCombine is half of what remains). LLVM's loop
+    unroller is off: it only copied ember's hand-unrolled loops again."""
     try:
-        optimized = llvm_job.optimize(llvm_ir, target.triple, target.cpu, target.features, auto_vectorize)
+        return llvm_job.optimized_module(llvm_ir, machine)
     except RuntimeError as e:
         raise EmberError(f"generated LLVM IR is invalid (a code generator bug): {e}") from None
-    return OptimizedModule(optimized, target)
+
+
+def optimized_text(llvm_ir: str, target: Target) -> str:
+    """The text of `llvm_ir` optimized for `target`."""
+    return str(optimized(llvm_ir, object_machine(target)))
+
+
+def compile_module(llvm_ir: str, target: Target) -> OptimizedModule:
+    """`llvm_ir` optimized and compiled to an object for `target`."""
+    machine = object_machine(target)
+    return OptimizedModule(llvm_ir, target, machine.emit_object(optimized(llvm_ir, machine)))

@@ -4,7 +4,7 @@ helper of a parallel compile (compiler/parallel.py) runs this file by its
 path, so it starts in ~0.1 s instead of importing ember first.
 
 As a script it reads a pickled (LLVM IR text, triple, CPU, features) from
-stdin and writes the pickled (optimized text, object code) to stdout."""
+stdin and writes the pickled object code to stdout."""
 
 from __future__ import annotations
 
@@ -25,14 +25,18 @@ def target_machine(
     )
 
 
-def optimize(llvm_ir: str, triple: str, cpu: str, features: str, auto_vectorize: bool = True) -> str:
+def object_machine(triple: str, cpu: str, features: str) -> llvm.TargetMachine:
+    """The target machine of relocatable, position-independent objects."""
+    return target_machine(triple, cpu, features, reloc="pic", codemodel="small")
+
+
+def optimized_module(llvm_ir: str, machine: llvm.TargetMachine) -> llvm.ModuleRef:
     """`llvm_ir` parsed, verified (a RuntimeError if invalid) and optimized
-    by LLVM's O1 pipeline without loop unrolling (compiler/backend.py says
-    why O1)."""
+    for `machine` by LLVM's O1 pipeline without loop unrolling
+    (compiler/backend.py says why)."""
     module = llvm.parse_assembly(llvm_ir)
     module.verify()
-    module.triple = triple
-    machine = target_machine(triple, cpu, features)
+    module.triple = machine.triple
     module.data_layout = str(machine.target_data)
     tuning = llvm.create_pipeline_tuning_options(speed_level=1)
     # ember unrolls its loops by hand; LLVM's unroller only copied them again
@@ -40,23 +44,31 @@ def optimize(llvm_ir: str, triple: str, cpu: str, features: str, auto_vectorize:
     # objects -24%; the R, S, M and L steps and a LayerNorm/GELU/BatchNorm
     # step unchanged or 3% faster, batch-1 predict on S 3-8% slower)
     tuning.loop_unrolling = False
-    tuning.loop_vectorization = auto_vectorize  # set before the pass builder exists, or it is ignored
-    tuning.slp_vectorization = auto_vectorize
+    # the vectorizers stay on for whatever scalar code remains (they leave
+    # hand-vectorized kernels unchanged); set before the pass builder
+    # exists, or they are ignored
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
     passes = llvm.create_pass_builder(machine, tuning)
     passes.getModulePassManager().run(module, passes)
-    return str(module)
+    return module
 
 
-def object_code(optimized_ir: str, triple: str, cpu: str, features: str) -> bytes:
-    """Relocatable, position-independent machine code of an optimized module."""
-    machine = target_machine(triple, cpu, features, reloc="pic", codemodel="small")
-    return machine.emit_object(llvm.parse_assembly(optimized_ir))
+def optimize(llvm_ir: str, triple: str, cpu: str, features: str) -> str:
+    """The optimized text of `llvm_ir` (what `object_code` compiles)."""
+    return str(optimized_module(llvm_ir, object_machine(triple, cpu, features)))
+
+
+def object_code(llvm_ir: str, triple: str, cpu: str, features: str) -> bytes:
+    """`llvm_ir` optimized and compiled to relocatable, position-independent
+    machine code (one parse: the optimized module is compiled as it is)."""
+    machine = object_machine(triple, cpu, features)
+    return machine.emit_object(optimized_module(llvm_ir, machine))
 
 
 def main() -> None:
     text, triple, cpu, features = pickle.load(sys.stdin.buffer)
-    optimized = optimize(text, triple, cpu, features)
-    pickle.dump((optimized, object_code(optimized, triple, cpu, features)), sys.stdout.buffer)
+    pickle.dump(object_code(text, triple, cpu, features), sys.stdout.buffer)
     sys.stdout.buffer.flush()
 
 

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ..ir import Graph, print_graph, verify
+from . import parallel
 from .codegen.target import Target
 from .fusion import FusedGraph, fuse
 from .kernel_dump import format_fused, format_kernels
 from .lower import lower_for_codegen
-from .parallel import MIN_PART_LINES, Helper, compile_in_parts, compile_jobs, start_helpers
+from .parallel import MIN_PART_LINES, Helper, compile_in_parts, compile_jobs, join_objects, start_helpers
 from .pipeline import PassLog
 from .plan import KernelProgram, plan
-from .split import split_module
+from .shared_code import SHARED_OBJECTS, SHARED_PREFIX, ObjectStore
+from .split import split_module, split_shared
 from .symbolic import Poly
 
 if TYPE_CHECKING:
@@ -212,6 +214,9 @@ class NativeBuild:
     programs: Mapping[str, KernelProgram]
     log: PassLog
     main: str
+    shared_store: ObjectStore | None = None
+    """Where the matmul library's objects outlive the process (the runtime's
+    disk cache); without one, modules are compiled whole (shared_code.py)."""
     _compiled: dict[str, CompiledGraph] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict)
 
@@ -261,29 +266,39 @@ class NativeBuild:
         return compiled
 
     def _optimize(self, llvm_ir: str, helpers: list[Helper]) -> OptimizedModule:
-        """`llvm_ir` optimized and compiled: in parts, on the helpers too,
+        """`llvm_ir` optimized and compiled: the matmul library's functions
+        each on its own, once per machine, where there is a shared store and
+        a linker (shared_code.py); the rest in parts, on the helpers too,
         when it is large enough to pay (parallel.py), else here in one piece."""
-        from .backend import OptimizedModule, optimize
+        from .backend import OptimizedModule
 
-        def here(text: str) -> OptimizedModule:
-            optimized = _timed(self.log, "llvm-optimize", optimize, text, self.target)
-            _timed(self.log, "machine-code", lambda: optimized.object_code)  # emitted once, kept
-            return optimized
-
-        def part_here(text: str) -> tuple[str, bytes]:
-            optimized = here(text)
-            return optimized.llvm_ir, optimized.object_code
-
-        parts = [llvm_ir]
-        if helpers and llvm_ir.count("\n") >= MIN_PART_LINES * (len(helpers) + 1):
-            parts = split_module(llvm_ir, len(helpers) + 1)
+        store = self.shared_store
+        cut = split_shared(llvm_ir, SHARED_PREFIX) if store is not None and parallel.linker() is not None else None
+        program, functions = cut if cut is not None else (llvm_ir, [])
+        parts = [program]
+        if helpers and program.count("\n") >= MIN_PART_LINES * (len(helpers) + 1):
+            parts = split_module(program, len(helpers) + 1)
+        if len(parts) == 1 and not functions:
+            return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
+        start = time.perf_counter()
+        objects = compile_in_parts(parts, helpers, self._object_here, self.target)
         if len(parts) > 1:
-            start = time.perf_counter()
-            done = compile_in_parts(parts, helpers, part_here, self.target)
             self.log.count("parallel-llvm", time.perf_counter() - start)
-            if done is not None:
-                return OptimizedModule.from_parts(*done, self.target)
-        return here(llvm_ir)
+        for text in functions:
+            key = module_key(text, self.target)
+            objects.append(SHARED_OBJECTS.get(key, store, lambda text=text: self._object_here(text)))
+        joined = _timed(self.log, "join", join_objects, objects)
+        if joined is None:
+            return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
+        return OptimizedModule(llvm_ir, self.target, joined, tuple(parts), tuple(functions), tuple(objects))
+
+    def _object_here(self, llvm_ir: str) -> bytes:
+        """The object code of `llvm_ir`, compiled in this process (timed)."""
+        from .backend import object_machine, optimized
+
+        machine = object_machine(self.target)
+        module = _timed(self.log, "llvm-optimize", optimized, llvm_ir, machine)
+        return _timed(self.log, "machine-code", machine.emit_object, module)
 
     def dump(self, stage: str) -> str:
         """A native stage of the main graph (`train`, else `predict`)."""

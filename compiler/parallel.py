@@ -89,8 +89,8 @@ class Helper:
         except OSError:
             self._process = None
 
-    def compile(self, text: str, target: Target) -> tuple[str, bytes] | None:
-        """(optimized text, object code) of `text`, or None if the helper failed."""
+    def compile(self, text: str, target: Target) -> bytes | None:
+        """The object code of `text`, or None if the helper failed."""
         if self._process is None:
             return None
         import subprocess
@@ -103,7 +103,7 @@ class Helper:
             result = None
         finally:
             self.close()
-        return result if isinstance(result, tuple) and len(result) == 2 else None
+        return result if isinstance(result, bytes) else None
 
     def close(self) -> None:
         """Stop the helper (if it still runs)."""
@@ -123,22 +123,17 @@ def start_helpers(parts: int) -> list[Helper]:
 
 
 def compile_in_parts(
-    parts: list[str], helpers: list[Helper], compile_here: Callable[[str], tuple[str, bytes]], target: Target
-) -> tuple[list[str], list[bytes], bytes] | None:
-    """The optimized texts of `parts`, their objects, and those joined into one:
-    part 0 (and any part a helper could not compile) by `compile_here`, the
-    others by `helpers`; None if the objects could not be joined."""
+    parts: list[str], helpers: list[Helper], compile_here: Callable[[str], bytes], target: Target
+) -> list[bytes]:
+    """The objects of `parts`: part 0 (and any part a helper could not
+    compile) by `compile_here`, the others by `helpers`."""
     from concurrent.futures import ThreadPoolExecutor
 
     # a thread per helper feeds it its part and waits for the object (the
     # pipes release the GIL) while this thread compiles part 0
     with ThreadPoolExecutor(max_workers=max(1, len(parts) - 1)) as pool:
         sent = [pool.submit(helper.compile, text, target) for helper, text in zip(helpers, parts[1:], strict=False)]
-        results = [compile_here(parts[0])]
+        objects = [compile_here(parts[0])]
         for future, text in zip(sent, parts[1:], strict=True):
-            results.append(future.result() or compile_here(text))
-    objects = [code for _, code in results]
-    joined = join_objects(objects)
-    if joined is None:
-        return None
-    return [optimized for optimized, _ in results], objects, joined
+            objects.append(future.result() or compile_here(text))
+    return objects

@@ -15,6 +15,10 @@ whole (0.94-1.07; 0.99-1.02 for the five large matmuls, 97% of the step;
 four alternating rounds): the functions LLVM can no longer specialize to
 their callers run once per tile or per panel.
 
+`split_shared` cuts the other way: the functions that do not depend on
+the program (the matmul library's) each into a module of its own, which
+compiler/shared_code.py compiles once per machine.
+
 A module holding anything else than function definitions, function
 declarations and external global declarations is not cut."""
 
@@ -78,6 +82,37 @@ def split_module(text: str, parts: int) -> list[str]:
             body.append(_hidden(function) if function.internal and name in crossing else function.text)
         texts.append("\n".join(body) + "\n")
     return texts
+
+
+def split_shared(text: str, prefix: str) -> tuple[str, list[str]] | None:
+    """`text` without its internal functions named `prefix`..., which it
+    declares instead, and each of those as a module of its own that defines
+    it `hidden` (seen by the link that joins the objects, not outside it)
+    and declares only what it calls, so its text depends on the function
+    alone and not on the program around it (compiler/shared_code.py keeps
+    its object by that text). None if there are no such functions or the
+    module cannot be cut."""
+    parsed = _parse(text)
+    if parsed is None:
+        return None
+    header, declarations, functions = parsed
+    shared = [f for name, f in functions.items() if f.internal and name.startswith(prefix)]
+    if not shared:
+        return None
+    names = {f.name for f in shared}
+    if any(name in functions and name not in names for f in shared for name in f.calls):
+        return None  # a shared function calling the program's own
+    declared = {_NAME.search(line).group(1): line for line in declarations}  # type: ignore[union-attr]
+    rest = [f for f in functions.values() if f.name not in names]
+    program = [header, *declarations, *(_declaration(f) for f in shared), *(f.text for f in rest)]
+    targets = "\n".join(line for line in header.splitlines() if line.startswith("target "))
+    modules = []
+    for function in shared:
+        calls = sorted(function.calls)
+        body = [targets, *(declared[c] for c in calls if c in declared)]
+        body += [_declaration(functions[c]) for c in calls if c in names]
+        modules.append("\n".join([*body, _hidden(function)]) + "\n")
+    return "\n".join(program) + "\n", modules
 
 
 def _parse(text: str) -> tuple[str, list[str], dict[str, _Function]] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..compiler.native import COMPILE_CACHE
+from ..compiler.shared_code import SHARED_OBJECTS
 from . import jit
 from .object_cache import DiskCacheInfo, default_cache
 
@@ -48,10 +49,11 @@ def cache_info() -> CacheInfo:
 
 
 def clear_cache(disk: bool = False) -> None:
-    """Drop every compiled graph this process keeps for reuse, and with
-    `disk` every entry of the on-disk cache too: the next compile of any
-    program then runs code generation and LLVM again. Machine code that
-    live programs use stays until they are gone."""
+    """Drop every compiled graph (and matmul library object) this process
+    keeps for reuse, and with `disk` every entry of the on-disk cache too:
+    the next compile of any program then runs code generation and LLVM
+    again. Machine code that live programs use stays until they are gone."""
     COMPILE_CACHE.clear()
+    SHARED_OBJECTS.clear()
     if disk and (cache := default_cache()) is not None:
         cache.clear()

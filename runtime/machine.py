@@ -37,11 +37,11 @@ class Bandwidth:
 @functools.cache
 def _module(dtype: DType) -> JitModule:
     """The probes' module (LLVM and the code generator load with it, not with ember)."""
-    from ..compiler.backend import optimize
+    from ..compiler.backend import compile_module
     from ..compiler.codegen import peak
 
     target = host()
-    return JitModule(optimize(peak.emit_peak_module(target, dtype), target).object_code, target)
+    return JitModule(compile_module(peak.emit_peak_module(target, dtype), target).object_code, target)
 
 
 @functools.cache

@@ -105,6 +105,16 @@ class ObjectCache:
                 self._warned = True
                 warnings.warn(f"ember: the compile cache in {self.directory} is not used: {e}", stacklevel=2)
 
+    def get_object(self, key: str) -> bytes | None:
+        """The object code stored under `key` by `put_object`, if intact."""
+        code = self.get(key)
+        return None if code is None else code.object_code
+
+    def put_object(self, key: str, object_code: bytes) -> None:
+        """Store the object code of a function compiled once per machine
+        (compiler/shared_code.py): it is linked into programs, not loaded."""
+        self.put(key, MachineCode(object_code, Poly(), 0))
+
     def info(self) -> DiskCacheInfo:
         """Where the cache is, what it holds now, and its limit."""
         entries = self._entries()
@@ -198,6 +208,7 @@ def machine_code(build: NativeBuild, graph: str) -> MachineCode:
     if kept is not None:
         return kept.machine_code
     cache = default_cache()
+    build.shared_store = cache  # the matmul library's objects are kept here too
     if cache is None:
         return build.compiled(graph).machine_code
     start = time.perf_counter()

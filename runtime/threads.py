@@ -56,14 +56,14 @@ class ThreadPool:
             # the pool's code generator and LLVM load when its code is not cached
             import llvmlite.ir as ir
 
-            from ..compiler.backend import optimize
+            from ..compiler.backend import compile_module
             from ..compiler.codegen.collective import emit_group_support
             from ..compiler.codegen.threads import emit_pool_module
 
             module = ir.Module(name="ember_pool")
             emit_pool_module(module, futex)
             emit_group_support(module)
-            return optimize(str(module), target).object_code
+            return compile_module(str(module), target).object_code
 
         # the module is a function of ember's compiler (in the key) and the
         # flag: a cache hit skips generating it (~5 ms of a new process)

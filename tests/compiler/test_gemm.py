@@ -26,7 +26,7 @@ import pytest
 from native_helpers import make_graph, native, tensor
 
 import ember
-from ember.compiler.backend import optimize
+from ember.compiler.backend import compile_module
 from ember.compiler.codegen.gemm import shared_scratch
 from ember.compiler.codegen.gemm_library import (
     NARROW_TILE,
@@ -846,7 +846,7 @@ def test_thread_count_does_not_change_partial_sums(restore_threads) -> None:
 
 def _jit(module: ir.Module) -> JitModule:
     module.triple = HOST.triple
-    return JitModule(optimize(str(module), HOST).object_code, HOST)
+    return JitModule(compile_module(str(module), HOST).object_code, HOST)
 
 
 @functools.cache

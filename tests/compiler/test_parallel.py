@@ -51,7 +51,7 @@ def whole() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The parameters and a prediction of the step compiled in one piece."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         prog, out = trained(monkeypatch, 1)
-        assert not prog._native.compiled("train").optimized.parts
+        assert len(prog._native.compiled("train").optimized.parts) <= 1
         return {name: value.copy() for name, value in prog.state_dict().items()}, out
 
 

@@ -50,7 +50,7 @@ def test_a_program_compiled_again_loads_the_kept_object_code(monkeypatch) -> Non
     del prog
     gc.collect()
     calls = []
-    for module, name in ((codegen_module, "emit_module"), (backend, "optimize")):
+    for module, name in ((codegen_module, "emit_module"), (backend, "optimized")):
         monkeypatch.setattr(module, name, lambda *args, name=name: calls.append(name))
     again = ember.compile(tiny_model(outputs=4))
     np.testing.assert_array_equal(again.predict(x), expected)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember import nn, optim
 from ember.compiler.native import MachineCode
 from ember.compiler.symbolic import Poly
 from ember.runtime import shared_library
@@ -163,25 +164,38 @@ def entries(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".tmp-"))
 
 
-def test_a_later_process_loads_the_code_instead_of_compiling(tmp_path):
+@pytest.fixture(scope="module")
+def child_entries(tmp_path_factory) -> int:
+    """The entries CHILD leaves in an empty cache: its training step's, the
+    thread pool's module's, and one per matmul library function the step
+    calls (compiled once per machine, compiler/shared_code.py)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        ember.clear_cache()
+        model = nn.Sequential(nn.Linear(5, 9), nn.ReLU(), nn.Linear(9, 3))
+        prog = ember.compile(model, loss=nn.CrossEntropyLoss(), optimizer=optim.SGD(lr=0.1), seed=1)
+        return 2 + len(prog._native.compiled("train").optimized.functions)
+
+
+def test_a_later_process_loads_the_code_instead_of_compiling(tmp_path, child_entries):
     [(loss, generated)] = run_children(tmp_path, 1)
     assert generated
     stored = entries(tmp_path)
-    assert len(stored) == 2  # the training step and the thread pool's module
+    assert len(stored) == child_entries
     [(again, generated)] = run_children(tmp_path, 1)
     assert not generated
     assert again == loss
     assert entries(tmp_path) == stored
 
 
-def test_processes_compiling_the_same_program_at_once_share_one_entry(tmp_path):
+def test_processes_compiling_the_same_program_at_once_share_one_entry(tmp_path, child_entries):
     results = run_children(tmp_path, 2)
     assert results[0][0] == results[1][0]
-    assert len(entries(tmp_path)) == 2
+    assert len(entries(tmp_path)) == child_entries
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_a_corrupted_entry_is_compiled_again(tmp_path):
+def test_a_corrupted_entry_is_compiled_again(tmp_path, child_entries):
     [(loss, _)] = run_children(tmp_path, 1)
     for path in entries(tmp_path):
         data = bytearray(path.read_bytes())
@@ -190,7 +204,7 @@ def test_a_corrupted_entry_is_compiled_again(tmp_path):
     [(again, generated)] = run_children(tmp_path, 1)
     assert generated
     assert again == loss
-    assert len(entries(tmp_path)) == 2  # rewritten, whole
+    assert len(entries(tmp_path)) == child_entries  # rewritten, whole
     [(third, generated)] = run_children(tmp_path, 1)
     assert (third, generated) == (loss, False)
 

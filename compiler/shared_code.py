@@ -1,0 +1,64 @@
+"""Functions compiled once per machine, not once per program.
+
+The matmul library's functions (codegen/gemm_library.py: packing, edge
+tiles, one-row products) take every size and stride at run time, so their
+code depends only on the element type and register tile, and most programs
+call the same ones. Each is cut out of its program's module
+(split.split_shared), compiled on its own, and its object kept by a hash of
+its text, in this process and in the disk cache: a new program, or a
+program's `predict` after its training step, then compiles only its own
+kernels. The objects are joined with the program's by the linker
+(parallel.join_objects), as the parts of a module compiled in parts are,
+and the runtime links them into the program's shared library.
+
+Nothing is cut without a linker, nor without the disk cache: the JIT, which
+loads a module's parts when there is no shared library, calls from one
+part into another through stubs (measured: S's training step 6% slower,
+batch-1 predict 8-15%; from the shared library, within noise)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+SHARED_PREFIX = "ember.gemm."
+"""The names of the functions compiled once per machine."""
+
+
+class ObjectStore(Protocol):
+    """Where objects outlive the process (runtime/object_cache.py)."""
+
+    def get_object(self, key: str) -> bytes | None: ...
+
+    def put_object(self, key: str, object_code: bytes) -> None: ...
+
+
+class SharedObjects:
+    """The objects of shared functions this process has, by key."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+
+    def get(self, key: str, store: ObjectStore | None, compile_here: Callable[[], bytes]) -> bytes:
+        """The object of `key`: kept here, else from `store`, else
+        `compile_here()` (then kept here and put in `store`)."""
+        code = self._objects.get(key)
+        if code is None and store is not None:
+            code = store.get_object(key)
+        if code is None:
+            code = compile_here()
+            if store is not None:
+                store.put_object(key, code)
+        self._objects[key] = code
+        return code
+
+    def clear(self) -> None:
+        self._objects.clear()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(code) for code in self._objects.values())
+
+
+SHARED_OBJECTS = SharedObjects()
+"""This process's shared objects (`ember.clear_cache()` empties it)."""
