@@ -3,8 +3,8 @@ nothing but llvmlite: compiler/backend.py calls it in this process, and a
 helper of a parallel compile (compiler/parallel.py) runs this file by its
 path, so it starts in ~0.1 s instead of importing ember first.
 
-As a script it reads a pickled (LLVM IR text, triple, CPU, features) from
-stdin and writes the pickled object code to stdout."""
+As a script it reads a pickled (LLVM IR texts, triple, CPU, features) from
+stdin and writes the pickled list of their object codes to stdout."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def object_code(llvm_ir: str, triple: str, cpu: str, features: str) -> bytes:
 
 
 def main() -> None:
-    text, triple, cpu, features = pickle.load(sys.stdin.buffer)
-    pickle.dump(object_code(text, triple, cpu, features), sys.stdout.buffer)
+    texts, triple, cpu, features = pickle.load(sys.stdin.buffer)
+    pickle.dump([object_code(text, triple, cpu, features) for text in texts], sys.stdout.buffer)
     sys.stdout.buffer.flush()
 
 

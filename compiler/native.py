@@ -268,25 +268,35 @@ class NativeBuild:
     def _optimize(self, llvm_ir: str, helpers: list[Helper]) -> OptimizedModule:
         """`llvm_ir` optimized and compiled: the matmul library's functions
         each on its own, once per machine, where there is a shared store and
-        a linker (shared_code.py); the rest in parts, on the helpers too,
-        when it is large enough to pay (parallel.py), else here in one piece."""
+        a linker (shared_code.py); the rest in parts when it is large enough
+        to pay, else in one piece; the parts and the shared functions not
+        compiled before dealt to this process and the helpers (parallel.py)."""
         from .backend import OptimizedModule
 
         store = self.shared_store
         cut = split_shared(llvm_ir, SHARED_PREFIX) if store is not None and parallel.linker() is not None else None
         program, functions = cut if cut is not None else (llvm_ir, [])
+        keys = [module_key(text, self.target) for text in functions]
+        shared = [SHARED_OBJECTS.find(key, store) for key in keys]
+        missing = [text for text, code in zip(functions, shared, strict=True) if code is None]
         parts = [program]
-        if helpers and program.count("\n") >= MIN_PART_LINES * (len(helpers) + 1):
+        lines = program.count("\n") + sum(text.count("\n") for text in missing)
+        if helpers and lines >= MIN_PART_LINES * (len(helpers) + 1):
             parts = split_module(program, len(helpers) + 1)
         if len(parts) == 1 and not functions:
             return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
         start = time.perf_counter()
-        objects = compile_in_parts(parts, helpers, self._object_here, self.target)
-        if len(parts) > 1:
+        # the program's parts and the shared functions compiled nowhere yet,
+        # dealt to this process and the helpers
+        compiled = compile_in_parts([*parts, *missing], helpers, self._object_here, self.target)
+        if helpers and len(parts) + len(missing) > 1:
             self.log.count("parallel-llvm", time.perf_counter() - start)
-        for text in functions:
-            key = module_key(text, self.target)
-            objects.append(SHARED_OBJECTS.get(key, store, lambda text=text: self._object_here(text)))
+        objects, new = compiled[: len(parts)], iter(compiled[len(parts) :])
+        for key, code in zip(keys, shared, strict=True):
+            if code is None:
+                code = next(new)
+                SHARED_OBJECTS.add(key, code, store)
+            objects.append(code)
         joined = _timed(self.log, "join", join_objects, objects)
         if joined is None:
             return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))

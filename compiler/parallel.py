@@ -2,9 +2,11 @@
 
 LLVM's optimization and code generation of a training step take most of a
 cold compile, on one core: llvmlite serializes every call into LLVM in a
-process. So a large module is cut into parts (split.py), helper processes
-(compiler/llvm_job.py run by its path, one per extra part) optimize and
-compile theirs while this process compiles part 0, and the system's C
+process. So a large module is cut into parts (split.py), and the parts,
+with the matmul library's functions no process compiled before
+(shared_code.py), are dealt to this process and helper processes
+(compiler/llvm_job.py run by its path), largest first to the least
+loaded; each optimizes and compiles its share, and the system's C
 compiler joins the objects into one relocatable object, which is then
 cached and linked like any other. LLVM's JIT loads the parts' objects
 instead (MachineCode.parts): from the joined object it computed wrong
@@ -13,9 +15,9 @@ from the parts the same as from the module compiled whole.
 
 The helpers are started before the module is generated, so their start-up
 (the interpreter, llvmlite) overlaps ember's code generation. A helper that
-fails, hangs or cannot start leaves its part to this process: the object
-is the same either way. `EMBER_COMPILE_JOBS` sets the number of parts (1:
-no helpers); by default it is the number of cores this process may run on."""
+fails, hangs or cannot start leaves its share to this process: the objects
+are the same either way. `EMBER_COMPILE_JOBS` sets the number of workers
+(1: no helpers); by default it is the number of cores this process may run on."""
 
 from __future__ import annotations
 
@@ -89,21 +91,22 @@ class Helper:
         except OSError:
             self._process = None
 
-    def compile(self, text: str, target: Target) -> bytes | None:
-        """The object code of `text`, or None if the helper failed."""
+    def compile(self, texts: list[str], target: Target) -> list[bytes] | None:
+        """The object code of each of `texts`, or None if the helper failed."""
         if self._process is None:
             return None
         import subprocess
 
         try:
-            job = pickle.dumps((text, target.triple, target.cpu, target.features))
+            job = pickle.dumps((texts, target.triple, target.cpu, target.features))
             out, _ = self._process.communicate(job, timeout=HELPER_SECONDS)
             result = pickle.loads(out) if self._process.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired, pickle.UnpicklingError, EOFError):
             result = None
         finally:
             self.close()
-        return result if isinstance(result, bytes) else None
+        valid = isinstance(result, list) and len(result) == len(texts)
+        return result if valid and all(isinstance(code, bytes) for code in result) else None
 
     def close(self) -> None:
         """Stop the helper (if it still runs)."""
@@ -122,18 +125,39 @@ def start_helpers(parts: int) -> list[Helper]:
     return [Helper() for _ in range(min(parts, MAX_PARTS) - 1)]
 
 
+def deal(texts: list[str], workers: int) -> list[list[int]]:
+    """The indices of `texts` each of `workers` compiles: largest first, each
+    to the worker with the fewest lines so far (worker 0: this process)."""
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    lines = [0] * workers
+    for i in sorted(range(len(texts)), key=lambda i: -texts[i].count("\n")):
+        lightest = min(range(workers), key=lambda w: (lines[w], w))
+        shares[lightest].append(i)
+        lines[lightest] += texts[i].count("\n")
+    return shares
+
+
 def compile_in_parts(
-    parts: list[str], helpers: list[Helper], compile_here: Callable[[str], bytes], target: Target
+    texts: list[str], helpers: list[Helper], compile_here: Callable[[str], bytes], target: Target
 ) -> list[bytes]:
-    """The objects of `parts`: part 0 (and any part a helper could not
-    compile) by `compile_here`, the others by `helpers`."""
+    """The object of each of `texts`, dealt to this process and `helpers`
+    (`deal`); a helper's share it could not compile is compiled here."""
     from concurrent.futures import ThreadPoolExecutor
 
-    # a thread per helper feeds it its part and waits for the object (the
-    # pipes release the GIL) while this thread compiles part 0
-    with ThreadPoolExecutor(max_workers=max(1, len(parts) - 1)) as pool:
-        sent = [pool.submit(helper.compile, text, target) for helper, text in zip(helpers, parts[1:], strict=False)]
-        objects = [compile_here(parts[0])]
-        for future, text in zip(sent, parts[1:], strict=True):
-            objects.append(future.result() or compile_here(text))
-    return objects
+    shares = deal(texts, len(helpers) + 1)
+    objects: list[bytes | None] = [None] * len(texts)
+    # a thread per helper feeds it its share and waits for the objects (the
+    # pipes release the GIL) while this thread compiles its own
+    with ThreadPoolExecutor(max_workers=max(1, len(helpers))) as pool:
+        sent = [
+            pool.submit(helper.compile, [texts[i] for i in share], target)
+            for helper, share in zip(helpers, shares[1:], strict=True)
+            if share
+        ]
+        for i in shares[0]:
+            objects[i] = compile_here(texts[i])
+        for future, share in zip(sent, [share for share in shares[1:] if share], strict=True):
+            done = future.result() or [compile_here(texts[i]) for i in share]
+            for i, code in zip(share, done, strict=True):
+                objects[i] = code
+    return objects  # type: ignore[return-value]

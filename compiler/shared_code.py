@@ -18,7 +18,6 @@ batch-1 predict 8-15%; from the shared library, within noise)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 SHARED_PREFIX = "ember.gemm."
@@ -39,18 +38,20 @@ class SharedObjects:
     def __init__(self) -> None:
         self._objects: dict[str, bytes] = {}
 
-    def get(self, key: str, store: ObjectStore | None, compile_here: Callable[[], bytes]) -> bytes:
-        """The object of `key`: kept here, else from `store`, else
-        `compile_here()` (then kept here and put in `store`)."""
+    def find(self, key: str, store: ObjectStore | None) -> bytes | None:
+        """The object of `key`: kept here, else from `store` (then kept here)."""
         code = self._objects.get(key)
         if code is None and store is not None:
             code = store.get_object(key)
-        if code is None:
-            code = compile_here()
-            if store is not None:
-                store.put_object(key, code)
-        self._objects[key] = code
+            if code is not None:
+                self._objects[key] = code
         return code
+
+    def add(self, key: str, object_code: bytes, store: ObjectStore | None) -> None:
+        """Keep a newly compiled object here and in `store`."""
+        self._objects[key] = object_code
+        if store is not None:
+            store.put_object(key, object_code)
 
     def clear(self) -> None:
         self._objects.clear()

@@ -146,3 +146,25 @@ def test_without_the_disk_cache_a_module_compiles_whole(monkeypatch):
     ember.clear_cache()
     prog = classifier(24)
     assert not prog._native.compiled("train").optimized.functions
+
+
+def test_work_is_dealt_largest_first_to_the_least_loaded_worker():
+    texts = ["\n" * lines for lines in (10, 50, 20, 30, 5)]
+    shares = parallel.deal(texts, 2)
+    assert sorted(i for share in shares for i in share) == list(range(5))
+    assert shares == [[1, 0], [3, 2, 4]]  # 60 and 55 lines
+
+
+@needs_linker
+def test_helpers_compile_shared_functions_too(own_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv(parallel.JOBS_VARIABLE, "2")
+    compiled = count_shared_compiles(monkeypatch)
+    prog = classifier(24)
+    functions = prog._native.compiled("train").optimized.functions
+    assert 0 < len(compiled) < len(functions)  # the helper compiled the others
+    cut = trained(prog)
+    monkeypatch.setattr(parallel, "linker", lambda: None)
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path / "whole"))
+    ember.clear_cache()
+    for name, value in trained(classifier(24)).items():
+        np.testing.assert_array_equal(cut[name], value)
