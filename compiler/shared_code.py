@@ -56,10 +56,6 @@ class SharedObjects:
     def clear(self) -> None:
         self._objects.clear()
 
-    @property
-    def nbytes(self) -> int:
-        return sum(len(code) for code in self._objects.values())
-
 
 SHARED_OBJECTS = SharedObjects()
 """This process's shared objects (`ember.clear_cache()` empties it)."""

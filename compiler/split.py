@@ -102,7 +102,7 @@ def split_shared(text: str, prefix: str) -> tuple[str, list[str]] | None:
     names = {f.name for f in shared}
     if any(name in functions and name not in names for f in shared for name in f.calls):
         return None  # a shared function calling the program's own
-    declared = {_NAME.search(line).group(1): line for line in declarations}  # type: ignore[union-attr]
+    declared = {match.group(1): line for line in declarations if (match := _NAME.search(line))}
     rest = [f for f in functions.values() if f.name not in names]
     program = [header, *declarations, *(_declaration(f) for f in shared), *(f.text for f in rest)]
     targets = "\n".join(line for line in header.splitlines() if line.startswith("target "))
