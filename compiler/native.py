@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..ir import Graph, print_graph, verify
+from ..ir import EmberError, Graph, print_graph, verify
 from . import parallel
 from .codegen.target import Target
 from .fusion import FusedGraph, fuse
@@ -254,8 +254,13 @@ class NativeBuild:
             # started first: their start-up overlaps the code generation below
             helpers = start_helpers(min(compile_jobs(), _parts_worth_cutting(program)))
             try:
-                code = _timed(self.log, "codegen", emit_module, [program], self.target)
-                optimized = self._optimize(code.llvm_ir, helpers)
+                compiled_before = self._compiled_before if self._cuts_shared() else None
+                code = _timed(self.log, "codegen", emit_module, [program], self.target, "ember", compiled_before)
+                optimized = self._optimize(code.llvm_ir, helpers, bool(code.declared))
+                if optimized is None:  # it declares functions it cannot be linked with: all of it whole
+                    code = _timed(self.log, "codegen", emit_module, [program], self.target)
+                    optimized = self._optimize(code.llvm_ir, helpers, False)
+                    assert optimized is not None
             finally:
                 for helper in helpers:
                     helper.close()
@@ -265,25 +270,28 @@ class NativeBuild:
             self._compiled[graph] = compiled
         return compiled
 
-    def _optimize(self, llvm_ir: str, helpers: list[Helper]) -> OptimizedModule:
+    def _optimize(self, llvm_ir: str, helpers: list[Helper], declares_shared: bool) -> OptimizedModule | None:
         """`llvm_ir` optimized and compiled: the matmul library's functions
         each on its own, once per machine, where there is a shared store and
         a linker (shared_code.py); the rest in parts when it is large enough
         to pay, else in one piece; the parts and the shared functions not
-        compiled before dealt to this process and the helpers (parallel.py)."""
+        compiled before dealt to this process and the helpers (parallel.py).
+        None where it `declares_shared` functions and cannot be cut or joined."""
         from .backend import OptimizedModule
 
         store = self.shared_store
-        cut = split_shared(llvm_ir, SHARED_PREFIX) if store is not None and parallel.linker() is not None else None
-        program, functions = cut if cut is not None else (llvm_ir, [])
-        keys = [module_key(text, self.target) for text in functions]
+        cut = split_shared(llvm_ir, SHARED_PREFIX) if self._cuts_shared() else None
+        if cut is None and declares_shared:
+            return None
+        program, functions, compiled_before = cut if cut is not None else (llvm_ir, {}, [])
+        keys = [shared_key(name, self.target) for name in functions]
         shared = [SHARED_OBJECTS.find(key, store) for key in keys]
-        missing = [text for text, code in zip(functions, shared, strict=True) if code is None]
+        missing = [text for text, code in zip(functions.values(), shared, strict=True) if code is None]
         parts = [program]
         lines = program.count("\n") + sum(text.count("\n") for text in missing)
         if helpers and lines >= MIN_PART_LINES * (len(helpers) + 1):
             parts = split_module(program, len(helpers) + 1)
-        if len(parts) == 1 and not functions:
+        if len(parts) == 1 and cut is None:
             return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
         start = time.perf_counter()
         # the program's parts and the shared functions compiled nowhere yet,
@@ -297,10 +305,24 @@ class NativeBuild:
                 code = next(new)
                 SHARED_OBJECTS.add(key, code, store)
             objects.append(code)
+        for name in compiled_before:  # found when the module was generated, and kept since
+            code = SHARED_OBJECTS.find(shared_key(name, self.target), store)
+            if code is None:
+                raise EmberError(f"the object of {name} went missing between code generation and linking")
+            objects.append(code)
         joined = _timed(self.log, "join", join_objects, objects)
-        if joined is None:
-            return OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
-        return OptimizedModule(llvm_ir, self.target, joined, tuple(parts), tuple(functions), tuple(objects))
+        if joined is None:  # compiled whole (if it defines every function it calls)
+            return None if declares_shared else OptimizedModule(llvm_ir, self.target, self._object_here(llvm_ir))
+        return OptimizedModule(llvm_ir, self.target, joined, tuple(parts), tuple(functions.values()), tuple(objects))
+
+    def _cuts_shared(self) -> bool:
+        """Whether the matmul library's functions are compiled on their own
+        (shared_code.py): where their objects can be kept and linked."""
+        return self.shared_store is not None and parallel.linker() is not None
+
+    def _compiled_before(self, name: str) -> bool:
+        """Whether this machine has the object of shared function `name` (then kept in this process)."""
+        return SHARED_OBJECTS.find(shared_key(name, self.target), self.shared_store) is not None
 
     def _object_here(self, llvm_ir: str) -> bytes:
         """The object code of `llvm_ir`, compiled in this process (timed)."""
@@ -336,6 +358,14 @@ def module_key(text: str, target: Target) -> str:
 
     parts = [KEY_FORMAT, compiler_digest(), llvmlite.__version__, repr(target), text]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def shared_key(name: str, target: Target) -> str:
+    """The disk cache's key of the object of shared function `name`: its code
+    is a function of its name (the element type and register tile in it),
+    ember's compiler and the target (GemmLibrary), all in the key, so a
+    module that has it compiled only declares it."""
+    return module_key(f"shared function {name}", target)
 
 
 @cache

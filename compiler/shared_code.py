@@ -4,12 +4,15 @@ The matmul library's functions (codegen/gemm_library.py: packing, edge
 tiles, one-row products) take every size and stride at run time, so their
 code depends only on the element type and register tile, and most programs
 call the same ones. Each is cut out of its program's module
-(split.split_shared), compiled on its own, and its object kept by a hash of
-its text, in this process and in the disk cache: a new program, or a
-program's `predict` after its training step, then compiles only its own
-kernels. The objects are joined with the program's by the linker
-(parallel.join_objects), as the parts of a module compiled in parts are,
-and the runtime links them into the program's shared library.
+(split.split_shared), compiled on its own, and its object kept under its
+name (which, with ember's compiler and the target, both in the key,
+determines its code: native.shared_key), in this process and in the disk
+cache. A module generated later only declares the functions the machine
+has (GemmLibrary), so a new program, or a program's `predict` after its
+training step, generates and compiles only its own kernels. The objects
+are joined with the program's by the linker (parallel.join_objects), as
+the parts of a module compiled in parts are, and the runtime links them
+into the program's shared library.
 
 Nothing is cut without a linker, nor without the disk cache: the JIT, which
 loads a module's parts when there is no shared library, calls from one

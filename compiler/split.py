@@ -84,35 +84,39 @@ def split_module(text: str, parts: int) -> list[str]:
     return texts
 
 
-def split_shared(text: str, prefix: str) -> tuple[str, list[str]] | None:
-    """`text` without its internal functions named `prefix`..., which it
-    declares instead, and each of those as a module of its own that defines
-    it `hidden` (seen by the link that joins the objects, not outside it)
-    and declares only what it calls, so its text depends on the function
-    alone and not on the program around it (compiler/shared_code.py keeps
-    its object by that text). None if there are no such functions or the
-    module cannot be cut."""
+def split_shared(text: str, prefix: str) -> tuple[str, dict[str, str], list[str]] | None:
+    """Cut out of `text` the functions named `prefix`...: (the program, which
+    declares them `hidden` instead; the module of each internal one it
+    defines, by name, defining it `hidden` (seen by the link that joins the
+    objects, not outside it) and declaring only what it calls, so that its
+    text depends on the function alone, not on the program around it; the
+    names of those it only declares, whose objects were compiled before).
+    None if there are no such functions or the module cannot be cut."""
     parsed = _parse(text)
     if parsed is None:
         return None
     header, declarations, functions = parsed
     shared = [f for name, f in functions.items() if f.internal and name.startswith(prefix)]
-    if not shared:
+    declared = {match.group(1): line for line in declarations if (match := _NAME.search(line))}
+    compiled = [name for name in declared if name.startswith(prefix)]
+    if not shared and not compiled:
         return None
     names = {f.name for f in shared}
     if any(name in functions and name not in names for f in shared for name in f.calls):
         return None  # a shared function calling the program's own
-    declared = {match.group(1): line for line in declarations if (match := _NAME.search(line))}
+    for name in compiled:  # defined in another object of the same link
+        declared[name] = declared[name].replace("declare ", "declare hidden ", 1)
+    kept = [declared.get(match.group(1), line) if (match := _NAME.search(line)) else line for line in declarations]
     rest = [f for f in functions.values() if f.name not in names]
-    program = [header, *declarations, *(_declaration(f) for f in shared), *(f.text for f in rest)]
+    program = [header, *kept, *(_declaration(f) for f in shared), *(f.text for f in rest)]
     targets = "\n".join(line for line in header.splitlines() if line.startswith("target "))
-    modules = []
+    modules = {}
     for function in shared:
         calls = sorted(function.calls)
         body = [targets, *(declared[c] for c in calls if c in declared)]
         body += [_declaration(functions[c]) for c in calls if c in names]
-        modules.append("\n".join([*body, _hidden(function)]) + "\n")
-    return "\n".join(program) + "\n", modules
+        modules[function.name] = "\n".join([*body, _hidden(function)]) + "\n"
+    return "\n".join(program) + "\n", modules, compiled
 
 
 def _parse(text: str) -> tuple[str, list[str], dict[str, _Function]] | None:

@@ -237,12 +237,19 @@ def transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
 
 
 class GemmLibrary:
-    """The shared matmul functions of one module, emitted on first use."""
+    """The shared matmul functions of one module, emitted on first use: in
+    full, or only declared where `compiled(name)` says the machine has the
+    function's object already (compiler/shared_code.py): its code depends
+    on its name alone (the element type and register tile in it), ember's
+    source and the target."""
 
-    def __init__(self, module: ir.Module) -> None:
+    def __init__(self, module: ir.Module, compiled: Callable[[str], bool] | None = None) -> None:
         self.module = module
+        self._compiled = compiled
         self._functions: dict[str, ir.Function] = {}
         self._bodies: dict[str, ir.Function] = {}
+        self.declared: list[str] = []
+        """The functions only declared."""
 
     def shared(self, fn: ir.Function) -> ir.Function:
         """`fn`, or the module's earlier function with the same text but for
@@ -258,6 +265,9 @@ class GemmLibrary:
         return self._bodies[text]
 
     def _function(self, name: str, args: list[ir.Type], build) -> ir.Function:
+        if name not in self._functions and self._compiled is not None and self._compiled(name):
+            self._functions[name] = ir.Function(self.module, ir.FunctionType(VOID, args), name=name)
+            self.declared.append(name)
         if name not in self._functions:
             fn = ir.Function(self.module, ir.FunctionType(VOID, args), name=name)
             fn.linkage = "internal"

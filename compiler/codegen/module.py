@@ -9,7 +9,7 @@ its profiled twin that also times each kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -36,6 +36,8 @@ class ModuleCode:
     llvm_ir: str
     scratch_bytes: dict[str, Poly]
     thread_bytes: dict[str, int]
+    declared: tuple[str, ...] = ()
+    """The matmul library's functions it only declares (compiled before)."""
 
 
 def emit_program(
@@ -99,10 +101,17 @@ def matmul_schedules(program: KernelProgram, target: Target) -> dict[Kernel, Mat
     return {k: schedule_matmul(program, k, target) for k in program.kernels if k.matmul is not None}
 
 
-def emit_module(programs: Iterable[KernelProgram], target: Target, name: str = "ember") -> ModuleCode:
-    """The LLVM module holding every program's entry function."""
+def emit_module(
+    programs: Iterable[KernelProgram],
+    target: Target,
+    name: str = "ember",
+    compiled: Callable[[str], bool] | None = None,
+) -> ModuleCode:
+    """The LLVM module holding every program's entry function; the matmul
+    library's functions whose names `compiled` picks are only declared."""
     module = ir.Module(name=name)
     module.triple = target.triple
-    library = GemmLibrary(module)
+    library = GemmLibrary(module, compiled)
     needs = {p.name: emit_program(p, module, target, library) for p in programs}
-    return ModuleCode(str(module), {name: n[0] for name, n in needs.items()}, {name: n[1] for name, n in needs.items()})
+    scratch = {name: n[0] for name, n in needs.items()}
+    return ModuleCode(str(module), scratch, {name: n[1] for name, n in needs.items()}, tuple(library.declared))

@@ -14,7 +14,7 @@ import pytest
 
 import ember
 from ember import nn, optim
-from ember.compiler import parallel
+from ember.compiler import native, parallel
 from ember.compiler.codegen.target import initialize_llvm
 from ember.compiler.native import NativeBuild
 from ember.compiler.shared_code import SHARED_PREFIX
@@ -45,30 +45,33 @@ def own_cache(monkeypatch, tmp_path):
 
 def test_each_shared_function_becomes_a_module_of_its_own_that_the_program_declares(own_cache):
     text = module_text(16)
-    program, functions = split_shared(text, SHARED_PREFIX)
+    program, functions, compiled_before = split_shared(text, SHARED_PREFIX)
+    assert compiled_before == []  # an empty cache
     initialize_llvm()
     llvm.parse_assembly(program).verify()
-    shared = set()
-    for function in functions:
+    for name, function in functions.items():
         llvm.parse_assembly(function).verify()
-        (name,) = DEFINED.findall(function)  # one function, defined hidden
+        assert DEFINED.findall(function) == [name]  # one function, defined hidden
         assert name.startswith(SHARED_PREFIX)
         assert re.search(rf'^define hidden [^@]*@"{re.escape(name)}"', function, re.M)
         assert "; ModuleID" not in function  # nothing of the program's
-        shared.add(name)
     kept = set(DEFINED.findall(program))
-    assert kept | shared == set(DEFINED.findall(text))
-    assert not kept & shared
-    assert shared <= set(re.findall(r'^declare hidden [^@]*@"([^"]+)"', program, re.M))
+    assert kept | set(functions) == set(DEFINED.findall(text))
+    assert not kept & set(functions)
+    assert set(functions) <= set(re.findall(r'^declare hidden [^@]*@"([^"]+)"', program, re.M))
 
 
-def shared_functions(hidden: int) -> dict[str, str]:
-    """The shared functions cut out of classifier(hidden)'s step, by name."""
-    return {DEFINED.findall(text)[0]: text for text in split_shared(module_text(hidden), SHARED_PREFIX)[1]}
+def shared_functions(monkeypatch, directory, hidden: int) -> dict[str, str]:
+    """The shared functions cut out of classifier(hidden)'s step compiled
+    with an empty cache in `directory`, by name."""
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(directory))
+    ember.clear_cache()
+    return split_shared(module_text(hidden), SHARED_PREFIX)[1]
 
 
-def test_a_shared_function_has_the_same_text_in_every_program(own_cache):
-    narrow, wide, wider = shared_functions(16), shared_functions(24), shared_functions(32)
+def test_a_shared_function_has_the_same_text_in_every_program(own_cache, monkeypatch, tmp_path):
+    """What lets a module that needs a function compiled before only declare it, by name."""
+    narrow, wide, wider = (shared_functions(monkeypatch, tmp_path / str(h), h) for h in (16, 24, 32))
     assert set(wide) == set(wider)  # the same register tiles
     assert narrow.keys() & wide.keys()  # the one-vector tile's functions
     for other in (narrow, wider):
@@ -108,7 +111,10 @@ def test_a_second_program_compiles_only_its_own_kernels_and_trains_as_one_module
     classifier(24)._native.compiled("train")
     compiled = count_shared_compiles(monkeypatch)
     second = classifier(32)
-    assert second._native.compiled("train").optimized.functions
+    text = second._native.compiled("train").llvm_ir
+    assert re.search(rf'^declare [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)  # only declared
+    assert not re.search(rf'^define [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)
+    assert not second._native.compiled("train").optimized.functions
     assert compiled == []  # every shared function came from the first program's
     cut = trained(second)
     monkeypatch.setattr(parallel, "linker", lambda: None)  # nothing cut: one module
@@ -168,3 +174,12 @@ def test_helpers_compile_shared_functions_too(own_cache, monkeypatch, tmp_path):
     ember.clear_cache()
     for name, value in trained(classifier(24)).items():
         np.testing.assert_array_equal(cut[name], value)
+
+
+@needs_linker
+def test_a_module_declaring_shared_functions_that_cannot_be_cut_is_generated_again_whole(own_cache, monkeypatch):
+    classifier(24)._native.compiled("train")  # the shared functions are compiled now
+    monkeypatch.setattr(native, "split_shared", lambda text, prefix: None)
+    prog = classifier(32)
+    assert re.search(rf'^define [^@]*@"{re.escape(SHARED_PREFIX)}', prog._native.compiled("train").llvm_ir, re.M)
+    trained(prog)  # links and runs
