@@ -50,11 +50,8 @@ class OptimizedModule:
     @cached_property
     def llvm_ir(self) -> str:
         """The optimized text (of each piece in turn, for a module cut in pieces)."""
-        target = self.target
-        texts = [
-            (heading, llvm_job.optimize(text, target.triple, target.cpu, target.features))
-            for heading, text in self._pieces()
-        ]
+        machine = object_machine(self.target)
+        texts = [(heading, str(optimized(text, machine))) for heading, text in self._pieces()]
         return "\n".join(f"; {heading}\n{text}" if heading else text for heading, text in texts)
 
     @cached_property
@@ -89,11 +86,6 @@ def optimized(llvm_ir: str, machine: llvm.TargetMachine) -> llvm.ModuleRef:
         return llvm_job.optimized_module(llvm_ir, machine)
     except RuntimeError as e:
         raise EmberError(f"generated LLVM IR is invalid (a code generator bug): {e}") from None
-
-
-def optimized_text(llvm_ir: str, target: Target) -> str:
-    """The text of `llvm_ir` optimized for `target`."""
-    return str(optimized(llvm_ir, object_machine(target)))
 
 
 def compile_module(llvm_ir: str, target: Target) -> OptimizedModule:

@@ -54,11 +54,6 @@ def optimized_module(llvm_ir: str, machine: llvm.TargetMachine) -> llvm.ModuleRe
     return module
 
 
-def optimize(llvm_ir: str, triple: str, cpu: str, features: str) -> str:
-    """The optimized text of `llvm_ir` (what `object_code` compiles)."""
-    return str(optimized_module(llvm_ir, object_machine(triple, cpu, features)))
-
-
 def object_code(llvm_ir: str, triple: str, cpu: str, features: str) -> bytes:
     """`llvm_ir` optimized and compiled to relocatable, position-independent
     machine code (one parse: the optimized module is compiled as it is)."""
