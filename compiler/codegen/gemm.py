@@ -223,6 +223,8 @@ class MatmulEmitter:
         )
         if self.schedule.dots:
             self._dot_products(e, task)
+        elif self.schedule.row_vector:
+            self._gemv(e, self.gemv, task)
         elif self.gemv is None:
             self._blocked(e, task)
         else:

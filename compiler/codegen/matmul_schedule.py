@@ -70,12 +70,17 @@ class MatmulSchedule:
     b_in_place: bool
     """B's rows are contiguous: blocks of at most SMALL_M rows with K at most
     DIRECT_B_DEPTH read it in place."""
+    row_vector: bool = False
+    """C is one row at compile time (the weight gradient of a layer with one
+    output): the matrix-vector routine alone, no blocked path."""
 
     def describe(self) -> str:
         """One line for the kernels dump."""
         b = self.blocking
         if self.dots:
             return f"dot products along k, {b.dtype} x {b.lanes} lanes, then the epilogue"
+        if self.row_vector:
+            return f"one row: matrix-vector by {self.one_row}, {b.dtype} x {b.lanes} lanes, then the epilogue"
         small = f"up to {SMALL_M} rows and {b.mc}x{b.kc} elements"
         a = f"A packed by {self.pack_a} (in place {small})"
         b_in_place = f" (in place {small}, K <= {DIRECT_B_DEPTH})" if self.b_in_place else ""
@@ -103,7 +108,9 @@ def schedule_matmul(program: KernelProgram, kernel: Kernel, target: Target) -> M
     else:
         partial = "output" if mm.output in kernel.stores else "scratch"
     pack_a = "columns" if a.strides[0] == Poly.of(1) else _packed_by(a)
-    return MatmulSchedule(plan, dots, gemv_kind(a, b), partial, pack_a, _packed_by(b), rows_contiguous(b))
+    one_row = gemv_kind(a, b)
+    row_vector = rows == 1 and one_row is not None and not dots
+    return MatmulSchedule(plan, dots, one_row, partial, pack_a, _packed_by(b), rows_contiguous(b), row_vector)
 
 
 def _packed_by(matrix: Access) -> str:

@@ -1074,3 +1074,34 @@ def test_layers_alike_share_one_microkernel() -> None:
         assert prog.train_step(x, y) == pytest.approx(reference.train_step(x, y), rel=1e-5)
     for name, value in reference.parameters.items():
         np.testing.assert_allclose(prog.parameters[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_one_row_weight_gradient_runs_the_matrix_vector_routine_alone() -> None:
+    """The weight gradient of a layer with one output is a row at compile time
+    (C is 1 x in): its kernel is the matrix-vector routine and its epilogue,
+    with no blocked path (nothing packed), over a batch deeper than a K block;
+    the step trains as the reference interpreter."""
+    from ember import nn, optim
+
+    def program(backend: str) -> ember.Program:
+        model = nn.Sequential(nn.Linear(37, 1))
+        return ember.compile(model, nn.MSELoss(), optim.Adam(lr=0.01), backend=backend, seed=2)
+
+    prog, reference = program("native"), program("reference")
+    build = prog._native
+    kernels = build.programs["train"].kernels
+    gradient = next(k for k in kernels if k.matmul is not None and k.matmul.output.type.shape == (1, 37))
+    schedule = schedule_matmul(build.programs["train"], gradient, build.target)
+    assert schedule.row_vector
+    assert schedule.one_row == "rows"
+    text = build.compiled("train").llvm_ir
+    task = re.search(rf'^define [^\n]*@"train_step\.{gradient.name}\.task"\(.*?^}}$', text, re.M | re.S).group(0)
+    assert "gemv_rows" in task
+    assert "pack_" not in task
+    assert "micro.masked" not in task
+    rng = np.random.default_rng(1)
+    for rows in (1300, 7, 1):  # deeper than any K block; odd; one row
+        x, y = rng.standard_normal((rows, 37)).astype(np.float32), rng.standard_normal((rows, 1)).astype(np.float32)
+        assert prog.train_step(x, y) == pytest.approx(reference.train_step(x, y), rel=1e-5)
+    for name, value in reference.parameters.items():
+        np.testing.assert_allclose(prog.parameters[name], value, rtol=1e-4, atol=1e-6)
