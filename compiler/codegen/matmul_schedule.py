@@ -59,7 +59,8 @@ class MatmulSchedule:
     None (the blocked path)."""
     partial_sums: str | None
     """Where C's partial sums live between KC blocks: "output" (C itself, when
-    the kernel stores it), "scratch", or None (K fits one block, or dots)."""
+    the kernel stores it), "scratch", or None (K fits one block, dots, or a
+    row vector: the matrix-vector routines take the whole depth at once)."""
     pack_a: str
     """How A's panels are packed: "rows" (its rows contiguous), "columns"
     (stored transposed: MR rows adjacent at every k, as dY.T) or "elements";
@@ -102,14 +103,14 @@ def schedule_matmul(program: KernelProgram, kernel: Kernel, target: Target) -> M
     rows, columns = (d if isinstance(d, int) else None for d in mm.output.type.shape)
     depth = inner_size(mm)
     plan = blocking(target, mm.output.type.dtype, columns, rows, depth if isinstance(depth, int) else None)
-    dots = isinstance(columns, int) and columns <= DOT_COLUMNS and gemv_kind(a, b) == "columns"
-    if (isinstance(depth, int) and depth <= plan.kc) or dots:
+    one_row = gemv_kind(a, b)
+    dots = isinstance(columns, int) and columns <= DOT_COLUMNS and one_row == "columns"
+    row_vector = rows == 1 and one_row is not None and not dots
+    if (isinstance(depth, int) and depth <= plan.kc) or dots or row_vector:
         partial = None
     else:
         partial = "output" if mm.output in kernel.stores else "scratch"
     pack_a = "columns" if a.strides[0] == Poly.of(1) else _packed_by(a)
-    one_row = gemv_kind(a, b)
-    row_vector = rows == 1 and one_row is not None and not dots
     return MatmulSchedule(plan, dots, one_row, partial, pack_a, _packed_by(b), rows_contiguous(b), row_vector)
 
 

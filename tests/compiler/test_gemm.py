@@ -1094,6 +1094,7 @@ def test_a_one_row_weight_gradient_runs_the_matrix_vector_routine_alone() -> Non
     schedule = schedule_matmul(build.programs["train"], gradient, build.target)
     assert schedule.row_vector
     assert schedule.one_row == "rows"
+    assert schedule.partial_sums is None  # the routine takes the whole depth at once
     text = build.compiled("train").llvm_ir
     task = re.search(rf'^define [^\n]*@"train_step\.{gradient.name}\.task"\(.*?^}}$', text, re.M | re.S).group(0)
     assert "gemv_rows" in task
