@@ -254,8 +254,8 @@ class NativeBuild:
             # started first: their start-up overlaps the code generation below
             helpers = start_helpers(min(compile_jobs(), _parts_worth_cutting(program)))
             try:
-                compiled_before = self._compiled_before if self._cuts_shared() else None
-                code = _timed(self.log, "codegen", emit_module, [program], self.target, "ember", compiled_before)
+                has_object = self._has_object if self._cuts_shared() else None
+                code = _timed(self.log, "codegen", emit_module, [program], self.target, "ember", has_object)
                 optimized = self._optimize(code.llvm_ir, helpers, bool(code.declared))
                 if optimized is None:  # it declares functions it cannot be linked with: all of it whole
                     code = _timed(self.log, "codegen", emit_module, [program], self.target)
@@ -320,7 +320,7 @@ class NativeBuild:
         (shared_code.py): where their objects can be kept and linked."""
         return self.shared_store is not None and parallel.linker() is not None
 
-    def _compiled_before(self, name: str) -> bool:
+    def _has_object(self, name: str) -> bool:
         """Whether this machine has the object of shared function `name` (then kept in this process)."""
         return SHARED_OBJECTS.find(shared_key(name, self.target), self.shared_store) is not None
 

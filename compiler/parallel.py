@@ -128,12 +128,13 @@ def start_helpers(parts: int) -> list[Helper]:
 def deal(texts: list[str], workers: int) -> list[list[int]]:
     """The indices of `texts` each of `workers` compiles: largest first, each
     to the worker with the fewest lines so far (worker 0: this process)."""
+    sizes = [text.count("\n") for text in texts]
     shares: list[list[int]] = [[] for _ in range(workers)]
     lines = [0] * workers
-    for i in sorted(range(len(texts)), key=lambda i: -texts[i].count("\n")):
+    for i in sorted(range(len(texts)), key=lambda i: -sizes[i]):
         lightest = min(range(workers), key=lambda w: (lines[w], w))
         shares[lightest].append(i)
-        lines[lightest] += texts[i].count("\n")
+        lines[lightest] += sizes[i]
     return shares
 
 
@@ -150,13 +151,13 @@ def compile_in_parts(
     # pipes release the GIL) while this thread compiles its own
     with ThreadPoolExecutor(max_workers=max(1, len(helpers))) as pool:
         sent = [
-            pool.submit(helper.compile, [texts[i] for i in share], target)
+            (pool.submit(helper.compile, [texts[i] for i in share], target), share)
             for helper, share in zip(helpers, shares[1:], strict=True)
             if share
         ]
         for i in shares[0]:
             objects[i] = compile_here(texts[i])
-        for future, share in zip(sent, [share for share in shares[1:] if share], strict=True):
+        for future, share in sent:
             done = future.result() or [compile_here(texts[i]) for i in share]
             for i, code in zip(share, done, strict=True):
                 objects[i] = code

@@ -137,10 +137,9 @@ def test_a_new_process_takes_the_shared_functions_from_the_disk_cache(own_cache,
     assert compiled == []
 
 
+@needs_linker
 def test_the_optimized_dump_shows_the_shared_functions_apart(own_cache):
     prog = classifier(16)
-    if parallel.linker() is None:
-        pytest.skip("nothing is cut without a C compiler")
     text = prog.dump("llvm-opt")
     count = len(prog._native.compiled("train").optimized.functions)
     assert f"; shared function {count} of {count}" in text
