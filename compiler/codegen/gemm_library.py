@@ -264,7 +264,9 @@ class GemmLibrary:
             del self.module.globals[fn.name]
         return self._bodies[text]
 
-    def _function(self, name: str, args: list[ir.Type], build) -> ir.Function:
+    def function(self, name: str, args: list[ir.Type], build) -> ir.Function:
+        """The library function `name`(args), its body emitted by `build(builder, *args)`
+        the first time it is asked for (or only declared: see the class)."""
         if name not in self._functions and self._compiled is not None and self._compiled(name):
             self._functions[name] = ir.Function(self.module, ir.FunctionType(VOID, args), name=name)
             self.declared.append(name)
@@ -291,7 +293,7 @@ class GemmLibrary:
         the kernel's epilogue (gemm.py)."""
         name = f"ember.gemm.micro.masked.{plan.key}"
         args = [PTR, I64, I64, I64, PTR, I64, I64, I64, PTR, I64]
-        return self._function(name, args, lambda b, *a: self._micro_masked(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._micro_masked(b, plan, *a))
 
     def _micro_masked(self, b, plan: Blocking, *operands) -> None:
         tile = operands[8]
@@ -305,7 +307,7 @@ class GemmLibrary:
         `out` holds `cols` rounded up to whole vectors."""
         name = f"ember.gemm.gemv_rows.{plan.key}"
         args = [PTR, I64, PTR, I64, I64, I64, PTR]
-        return self._function(name, args, lambda b, *a: self._gemv_rows(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._gemv_rows(b, plan, *a))
 
     def _gemv_rows(self, b, plan: Blocking, a, a_cols, bp, b_rows, cols, depth, out) -> None:
         element = float_type(plan.dtype)
@@ -356,7 +358,7 @@ class GemmLibrary:
         (x @ W.T for one x): dot products along k, GEMV_COLUMNS columns at a time."""
         name = f"ember.gemm.gemv_columns.{plan.key}"
         args = [PTR, PTR, I64, I64, I64, PTR]
-        return self._function(name, args, lambda b, *a: self._gemv_columns(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._gemv_columns(b, plan, *a))
 
     def _gemv_columns(self, b, plan: Blocking, a, bp, b_cols, cols, depth, tile) -> None:
         with for_range(b, i64(0), cols, GEMV_COLUMNS, name="g") as g0:
@@ -371,7 +373,7 @@ class GemmLibrary:
         layer would waste 6 of 16 lanes there)."""
         name = f"ember.gemm.dots.{plan.key}"
         args = [PTR, I64, I64, PTR, I64, I64, I64, PTR]
-        return self._function(name, args, lambda b, *a: self._dots(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._dots(b, plan, *a))
 
     def _dots(self, b, plan: Blocking, a, a_rows, rows, bp, b_cols, cols, depth, tile) -> None:
         block = DOT_BLOCK if plan.lanes * plan.itemsize >= 64 else DOT_BLOCK_16_REGISTERS
@@ -435,7 +437,7 @@ class GemmLibrary:
         """pack_b_rows(src, src_rows, depth, cols, dst): a panel of B whose rows
         are contiguous (B(k, j) at src + k*src_rows + j) into dst[KC][NR]."""
         name = f"ember.gemm.pack_b_rows.{plan.key}"
-        return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_b_rows(b, plan, *a))
+        return self.function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_b_rows(b, plan, *a))
 
     def _pack_b_rows(self, b, plan: Blocking, src, src_rows, depth, cols, dst) -> None:
         element = float_type(plan.dtype)
@@ -453,7 +455,7 @@ class GemmLibrary:
         columns are contiguous (B(k, j) at src + j*src_cols + k: a transposed
         weight) into dst[KC][NR], transposing W x W blocks in registers."""
         name = f"ember.gemm.pack_b_columns.{plan.key}"
-        return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_b_columns(b, plan, *a))
+        return self.function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_b_columns(b, plan, *a))
 
     def _pack_b_columns(self, b, plan: Blocking, src, src_cols, depth, cols, dst) -> None:
         element = float_type(plan.dtype)
@@ -477,7 +479,7 @@ class GemmLibrary:
         layout, element by element, into dst[KC][NR] (zeros past `cols`)."""
         name = f"ember.gemm.pack_b_elements.{plan.key}"
         args = [PTR, I64, I64, I64, I64, PTR]
-        return self._function(name, args, lambda b, *a: self._pack_b_elements(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._pack_b_elements(b, plan, *a))
 
     def _pack_b_elements(self, b, plan: Blocking, src, src_rows, src_cols, depth, cols, dst) -> None:
         _pack_elements(b, plan, src, src_rows, src_cols, cols, depth, plan.nr, dst)
@@ -491,7 +493,7 @@ class GemmLibrary:
         at a time (a group of fewer rows is padded with zero vectors, which
         LLVM folds away)."""
         name = f"ember.gemm.pack_a_rows.{plan.key}"
-        return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_rows(b, plan, *a))
+        return self.function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_rows(b, plan, *a))
 
     def _pack_a_rows(self, b, plan: Blocking, src, src_rows, rows, depth, dst) -> None:
         element = float_type(plan.dtype)
@@ -523,7 +525,7 @@ class GemmLibrary:
         place instead, a k step 2^n bytes from the last maps to the same few
         L1 sets (measured on dY.T @ X 2048x1024, K = 256: 1.3x faster packed)."""
         name = f"ember.gemm.pack_a_columns.{plan.key}"
-        return self._function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_columns(b, plan, *a))
+        return self.function(name, [PTR, I64, I64, I64, PTR], lambda b, *a: self._pack_a_columns(b, plan, *a))
 
     def _pack_a_columns(self, b, plan: Blocking, src, src_cols, rows, depth, dst) -> None:
         element = float_type(plan.dtype)
@@ -546,7 +548,7 @@ class GemmLibrary:
         of A in any layout, element by element, into dst[KC][MR]."""
         name = f"ember.gemm.pack_a_elements.{plan.key}"
         args = [PTR, I64, I64, I64, I64, PTR]
-        return self._function(name, args, lambda b, *a: self._pack_a_elements(b, plan, *a))
+        return self.function(name, args, lambda b, *a: self._pack_a_elements(b, plan, *a))
 
     def _pack_a_elements(self, b, plan: Blocking, src, src_rows, src_cols, rows, depth, dst) -> None:
         _pack_elements(b, plan, src, src_cols, src_rows, rows, depth, plan.mr, dst)
@@ -557,7 +559,7 @@ class GemmLibrary:
         tile_store(tile, c, c_rows, rows, cols): C[0:rows, 0:cols] = tile."""
         name = f"ember.gemm.tile_{'load' if load else 'store'}.{plan.key}"
         args = [PTR, PTR, I64, I64, I64]
-        return self._function(name, args, lambda b, *a: self._tile_move(b, plan, load, *a))
+        return self.function(name, args, lambda b, *a: self._tile_move(b, plan, load, *a))
 
     def _tile_move(self, b, plan: Blocking, load: bool, tile, c, c_rows, rows, cols) -> None:
         """A whole tile moves whole vectors; only an edge tile masks them (an

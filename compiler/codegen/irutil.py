@@ -99,7 +99,9 @@ def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
 
 
 @contextmanager
-def for_range(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, name: str = "i") -> Iterator[ir.Value]:
+def for_range(
+    b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value = 1, name: str = "i"
+) -> Iterator[ir.Value]:
     """`for (i = start; i < stop; i += step)`; yields `i` (i64) inside the body."""
     before = b.block
     head = b.append_basic_block(f"{name}.head")
@@ -112,7 +114,7 @@ def for_range(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, n
     b.cbranch(b.icmp_signed("<", index, stop), body, done)
     b.position_at_end(body)
     yield index
-    index.add_incoming(b.add(index, i64(step), name=f"{name}.next"), b.block)
+    index.add_incoming(b.add(index, i64(step) if isinstance(step, int) else step, name=f"{name}.next"), b.block)
     b.branch(head)
     b.position_at_end(done)
 

@@ -5,9 +5,10 @@ blocking derived from the target.
 
 Graphs with symbolic M, N, K are compiled once and run at many sizes. Which
 routines a kernel uses is read from the optimized LLVM IR of its task
-function (`ember.gemm.pack_b_columns...`): a call that survives
-optimization is a path the kernel can take, and the shapes run next to it
-are chosen so that it does."""
+function and of the library's task routine it calls
+(`ember.gemm.pack_b_columns...`): a call that survives optimization is a
+path the kernel can take, and the shapes run next to it are chosen so that
+it does."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ import pytest
 from native_helpers import make_graph, native, tensor
 
 import ember
-from ember.compiler.backend import compile_module
-from ember.compiler.codegen.gemm import shared_scratch
+from ember.compiler.backend import compile_module, object_machine, optimized
+from ember.compiler.codegen.gemm import shared_scratch, task_shape
 from ember.compiler.codegen.gemm_library import (
     NARROW_TILE,
     TILE,
@@ -39,6 +40,7 @@ from ember.compiler.codegen.gemm_library import (
     tile_rows,
     transpose,
 )
+from ember.compiler.codegen.gemm_task import TaskShape, task_routine
 from ember.compiler.codegen.irutil import I64, PTR, VOID
 from ember.compiler.codegen.matmul_schedule import DOT_COLUMNS, SMALL_M, MatmulSchedule, inner_size, schedule_matmul
 from ember.compiler.codegen.target import Target, host_target
@@ -95,23 +97,41 @@ def schedule_of(fn: GraphFunction, kernel: Kernel, target: Target = HOST) -> Mat
     return schedule
 
 
-_ROUTINE = r"call [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\b"
+_ROUTINE = r"(?:call|store) [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\b"
 
 
 def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
-    """The gemm library routines the optimized task function of `kernel` still
-    calls, and its microkernel ("micro": its own, or the same one of an
-    earlier kernel, GemmLibrary.shared): routine name -> keys
-    (`f32.6x2x16`) it calls them with."""
+    """The gemm library routines a task of `kernel` still calls once
+    optimized: its task function's, those of the library's task routine it
+    calls (gemm_task.py, generated again here: a program compiled after
+    the library only declares it) and its microkernel ("micro": its own,
+    or the same one of an earlier kernel, GemmLibrary.shared), which the
+    task hands to the routine: routine name -> keys (`f32.6x2x16`) it
+    calls them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
     name = re.escape(f"{program(fn).name}.{kernel.name}.task")
     match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
     assert match is not None, f"no task function for {kernel}"
+    schedule = schedule_matmul(program(fn), kernel, fn.build.target)
+    name, routine = task_routine_text(task_shape(kernel, schedule), schedule.blocking, fn.build.target)
+    assert re.search(rf'call [^\n@]*@"?{re.escape(name)}"?\(', match.group(0)), f"{kernel} does not call {name}"
     routines: dict[str, set[str]] = {}
     owner = rf"(?:ember\.gemm|{re.escape(program(fn).name)}\.k\d+)"
-    for routine, dtype, mr, vectors, lanes in re.findall(_ROUTINE.format(owner=owner), match.group(0)):
-        routines.setdefault(routine, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}")
+    for body in (match.group(0), routine):
+        for routine_name, dtype, mr, vectors, lanes in re.findall(_ROUTINE.format(owner=owner), body):
+            if not routine_name.startswith("task."):
+                routines.setdefault(routine_name, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}")
     return routines
+
+
+def task_routine_text(shape: TaskShape, plan: Blocking, target: Target) -> tuple[str, str]:
+    """(name, optimized text) of the library's task routine of `shape` on register tile `plan`."""
+    module = ir.Module()
+    routine = task_routine(GemmLibrary(module), plan, shape)
+    routine.linkage = ""  # kept by the optimizer without a caller
+    text = str(optimized(str(module), object_machine(target)))
+    found = re.search(rf'^define [^\n]*@"?{re.escape(routine.name)}"?\(.*?^}}$', text, re.M | re.S)
+    return routine.name, found.group(0)
 
 
 def rtol(dtype: DType, k: int) -> float:
@@ -1049,7 +1069,8 @@ def test_blocks_of_a_large_cache_are_whole_tiles_when_run() -> None:
 
 def test_layers_alike_share_one_microkernel() -> None:
     """The hidden layers of an MLP (the same epilogue on tensors that live
-    elsewhere, with other strides) call one microkernel, which LLVM then
+    elsewhere, with other strides) hand the library's task routine one
+    microkernel, which LLVM then
     optimizes and compiles once; the step still trains as the reference."""
     from ember import nn, optim
 
@@ -1061,7 +1082,7 @@ def test_layers_alike_share_one_microkernel() -> None:
     text = prog._native.compiled("train").llvm_ir
     tasks = re.findall(r'^define [^\n]*@"(train_step\.k\d+)\.task"\(.*?^}$', text, re.M | re.S)
     calls = {
-        task: set(re.findall(r'call [^\n@]*@"(train_step\.k\d+\.micro[^"]*)"', body))
+        task: set(re.findall(r'store [^\n@]*@"(train_step\.k\d+\.micro[^"]*)"', body))
         for task, body in zip(tasks, re.findall(r'^define [^\n]*\.task"\(.*?^}$', text, re.M | re.S), strict=True)
     }
     defined = set(re.findall(r'^define [^\n]*@"(train_step\.k\d+\.micro[^"]*)"', text, re.M))
@@ -1097,9 +1118,11 @@ def test_a_one_row_weight_gradient_runs_the_matrix_vector_routine_alone() -> Non
     assert schedule.partial_sums is None  # the routine takes the whole depth at once
     text = build.compiled("train").llvm_ir
     task = re.search(rf'^define [^\n]*@"train_step\.{gradient.name}\.task"\(.*?^}}$', text, re.M | re.S).group(0)
-    assert "gemv_rows" in task
-    assert "pack_" not in task
-    assert "micro.masked" not in task
+    name, routine = task_routine_text(task_shape(gradient, schedule), schedule.blocking, build.target)
+    assert f'@"{name}"' in task
+    assert "gemv_rows" in routine
+    assert "pack_" not in routine
+    assert "micro.masked" not in routine
     rng = np.random.default_rng(1)
     for rows in (1300, 7, 1):  # deeper than any K block; odd; one row
         x, y = rng.standard_normal((rows, 37)).astype(np.float32), rng.standard_normal((rows, 1)).astype(np.float32)
