@@ -1,9 +1,11 @@
 """Functions compiled once per machine, not once per program.
 
 The matmul library's functions (codegen/gemm_library.py: packing, edge
-tiles, one-row products) take every size and stride at run time, so their
-code depends only on the element type and register tile, and most programs
-call the same ones. Each is cut out of its program's module
+tiles, one-row products; codegen/gemm_task.py: the loops of a task) take
+every size and stride at run time, so their code depends only on the
+element type, register tile and how the operands are packed, and most
+programs call the same ones; so does scalar math on hyperparameters
+(codegen/kernel.py's scalar_function: the pow of Adam's bias corrections). Each is cut out of its program's module
 (split.split_shared), compiled on its own, and its object kept under its
 name (which, with ember's compiler and the target, both in the key,
 determines its code: native.shared_key), in this process and in the disk
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-SHARED_PREFIX = "ember.gemm."
-"""The names of the functions compiled once per machine."""
+SHARED_PREFIX = "ember."
+"""The names of the functions compiled once per machine: the matmul
+library's (`ember.gemm.`) and scalar math (`ember.math.`, codegen/kernel.py's
+scalar_function). No function of a program's own is named so."""
 
 
 class ObjectStore(Protocol):

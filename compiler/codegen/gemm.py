@@ -99,8 +99,8 @@ class MatmulEmitter:
         program, kernel = kernel_emitter.program, kernel_emitter.kernel
         self.gemv = schedule.one_row
         module, target = kernel_emitter.fn.module, kernel_emitter.target
-        self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64))
-        micro = KernelEmitter(program, kernel, module, target, f".micro.{plan.key}", MICRO_ARGS[1:])
+        self.task_emitter = KernelEmitter(program, kernel, module, target, ".task", (I64, I64), library)
+        micro = KernelEmitter(program, kernel, module, target, f".micro.{plan.key}", MICRO_ARGS[1:], library)
         micro.take_from_caller()  # scalars computed once per task, not once per tile
         self.micro_emitter = micro
 

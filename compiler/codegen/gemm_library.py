@@ -237,8 +237,9 @@ def transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
 
 
 class GemmLibrary:
-    """The shared matmul functions of one module, emitted on first use: in
-    full, or only declared where `compiled(name)` says the machine has the
+    """The shared functions of one module (the matmul library's, and scalar
+    math: kernel.py's scalar_function), emitted on first use: in full, or
+    only declared where `compiled(name)` says the machine has the
     function's object already (compiler/shared_code.py): its code depends
     on its name alone (the element type and register tile in it), ember's
     source and the target."""
@@ -264,22 +265,23 @@ class GemmLibrary:
             del self.module.globals[fn.name]
         return self._bodies[text]
 
-    def function(self, name: str, args: list[ir.Type], build) -> ir.Function:
-        """The library function `name`(args), its body emitted by `build(builder, *args)`
-        the first time it is asked for (or only declared: see the class)."""
+    def function(self, name: str, args: list[ir.Type], build, result: ir.Type = VOID) -> ir.Function:
+        """The library function `name`(args) -> `result`, its body emitted by
+        `build(builder, *args)` (which returns the result, if any) the first
+        time it is asked for (or only declared: see the class)."""
         if name not in self._functions and self._compiled is not None and self._compiled(name):
-            self._functions[name] = ir.Function(self.module, ir.FunctionType(VOID, args), name=name)
+            self._functions[name] = ir.Function(self.module, ir.FunctionType(result, args), name=name)
             self.declared.append(name)
         if name not in self._functions:
-            fn = ir.Function(self.module, ir.FunctionType(VOID, args), name=name)
+            fn = ir.Function(self.module, ir.FunctionType(result, args), name=name)
             fn.linkage = "internal"
-            fn.attributes.add("noinline")  # shared by every matmul of the module: compiled once
+            fn.attributes.add("noinline")  # shared by every kernel of the module: compiled once
             for arg in fn.args:
                 if isinstance(arg.type, ir.PointerType):
                     arg.add_attribute("noalias")
             b = ir.IRBuilder(fn.append_basic_block("entry"))
-            build(b, *fn.args)
-            b.ret_void()
+            value = build(b, *fn.args)
+            b.ret_void() if result is VOID else b.ret(value)
             self._functions[name] = fn
         return self._functions[name]
 

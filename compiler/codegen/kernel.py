@@ -14,11 +14,27 @@ from dataclasses import dataclass, field
 
 import llvmlite.ir as ir
 
-from ...ir import DType, Node, Value
+from ...ir import DType, Node, OpDef, Value
 from ..fusion import Kernel, node_class
 from ..plan import KernelProgram, operand_view
 from ..symbolic import Poly, product
-from .irutil import I1, I8, I32, I64, PTR, VOID, constant, declare, i64, intrinsic_suffix, memory_type, splat, vector_of
+from .gemm_library import GemmLibrary
+from .irutil import (
+    I1,
+    I8,
+    I32,
+    I64,
+    PTR,
+    VOID,
+    constant,
+    declare,
+    i64,
+    intrinsic_suffix,
+    memory_type,
+    scalar_type,
+    splat,
+    vector_of,
+)
 from .target import Target
 from .vecmath import Math, Val
 
@@ -69,13 +85,16 @@ class KernelEmitter:
         target: Target,
         part: str = "",
         extra_args: tuple[ir.Type, ...] = (),
+        library: GemmLibrary | None = None,
     ) -> None:
         """The function `{program}.{kernel}{part}(args, *extra_args)`: the
         kernel itself, or with a `part` suffix a helper of it (a matmul's
-        task or epilogue) that addresses memory the same way."""
+        task or epilogue) that addresses memory the same way; it calls
+        `library`'s shared functions (by default, a library of its own)."""
         self.program = program
         self.kernel = kernel
         self.target = target
+        self.library = library or GemmLibrary(module)
         self.fn = ir.Function(
             module, ir.FunctionType(VOID, [PTR, *extra_args]), name=f"{program.name}.{kernel.name}{part}"
         )
@@ -217,7 +236,11 @@ class KernelEmitter:
                 value = m.cast(Val(count, DType.int64), node.output.type.dtype)
             else:
                 operands = [self._scalar_operand(v, b) for v in node.inputs]
-                value = node.op.emit(m, *operands, **node.attrs)
+                if node.op.name in OUTLINED_SCALARS and not node.attrs:
+                    fn = scalar_function(self.library, node.op, [v.dtype for v in operands], node.output.type.dtype)
+                    value = Val(b.call(fn, [v.ir for v in operands]), node.output.type.dtype)
+                else:
+                    value = node.op.emit(m, *operands, **node.attrs)
             self._scalars[node] = value
         return self._scalars[node]
 
@@ -406,6 +429,26 @@ class KernelEmitter:
         if lanes == 1:
             return flat
         return m.add(flat, Val(ir.Constant(vector_of(I64, lanes), list(range(lanes))), DType.int64))
+
+
+OUTLINED_SCALARS = frozenset({"pow", "exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "erf", "sigmoid"})
+"""Ops whose scalar code is long (range reduction, polynomials, special
+cases). A kernel computes its inline scalars once per call, so for these
+it calls a function of the module (scalar_function) instead of holding
+their code: Adam's bias corrections are two pows in each kernel that
+updates a parameter."""
+
+
+def scalar_function(library: GemmLibrary, op: OpDef, dtypes: list[DType], result: DType) -> ir.Function:
+    """`ember.math.OP.DTYPES`: op `op` (without attributes) on scalars of
+    `dtypes`, in `library`: its text depends on its name alone, so
+    compiler/shared_code.py compiles it once per machine."""
+
+    def build(b: ir.IRBuilder, *args: ir.Argument) -> ir.Value:
+        return op.emit(Math(b, 1), *(Val(arg, d) for arg, d in zip(args, dtypes, strict=True))).ir
+
+    name = ".".join(["ember.math", op.name, *(str(d) for d in dtypes)])
+    return library.function(name, [scalar_type(d) for d in dtypes], build, scalar_type(result))
 
 
 def _first_lane(b: ir.IRBuilder, value: ir.Value) -> ir.Value:

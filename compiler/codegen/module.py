@@ -37,7 +37,7 @@ class ModuleCode:
     scratch_bytes: dict[str, Poly]
     thread_bytes: dict[str, int]
     declared: tuple[str, ...] = ()
-    """The matmul library's functions it only declares (compiled before)."""
+    """The shared functions it only declares (compiled before)."""
 
 
 def emit_program(
@@ -51,14 +51,14 @@ def emit_program(
     scratch = Poly()
     functions = []
     for kernel in program.kernels:
-        emitter = KernelEmitter(program, kernel, module, target)
+        emitter = KernelEmitter(program, kernel, module, target, library=library)
         if kernel in schedules:
             scratch = maximum(scratch, shared_scratch(kernel, schedules[kernel]))
             functions.append(emit_matmul_kernel(emitter, schedules[kernel], thread_bytes, library))
         elif kernel.rows is not None:
             functions.append(emit_row_kernel(emitter))
         elif kernel.kind == "collective":
-            copy = KernelEmitter(program, kernel, module, target, part=".copy")
+            copy = KernelEmitter(program, kernel, module, target, part=".copy", library=library)
             functions.append(emit_collective_kernel(emitter, copy))
         else:
             functions.append(emit_loop_kernel(emitter))
@@ -107,8 +107,8 @@ def emit_module(
     name: str = "ember",
     compiled: Callable[[str], bool] | None = None,
 ) -> ModuleCode:
-    """The LLVM module holding every program's entry function; the matmul
-    library's functions whose names `compiled` picks are only declared."""
+    """The LLVM module holding every program's entry function; the shared
+    functions whose names `compiled` picks are only declared."""
     module = ir.Module(name=name)
     module.triple = target.triple
     library = GemmLibrary(module, compiled)

@@ -52,7 +52,7 @@ def emit_row_kernel(e: KernelEmitter) -> ir.Function:
         kernel.emit()
         return e.finish()
     b = e.b
-    task_emitter = KernelEmitter(e.program, e.kernel, e.fn.module, e.target, ".task", (I64, I64))
+    task_emitter = KernelEmitter(e.program, e.kernel, e.fn.module, e.target, ".task", (I64, I64), e.library)
     task = RowKernel(task_emitter)
     rows, row_size = e.poly(kernel.nest.sizes[0]), e.poly(product(kernel.nest.sizes[1:]))
     tasks, _ = _split_rows(b, rows, e.target.cores)

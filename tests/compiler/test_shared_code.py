@@ -106,6 +106,18 @@ def trained(prog: ember.Program) -> dict[str, np.ndarray]:
     return {name: value.copy() for name, value in prog.state_dict().items()}
 
 
+def test_scalar_math_on_hyperparameters_is_one_shared_function(own_cache):
+    """Adam's bias corrections (powers of beta1 and beta2 by the step), which
+    every kernel that updates a parameter computes, call one function named
+    as shared code, compiled once per machine like the matmul library's."""
+    text = module_text(16)
+    pow_ = re.escape('@"ember.math.pow.f32.f32"')
+    assert len(re.findall(rf"^define [^@]*{pow_}", text, re.M)) == 1
+    bodies = re.findall(r'^define [^@]*@"(train_step\.k\d+)[^"]*"(\(.*?^}$)', text, re.M | re.S)
+    callers = {kernel for kernel, body in bodies if re.search(rf"call float {pow_}", body)}
+    assert len(callers) == 6  # the weight and bias of each of three layers
+
+
 @needs_linker
 def test_a_second_program_compiles_only_its_own_kernels_and_trains_as_one_module(own_cache, monkeypatch, tmp_path):
     classifier(24)._native.compiled("train")

@@ -389,7 +389,8 @@ def test_the_adam_update_of_a_bias_is_vector_code(deep_mlp):
     body = function_asm(deep_mlp.dump("asm"), f"train_step.{name}")
     arithmetic = vector_arithmetic(body)
     assert {"vsqrtps", "vdivps", "vmulps"} <= set(arithmetic), arithmetic  # sqrt(v), m / denom, beta * m
-    assert not called_symbols(body)
+    # only the bias corrections' powers, once per call: ember's shared scalar math, not libm
+    assert set(called_symbols(body)) <= {"ember.math.pow.f32.f32"}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
