@@ -244,13 +244,21 @@ class GemmLibrary:
     on its name alone (the element type and register tile in it), ember's
     source and the target."""
 
-    def __init__(self, module: ir.Module, compiled: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        module: ir.Module,
+        compiled: Callable[[str], bool] | None = None,
+        printed: dict[str, str] | None = None,
+    ) -> None:
         self.module = module
         self._compiled = compiled
         self._functions: dict[str, ir.Function] = {}
         self._bodies: dict[str, ir.Function] = {}
         self.declared: list[str] = []
         """The functions only declared."""
+        self.printed = {} if printed is None else printed
+        """The text of each function `shared` kept, by name: printing it again
+        for the module would double the time it takes (module.py)."""
 
     def shared(self, fn: ir.Function) -> ir.Function:
         """`fn`, or the module's earlier function with the same text but for
@@ -258,9 +266,11 @@ class GemmLibrary:
         whose epilogues compute the same thing on tensors that live in
         different places (the layers of an MLP) share one microkernel:
         LLVM optimizes and compiles it once."""
-        text = str(fn).replace(fn.get_reference(), "@_", 1)
+        printed = str(fn)
+        text = printed.replace(fn.get_reference(), "@_", 1)
         if text not in self._bodies:
             self._bodies[text] = fn
+            self.printed[fn.name] = printed
         elif self._bodies[text] is not fn:
             del self.module.globals[fn.name]
         return self._bodies[text]

@@ -40,6 +40,20 @@ class ModuleCode:
     """The shared functions it only declares (compiled before)."""
 
 
+class _Module(ir.Module):
+    """An LLVM module that prints the functions whose text it is given from
+    that text: llvmlite's printing is a third of code generation, and the
+    library prints every microkernel to find those alike (GemmLibrary.shared)."""
+
+    def __init__(self, name: str, printed: dict[str, str]) -> None:
+        super().__init__(name=name)
+        self.printed = printed
+
+    def _get_body_lines(self) -> list[str]:  # llvmlite's, taking the texts given
+        lines = [t.get_declaration() for t in self.get_identified_types().values()]
+        return lines + [self.printed.get(v.name) or str(v) for v in self.globals.values()]
+
+
 def emit_program(
     program: KernelProgram, module: ir.Module, target: Target, library: GemmLibrary, profiled: bool = True
 ) -> tuple[Poly, int]:
@@ -109,9 +123,10 @@ def emit_module(
 ) -> ModuleCode:
     """The LLVM module holding every program's entry function; the shared
     functions whose names `compiled` picks are only declared."""
-    module = ir.Module(name=name)
+    printed: dict[str, str] = {}
+    module = _Module(name, printed)
     module.triple = target.triple
-    library = GemmLibrary(module, compiled)
+    library = GemmLibrary(module, compiled, printed)
     needs = {p.name: emit_program(p, module, target, library) for p in programs}
     scratch = {name: n[0] for name, n in needs.items()}
     return ModuleCode(str(module), scratch, {name: n[1] for name, n in needs.items()}, tuple(library.declared))

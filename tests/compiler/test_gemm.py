@@ -1097,6 +1097,27 @@ def test_layers_alike_share_one_microkernel() -> None:
         np.testing.assert_allclose(prog.parameters[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+def test_the_module_prints_as_llvmlite_prints_it(monkeypatch) -> None:
+    """Code generation keeps the text the library printed of each microkernel
+    and prints the module from it: the same text as printing it all again."""
+    from ember import nn, optim
+    from ember.compiler.codegen import module as codegen_module
+
+    model = nn.Sequential(nn.Linear(24, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 3))
+    build = ember.compile(model, nn.CrossEntropyLoss(), optim.Adam(lr=0.01))._native
+    texts = {}
+    ours = codegen_module._Module._get_body_lines
+
+    def both(module: ir.Module) -> list[str]:
+        texts["llvmlite"] = ir.Module._get_body_lines(module)
+        texts["ours"] = ours(module)
+        return texts["ours"]
+
+    monkeypatch.setattr(codegen_module._Module, "_get_body_lines", both)
+    codegen_module.emit_module([build.programs["train"]], build.target)
+    assert texts["ours"] == texts["llvmlite"]
+
+
 def test_a_one_row_weight_gradient_runs_the_matrix_vector_routine_alone() -> None:
     """The weight gradient of a layer with one output is a row at compile time
     (C is 1 x in): its kernel is the matrix-vector routine and its epilogue,
