@@ -5,7 +5,11 @@ tiles, one-row products; codegen/gemm_task.py: the loops of a task) take
 every size and stride at run time, so their code depends only on the
 element type, register tile and how the operands are packed, and most
 programs call the same ones; so does scalar math on hyperparameters
-(codegen/kernel.py's scalar_function: the pow of Adam's bias corrections). Each is cut out of its program's module
+(codegen/kernel.py's scalar_function: the pow of Adam's bias corrections).
+A matmul kernel's own microkernel, which ends in its epilogue, also takes
+every address and size from its caller: it is named by a hash of its text
+(GemmLibrary.shared), so the layers of another MLP of other widths find
+theirs compiled. Each is cut out of its program's module
 (split.split_shared), compiled on its own, and its object kept under its
 name (which, with ember's compiler and the target, both in the key,
 determines its code: native.shared_key), in this process and in the disk
@@ -27,7 +31,8 @@ from typing import Protocol
 
 SHARED_PREFIX = "ember."
 """The names of the functions compiled once per machine: the matmul
-library's (`ember.gemm.`) and scalar math (`ember.math.`, codegen/kernel.py's
+library's (`ember.gemm.`), microkernels named by their text
+(`ember.micro.`) and scalar math (`ember.math.`, codegen/kernel.py's
 scalar_function). No function of a program's own is named so."""
 
 

@@ -15,7 +15,8 @@ The structure is the classic one of high-performance BLAS (Goto, BLIS):
           still in registers, and stores to C
 
 The task's loops are the matmul library's (gemm_task.py), compiled once
-per machine; a kernel emits its own microkernel with the epilogue, a task
+per machine; a kernel emits its microkernel with the epilogue (named by
+its text: kernels and programs with the same epilogue share one), a task
 function that gives the library's routine the task's block of C, the
 operands and the microkernel, and the kernel function that runs its tasks.
 Packing absorbs every transpose: a B stored transposed (the weight of
@@ -111,7 +112,7 @@ class MatmulEmitter:
         tasks_n = self._column_tasks(b, m, n)[0]
         tasks = b.mul(self._row_tasks(b, m, tasks_n)[0], tasks_n)
         self._emit_micro()  # first: the task passes it what its epilogue asked for
-        self.micro = self.library.shared(self.micro_emitter.fn)
+        self.micro = self.library.shared(self.micro_emitter.fn, f"micro.{self.plan.key}")
         task_fn = self._emit_task()
         parallel = b.icmp_signed(">=", b.mul(b.mul(m, n), k), i64(PARALLEL_FLOPS // 2))
         with b.if_else(self._whole_row(b, m, n, parallel)) as (whole, split):

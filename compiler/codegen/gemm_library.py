@@ -22,6 +22,7 @@ epilogue to the accumulators while they are still in registers (gemm.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from .irutil import (
     i64,
     intrinsic_suffix,
     lane_mask,
+    rename,
     smin,
     splat,
     vector_of,
@@ -253,27 +255,35 @@ class GemmLibrary:
         self.module = module
         self._compiled = compiled
         self._functions: dict[str, ir.Function] = {}
-        self._bodies: dict[str, ir.Function] = {}
         self.declared: list[str] = []
         """The functions only declared."""
         self.printed = {} if printed is None else printed
         """The text of each function `shared` kept, by name: printing it again
         for the module would double the time it takes (module.py)."""
 
-    def shared(self, fn: ir.Function) -> ir.Function:
-        """`fn`, or the module's earlier function with the same text but for
-        its name, which then replaces it (`fn` leaves the module). Kernels
-        whose epilogues compute the same thing on tensors that live in
-        different places (the layers of an MLP) share one microkernel:
-        LLVM optimizes and compiles it once."""
+    def shared(self, fn: ir.Function, kind: str) -> ir.Function:
+        """`fn` as a shared function named by its text: `ember.KIND.HASH`.
+        Kernels whose epilogues compute the same thing on tensors that live
+        in different places (the layers of an MLP, or of another MLP of
+        other widths) have microkernels of the same text but for their
+        names (they take every address and size from their caller). The
+        first of a module is renamed and kept, the others leave it (LLVM
+        optimizes and compiles one), and one compiled before on the machine
+        is only declared (compiler/shared_code.py)."""
         printed = str(fn)
-        text = printed.replace(fn.get_reference(), "@_", 1)
-        if text not in self._bodies:
-            self._bodies[text] = fn
-            self.printed[fn.name] = printed
-        elif self._bodies[text] is not fn:
+        own = fn.get_reference()
+        digest = hashlib.sha256(printed.replace(own, "@_", 1).encode()).hexdigest()[:24]
+        name = f"ember.{kind}.{digest}"
+        if name in self._functions or (self._compiled is not None and self._compiled(name)):
             del self.module.globals[fn.name]
-        return self._bodies[text]
+            if name not in self._functions:
+                self._functions[name] = ir.Function(self.module, fn.ftype, name=name)
+                self.declared.append(name)
+            return self._functions[name]
+        rename(self.module, fn, name)
+        self.printed[name] = printed.replace(own, fn.get_reference(), 1)
+        self._functions[name] = fn
+        return fn
 
     def function(self, name: str, args: list[ir.Type], build, result: ir.Type = VOID) -> ir.Function:
         """The library function `name`(args) -> `result`, its body emitted by

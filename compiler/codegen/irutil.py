@@ -135,3 +135,13 @@ def lane_mask(b: ir.IRBuilder, remaining: ir.Value, lanes: int) -> ir.Value:
         return b.icmp_signed("<", i64(0), remaining)
     iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
     return b.icmp_signed("<", iota, splat(b, remaining, lanes))
+
+
+def rename(module: ir.Module, fn: ir.Function, name: str) -> None:
+    """Give `fn` of `module` another name. llvmlite caches a value's text and
+    the text of a reference to it once printed: both caches go (anything
+    else that printed a reference to `fn` would keep the old name)."""
+    module.globals[name] = module.globals.pop(fn.name)
+    fn.name = name
+    for cache in ("_StrCaching__cached_str", "_StringReferenceCaching__cached_refstr"):
+        fn.__dict__.pop(cache, None)

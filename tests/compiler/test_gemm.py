@@ -97,17 +97,17 @@ def schedule_of(fn: GraphFunction, kernel: Kernel, target: Target = HOST) -> Mat
     return schedule
 
 
-_ROUTINE = r"(?:call|store) [^\n@]*@\"?{owner}\.([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\b"
+_ROUTINE = r"(?:call|store) [^\n@]*@\"?ember\.(?:gemm\.)?([a-z_.]+?)\.(f32|f64)\.(\d+)x(\d+)x(\d+)\b"
 
 
 def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     """The gemm library routines a task of `kernel` still calls once
     optimized: its task function's, those of the library's task routine it
     calls (gemm_task.py, generated again here: a program compiled after
-    the library only declares it) and its microkernel ("micro": its own,
-    or the same one of an earlier kernel, GemmLibrary.shared), which the
-    task hands to the routine: routine name -> keys (`f32.6x2x16`) it
-    calls them with."""
+    the library only declares it) and its microkernel ("micro": the one of
+    its text, `ember.micro.KEY.HASH`, GemmLibrary.shared), which the task
+    hands to the routine: routine name -> keys (`f32.6x2x16`) it calls
+    them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
     name = re.escape(f"{program(fn).name}.{kernel.name}.task")
     match = re.search(rf'^define [^\n]*@"?{name}"?\(.*?^}}$', text, re.M | re.S)
@@ -116,9 +116,8 @@ def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     name, routine = task_routine_text(task_shape(kernel, schedule), schedule.blocking, fn.build.target)
     assert re.search(rf'call [^\n@]*@"?{re.escape(name)}"?\(', match.group(0)), f"{kernel} does not call {name}"
     routines: dict[str, set[str]] = {}
-    owner = rf"(?:ember\.gemm|{re.escape(program(fn).name)}\.k\d+)"
     for body in (match.group(0), routine):
-        for routine_name, dtype, mr, vectors, lanes in re.findall(_ROUTINE.format(owner=owner), body):
+        for routine_name, dtype, mr, vectors, lanes in re.findall(_ROUTINE, body):
             if not routine_name.startswith("task."):
                 routines.setdefault(routine_name, set()).add(f"{dtype}.{mr}x{vectors}x{lanes}")
     return routines
@@ -1070,8 +1069,8 @@ def test_blocks_of_a_large_cache_are_whole_tiles_when_run() -> None:
 def test_layers_alike_share_one_microkernel() -> None:
     """The hidden layers of an MLP (the same epilogue on tensors that live
     elsewhere, with other strides) hand the library's task routine one
-    microkernel, which LLVM then
-    optimizes and compiles once; the step still trains as the reference."""
+    microkernel, named by its text, which LLVM then optimizes and compiles
+    once; the step still trains as the reference."""
     from ember import nn, optim
 
     def program(backend: str) -> ember.Program:
@@ -1082,10 +1081,10 @@ def test_layers_alike_share_one_microkernel() -> None:
     text = prog._native.compiled("train").llvm_ir
     tasks = re.findall(r'^define [^\n]*@"(train_step\.k\d+)\.task"\(.*?^}$', text, re.M | re.S)
     calls = {
-        task: set(re.findall(r'store [^\n@]*@"(train_step\.k\d+\.micro[^"]*)"', body))
+        task: set(re.findall(r'store [^\n@]*@"(ember\.micro\.[^"]*)"', body))
         for task, body in zip(tasks, re.findall(r'^define [^\n]*\.task"\(.*?^}$', text, re.M | re.S), strict=True)
     }
-    defined = set(re.findall(r'^define [^\n]*@"(train_step\.k\d+\.micro[^"]*)"', text, re.M))
+    defined = set(re.findall(r'^(?:define|declare) [^\n]*@"(ember\.micro\.[^"]*)"', text, re.M))
     called = set().union(*calls.values())
     assert called == defined  # nothing defined that no task calls
     assert len(defined) < sum(1 for c in calls.values() if c), calls  # some tasks share one

@@ -125,6 +125,7 @@ def test_a_second_program_compiles_only_its_own_kernels_and_trains_as_one_module
     second = classifier(32)
     text = second._native.compiled("train").llvm_ir
     assert re.search(rf'^declare [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)  # only declared
+    assert re.search(r'^declare [^@]*@"ember\.micro\.', text, re.M)  # its microkernels too: the same text
     assert not re.search(rf'^define [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)
     assert not second._native.compiled("train").optimized.functions
     assert compiled == []  # every shared function came from the first program's
