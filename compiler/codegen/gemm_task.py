@@ -14,7 +14,7 @@ like the rest of the library (compiler/shared_code.py).
 Everything that depends on the program reaches the routine at run time in
 a frame (FRAME): the operands' addresses and strides, the task's block of
 C, the thread's packing buffers, KC and MC, the epilogue's stores to
-prefetch, and the kernel's own microkernel (which ends in its epilogue,
+prefetch, and the kernel's microkernel (which ends in its epilogue,
 gemm.py) with what it takes from its caller. The routine's code then
 depends only on its name: the register tile, how A and B are packed, the
 routine of a one-row block, and whether partial sums pass through C
@@ -89,10 +89,10 @@ class TaskShape:
     """Partial sums pass through C (or scratch) between K blocks."""
     prefetches: int = 0
     """How many tensors' lines the routine prefetches (their addresses end
-    the frame): unrolled, as many as there are (measured on R, S and M's
-    steps: a loop over them cost ~0.5%), in a loop over the tile's rows
-    (unrolled too, four tensors took LLVM 48 ms instead of 32, steps
-    within noise)."""
+    the frame): in a loop over the next tile's rows, the tensors unrolled
+    in it. Measured: with the rows unrolled too, four tensors took LLVM
+    48 ms instead of 32 (steps within noise); a loop over the tensors
+    instead cost R, S and M's steps ~0.5%."""
 
     @classmethod
     def of(cls, schedule: MatmulSchedule, prefetches: int = 0) -> TaskShape:
@@ -105,6 +105,7 @@ class TaskShape:
         return cls(path, schedule.one_row, schedule.pack_a, schedule.pack_b, partial, prefetches)
 
     def name(self, plan: Blocking) -> str:
+        """The name of the routine of this shape on register tile `plan`."""
         if self.path == "dots":
             shape = "dots"
         elif self.path == "row":
