@@ -366,9 +366,10 @@ def module_key(text: str, target: Target) -> str:
 
 def shared_key(name: str, target: Target) -> str:
     """The disk cache's key of the object of shared function `name`: its code
-    is a function of its name (the element type and register tile in it),
-    ember's compiler and the target (GemmLibrary), all in the key, so a
-    module that has it compiled only declares it."""
+    is a function of its name (the element type and register tile in it,
+    or a hash of its text), ember's compiler and the target
+    (codegen/shared_functions.py), all in the key, so a module that has it
+    compiled only declares it."""
     return module_key(f"shared function {name}", target)
 
 

@@ -8,14 +8,14 @@ programs call the same ones; so does scalar math on hyperparameters
 (codegen/kernel.py's scalar_function: the pow of Adam's bias corrections).
 A matmul kernel's own microkernel, which ends in its epilogue, also takes
 every address and size from its caller: it is named by a hash of its text
-(GemmLibrary.shared), so the layers of another MLP of other widths find
+(SharedFunctions.shared), so the layers of another MLP of other widths find
 theirs compiled. Each is cut out of its program's module
 (split.split_shared), compiled on its own, and its object kept under its
 name (which, with ember's compiler and the target, both in the key,
 determines its code: native.shared_key), in this process and in the disk
 cache. A module generated later only declares the functions the machine
-has (GemmLibrary), so a new program, or a program's `predict` after its
-training step, generates and compiles only its own kernels. The objects
+has (codegen/shared_functions.py), so a new program, or a program's
+`predict` after its training step, compiles only what is its own. The objects
 are joined with the program's by the linker (parallel.join_objects), as
 the parts of a module compiled in parts are, and the runtime links them
 into the program's shared library.

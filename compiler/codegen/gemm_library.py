@@ -22,7 +22,6 @@ epilogue to the accumulators while they are still in registers (gemm.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,11 +41,11 @@ from .irutil import (
     i64,
     intrinsic_suffix,
     lane_mask,
-    rename,
     smin,
     splat,
     vector_of,
 )
+from .shared_functions import SharedFunctions
 from .target import Target
 
 TILE = (8, 2)
@@ -238,72 +237,8 @@ def transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
     return rows
 
 
-class GemmLibrary:
-    """The shared functions of one module (the matmul library's, and scalar
-    math: kernel.py's scalar_function), emitted on first use: in full, or
-    only declared where `compiled(name)` says the machine has the
-    function's object already (compiler/shared_code.py): its code depends
-    on its name alone (the element type and register tile in it), ember's
-    source and the target."""
-
-    def __init__(
-        self,
-        module: ir.Module,
-        compiled: Callable[[str], bool] | None = None,
-        printed: dict[str, str] | None = None,
-    ) -> None:
-        self.module = module
-        self._compiled = compiled
-        self._functions: dict[str, ir.Function] = {}
-        self.declared: list[str] = []
-        """The functions only declared."""
-        self.printed = {} if printed is None else printed
-        """The text of each function `shared` kept, by name: printing it again
-        for the module would double the time it takes (module.py)."""
-
-    def shared(self, fn: ir.Function, kind: str) -> ir.Function:
-        """`fn` as a shared function named by its text: `ember.KIND.HASH`.
-        Kernels whose epilogues compute the same thing on tensors that live
-        in different places (the layers of an MLP, or of another MLP of
-        other widths) have microkernels of the same text but for their
-        names (they take every address and size from their caller). The
-        first of a module is renamed and kept, the others leave it (LLVM
-        optimizes and compiles one), and one compiled before on the machine
-        is only declared (compiler/shared_code.py)."""
-        printed = str(fn)
-        own = fn.get_reference()
-        digest = hashlib.sha256(printed.replace(own, "@_", 1).encode()).hexdigest()[:24]
-        name = f"ember.{kind}.{digest}"
-        if name in self._functions or (self._compiled is not None and self._compiled(name)):
-            del self.module.globals[fn.name]
-            if name not in self._functions:
-                self._functions[name] = ir.Function(self.module, fn.ftype, name=name)
-                self.declared.append(name)
-            return self._functions[name]
-        rename(self.module, fn, name)
-        self.printed[name] = printed.replace(own, fn.get_reference(), 1)
-        self._functions[name] = fn
-        return fn
-
-    def function(self, name: str, args: list[ir.Type], build, result: ir.Type = VOID) -> ir.Function:
-        """The library function `name`(args) -> `result`, its body emitted by
-        `build(builder, *args)` (which returns the result, if any) the first
-        time it is asked for (or only declared: see the class)."""
-        if name not in self._functions and self._compiled is not None and self._compiled(name):
-            self._functions[name] = ir.Function(self.module, ir.FunctionType(result, args), name=name)
-            self.declared.append(name)
-        if name not in self._functions:
-            fn = ir.Function(self.module, ir.FunctionType(result, args), name=name)
-            fn.linkage = "internal"
-            fn.attributes.add("noinline")  # shared by every kernel of the module: compiled once
-            for arg in fn.args:
-                if isinstance(arg.type, ir.PointerType):
-                    arg.add_attribute("noalias")
-            b = ir.IRBuilder(fn.append_basic_block("entry"))
-            value = build(b, *fn.args)
-            b.ret_void() if result is VOID else b.ret(value)
-            self._functions[name] = fn
-        return self._functions[name]
+class GemmLibrary(SharedFunctions):
+    """The matmul library's functions of one module (see SharedFunctions)."""
 
     # -- the microkernel -------------------------------------------------
     def micro_masked(self, plan: Blocking) -> ir.Function:

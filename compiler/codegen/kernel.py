@@ -18,7 +18,6 @@ from ...ir import DType, Node, OpDef, Value
 from ..fusion import Kernel, node_class
 from ..plan import KernelProgram, operand_view
 from ..symbolic import Poly, product
-from .gemm_library import GemmLibrary
 from .irutil import (
     I1,
     I8,
@@ -35,6 +34,7 @@ from .irutil import (
     splat,
     vector_of,
 )
+from .shared_functions import SharedFunctions
 from .target import Target
 from .vecmath import Math, Val
 
@@ -85,7 +85,7 @@ class KernelEmitter:
         target: Target,
         part: str = "",
         extra_args: tuple[ir.Type, ...] = (),
-        library: GemmLibrary | None = None,
+        library: SharedFunctions | None = None,
     ) -> None:
         """The function `{program}.{kernel}{part}(args, *extra_args)`: the
         kernel itself, or with a `part` suffix a helper of it (a matmul's
@@ -94,7 +94,7 @@ class KernelEmitter:
         self.program = program
         self.kernel = kernel
         self.target = target
-        self.library = library or GemmLibrary(module)
+        self.library = library or SharedFunctions(module)
         self.fn = ir.Function(
             module, ir.FunctionType(VOID, [PTR, *extra_args]), name=f"{program.name}.{kernel.name}{part}"
         )
@@ -191,7 +191,7 @@ class KernelEmitter:
         pow was measured at 2% of an MNIST-sized Adam step, computed again
         for every tile); and holding no address or size of its own, the
         function can be shared by kernels that differ only in those
-        (GemmLibrary.shared)."""
+        (SharedFunctions.shared)."""
         self.passed = []
 
     def store_passed(self, items: list[Passed]) -> ir.Value:
@@ -439,7 +439,7 @@ their code: Adam's bias corrections are two pows in each kernel that
 updates a parameter."""
 
 
-def scalar_function(library: GemmLibrary, op: OpDef, dtypes: list[DType], result: DType) -> ir.Function:
+def scalar_function(library: SharedFunctions, op: OpDef, dtypes: list[DType], result: DType) -> ir.Function:
     """`ember.math.OP.DTYPES`: op `op` (without attributes) on scalars of
     `dtypes`, in `library`: its text depends on its name alone, so
     compiler/shared_code.py compiles it once per machine."""

@@ -43,7 +43,7 @@ class ModuleCode:
 class _Module(ir.Module):
     """An LLVM module that prints the functions whose text it is given from
     that text: llvmlite's printing is a third of code generation, and the
-    library prints every microkernel to find those alike (GemmLibrary.shared)."""
+    library prints every microkernel to find those alike (SharedFunctions.shared)."""
 
     def __init__(self, name: str, printed: dict[str, str]) -> None:
         super().__init__(name=name)

@@ -105,7 +105,7 @@ def task_routines(fn: GraphFunction, kernel: Kernel) -> dict[str, set[str]]:
     optimized: its task function's, those of the library's task routine it
     calls (gemm_task.py, generated again here: a program compiled after
     the library only declares it) and its microkernel ("micro": the one of
-    its text, `ember.micro.KEY.HASH`, GemmLibrary.shared), which the task
+    its text, `ember.micro.KEY.HASH`, SharedFunctions.shared), which the task
     hands to the routine: routine name -> keys (`f32.6x2x16`) it calls
     them with."""
     text = fn.build.compiled(fn.graph.name).optimized.llvm_ir
