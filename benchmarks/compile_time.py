@@ -6,8 +6,9 @@ finding the machine code in the cache), beside the first call of a
 forward, backward and Adam step, where those are installed. "new model"
 is a cold compile of the model after another process compiled a model
 with each hidden layer 8 wider: the program's own code is not in the
-cache, the matmul library's functions, compiled once per machine
-(compiler/shared_code.py), are. The cold compile is also measured
+cache, the code programs share, compiled once per machine
+(compiler/shared_code.py: the matmul library, microkernels named by
+their text, scalar math), is. The cold compile is also measured
 unpinned, on every core this process may use, where ember compiles a
 large module in parts in parallel (compiler/parallel.py).
 
