@@ -197,9 +197,12 @@ class MatmulEmitter:
         area = b.gep(e.region("threads"), [b.mul(thread, i64(self.thread_stride))], source_etype=I8)
         b_block = b.gep(area, [i64(plan.a_block_bytes)], source_etype=I8)
         partial = schedule.partial_sums
-        c_start = {"output": lambda: e.pointer(self.mm.output), "scratch": lambda: e.region("scratch")}.get(
-            partial, lambda: ir.Constant(PTR, None)
-        )()
+        if partial == "output":
+            c_start = e.pointer(self.mm.output)
+        elif partial == "scratch":
+            c_start = e.region("scratch")
+        else:  # K in one block: no partial sums
+            c_start = ir.Constant(PTR, None)
         shape = task_shape(e.kernel, schedule)
         prefetched = [e.pointer(v) for v in e.kernel.stores] + ([c_start] if partial == "scratch" else [])
         prefetched = prefetched[: shape.prefetches]
