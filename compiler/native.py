@@ -14,6 +14,7 @@ import gc
 import hashlib
 import itertools
 import json
+import re
 import struct
 import threading
 import time
@@ -347,8 +348,24 @@ class NativeBuild:
             schedules = matmul_schedules(program, self.target)
             return format_kernels(program, {k.name: s.describe() for k, s in schedules.items()})
         compiled = self.compiled(self.main)
-        return {"llvm": compiled.llvm_ir, "llvm-opt": compiled.optimized.llvm_ir, "asm": compiled.assembly}[stage]
+        if stage == "llvm":
+            return self._llvm_to_read(compiled.llvm_ir)
+        return {"llvm-opt": compiled.optimized.llvm_ir, "asm": compiled.assembly}[stage]
 
+    def _llvm_to_read(self, llvm_ir: str) -> str:
+        """`llvm_ir`, the module compiled; where it only declares shared
+        functions the machine had compiled before (a microkernel with the
+        model's own epilogue may be one), the module generated again with
+        every function defined, to be read whole."""
+        if not _DECLARES_SHARED.search(llvm_ir):
+            return llvm_ir
+        from .codegen.module import emit_module
+
+        with _collector_paused():
+            return emit_module([self.programs[self.main]], self.target).llvm_ir
+
+
+_DECLARES_SHARED = re.compile(rf'^declare [^@\n]*@"{re.escape(SHARED_PREFIX)}', re.M)
 
 KEY_FORMAT = "ember machine code 3"
 """Changes whenever MachineCode's bytes or the key's parts change meaning."""

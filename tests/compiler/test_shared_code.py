@@ -126,6 +126,9 @@ def test_a_second_program_compiles_only_its_own_kernels_and_trains_as_one_module
     text = second._native.compiled("train").llvm_ir
     assert re.search(rf'^declare [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)  # only declared
     assert re.search(r'^declare [^@]*@"ember\.micro\.', text, re.M)  # its microkernels too: the same text
+    readable = second.dump("llvm")  # yet the dump defines them, to be read
+    assert re.search(r'^define [^@]*@"ember\.micro\.', readable, re.M)
+    assert not re.search(rf'^declare [^@]*@"{re.escape(SHARED_PREFIX)}', readable, re.M)
     assert not re.search(rf'^define [^@]*@"{re.escape(SHARED_PREFIX)}', text, re.M)
     assert not second._native.compiled("train").optimized.functions
     assert compiled == []  # every shared function came from the first program's
