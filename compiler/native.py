@@ -276,8 +276,8 @@ class NativeBuild:
         return compiled
 
     def _optimize(self, llvm_ir: str, helpers: list[Helper], declares_shared: bool) -> OptimizedModule | None:
-        """`llvm_ir` optimized and compiled: the matmul library's functions
-        each on its own, once per machine, where there is a shared store and
+        """`llvm_ir` optimized and compiled: the shared functions each on
+        its own, once per machine, where there is a shared store and
         a linker (shared_code.py); the rest in parts when it is large enough
         to pay, else in one piece; the parts and the shared functions not
         compiled before dealt to this process and the helpers (parallel.py).
@@ -321,7 +321,7 @@ class NativeBuild:
         return OptimizedModule(llvm_ir, self.target, joined, tuple(parts), tuple(functions.values()), tuple(objects))
 
     def _cuts_shared(self) -> bool:
-        """Whether the matmul library's functions are compiled on their own
+        """Whether the shared functions are compiled on their own
         (shared_code.py): where their objects can be kept and linked."""
         return self.shared_store is not None and parallel.linker() is not None
 

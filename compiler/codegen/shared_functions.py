@@ -48,11 +48,8 @@ class SharedFunctions:
         own = fn.get_reference()
         digest = hashlib.sha256(printed.replace(own, "@_", 1).encode()).hexdigest()[:24]
         name = f"ember.{kind}.{digest}"
-        if name in self._functions or (self._compiled is not None and self._compiled(name)):
+        if name in self._functions or self._declared_if_compiled(name, fn.ftype):
             del self.module.globals[fn.name]
-            if name not in self._functions:
-                self._functions[name] = ir.Function(self.module, fn.ftype, name=name)
-                self.declared.append(name)
             return self._functions[name]
         rename(self.module, fn, name)
         self.printed[name] = printed.replace(own, fn.get_reference(), 1)
@@ -63,11 +60,9 @@ class SharedFunctions:
         """The shared function `name`(args) -> `result`, its body emitted by
         `build(builder, *args)` (which returns the result, if any) the first
         time it is asked for (or only declared: see the class)."""
-        if name not in self._functions and self._compiled is not None and self._compiled(name):
-            self._functions[name] = ir.Function(self.module, ir.FunctionType(result, args), name=name)
-            self.declared.append(name)
-        if name not in self._functions:
-            fn = ir.Function(self.module, ir.FunctionType(result, args), name=name)
+        ftype = ir.FunctionType(result, args)
+        if name not in self._functions and not self._declared_if_compiled(name, ftype):
+            fn = ir.Function(self.module, ftype, name=name)
             fn.linkage = "internal"
             fn.attributes.add("noinline")  # shared by every kernel of the module: compiled once
             for arg in fn.args:
@@ -78,3 +73,11 @@ class SharedFunctions:
             b.ret_void() if result is VOID else b.ret(value)
             self._functions[name] = fn
         return self._functions[name]
+
+    def _declared_if_compiled(self, name: str, ftype: ir.FunctionType) -> bool:
+        """Whether the machine has the object of `name`; then it is declared here."""
+        if self._compiled is None or not self._compiled(name):
+            return False
+        self._functions[name] = ir.Function(self.module, ftype, name=name)
+        self.declared.append(name)
+        return True
