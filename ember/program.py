@@ -156,6 +156,8 @@ class Program:
         self._random = {name for name, g in self._graphs.items() if any(a.name in RNG_INPUTS for a in g.inputs)}
         # the inputs the caller passes (not the random numbers' seed and step)
         self._input_arguments = [a for a in self._graphs["predict"].inputs if a.name not in RNG_INPUTS]
+        self._input_name = self._input_arguments[0].name if len(self._input_arguments) == 1 else None
+        self._output_names = list(self._graphs["predict"].outputs)
         self._target_arguments = self._targets() if self.is_training else []
         self._weighted = self.is_training and any(a.name == SAMPLE_WEIGHT for a in self._graphs["evaluate"].inputs)
         self._ones = np.ones(0, dtype.numpy)  # the sample weights of unweighted data, of the latest size
@@ -173,9 +175,16 @@ class Program:
             self._exec = NativeExecutable(self._native, self._params, self._state, self._lock, fixed)
         else:
             self._exec = ReferenceExecutable(self._graphs, self._params, self._state, fixed)
-        # a predict that repeats the last call's array type skips the checks;
-        # not where inputs index tables (their values are checked on every call)
-        self._rerun_predict = backend == "native" and not self._index_inputs
+        # a call that repeats the last call's array types skips the checks
+        # (NativeExecutable.rerun); for models of one input and at most one
+        # target, and not where inputs index tables (their values are checked
+        # on every call)
+        self._rerun = (
+            backend == "native"
+            and not self._index_inputs
+            and len(self._input_arguments) == 1
+            and len(self._target_arguments) <= 1
+        )
 
     # -- what the program is -------------------------------------------
     @property
@@ -315,6 +324,10 @@ class Program:
         processes before the update, so every process updates the same way,
         and the loss returned is the mean over the processes."""
         self._require_training("train_step")
+        if self._rerun and not distributed and sample_weight is None:
+            loss = self._step_again(x, y)
+            if loss is not None:
+                return loss
         batch = self._check_batch(x, y, sample_weight=sample_weight)
         team = self._team() if distributed else None
         return self._train_batch(batch) if team is None else self._distributed_batch(batch, team=team)
@@ -322,15 +335,13 @@ class Program:
     def predict(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model's output for `x` (any number of rows; a tuple of inputs
         for a model of several); a tuple for a model of several outputs."""
-        if self._rerun_predict:
-            repeated = self._exec.rerun("predict", x)  # the last call's array type again: checked already
-            if repeated is not None:
-                return repeated
-        inputs = self._check_inputs(x, minimum_rows=0)
-        with self._lock:
-            outputs = self._exec.run("predict", inputs)
-        results = tuple(outputs[name] for name in self._graphs["predict"].outputs)  # fresh arrays
-        return results if len(results) > 1 else results[0]
+        outputs = self._exec.rerun("predict", {self._input_name: x}) if self._rerun else None
+        if outputs is None:
+            inputs = self._check_inputs(x, minimum_rows=0)
+            with self._lock:
+                outputs = self._exec.run("predict", inputs)
+        names = self._output_names  # the outputs are fresh arrays
+        return outputs[names[0]] if len(names) == 1 else tuple(outputs[name] for name in names)
 
     def gradients(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, np.ndarray]:
         """d(loss)/d(param) for one minibatch, by param name (frozen params
@@ -898,12 +909,35 @@ class Program:
         """One step on a checked batch (`ticks`: through the profiled entry, see `profile`)."""
         with self._lock:
             self._require_whole_state("a training step without distributed=True")
-            outputs = (
-                self._exec.run("train", batch) if ticks is None else self._exec.run_profiled("train", batch, ticks)
-            )
+            if ticks is not None:
+                outputs = self._exec.run_profiled("train", batch, ticks)
+            elif (outputs := self._exec.rerun("train", batch) if self._rerun else None) is None:
+                outputs = self._exec.run("train", batch)
             loss = float(outputs[LOSS])
             self._advance_rng("train")
             return loss
+
+    def _step_again(self, x: Any, y: Any) -> float | None:
+        """`train_step(x, y)` on arrays of exactly the types of the last
+        step's (checked then), of unweighted rows: only the class labels'
+        values are checked. None, and nothing done, for any other arrays."""
+        inputs = {self._input_name: x}
+        validate = None
+        if self._target_arguments:
+            name, _, info = self._target_arguments[0]
+            inputs[name] = y
+            if info.get("num_classes"):
+                classes, ignored = info["num_classes"], info.get("ignore_index")
+                validate = functools.partial(check_labels, name, y, classes, ignored)
+        if self._weighted:
+            inputs[SAMPLE_WEIGHT] = self._ones  # the ones of the latest rows: another batch size is not prepared
+        with self._lock.current:
+            self._require_whole_state("a training step without distributed=True")
+            outputs = self._exec.rerun("train", inputs, validate)
+            if outputs is None:
+                return None
+            self._advance_rng("train")
+        return float(outputs[LOSS])
 
     def _distributed_batch(self, batch: Batch, *, team: World) -> float:
         """A step split in two: backward (loss and gradients, into one

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -127,9 +127,9 @@ class _Entry:
         self.scratch = _Memory()
         self.sizes: dict[str, int] | None = None  # the symbol sizes the block holds; None: rewrite it
         self.output_shapes: list[tuple[int, ...]] = []  # at those sizes
-        # (input slot, dtype, shape, output slot, dtype, shape) at those sizes,
-        # for an entry of one input and one small output; else None
-        self.single: tuple | None = None
+        # at those sizes: (name, slot, dtype, shape) of each input, and of
+        # each output with whether it is small (SMALL_OUTPUT_BYTES)
+        self.prepared: tuple[tuple[tuple[Any, ...], ...], ...] | None = None
 
 
 class NativeExecutable:
@@ -214,30 +214,47 @@ class NativeExecutable:
         with self.lock:
             return self._run(graph, inputs)
 
-    def rerun(self, graph: str, array: Any) -> np.ndarray | None:
-        """Entry `graph` of one input and one output on `array`, when `array`
-        is exactly what the entry's block is prepared for (an ndarray of the
+    def rerun(
+        self, graph: str, inputs: Mapping[str, Any], validate: Callable[[], None] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """Run entry `graph` on `inputs` (by name, unchecked) when each is
+        exactly what the entry's block is prepared for (an ndarray of the
         last call's shape and dtype, C-contiguous and aligned): then every
-        check a call makes holds already, and only the two addresses change
-        (the latency of a batch-1 predict is mostly these checks). Else None,
-        and the caller takes the checked path (`run`)."""
+        check a call makes holds already, and only addresses change (the
+        checks are most of a small step's or a batch-1 predict's time
+        outside native code). `validate` (checks of the inputs' values,
+        such as class labels; it may raise) runs after those checks, before
+        the call. Else None, nothing done, and the caller takes the checked
+        path (`run`)."""
         entry = self._entries.get(graph)
-        if entry is None or type(array) is not np.ndarray:
+        if entry is None:
             return None
-        flags = array.flags
         with self.lock.current:
-            single = entry.single  # read under the lock: another call may have resized the entry
-            if entry.sizes is None or single is None:  # being rewritten, memory released, or not one small output
+            prepared = entry.prepared  # read under the lock: another call may have resized the entry
+            if entry.sizes is None or prepared is None:  # being rewritten, memory released, or never called
                 return None
-            in_slot, in_dtype, in_shape, out_slot, out_dtype, out_shape = single
-            if array.dtype is not in_dtype or array.shape != in_shape or not (flags.c_contiguous and flags.aligned):
-                return None
-            output = np.empty(out_shape, out_dtype)
+            wanted, made = prepared
             block = entry.block
-            block[in_slot] = data_address(array)
-            block[out_slot] = data_address(output)
+            for name, slot, dtype, shape in wanted:
+                array = inputs.get(name)
+                if type(array) is not np.ndarray or array.dtype is not dtype or array.shape != shape:
+                    return None
+                flags = array.flags
+                if not (flags.c_contiguous and flags.aligned):
+                    return None
+                # harmless if a later input fails: every call writes every input's address first
+                block[slot] = data_address(array)
+            if validate is not None:
+                validate()
+            outputs = {}
+            for name, slot, dtype, shape, small in made:
+                if small:  # as _output_array, without its size computation
+                    output = outputs[name] = np.empty(shape, dtype)
+                    block[slot] = data_address(output)
+                else:
+                    outputs[name], block[slot] = aligned_array(shape, dtype)
             entry.function(entry.block_address)
-        return output
+        return outputs
 
     def sizes(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
         """The symbol sizes (the batch) `inputs` give entry `graph`, checked as a call checks them."""
@@ -295,12 +312,13 @@ class NativeExecutable:
                 other.sizes = None
             self._threads.array = per_thread
         entry.output_shapes = [type.concrete_shape(sizes) for _, type, _, _ in entry.outputs]
-        entry.single = None
-        if len(entry.inputs) == 1 and len(entry.outputs) == 1:
-            (_, in_type, in_dtype, in_slot), (_, _, out_dtype, out_slot) = entry.inputs[0], entry.outputs[0]
-            out_shape = entry.output_shapes[0]
-            if math.prod(out_shape) * out_dtype.itemsize <= SMALL_OUTPUT_BYTES:
-                entry.single = (in_slot, in_dtype, in_type.concrete_shape(sizes), out_slot, out_dtype, out_shape)
+        entry.prepared = (
+            tuple((name, slot, dtype, type.concrete_shape(sizes)) for name, type, dtype, slot in entry.inputs),
+            tuple(
+                (name, slot, dtype, shape, _small(shape, dtype))
+                for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True)
+            ),
+        )
         block = entry.block
         for i, symbol in enumerate(program.symbols):
             block[i] = sizes[symbol]
@@ -334,9 +352,13 @@ class NativeExecutable:
         return sizes
 
 
+def _small(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    return math.prod(shape) * dtype.itemsize <= SMALL_OUTPUT_BYTES
+
+
 def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
     """A fresh output array and its address."""
-    if math.prod(shape) * dtype.itemsize <= SMALL_OUTPUT_BYTES:
+    if _small(shape, dtype):
         array = np.empty(shape, dtype)  # NumPy's own alignment (~1 us less)
         return array, data_address(array)
     # whole rows of vectors start on a cache line: a matmul's stores then

@@ -133,7 +133,13 @@ def test_readers_during_training_see_whole_steps(replay, tmp_path):
     x, y, history = replay
     prog = wide_program()
     params_seen, states_seen, saves = [], [], []
-    trainer = in_another_thread(lambda: [prog.train_step(x, y) for _ in range(STEPS)])
+
+    def train() -> None:
+        for _ in range(STEPS):
+            prog.train_step(x, y)
+            time.sleep(0.0002)  # a loop's other work: the readers take turns (Python's locks are not fair)
+
+    trainer = in_another_thread(train)
     while trainer.is_alive():
         params_seen.append(prog.parameters)
         states_seen.append(prog.optimizer_state)
