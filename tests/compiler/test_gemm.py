@@ -743,7 +743,8 @@ def test_fused_epilogues_match_the_interpreter(dtype: DType) -> None:
         assert schedule_of(fn, kernel).partial_sums == "scratch", name
 
     rng = np.random.default_rng(5)
-    for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (70, 600), (130, 1100), (300, 40)):
+    # 25 and 49 rows: one row left after whole tiles of 8 (or 6) rows, which takes the one-row routine
+    for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (25, 19), (49, 600), (70, 600), (130, 1100), (300, 40)):
         sizes = {"M": m, "K": k}
         args = {name: dyadic(rng, a.type.concrete_shape(sizes), dtype) for name, a in _arguments(fn).items()}
         args["h"] = rng.standard_normal((m, EPILOGUE_N)).astype(dtype.numpy)  # no zeros: the mask is sure
@@ -838,17 +839,18 @@ def _with_threads(count: int, run: Callable[[], T]) -> tuple[T, int]:
 
 @pytest.mark.parametrize(("ta", "tb", "dtype"), [(False, False, F32), (False, True, F32), (True, True, F64)])
 def test_thread_count_does_not_change_a_bit(restore_threads, ta: bool, tb: bool, dtype: DType) -> None:
-    """1000 x 1000 x 64: many tasks (16 in float32 on a 1 MiB L2); each
-    computes its block the same way whichever thread takes it, so results
-    are bitwise identical."""
+    """1009 x 1000 x 64: many tasks (16 in float32 on a 1 MiB L2), the last
+    row after whole tiles of 8 (or 6) rows taking the one-row routine; each
+    task computes its block the same way whichever thread takes it, so
+    results are bitwise identical."""
     rng = np.random.default_rng(7)
-    a, b = random_operands(rng, 1000, 1000, 64, dtype)
+    a, b = random_operands(rng, 1009, 1000, 64, dtype)
     one, _ = _with_threads(1, lambda: run_symbolic(ta, tb, dtype, a, b))
     two, rounds = _with_threads(2, lambda: run_symbolic(ta, tb, dtype, a, b))
     assert one.tobytes() == two.tobytes()
     if pool_threads.available_cores() >= 2:
         assert rounds == 1, "the 2-thread run did not use the pool"
-    check_product(two, a, b, dtype, "1000x1000x64")
+    check_product(two, a, b, dtype, "1009x1000x64")
 
 
 def test_thread_count_does_not_change_partial_sums(restore_threads) -> None:
