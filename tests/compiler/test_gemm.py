@@ -725,6 +725,21 @@ def epilogue_graph(dtype: DType) -> Graph:
     return make_graph(f"epilogues_{dtype}", inputs, build)
 
 
+EPILOGUE_SIZES = [
+    (1, 1),
+    (1, 19),
+    (2, 19),
+    (7, 19),
+    (13, 600),
+    (25, 19),  # 25, 26, 49: one or two rows left after whole tiles of 8 (or 6), for the one-row routine
+    (26, 600),
+    (49, 600),
+    (70, 600),
+    (130, 1100),
+    (300, 40),
+]
+"""(M, K) of the fused epilogues' check."""
+
 EXACT_EPILOGUES = ("bias", "relu", "leaky_relu", "mask", "scaled", "accumulated")
 """With dyadic operands the matmul is exact in both backends, and so are these
 epilogues (leaky_relu's one product rounds the same way in both)."""
@@ -743,8 +758,7 @@ def test_fused_epilogues_match_the_interpreter(dtype: DType) -> None:
         assert schedule_of(fn, kernel).partial_sums == "scratch", name
 
     rng = np.random.default_rng(5)
-    # 25 and 49 rows: one row left after whole tiles of 8 (or 6) rows, which takes the one-row routine
-    for m, k in ((1, 1), (1, 19), (7, 19), (13, 600), (25, 19), (49, 600), (70, 600), (130, 1100), (300, 40)):
+    for m, k in EPILOGUE_SIZES:
         sizes = {"M": m, "K": k}
         args = {name: dyadic(rng, a.type.concrete_shape(sizes), dtype) for name, a in _arguments(fn).items()}
         args["h"] = rng.standard_normal((m, EPILOGUE_N)).astype(dtype.numpy)  # no zeros: the mask is sure
