@@ -10,8 +10,9 @@ like the rest of the library (compiler/shared_code.py).
           for each MR-row tile from i0:
             prefetch the next tile's lines of C and of the epilogue's stores
             micro(args, A panel, B panel, tile, i0, j0, finish, passed)
-    each row left over after whole tiles (at most LEFTOVER_ROWS) and a
-    task of one row: the one-row routine over the whole depth, epilogue
+    each row left over after whole tiles (at most LEFTOVER_ROWS), and
+    each row of a task of few rows (FEW_ROWS): the one-row routine over
+    the whole depth, then the epilogue
 
 Everything that depends on the program reaches the routine at run time in
 a frame (FRAME): the operands' addresses and strides, the task's block of
@@ -80,7 +81,15 @@ predict of 784-512-512-10 on 2 rows 0.39x the time, 9 rows 0.77x, 10
 0.88x, 258 0.97x; 784-128-10's step at batch 2 0.64x, 9 0.88x, 10
 0.92x. Three rows left were as fast as a tile after whole tiles (B
 packed already) and 1.11x the time at 8 + 4 rows; alone (a batch of
-3 or 4) they were 0.56-0.81x."""
+3 or 4) they were 0.56-0.81x (FEW_ROWS)."""
+
+FEW_ROWS = 5 / 8
+"""A task of at most this share of MR rows (5 of 8) runs as one-row
+products: before its first tile has packed B, a tile of MR rows costs
+about as much as five passes over B. Measured on a Zen 4 core against a
+tile, alternating processes: the predict of 784-512-512-10 on 3, 4 and 5
+rows 0.56x, 0.74x and 0.91x the time, on 6 and 7 rows 1.06x and 1.23x;
+784-128-10's step at batch 3, 4, 5 0.73x, 0.82x, 0.90x, at 7 1.07x."""
 
 _POINTERS = {"micro", "args", "passed", "a", "b", "a_block", "b_block", "tile", "c"}
 
@@ -199,11 +208,20 @@ class _TaskRoutine:
             self._blocked(f["i_end"])
         else:
             # rows left over after whole tiles of MR (a batch of 2, 9, 10,
-            # 17, ...) take the one-row routine: the blocked path computes a
-            # whole tile of MR rows for them
+            # 17, ...), and a task of a few rows, take the one-row routine:
+            # the blocked path computes a whole tile of MR rows for them.
+            # Measured on the wide tile; a narrow one (one vector of columns)
+            # keeps its tiles but for a task of one row, its products small
+            # either way
             rows = b.sub(f["i_end"], f["i_begin"])
-            left = rows if self.plan.mr == 1 else b.srem(rows, i64(self.plan.mr))
-            alone = b.icmp_signed("<=", left, i64(LEFTOVER_ROWS))
+            if self.plan.vectors > 1:
+                left = rows if self.plan.mr == 1 else b.srem(rows, i64(self.plan.mr))
+                alone = b.or_(
+                    b.icmp_signed("<=", left, i64(LEFTOVER_ROWS)),
+                    b.icmp_signed("<=", rows, i64(int(self.plan.mr * FEW_ROWS))),
+                )
+            else:
+                left, alone = rows, b.icmp_signed("==", rows, i64(1))
             tiled_end = b.select(alone, b.sub(f["i_end"], left), f["i_end"])
             with b.if_then(b.icmp_signed(">", tiled_end, f["i_begin"])):
                 self._blocked(tiled_end)
