@@ -223,6 +223,12 @@ def reads_at_own_index(node: Node, index: int) -> bool:
     return index not in node.op.leading_inputs and not (node.op.rows == "gather" and index == 0)
 
 
+def _read(node: Node) -> list[Value]:
+    """The inputs whose values `node` reads: none for a `size`, which reads
+    only their shapes (so it neither waits for nor fuses with their producers)."""
+    return [] if node.op.counts is not None else node.inputs
+
+
 def _sources(value: Value, members: set[Node], fusible: bool = True) -> list[tuple[Node, bool]]:
     """The member nodes a read of `value` depends on, and whether the read
     is at the producer's own index (fusible) or through a view."""
@@ -241,7 +247,7 @@ def _edges(graph: Graph, members: set[Node]) -> list[tuple[Node, Node, bool]]:
     for u in graph.nodes:
         if u not in members:
             continue
-        for i, v in enumerate(u.inputs):
+        for i, v in enumerate(_read(u)):
             for p, direct in _sources(v, members):
                 fusible = (
                     direct
@@ -372,7 +378,7 @@ def _feeds_reductions_only(graph: Graph, escaping: set[Value]) -> set[Node]:
     no memory (a sum of squares of a gradient for its norm)."""
     readers: dict[Node, list[Node]] = {}
     for node in graph.nodes:
-        for v in node.inputs:
+        for v in _read(node):
             if v.node is not None:
                 readers.setdefault(v.node, []).append(node)
     return {
@@ -396,7 +402,7 @@ def _build(graph, groups, members, inline, recomputed, escaping, order) -> Fused
     group_deps: dict[_Group, set[_Group]] = {g: set() for g in roots}
     for g, nodes in roots.items():
         for u in nodes:
-            for v in u.inputs:
+            for v in _read(u):
                 for p, _ in _sources(v, members):
                     gp = groups[p].find()
                     if gp is not g:
@@ -408,7 +414,7 @@ def _build(graph, groups, members, inline, recomputed, escaping, order) -> Fused
     kernel_of = {n: kernels[g] for g, nodes in roots.items() for n in nodes}
     readers: dict[Value, set[Kernel]] = {}
     for n in members:
-        for v in n.inputs:
+        for v in _read(n):
             for p, direct in _sources(v, members):
                 # A row kernel reads its own members through views in registers (row fusion checked each read).
                 if kernel_of[p] is not kernel_of[n] or not (direct or groups[n].find().rows):
@@ -525,7 +531,7 @@ def _edge_views(a: _Group, b: _Group) -> list[tuple[Node, Node, View | None]]:
     members = set(a.nodes)
     views = []
     for u in b.nodes:
-        for v in u.inputs:
+        for v in _read(u):
             for p, _ in _sources(v, members):
                 try:
                     view = read_view(v, _read_shape(u), lambda x, out=p.output: x is out)
@@ -647,7 +653,7 @@ def _row_schedule(kernel: Kernel, outer: int, scalars: set[Node]) -> RowSchedule
     scalar right after the sweep that finishes its last input. Then what
     each sweep evaluates."""
     members = set(kernel.nodes)
-    sources = {n: [p for v in n.inputs for p, _ in _sources(v, members)] for n in kernel.nodes}
+    sources = {n: [p for v in _read(n) for p, _ in _sources(v, members)] for n in kernel.nodes}
     phase: dict[Node, int] = {}
     for n in kernel.nodes:  # in graph order: producers first
         if n in scalars:

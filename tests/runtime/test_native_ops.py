@@ -720,6 +720,28 @@ def test_size_follows_the_batch_size() -> None:
             assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
 
 
+def test_a_size_of_a_computed_value_reads_only_its_shape() -> None:
+    """A size of a value a kernel computes needs only its shape: fusion
+    neither orders the size after that kernel nor reads the value through a
+    view (a fuzzing campaign found the row merge broadcasting the value to
+    the size's scalar shape)."""
+
+    def build(b, v):
+        mask = b.ge(v["x"], v["y"])
+        count = b.size(mask, axes=[0, 2], dtype=DType.float32)
+        alone = b.size(b.cast(v["y"], dtype=DType.int32), axes=[0, 1], dtype=DType.bool)
+        total = b.sum(b.mul(b.cast(mask, dtype=DType.float32), count), axes=[0, 1, 2])
+        return {"count": count, "alone": alone, "total": total}
+
+    graph = make_graph("size_of_computed", {"x": tensor("f64", ("B", "B", "B")), "y": tensor("f64", ("B", "B"))}, build)
+    rng = np.random.default_rng(14)
+    for batch in (1, 3, 8):
+        args = {"x": draw("real", (batch,) * 3, rng, "f64"), "y": draw("real", (batch,) * 2, rng, "f64")}
+        actual, expected = run_both(graph, args)
+        for name in expected.outputs:
+            assert_matches(actual.outputs[name], expected.outputs[name], EXACT, f"{name} B={batch}")
+
+
 @functools.cache
 def collective_graph(dtype: DType) -> Graph:
     """SyncBatchNorm's statistics: a column sum and a count all-reduced, a
