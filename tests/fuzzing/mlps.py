@@ -144,6 +144,7 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
     match within the spread of noisy runs of the training graphs."""
     graphs = build_training(parse(reference.dump("graph")), mlp.optimizer)
     params = reference.parameters
+    constants = reference.buffers  # arrays the model uses, such as a loss's class weights
     found = compare(native.parameters, params, dict.fromkeys(params))  # the same initial values
     data = {"x": mlp.x, "y": mlp.y, "sample_weight": np.ones(len(mlp.x), mlp.x.dtype)}
     seed = np.asarray(np.uint64(mlp.seed % 2**64).astype(np.int64))
@@ -165,12 +166,12 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
             found.append(difference)
 
     weights = {"sample_weight": np.ones(len(mlp.x_predict), mlp.x_predict.dtype)}
-    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **weights, **params, **at_step(0)}
+    predict_args = {"x": mlp.x_predict, "y": mlp.y_predict, **weights, **params, **constants, **at_step(0)}
     check(
         0,
         {"predict": native.predict(mlp.x_predict)},
         {"predict": reference.predict(mlp.x_predict)},
-        graphs.evaluate,
+        reference._graphs["predict"],  # in eval mode, as predict runs: no dropout
         [dict(predict_args) for _ in range(NOISY_RUNS + 1)],
         lambda r: {"predict": r.outputs["out"]},
     )
@@ -180,11 +181,13 @@ def _compare(native: ember.Program, reference: ember.Program, mlp: MLP, noise: n
         native.gradients(mlp.x, mlp.y),
         reference.gradients(mlp.x, mlp.y),
         graphs.gradients,
-        [{**data, **params, **at_step(0)} for _ in range(NOISY_RUNS + 1)],
+        [{**data, **params, **constants, **at_step(0)} for _ in range(NOISY_RUNS + 1)],
         lambda r: {names[k]: v for k, v in r.outputs.items() if k in names},
     )
     hyper = {k: np.asarray(v, mlp.dtype) for k, v in hyperparameter_inputs(reference.optimizer).items()}
-    trajectories = [{**data, **hyper, **params, **reference.optimizer_state} for _ in range(NOISY_RUNS + 1)]
+    trajectories = [
+        {**data, **hyper, **params, **constants, **reference.optimizer_state} for _ in range(NOISY_RUNS + 1)
+    ]
     for step in range(TRAIN_STEPS):
         for arguments in trajectories:
             arguments.update(at_step(step + 1))  # gradients() drew with step 0
