@@ -126,7 +126,6 @@ class _Entry:
         self.workspace = _Memory()
         self.scratch = _Memory()
         self.sizes: dict[str, int] | None = None  # the symbol sizes the block holds; None: rewrite it
-        self.output_shapes: list[tuple[int, ...]] = []  # at those sizes
         # at those sizes: (name, slot, dtype, shape) of each input, and of
         # each output with whether it is small (SMALL_OUTPUT_BYTES)
         self.prepared: tuple[tuple[tuple[Any, ...], ...], ...] | None = None
@@ -248,11 +247,7 @@ class NativeExecutable:
                 validate()
             outputs = {}
             for name, slot, dtype, shape, small in made:
-                if small:  # as _output_array, without its size computation
-                    output = outputs[name] = np.empty(shape, dtype)
-                    block[slot] = data_address(output)
-                else:
-                    outputs[name], block[slot] = aligned_array(shape, dtype)
+                outputs[name], block[slot] = _output_array(shape, dtype, small)
             entry.function(entry.block_address)
         return outputs
 
@@ -279,8 +274,8 @@ class NativeExecutable:
         if sizes != entry.sizes:
             self._resize(entry, sizes)
         outputs = {}
-        for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True):
-            outputs[name], block[slot] = _output_array(shape, dtype)
+        for name, slot, dtype, shape, small in entry.prepared[1]:
+            outputs[name], block[slot] = _output_array(shape, dtype, small)
         for name, _, _, slot in entry.inputs:
             block[slot] = data_address(inputs[name])
         if ticks is None:
@@ -311,12 +306,12 @@ class NativeExecutable:
             for other in self._entries.values():  # they point to the old buffer
                 other.sizes = None
             self._threads.array = per_thread
-        entry.output_shapes = [type.concrete_shape(sizes) for _, type, _, _ in entry.outputs]
+        shapes = [type.concrete_shape(sizes) for _, type, _, _ in entry.outputs]
         entry.prepared = (
             tuple((name, slot, dtype, type.concrete_shape(sizes)) for name, type, dtype, slot in entry.inputs),
             tuple(
-                (name, slot, dtype, shape, _small(shape, dtype))
-                for (name, _, dtype, slot), shape in zip(entry.outputs, entry.output_shapes, strict=True)
+                (name, slot, dtype, shape, math.prod(shape) * dtype.itemsize <= SMALL_OUTPUT_BYTES)
+                for (name, _, dtype, slot), shape in zip(entry.outputs, shapes, strict=True)
             ),
         )
         block = entry.block
@@ -352,13 +347,9 @@ class NativeExecutable:
         return sizes
 
 
-def _small(shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    return math.prod(shape) * dtype.itemsize <= SMALL_OUTPUT_BYTES
-
-
-def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """A fresh output array and its address."""
-    if _small(shape, dtype):
+def _output_array(shape: tuple[int, ...], dtype: np.dtype, small: bool) -> tuple[np.ndarray, int]:
+    """A fresh output array and its address; `small`: of at most SMALL_OUTPUT_BYTES."""
+    if small:
         array = np.empty(shape, dtype)  # NumPy's own alignment (~1 us less)
         return array, data_address(array)
     # whole rows of vectors start on a cache line: a matmul's stores then
