@@ -10,7 +10,6 @@ only ever trains never pays for compiling `gradients`. Every pass is timed."""
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import json
@@ -20,7 +19,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -258,12 +256,10 @@ class NativeBuild:
             helpers = start_helpers(min(compile_jobs(), _parts_worth_cutting(program)))
             try:
                 has_object = self._has_object if self._cuts_shared() else None
-                with _collector_paused():
-                    code = _timed(self.log, "codegen", emit_module, [program], self.target, "ember", has_object)
+                code = _timed(self.log, "codegen", emit_module, [program], self.target, "ember", has_object)
                 optimized = self._optimize(code.llvm_ir, helpers, bool(code.declared))
                 if optimized is None:  # it declares functions it cannot be linked with: all of it whole
-                    with _collector_paused():
-                        code = _timed(self.log, "codegen", emit_module, [program], self.target)
+                    code = _timed(self.log, "codegen", emit_module, [program], self.target)
                     optimized = self._optimize(code.llvm_ir, helpers, False)
                     assert optimized is not None
             finally:
@@ -361,8 +357,7 @@ class NativeBuild:
             return llvm_ir
         from .codegen.module import emit_module
 
-        with _collector_paused():
-            return emit_module([self.programs[self.main]], self.target).llvm_ir
+        return emit_module([self.programs[self.main]], self.target).llvm_ir
 
 
 _DECLARES_SHARED = re.compile(rf'^declare [^@\n]*@"{re.escape(SHARED_PREFIX)}', re.M)
@@ -417,23 +412,6 @@ def _parts_worth_cutting(program: KernelProgram) -> int:
     matmuls = sum(kernel.matmul is not None for kernel in program.kernels)
     lines = 1000 * matmuls + 150 * (len(program.kernels) - matmuls)
     return max(1, lines // MIN_PART_LINES)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while the body runs. Code
-    generation makes some 10^5 llvmlite objects, few of them garbage, whose
-    allocations set off collections that walk the whole heap again and
-    again (measured: a new process generated 784-512-512-10's training
-    step in 190-196 ms with it, 104-107 ms without)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _timed(log: PassLog, name: str, run, *args):
